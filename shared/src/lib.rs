@@ -1,0 +1,12 @@
+//! checkout-ai's shared library: the domain (event schema, pseudonymization, ingest rules, delivery with
+//! retries) and the AWS adapters that implement its ports.
+//!
+//! The domain modules (`event`, `pseudonym`, `delivery`, `ingest`, `rees46`) import no AWS type; only
+//! `aws` does.
+
+pub mod aws;
+pub mod delivery;
+pub mod event;
+pub mod ingest;
+pub mod pseudonym;
+pub mod rees46;
