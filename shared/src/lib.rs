@@ -8,5 +8,6 @@ pub mod aws;
 pub mod delivery;
 pub mod event;
 pub mod ingest;
+pub mod memory;
 pub mod pseudonym;
 pub mod rees46;

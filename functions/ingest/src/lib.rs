@@ -1,0 +1,188 @@
+//! `IngestFunction`: Kinesis records in, event-log items and quarantine messages out, batch item
+//! failures reported from the first record that is not durably handled.
+
+use aws_lambda_events::event::kinesis::KinesisEvent;
+use aws_lambda_events::event::streams::{KinesisBatchItemFailure, KinesisEventResponse};
+use checkout_shared::aws::config::secret;
+use checkout_shared::aws::dynamo::DynamoEventLog;
+use checkout_shared::aws::quarantine::SqsQuarantine;
+use checkout_shared::aws::{load_sdk_config, ConfigError, Env};
+use checkout_shared::delivery::{BatchSink, RetryPolicy};
+use checkout_shared::ingest::{
+    Admission, Ingestor, LogEntry, QuarantineRecord, SourceRecord, DEFAULT_MAX_RECORD_BYTES,
+};
+use checkout_shared::pseudonym::Pseudonymizer;
+use lambda_runtime::{Error, LambdaEvent};
+use std::time::Duration;
+
+/// Everything the function reads from its environment, once, at cold start.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub event_log_table: String,
+    pub quarantine_queue_url: String,
+    pub quarantine_bucket: String,
+    pub retention_days: i64,
+    pub max_record_bytes: usize,
+    pub max_future_skew_seconds: i64,
+    pub retry: RetryPolicy,
+}
+
+impl Config {
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let retention_days: i64 = env.parsed("EVENT_RETENTION_DAYS", 400)?;
+        if retention_days < 1 {
+            return Err(ConfigError::Invalid {
+                name: "EVENT_RETENTION_DAYS",
+                reason: "must be at least 1".into(),
+            });
+        }
+        let defaults = RetryPolicy::default();
+        Ok(Self {
+            event_log_table: env.required("EVENT_LOG_TABLE")?.to_string(),
+            quarantine_queue_url: env.required("QUARANTINE_QUEUE_URL")?.to_string(),
+            quarantine_bucket: env.required("QUARANTINE_BUCKET")?.to_string(),
+            retention_days,
+            max_record_bytes: env.parsed("MAX_RECORD_BYTES", DEFAULT_MAX_RECORD_BYTES)?,
+            max_future_skew_seconds: env.parsed("MAX_FUTURE_SKEW_SECONDS", 900)?,
+            retry: RetryPolicy {
+                max_attempts: env.parsed("WRITE_MAX_ATTEMPTS", defaults.max_attempts)?.max(1),
+                base: Duration::from_millis(env.parsed("WRITE_BACKOFF_BASE_MS", 25)?),
+                cap: Duration::from_millis(env.parsed("WRITE_BACKOFF_CAP_MS", 1000)?),
+            },
+        })
+    }
+
+    pub fn admission(&self, pseudonymizer: Pseudonymizer) -> Admission {
+        Admission {
+            max_record_bytes: self.max_record_bytes,
+            retention: chrono::Duration::days(self.retention_days),
+            max_future_skew: chrono::Duration::seconds(self.max_future_skew_seconds),
+            pseudonymizer,
+        }
+    }
+}
+
+/// The handler with its ports; generic so unit tests run it over in-memory stores.
+pub struct Function<L = DynamoEventLog, Q = SqsQuarantine> {
+    pub ingestor: Ingestor<L, Q>,
+}
+
+impl Function {
+    /// Cold start: config, key, clients. A missing setting fails here, not on the first batch.
+    pub async fn from_env() -> Result<Self, Error> {
+        let env = Env::from_process();
+        let config = Config::from_env(&env)?;
+        let sdk = load_sdk_config().await;
+        let key = secret(&env, &sdk, "PSEUDONYM_KEY_PARAMETER", "PSEUDONYM_KEY").await?;
+        let pseudonymizer = Pseudonymizer::new(key.as_bytes())?;
+        let log = DynamoEventLog {
+            client: aws_sdk_dynamodb::Client::new(&sdk),
+            table: config.event_log_table.clone(),
+        };
+        let quarantine = SqsQuarantine {
+            sqs: aws_sdk_sqs::Client::new(&sdk),
+            s3: aws_sdk_s3::Client::new(&sdk),
+            queue_url: config.quarantine_queue_url.clone(),
+            bucket: config.quarantine_bucket.clone(),
+        };
+        Ok(Function {
+            ingestor: Ingestor {
+                admission: config.admission(pseudonymizer),
+                log,
+                quarantine,
+                retry: config.retry,
+            },
+        })
+    }
+}
+
+impl<L: BatchSink<LogEntry>, Q: BatchSink<QuarantineRecord>> Function<L, Q> {
+    /// Handles one batch from one shard.
+    pub async fn handle(
+        &self,
+        event: LambdaEvent<KinesisEvent>,
+    ) -> Result<KinesisEventResponse, Error> {
+        self.handle_at(event.payload, chrono::Utc::now()).await
+    }
+
+    /// [`Self::handle`] at a given ingest time (deterministic tests).
+    pub async fn handle_at(
+        &self,
+        event: KinesisEvent,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<KinesisEventResponse, Error> {
+        let records: Vec<SourceRecord<'_>> = event
+            .records
+            .iter()
+            .map(|r| SourceRecord {
+                sequence_number: &r.kinesis.sequence_number,
+                partition_key: &r.kinesis.partition_key,
+                data: &r.kinesis.data.0,
+                arrived_at: Some(r.kinesis.approximate_arrival_timestamp.0),
+            })
+            .collect();
+        let source = event
+            .records
+            .first()
+            .and_then(|r| r.event_source_arn.as_deref());
+        let outcome = self.ingestor.ingest(&records, source, now).await;
+        let c = &outcome.counts;
+        let checkpoint = outcome
+            .checkpoint
+            .map(|i| records[i].sequence_number.to_string());
+        let counts = serde_json::to_string(&c.quarantined_by_reason).unwrap_or_default();
+        if outcome.errors.is_empty() {
+            tracing::info!(
+                records = c.records,
+                appended = c.appended,
+                duplicates_in_batch = c.duplicates_in_batch,
+                quarantined = c.quarantined,
+                quarantined_by_reason = %counts,
+                log_write_requests = c.log_write_requests,
+                log_write_retries = c.log_write_retries,
+                "batch ingested"
+            );
+        } else {
+            let errors: Vec<String> = outcome
+                .errors
+                .iter()
+                .map(|e| format!("{e}: {:?}", e.source))
+                .collect();
+            tracing::warn!(
+                records = c.records,
+                appended = c.appended,
+                duplicates_in_batch = c.duplicates_in_batch,
+                quarantined = c.quarantined,
+                quarantined_by_reason = %counts,
+                log_write_requests = c.log_write_requests,
+                log_write_retries = c.log_write_retries,
+                retry_from_checkpoint = c.retry_from_checkpoint,
+                checkpoint = checkpoint.as_deref().unwrap_or(""),
+                errors = ?errors,
+                "batch partially ingested; reporting a batch item failure at the checkpoint"
+            );
+        }
+        let mut response = KinesisEventResponse::default();
+        if let Some(seq) = checkpoint {
+            let mut failure = KinesisBatchItemFailure::default();
+            failure.item_identifier = Some(seq);
+            response.batch_item_failures.push(failure);
+        }
+        Ok(response)
+    }
+}
+
+/// JSON logs for CloudWatch, level from `RUST_LOG` (default `info`), without ANSI colours or timestamps
+/// (Lambda adds its own).
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_current_span(false)
+        .with_ansi(false)
+        .without_time()
+        .with_target(false)
+        .init();
+}

@@ -1,0 +1,161 @@
+//! The ingest handler over in-memory stores, driven by the same `events/` fixtures as
+//! `cargo lambda invoke --data-file` and `sam local invoke -e`.
+
+use aws_lambda_events::event::kinesis::KinesisEvent;
+use aws_lambda_events::event::streams::KinesisEventResponse;
+use checkout_shared::delivery::RetryPolicy;
+use checkout_shared::ingest::{Admission, Ingestor};
+use checkout_shared::memory::{Faults, MemoryLog, MemoryQuarantine};
+use checkout_shared::pseudonym::Pseudonymizer;
+use chrono::{DateTime, Utc};
+use ingest::Function;
+use std::collections::BTreeSet;
+
+const VALID: &str = include_str!("../../../events/kinesis-valid.json");
+const POISON: &str = include_str!("../../../events/kinesis-poison.json");
+const KEY: &[u8] = b"unit-test-pseudonymization-key-0123456789";
+
+fn now() -> DateTime<Utc> {
+    "2025-11-21T00:00:00Z".parse().expect("timestamp")
+}
+
+fn function(log_faults: Faults, quarantine_faults: Faults, log_batch: usize) -> Function<MemoryLog, MemoryQuarantine> {
+    Function {
+        ingestor: Ingestor {
+            admission: Admission {
+                max_record_bytes: 32 * 1024,
+                retention: chrono::Duration::days(400),
+                max_future_skew: chrono::Duration::minutes(15),
+                pseudonymizer: Pseudonymizer::new(KEY).expect("key"),
+            },
+            log: MemoryLog::new(log_batch, log_faults),
+            quarantine: MemoryQuarantine::new(10, quarantine_faults),
+            retry: RetryPolicy { max_attempts: 4, ..RetryPolicy::default() },
+        },
+    }
+}
+
+fn fixture(text: &str) -> KinesisEvent {
+    serde_json::from_str(text).expect("fixture is a Kinesis event")
+}
+
+fn failures(r: &KinesisEventResponse) -> Vec<String> {
+    r.batch_item_failures.iter().filter_map(|f| f.item_identifier.clone()).collect()
+}
+
+fn seq(event: &KinesisEvent, i: usize) -> String {
+    event.records[i].kinesis.sequence_number.clone()
+}
+
+#[tokio::test(start_paused = true)]
+async fn given_a_valid_batch_then_every_event_lands_once_and_pseudonymized() {
+    let f = function(Faults::default(), Faults::default(), 25);
+    let event = fixture(VALID);
+    let response = f.handle_at(event.clone(), now()).await.expect("handled");
+    assert!(failures(&response).is_empty());
+    let items = f.ingestor.log.items();
+    assert_eq!(items.len(), event.records.len());
+    assert!(f.ingestor.quarantine.items().is_empty());
+    for entry in items.values() {
+        for raw in ["shopper-1001", "203.0.113.7", "Shopper@Example.com", "shopper@example.com"] {
+            assert!(!entry.body.contains(raw), "raw identifier {raw} in {}", entry.body);
+        }
+        assert!(entry.user_id.as_deref().is_some_and(|u| u.starts_with("u_")));
+        let e = entry.event().expect("stored body decodes");
+        assert!(e.context.ip.as_deref().is_some_and(|ip| ip.starts_with("ip_")));
+        assert_eq!(entry.expires_at, (e.occurred_at + chrono::Duration::days(400)).timestamp());
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn given_poison_and_duplicates_then_poison_is_quarantined_with_reasons_and_the_rest_lands() {
+    let f = function(Faults::default(), Faults::default(), 25);
+    let event = fixture(POISON);
+    let response = f.handle_at(event.clone(), now()).await.expect("handled");
+    assert!(failures(&response).is_empty(), "poison is never a batch failure");
+
+    let logged: BTreeSet<String> = f.ingestor.log.items().keys().map(|(_, id)| id.clone()).collect();
+    assert_eq!(logged, BTreeSet::from(["evt-0100".to_string(), "evt-0107".to_string()]));
+
+    let quarantined = f.ingestor.quarantine.items();
+    let reasons: Vec<(usize, String)> = (0..event.records.len())
+        .filter_map(|i| quarantined.get(&seq(&event, i)).map(|q| (i, q.reason.clone())))
+        .collect();
+    let expected = [
+        (1, "invalid_json"),
+        (2, "not_utf8"),
+        (4, "unknown_event_type"),
+        (5, "unsupported_schema_version"),
+        (6, "missing_required_field"),
+        (7, "payload_too_large"),
+    ];
+    assert_eq!(reasons, expected.map(|(i, r)| (i, r.to_string())).to_vec());
+    for (i, _) in expected {
+        let q = &quarantined[&seq(&event, i)];
+        assert_eq!(q.payload().expect("inline payload"), event.records[i].kinesis.data.0, "original bytes kept");
+        assert_eq!(q.payload_bytes, event.records[i].kinesis.data.0.len());
+        assert!(!q.detail.is_empty());
+        assert!(q.source.as_deref().is_some_and(|s| s.contains(":stream/")));
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn given_transient_faults_and_partial_batches_then_nothing_is_lost_or_duplicated() {
+    let faults = Faults { transient_calls: vec![1, 3], accept_at_most: Some(4), ..Faults::default() };
+    let f = function(faults, Faults { transient_calls: vec![1], ..Faults::default() }, 5);
+    let event = fixture(VALID);
+    let response = f.handle_at(event.clone(), now()).await.expect("handled");
+    assert!(failures(&response).is_empty());
+    assert_eq!(f.ingestor.log.items().len(), event.records.len());
+}
+
+#[tokio::test(start_paused = true)]
+async fn given_a_store_that_stays_down_then_the_failure_is_the_first_unwritten_record() {
+    // Chunks of 5: records 0..5 land on call 1, every later call is throttled.
+    let f = function(Faults { down_from_call: Some(2), ..Faults::default() }, Faults::default(), 5);
+    let event = fixture(VALID);
+    let response = f.handle_at(event.clone(), now()).await.expect("handled");
+    assert_eq!(failures(&response), vec![seq(&event, 5)]);
+    assert_eq!(f.ingestor.log.items().len(), 5);
+    // Lambda retries from the checkpoint once the store recovers: the log ends complete, no duplicates.
+    let healthy = function(Faults::default(), Faults::default(), 5);
+    let mut rest = event.clone();
+    rest.records.drain(..5);
+    for batch in [event.clone(), rest] {
+        assert!(failures(&healthy.handle_at(batch, now()).await.expect("handled")).is_empty());
+    }
+    assert_eq!(healthy.ingestor.log.items().len(), event.records.len());
+}
+
+#[tokio::test(start_paused = true)]
+async fn given_quarantine_down_then_the_failure_is_the_first_poison_record() {
+    let f = function(Faults::default(), Faults { down_from_call: Some(1), ..Faults::default() }, 25);
+    let event = fixture(POISON);
+    let response = f.handle_at(event.clone(), now()).await.expect("handled");
+    assert_eq!(failures(&response), vec![seq(&event, 1)]);
+    assert_eq!(f.ingestor.log.items().len(), 2, "valid records still land");
+}
+
+#[tokio::test(start_paused = true)]
+async fn replaying_a_batch_changes_nothing() {
+    let f = function(Faults::default(), Faults::default(), 25);
+    let event = fixture(VALID);
+    f.handle_at(event.clone(), now()).await.expect("handled");
+    let first = f.ingestor.log.items();
+    f.handle_at(event, now()).await.expect("handled");
+    assert_eq!(f.ingestor.log.items(), first);
+}
+
+#[tokio::test(start_paused = true)]
+async fn events_outside_retention_or_from_the_future_are_quarantined() {
+    let f = function(Faults::default(), Faults::default(), 25);
+    let event = fixture(VALID);
+    let late: DateTime<Utc> = "2027-01-01T00:00:00Z".parse().expect("timestamp");
+    f.handle_at(event.clone(), late).await.expect("handled");
+    let early: DateTime<Utc> = "2025-11-20T09:00:00Z".parse().expect("timestamp");
+    let f2 = function(Faults::default(), Faults::default(), 25);
+    f2.handle_at(event, early).await.expect("handled");
+    assert!(f.ingestor.log.items().is_empty() && f2.ingestor.log.items().is_empty());
+    assert!(f.ingestor.quarantine.items().values().all(|q| q.reason == "outside_retention"));
+    assert!(f2.ingestor.quarantine.items().values().all(|q| q.reason == "occurred_in_future"));
+}

@@ -1,0 +1,104 @@
+#!/usr/bin/env python3
+"""Writes the Lambda event fixtures under events/ (run from the repo root: `make fixtures`).
+
+The same files drive the handler unit tests (include_str!), `cargo lambda invoke --data-file` and
+`sam local invoke -e`. They are generated so that every payload is visible here, in plain JSON, and
+committed so that nobody needs this script to use them.
+"""
+import base64
+import json
+import pathlib
+
+STREAM_ARN = "arn:aws:kinesis:us-east-1:123456789012:stream/checkout-ai-events"
+ARRIVAL = 1763633700.0  # 2025-11-20T10:15:00Z
+SESSION = "sess-7f3a"
+
+
+def envelope(event_id, event_type, data, seconds, user_id="shopper-1001", **extra):
+    e = {
+        "event_id": event_id,
+        "event_type": event_type,
+        "schema_version": 1,
+        "occurred_at": f"2025-11-20T10:{seconds // 60:02d}:{seconds % 60:02d}.000Z",
+        "session_id": SESSION,
+        "user_id": user_id,
+        "context": {"device": {"type": "mobile", "os": "iOS", "browser": "Safari"},
+                    "country": "DE", "ip": "203.0.113.7", "traffic_type": 2},
+        "data": data,
+    }
+    e.update(extra)
+    return e
+
+
+def eur(minor):
+    return {"amount_minor": minor, "currency": "EUR"}
+
+
+def record(payload: bytes, n: int, partition_key=SESSION):
+    seq = f"49656{n:040d}"
+    return {
+        "kinesis": {
+            "kinesisSchemaVersion": "1.0",
+            "partitionKey": partition_key,
+            "sequenceNumber": seq,
+            "data": base64.b64encode(payload).decode(),
+            "approximateArrivalTimestamp": ARRIVAL + n,
+        },
+        "eventSource": "aws:kinesis",
+        "eventVersion": "1.0",
+        "eventID": f"shardId-000000000000:{seq}",
+        "eventName": "aws:kinesis:record",
+        "invokeIdentityArn": "arn:aws:iam::123456789012:role/checkout-ai-ingest",
+        "awsRegion": "us-east-1",
+        "eventSourceARN": STREAM_ARN,
+    }
+
+
+def js(obj) -> bytes:
+    return json.dumps(obj, separators=(",", ":")).encode()
+
+
+funnel = [
+    envelope("evt-0001", "session_started", {"visitor_type": "returning", "landing_page": "/"}, 0),
+    envelope("evt-0002", "page_viewed", {"page_type": "product_related", "path": "/p/sku-1", "time_on_page_ms": 41000}, 5),
+    envelope("evt-0003", "product_viewed", {"product_id": "sku-1", "category_code": "electronics.audio", "brand": "acme", "price": eur(7999)}, 6),
+    envelope("evt-0004", "cart_item_added", {"product_id": "sku-1", "quantity": 1, "unit_price": eur(7999)}, 50),
+    envelope("evt-0005", "checkout_started", {"cart_value": eur(7999), "item_count": 1}, 70),
+    envelope("evt-0006", "checkout_step_completed", {"step": "contact", "step_index": 1}, 95),
+    envelope("evt-0007", "form_error", {"step": "shipping", "field": "postal_code", "error_code": "invalid_format"}, 120),
+    envelope("evt-0008", "coupon_applied", {"code": "WELCOME10", "outcome": "accepted", "discount": eur(800)}, 130),
+    envelope("evt-0009", "payment_attempted", {"payment_attempt_id": "pa-1", "method": "card", "amount": eur(7199)}, 150),
+    envelope("evt-0010", "payment_declined", {"payment_attempt_id": "pa-1", "decline_code": "insufficient_funds", "amount": eur(7199)}, 152),
+    envelope("evt-0011", "payment_attempted", {"payment_attempt_id": "pa-2", "method": "wallet", "amount": eur(7199)}, 170),
+    envelope("evt-0012", "order_placed", {"order_id": "ord-1", "total": eur(7199), "email": "Shopper@Example.com",
+                                          "lines": [{"product_id": "sku-1", "quantity": 1, "unit_price_minor": 7999}]}, 172),
+]
+
+valid = {"Records": [record(js(e), i) for i, e in enumerate(funnel)]}
+
+future = envelope("evt-0104", "product_viewed", {"product_id": "sku-2"}, 200)
+future["schema_version"] = 2
+unknown = envelope("evt-0103", "wishlist_added", {"product_id": "sku-2"}, 200)
+no_id = envelope("evt-0105", "product_viewed", {"product_id": "sku-2"}, 200)
+del no_id["event_id"]
+oversize = envelope("evt-0106", "product_viewed", {"product_id": "sku-2", "brand": "x" * 40000}, 200)
+ok_a = envelope("evt-0100", "product_viewed", {"product_id": "sku-2", "price": eur(2500)}, 180)
+ok_b = envelope("evt-0107", "cart_item_added", {"product_id": "sku-2", "quantity": 1, "unit_price": eur(2500)}, 210)
+poison_payloads = [
+    js(ok_a),                                  # 0 valid
+    b'{"event_id": "evt-0101", "event_type": ',  # 1 invalid JSON (truncated)
+    b'{"event_id":"evt-0102","note":"\xff\xfe"}',  # 2 not UTF-8
+    js(ok_a),                                  # 3 duplicate of 0 in the same batch
+    js(unknown),                               # 4 unknown event_type
+    js(future),                                # 5 future schema_version
+    js(no_id),                                 # 6 missing event_id
+    js(oversize),                              # 7 over the 32 KiB limit
+    js(ok_b),                                  # 8 valid
+    js(ok_b),                                  # 9 duplicate of 8
+]
+poison = {"Records": [record(p, 100 + i) for i, p in enumerate(poison_payloads)]}
+
+root = pathlib.Path(__file__).resolve().parent.parent / "events"
+(root / "kinesis-valid.json").write_text(json.dumps(valid, indent=2) + "\n")
+(root / "kinesis-poison.json").write_text(json.dumps(poison, indent=2) + "\n")
+print("wrote", root / "kinesis-valid.json", root / "kinesis-poison.json")
