@@ -9,7 +9,7 @@ use checkout_shared::aws::quarantine::SqsQuarantine;
 use checkout_shared::aws::{load_sdk_config, ConfigError, Env};
 use checkout_shared::delivery::{BatchSink, RetryPolicy};
 use checkout_shared::ingest::{
-    Admission, Ingestor, LogEntry, QuarantineRecord, SourceRecord, DEFAULT_MAX_RECORD_BYTES,
+    Admission, BatchCounts, Ingestor, LogEntry, QuarantineRecord, SourceRecord, DEFAULT_MAX_RECORD_BYTES,
 };
 use checkout_shared::pseudonym::Pseudonymizer;
 use lambda_runtime::{Error, LambdaEvent};
@@ -70,18 +70,21 @@ pub struct Function<L = DynamoEventLog, Q = SqsQuarantine> {
 impl Function {
     /// Cold start: config, key, clients. A missing setting fails here, not on the first batch.
     pub async fn from_env() -> Result<Self, Error> {
-        let env = Env::from_process();
-        let config = Config::from_env(&env)?;
-        let sdk = load_sdk_config().await;
-        let key = secret(&env, &sdk, "PSEUDONYM_KEY_PARAMETER", "PSEUDONYM_KEY").await?;
+        Self::new(&Env::from_process(), &load_sdk_config().await).await
+    }
+
+    /// Builds the function from an explicit environment and SDK config (the local stream driver and tests).
+    pub async fn new(env: &Env, sdk: &aws_config::SdkConfig) -> Result<Self, Error> {
+        let config = Config::from_env(env)?;
+        let key = secret(env, sdk, "PSEUDONYM_KEY_PARAMETER", "PSEUDONYM_KEY").await?;
         let pseudonymizer = Pseudonymizer::new(key.as_bytes())?;
         let log = DynamoEventLog {
-            client: aws_sdk_dynamodb::Client::new(&sdk),
+            client: aws_sdk_dynamodb::Client::new(sdk),
             table: config.event_log_table.clone(),
         };
         let quarantine = SqsQuarantine {
-            sqs: aws_sdk_sqs::Client::new(&sdk),
-            s3: aws_sdk_s3::Client::new(&sdk),
+            sqs: aws_sdk_sqs::Client::new(sdk),
+            s3: aws_sdk_s3::Client::new(sdk),
             queue_url: config.quarantine_queue_url.clone(),
             bucket: config.quarantine_bucket.clone(),
         };
@@ -111,6 +114,15 @@ impl<L: BatchSink<LogEntry>, Q: BatchSink<QuarantineRecord>> Function<L, Q> {
         event: KinesisEvent,
         now: chrono::DateTime<chrono::Utc>,
     ) -> Result<KinesisEventResponse, Error> {
+        Ok(self.process(event, now).await.0)
+    }
+
+    /// One batch: the Lambda response plus the batch's counters (the local stream driver sums them).
+    pub async fn process(
+        &self,
+        event: KinesisEvent,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> (KinesisEventResponse, BatchCounts) {
         let records: Vec<SourceRecord<'_>> = event
             .records
             .iter()
@@ -168,7 +180,7 @@ impl<L: BatchSink<LogEntry>, Q: BatchSink<QuarantineRecord>> Function<L, Q> {
             failure.item_identifier = Some(seq);
             response.batch_item_failures.push(failure);
         }
-        Ok(response)
+        (response, outcome.counts)
     }
 }
 

@@ -93,5 +93,23 @@ pub async fn secret(
                 source: "parameter has no value".into(),
             });
     }
-    env.required(value_var).map(str::to_string).map_err(|_| ConfigError::Missing(value_var))
+    env.optional(value_var)
+        .map(str::to_string)
+        .ok_or(ConfigError::Invalid {
+            name: value_var,
+            reason: format!("set {param_var} (an SSM SecureString parameter name) or {value_var}"),
+        })
+}
+
+/// SDK configuration for the local stack: every client goes to `endpoint` (moto on 127.0.0.1), with
+/// static dummy credentials so that nothing looks for a real profile.
+pub async fn local_sdk_config(endpoint: &str, region: &str) -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(aws_config::Region::new(region.to_string()))
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+            "testing", "testing", None, None, "local-stack",
+        ))
+        .load()
+        .await
 }

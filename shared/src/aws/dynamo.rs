@@ -133,6 +133,26 @@ pub async fn scan_log(client: &Client, table: &str) -> Result<Vec<LogEntry>, Box
     Ok(entries)
 }
 
+/// Counts the items of a table (a paginated `Select=COUNT` scan, which transfers no item data).
+pub async fn count_items(client: &Client, table: &str) -> Result<usize, Box<dyn std::error::Error + Send + Sync>> {
+    let mut total = 0usize;
+    let mut start = None;
+    loop {
+        let out = client
+            .scan()
+            .table_name(table)
+            .select(aws_sdk_dynamodb::types::Select::Count)
+            .set_exclusive_start_key(start)
+            .send()
+            .await?;
+        total += usize::try_from(out.count()).unwrap_or(0);
+        start = out.last_evaluated_key().cloned();
+        if start.is_none() {
+            return Ok(total);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,7 +7,9 @@ pub mod config;
 pub mod dynamo;
 pub mod error;
 pub mod kinesis;
+pub mod local_esm;
 pub mod quarantine;
+pub mod stack;
 
 pub use config::{load_sdk_config, ConfigError, Env};
 pub use error::store_error;

@@ -1,0 +1,91 @@
+# checkout-ai: every set-up step lives here. On a fresh machine `make demo` and `make test` are enough.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV        := .venv
+PY          := $(VENV)/bin/python
+STAMP       := $(VENV)/.installed
+PORT        ?= 5055
+STATE       := .local
+STACK       := $(STATE)/stack.json
+ENDPOINT    := http://127.0.0.1:$(PORT)
+DATA        ?= ../shared/data
+CLI         := target/release/checkout-ai
+
+# Offline-friendly, non-interactive AWS tooling: dummy credentials, no telemetry, one region.
+export AWS_DEFAULT_REGION    ?= us-east-1
+export AWS_ACCESS_KEY_ID     ?= testing
+export AWS_SECRET_ACCESS_KEY ?= testing
+export SAM_CLI_TELEMETRY      = 0
+export SAM_CLI_DISABLE_VERSION_CHECK = 1
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+.PHONY: help venv build demo test lint fmt-check clippy template-check sam-build unit-tests bench \
+        stack-up stack-down schema fixtures clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+
+$(STAMP): requirements-dev.txt infra/constraints.txt
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade 'pip==25.3'
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+venv: $(STAMP) ## Create the repo-local virtualenv (moto server, cargo-lambda, aws-sam-cli, cfn-lint; pinned)
+
+build: ## Build the operator CLI and the functions (release)
+	cargo build --release --locked -p checkout-ai -p ingest
+
+# ---- local stack ------------------------------------------------------------------------------
+stack-up: $(STAMP) ## Start moto on 127.0.0.1:$(PORT) and create the template's resources
+	$(PY) infra/localstack.py start --port $(PORT) --state $(STATE)
+	$(PY) infra/localstack.py create --endpoint $(ENDPOINT) --prefix checkout-ai --out $(STACK) \
+	    --param EventRetentionDays=36500
+	@echo "local stack described in $(STACK) (env for sam local: $(STATE)/stack.sam-env.json)"
+
+stack-down: ## Stop the local stack
+	-@$(PY) infra/localstack.py stop --state $(STATE) 2>/dev/null || true
+
+# ---- the two commands ---------------------------------------------------------------------------
+demo: $(STAMP) build ## Run the main job end to end on the local stack with real data
+	@test -f $(DATA)/rees46-2019-10-01-head.csv || { echo "missing $(DATA)/rees46-2019-10-01-head.csv"; exit 1; }
+	@$(MAKE) --no-print-directory stack-up
+	@set -o pipefail; trap '$(MAKE) --no-print-directory stack-down' EXIT; \
+	    $(CLI) demo --stack $(STACK) --file $(DATA)/rees46-2019-10-01-head.csv --out out
+
+test: $(STAMP) fmt-check clippy template-check sam-build unit-tests ## All quality gates and all tests
+
+fmt-check:
+	cargo fmt --all -- --check
+
+clippy:
+	cargo clippy --locked --workspace --all-targets -- -D warnings
+
+template-check: $(STAMP)
+	cfn-lint template.yaml
+	sam validate --lint --template template.yaml
+
+# The release profile is tuned for Lambda (fat LTO, one codegen unit). Checking that the SAM build works
+# does not need that optimisation, so `make test` builds with a faster profile; `sam build` itself, as
+# used for deployment, uses the tuned one.
+sam-build: $(STAMP)
+	CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 CARGO_PROFILE_RELEASE_OPT_LEVEL=1 \
+	    sam build --parameter-overrides Architecture=x86_64 --build-dir .aws-sam/build-x86_64 --cached
+	@test -x .aws-sam/build-x86_64/IngestFunction/bootstrap
+
+unit-tests: $(STAMP)
+	cargo test --locked --workspace --no-fail-fast
+
+bench: ## Ingest throughput of the pure part (decode, validate, pseudonymize, item build)
+	cargo bench --locked -p checkout-shared --bench ingest_pure
+
+# ---- generated files -------------------------------------------------------------------------------
+schema: ## Regenerate events/schema/event-v1.schema.json from the Rust types
+	cargo run --quiet --locked -p checkout-ai -- schema > events/schema/event-v1.schema.json
+
+fixtures: ## Regenerate the events/ Lambda fixtures
+	python3 infra/make_fixtures.py
+
+clean: stack-down
+	rm -rf target .aws-sam $(STATE) out

@@ -1,0 +1,202 @@
+//! A local stand-in for Lambda's Kinesis event source mapping, for the demo and the integration tests
+//! (moto runs no event source mappings).
+//!
+//! Like the real one it reads each shard in order, hands the function batches of at most `batch_size`
+//! records in the Lambda event shape (base64 data, `eventID` = `shardId:sequence`), and, when the function
+//! reports a batch item failure, re-reads the shard from that sequence number. After `max_retries`
+//! consecutive failures at the same position it gives up on that batch, as the real mapping does, and
+//! sends the batch's coordinates to the on-failure destination, if one is configured.
+
+use aws_lambda_events::event::kinesis::KinesisEvent;
+use aws_lambda_events::event::streams::KinesisEventResponse;
+use aws_sdk_kinesis::types::ShardIteratorType;
+use base64::Engine as _;
+use serde_json::json;
+use std::future::Future;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Where to read and how the mapping is configured (taken from template.yaml by the local stack).
+#[derive(Debug, Clone)]
+pub struct KinesisMapping {
+    pub kinesis: aws_sdk_kinesis::Client,
+    pub stream_name: String,
+    pub stream_arn: String,
+    pub batch_size: usize,
+    pub max_retries: u32,
+    /// The on-failure destination (an SQS queue URL).
+    pub on_failure: Option<(aws_sdk_sqs::Client, String)>,
+}
+
+/// What a drain did.
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DrainReport {
+    pub shards: usize,
+    /// Records handed to the function, counting re-deliveries after a failure.
+    pub records_delivered: usize,
+    pub invocations: usize,
+    /// Invocations that reported a batch item failure.
+    pub partial_failures: usize,
+    /// Batches given up after `max_retries` and sent to the on-failure destination.
+    pub batches_abandoned: usize,
+}
+
+impl KinesisMapping {
+    /// Reads every shard from the start to its current end, invoking `handler` per batch.
+    pub async fn drain<H, Fut>(&self, mut handler: H) -> Result<DrainReport, BoxError>
+    where
+        H: FnMut(KinesisEvent) -> Fut,
+        Fut: Future<Output = Result<KinesisEventResponse, BoxError>>,
+    {
+        let mut report = DrainReport::default();
+        let shards = self
+            .kinesis
+            .list_shards()
+            .stream_name(&self.stream_name)
+            .send()
+            .await?;
+        for shard in shards.shards() {
+            report.shards += 1;
+            let shard_id = shard.shard_id();
+            let mut iterator = Some(
+                self.iterator(shard_id, ShardIteratorType::TrimHorizon, None)
+                    .await?,
+            );
+            let mut failures_here = 0u32;
+            while let Some(it) = iterator.take() {
+                let out = self
+                    .kinesis
+                    .get_records()
+                    .shard_iterator(it)
+                    .limit(self.batch_size as i32)
+                    .send()
+                    .await?;
+                let records = out.records();
+                if records.is_empty() {
+                    break;
+                }
+                let event = self.event(shard_id, records)?;
+                report.invocations += 1;
+                report.records_delivered += records.len();
+                let response = handler(event).await?;
+                let failed_at = response
+                    .batch_item_failures
+                    .iter()
+                    .filter_map(|f| f.item_identifier.clone())
+                    .next();
+                iterator = match failed_at {
+                    None => {
+                        failures_here = 0;
+                        out.next_shard_iterator().map(str::to_string)
+                    }
+                    Some(seq) if failures_here < self.max_retries => {
+                        report.partial_failures += 1;
+                        failures_here += 1;
+                        Some(
+                            self.iterator(shard_id, ShardIteratorType::AtSequenceNumber, Some(&seq))
+                                .await?,
+                        )
+                    }
+                    Some(seq) => {
+                        report.partial_failures += 1;
+                        report.batches_abandoned += 1;
+                        failures_here = 0;
+                        let last = records
+                            .last()
+                            .map(|r| r.sequence_number().to_string())
+                            .unwrap_or_default();
+                        self.abandon(shard_id, &seq, &last, records.len()).await?;
+                        Some(
+                            self.iterator(shard_id, ShardIteratorType::AfterSequenceNumber, Some(&last))
+                                .await?,
+                        )
+                    }
+                };
+            }
+        }
+        Ok(report)
+    }
+
+    async fn iterator(
+        &self,
+        shard_id: &str,
+        kind: ShardIteratorType,
+        seq: Option<&str>,
+    ) -> Result<String, BoxError> {
+        let out = self
+            .kinesis
+            .get_shard_iterator()
+            .stream_name(&self.stream_name)
+            .shard_id(shard_id)
+            .shard_iterator_type(kind)
+            .set_starting_sequence_number(seq.map(str::to_string))
+            .send()
+            .await?;
+        out.shard_iterator()
+            .map(str::to_string)
+            .ok_or_else(|| "GetShardIterator returned no iterator".into())
+    }
+
+    /// The Lambda event for a batch, field for field as Lambda sends it.
+    fn event(
+        &self,
+        shard_id: &str,
+        records: &[aws_sdk_kinesis::types::Record],
+    ) -> Result<KinesisEvent, BoxError> {
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let recs: Vec<_> = records
+            .iter()
+            .map(|r| {
+                let arrival = r
+                    .approximate_arrival_timestamp()
+                    .map_or(0.0, |t| t.as_secs_f64());
+                json!({
+                    "kinesis": {
+                        "kinesisSchemaVersion": "1.0",
+                        "partitionKey": r.partition_key(),
+                        "sequenceNumber": r.sequence_number(),
+                        "data": b64.encode(r.data().as_ref()),
+                        "approximateArrivalTimestamp": arrival,
+                    },
+                    "eventSource": "aws:kinesis",
+                    "eventVersion": "1.0",
+                    "eventID": format!("{shard_id}:{}", r.sequence_number()),
+                    "eventName": "aws:kinesis:record",
+                    "invokeIdentityArn": "arn:aws:iam::123456789012:role/local",
+                    "awsRegion": "us-east-1",
+                    "eventSourceARN": self.stream_arn,
+                })
+            })
+            .collect();
+        Ok(serde_json::from_value(json!({ "Records": recs }))?)
+    }
+
+    /// What Lambda sends to an on-failure destination: where the abandoned batch starts and ends.
+    async fn abandon(
+        &self,
+        shard_id: &str,
+        first: &str,
+        last: &str,
+        size: usize,
+    ) -> Result<(), BoxError> {
+        let Some((sqs, url)) = &self.on_failure else {
+            return Ok(());
+        };
+        let body = json!({
+            "requestContext": { "condition": "RetryAttemptsExhausted", "approximateInvokeCount": self.max_retries + 1 },
+            "KinesisBatchInfo": {
+                "shardId": shard_id,
+                "startSequenceNumber": first,
+                "endSequenceNumber": last,
+                "batchSize": size,
+                "streamArn": self.stream_arn,
+            }
+        });
+        sqs.send_message()
+            .queue_url(url)
+            .message_body(body.to_string())
+            .send()
+            .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,74 @@
+//! The local stack's description, as `infra/localstack.py create` writes it from template.yaml.
+
+use super::config::{local_sdk_config, Env};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Resource {
+    pub name: String,
+    pub arn: String,
+    #[serde(default)]
+    pub url: Option<String>,
+    #[serde(default)]
+    pub stream_arn: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct EventSource {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub source: Option<String>,
+    pub batch_size: usize,
+    #[serde(default)]
+    pub maximum_retry_attempts: Option<u32>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct LocalStack {
+    pub endpoint: String,
+    pub region: String,
+    pub resources: BTreeMap<String, Resource>,
+    /// Each function's environment variables, resolved.
+    pub functions: BTreeMap<String, BTreeMap<String, String>>,
+    #[serde(default)]
+    pub event_sources: BTreeMap<String, Vec<EventSource>>,
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+impl LocalStack {
+    pub fn load(path: &Path) -> Result<Self, BoxError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("reading {}: {e} (is the local stack up? `make stack-up`)", path.display()))?;
+        Ok(serde_json::from_str(&text)?)
+    }
+
+    pub fn resource(&self, logical_id: &str) -> Result<&Resource, BoxError> {
+        self.resources
+            .get(logical_id)
+            .ok_or_else(|| format!("the local stack has no resource {logical_id}").into())
+    }
+
+    /// A function's environment as the function would see it in Lambda.
+    pub fn env(&self, function: &str) -> Result<Env, BoxError> {
+        let vars = self
+            .functions
+            .get(function)
+            .ok_or_else(|| format!("the local stack has no function {function}"))?;
+        Ok(Env::from_pairs(vars.iter().map(|(k, v)| (k.as_str(), v.as_str()))))
+    }
+
+    /// A function's first event source of the given type.
+    pub fn event_source(&self, function: &str, kind: &str) -> Result<&EventSource, BoxError> {
+        self.event_sources
+            .get(function)
+            .and_then(|s| s.iter().find(|e| e.kind == kind))
+            .ok_or_else(|| format!("{function} has no {kind} event source").into())
+    }
+
+    pub async fn sdk_config(&self) -> aws_config::SdkConfig {
+        local_sdk_config(&self.endpoint, &self.region).await
+    }
+}
