@@ -55,7 +55,9 @@ impl Default for RetryPolicy {
 impl RetryPolicy {
     /// The ceiling of the sleep before retry number `retry` (1-based).
     pub fn ceiling(&self, retry: u32) -> Duration {
-        let factor = 1u32.checked_shl(retry.saturating_sub(1)).unwrap_or(u32::MAX);
+        let factor = 1u32
+            .checked_shl(retry.saturating_sub(1))
+            .unwrap_or(u32::MAX);
         self.base.saturating_mul(factor).min(self.cap)
     }
 
@@ -190,7 +192,10 @@ mod tests {
                 });
             }
             let n = items.len().min(self.take);
-            self.stored.lock().unwrap().extend(items[..n].iter().copied());
+            self.stored
+                .lock()
+                .unwrap()
+                .extend(items[..n].iter().copied());
             Ok((n..items.len()).collect())
         }
     }

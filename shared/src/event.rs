@@ -677,7 +677,10 @@ impl Wire<'_> {
             Ok(w) => return Ok(w),
             Err(e) => e,
         };
-        if matches!(e.classify(), Category::Syntax | Category::Eof | Category::Io) {
+        if matches!(
+            e.classify(),
+            Category::Syntax | Category::Eof | Category::Io
+        ) {
             return Err(DecodeError::InvalidJson(e.to_string()));
         }
         let field = match (unknown.into_inner(), at.get()) {

@@ -47,7 +47,9 @@ impl<K: Ord + Clone, V: Clone> MemoryStore<K, V> {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State<K, V>> {
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     pub fn items(&self) -> BTreeMap<K, V> {
@@ -63,7 +65,11 @@ impl<K: Ord + Clone, V: Clone> MemoryStore<K, V> {
         self.lock().puts
     }
 
-    fn put_keyed<'a>(&self, items: &[&'a V], key: impl Fn(&V) -> K) -> Result<Vec<usize>, StoreError> {
+    fn put_keyed<'a>(
+        &self,
+        items: &[&'a V],
+        key: impl Fn(&V) -> K,
+    ) -> Result<Vec<usize>, StoreError> {
         let mut st = self.lock();
         st.calls += 1;
         let call = st.calls;
@@ -75,7 +81,11 @@ impl<K: Ord + Clone, V: Clone> MemoryStore<K, V> {
                 source: format!("injected transient fault on call {call}").into(),
             });
         }
-        let n = self.faults.accept_at_most.unwrap_or(usize::MAX).min(items.len());
+        let n = self
+            .faults
+            .accept_at_most
+            .unwrap_or(usize::MAX)
+            .min(items.len());
         for v in &items[..n] {
             st.items.insert(key(v), (*v).clone());
             st.puts += 1;

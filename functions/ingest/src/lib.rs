@@ -9,7 +9,8 @@ use checkout_shared::aws::quarantine::SqsQuarantine;
 use checkout_shared::aws::{load_sdk_config, ConfigError, Env};
 use checkout_shared::delivery::{BatchSink, RetryPolicy};
 use checkout_shared::ingest::{
-    Admission, BatchCounts, Ingestor, LogEntry, QuarantineRecord, SourceRecord, DEFAULT_MAX_RECORD_BYTES,
+    Admission, BatchCounts, Ingestor, LogEntry, QuarantineRecord, SourceRecord,
+    DEFAULT_MAX_RECORD_BYTES,
 };
 use checkout_shared::pseudonym::Pseudonymizer;
 use lambda_runtime::{Error, LambdaEvent};
@@ -45,7 +46,9 @@ impl Config {
             max_record_bytes: env.parsed("MAX_RECORD_BYTES", DEFAULT_MAX_RECORD_BYTES)?,
             max_future_skew_seconds: env.parsed("MAX_FUTURE_SKEW_SECONDS", 900)?,
             retry: RetryPolicy {
-                max_attempts: env.parsed("WRITE_MAX_ATTEMPTS", defaults.max_attempts)?.max(1),
+                max_attempts: env
+                    .parsed("WRITE_MAX_ATTEMPTS", defaults.max_attempts)?
+                    .max(1),
                 base: Duration::from_millis(env.parsed("WRITE_BACKOFF_BASE_MS", 25)?),
                 cap: Duration::from_millis(env.parsed("WRITE_BACKOFF_CAP_MS", 1000)?),
             },

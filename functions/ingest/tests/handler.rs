@@ -19,7 +19,11 @@ fn now() -> DateTime<Utc> {
     "2025-11-21T00:00:00Z".parse().expect("timestamp")
 }
 
-fn function(log_faults: Faults, quarantine_faults: Faults, log_batch: usize) -> Function<MemoryLog, MemoryQuarantine> {
+fn function(
+    log_faults: Faults,
+    quarantine_faults: Faults,
+    log_batch: usize,
+) -> Function<MemoryLog, MemoryQuarantine> {
     Function {
         ingestor: Ingestor {
             admission: Admission {
@@ -30,7 +34,10 @@ fn function(log_faults: Faults, quarantine_faults: Faults, log_batch: usize) -> 
             },
             log: MemoryLog::new(log_batch, log_faults),
             quarantine: MemoryQuarantine::new(10, quarantine_faults),
-            retry: RetryPolicy { max_attempts: 4, ..RetryPolicy::default() },
+            retry: RetryPolicy {
+                max_attempts: 4,
+                ..RetryPolicy::default()
+            },
         },
     }
 }
@@ -40,7 +47,10 @@ fn fixture(text: &str) -> KinesisEvent {
 }
 
 fn failures(r: &KinesisEventResponse) -> Vec<String> {
-    r.batch_item_failures.iter().filter_map(|f| f.item_identifier.clone()).collect()
+    r.batch_item_failures
+        .iter()
+        .filter_map(|f| f.item_identifier.clone())
+        .collect()
 }
 
 fn seq(event: &KinesisEvent, i: usize) -> String {
@@ -57,13 +67,32 @@ async fn given_a_valid_batch_then_every_event_lands_once_and_pseudonymized() {
     assert_eq!(items.len(), event.records.len());
     assert!(f.ingestor.quarantine.items().is_empty());
     for entry in items.values() {
-        for raw in ["shopper-1001", "203.0.113.7", "Shopper@Example.com", "shopper@example.com"] {
-            assert!(!entry.body.contains(raw), "raw identifier {raw} in {}", entry.body);
+        for raw in [
+            "shopper-1001",
+            "203.0.113.7",
+            "Shopper@Example.com",
+            "shopper@example.com",
+        ] {
+            assert!(
+                !entry.body.contains(raw),
+                "raw identifier {raw} in {}",
+                entry.body
+            );
         }
-        assert!(entry.user_id.as_deref().is_some_and(|u| u.starts_with("u_")));
+        assert!(entry
+            .user_id
+            .as_deref()
+            .is_some_and(|u| u.starts_with("u_")));
         let e = entry.event().expect("stored body decodes");
-        assert!(e.context.ip.as_deref().is_some_and(|ip| ip.starts_with("ip_")));
-        assert_eq!(entry.expires_at, (e.occurred_at + chrono::Duration::days(400)).timestamp());
+        assert!(e
+            .context
+            .ip
+            .as_deref()
+            .is_some_and(|ip| ip.starts_with("ip_")));
+        assert_eq!(
+            entry.expires_at,
+            (e.occurred_at + chrono::Duration::days(400)).timestamp()
+        );
     }
 }
 
@@ -72,14 +101,30 @@ async fn given_poison_and_duplicates_then_poison_is_quarantined_with_reasons_and
     let f = function(Faults::default(), Faults::default(), 25);
     let event = fixture(POISON);
     let response = f.handle_at(event.clone(), now()).await.expect("handled");
-    assert!(failures(&response).is_empty(), "poison is never a batch failure");
+    assert!(
+        failures(&response).is_empty(),
+        "poison is never a batch failure"
+    );
 
-    let logged: BTreeSet<String> = f.ingestor.log.items().keys().map(|(_, id)| id.clone()).collect();
-    assert_eq!(logged, BTreeSet::from(["evt-0100".to_string(), "evt-0107".to_string()]));
+    let logged: BTreeSet<String> = f
+        .ingestor
+        .log
+        .items()
+        .keys()
+        .map(|(_, id)| id.clone())
+        .collect();
+    assert_eq!(
+        logged,
+        BTreeSet::from(["evt-0100".to_string(), "evt-0107".to_string()])
+    );
 
     let quarantined = f.ingestor.quarantine.items();
     let reasons: Vec<(usize, String)> = (0..event.records.len())
-        .filter_map(|i| quarantined.get(&seq(&event, i)).map(|q| (i, q.reason.clone())))
+        .filter_map(|i| {
+            quarantined
+                .get(&seq(&event, i))
+                .map(|q| (i, q.reason.clone()))
+        })
         .collect();
     let expected = [
         (1, "invalid_json"),
@@ -92,7 +137,11 @@ async fn given_poison_and_duplicates_then_poison_is_quarantined_with_reasons_and
     assert_eq!(reasons, expected.map(|(i, r)| (i, r.to_string())).to_vec());
     for (i, _) in expected {
         let q = &quarantined[&seq(&event, i)];
-        assert_eq!(q.payload().expect("inline payload"), event.records[i].kinesis.data.0, "original bytes kept");
+        assert_eq!(
+            q.payload().expect("inline payload"),
+            event.records[i].kinesis.data.0,
+            "original bytes kept"
+        );
         assert_eq!(q.payload_bytes, event.records[i].kinesis.data.0.len());
         assert!(!q.detail.is_empty());
         assert!(q.source.as_deref().is_some_and(|s| s.contains(":stream/")));
@@ -101,8 +150,19 @@ async fn given_poison_and_duplicates_then_poison_is_quarantined_with_reasons_and
 
 #[tokio::test(start_paused = true)]
 async fn given_transient_faults_and_partial_batches_then_nothing_is_lost_or_duplicated() {
-    let faults = Faults { transient_calls: vec![1, 3], accept_at_most: Some(4), ..Faults::default() };
-    let f = function(faults, Faults { transient_calls: vec![1], ..Faults::default() }, 5);
+    let faults = Faults {
+        transient_calls: vec![1, 3],
+        accept_at_most: Some(4),
+        ..Faults::default()
+    };
+    let f = function(
+        faults,
+        Faults {
+            transient_calls: vec![1],
+            ..Faults::default()
+        },
+        5,
+    );
     let event = fixture(VALID);
     let response = f.handle_at(event.clone(), now()).await.expect("handled");
     assert!(failures(&response).is_empty());
@@ -112,7 +172,14 @@ async fn given_transient_faults_and_partial_batches_then_nothing_is_lost_or_dupl
 #[tokio::test(start_paused = true)]
 async fn given_a_store_that_stays_down_then_the_failure_is_the_first_unwritten_record() {
     // Chunks of 5: records 0..5 land on call 1, every later call is throttled.
-    let f = function(Faults { down_from_call: Some(2), ..Faults::default() }, Faults::default(), 5);
+    let f = function(
+        Faults {
+            down_from_call: Some(2),
+            ..Faults::default()
+        },
+        Faults::default(),
+        5,
+    );
     let event = fixture(VALID);
     let response = f.handle_at(event.clone(), now()).await.expect("handled");
     assert_eq!(failures(&response), vec![seq(&event, 5)]);
@@ -129,7 +196,14 @@ async fn given_a_store_that_stays_down_then_the_failure_is_the_first_unwritten_r
 
 #[tokio::test(start_paused = true)]
 async fn given_quarantine_down_then_the_failure_is_the_first_poison_record() {
-    let f = function(Faults::default(), Faults { down_from_call: Some(1), ..Faults::default() }, 25);
+    let f = function(
+        Faults::default(),
+        Faults {
+            down_from_call: Some(1),
+            ..Faults::default()
+        },
+        25,
+    );
     let event = fixture(POISON);
     let response = f.handle_at(event.clone(), now()).await.expect("handled");
     assert_eq!(failures(&response), vec![seq(&event, 1)]);
@@ -156,6 +230,16 @@ async fn events_outside_retention_or_from_the_future_are_quarantined() {
     let f2 = function(Faults::default(), Faults::default(), 25);
     f2.handle_at(event, early).await.expect("handled");
     assert!(f.ingestor.log.items().is_empty() && f2.ingestor.log.items().is_empty());
-    assert!(f.ingestor.quarantine.items().values().all(|q| q.reason == "outside_retention"));
-    assert!(f2.ingestor.quarantine.items().values().all(|q| q.reason == "occurred_in_future"));
+    assert!(f
+        .ingestor
+        .quarantine
+        .items()
+        .values()
+        .all(|q| q.reason == "outside_retention"));
+    assert!(f2
+        .ingestor
+        .quarantine
+        .items()
+        .values()
+        .all(|q| q.reason == "occurred_in_future"));
 }

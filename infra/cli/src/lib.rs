@@ -88,9 +88,9 @@ pub async fn replay(
         client: aws_sdk_kinesis::Client::new(&sdk),
         stream: stack.resource("EventStream")?.name.clone(),
     };
-    let bar = ProgressBar::new(records.len() as u64).with_style(
-        ProgressStyle::with_template("replay {bar:40} {pos}/{len} records {per_sec} eta {eta}")?,
-    );
+    let bar = ProgressBar::new(records.len() as u64).with_style(ProgressStyle::with_template(
+        "replay {bar:40} {pos}/{len} records {per_sec} eta {eta}",
+    )?);
     let retry = RetryPolicy::default();
     // Sent in call-sized slices so the bar moves; order within the stream is per partition key anyway.
     for chunk in records.chunks(checkout_shared::aws::kinesis::PUT_RECORDS_MAX) {
@@ -234,7 +234,8 @@ pub async fn demo(stack: &LocalStack, file: &Path, out: &Path) -> Result<(), Box
         quarantined_by_reason: c.quarantined_by_reason.clone(),
         event_log_items,
         dynamodb_write_requests: c.log_write_requests,
-        dynamodb_write_requests_per_event: c.log_write_requests as f64 / event_log_items.max(1) as f64,
+        dynamodb_write_requests_per_event: c.log_write_requests as f64
+            / event_log_items.max(1) as f64,
         replay,
         stream: run.stream,
         timings_seconds: timings,
@@ -258,13 +259,25 @@ fn print_summary(s: &DemoSummary) {
     println!();
     println!("checkout-ai demo: {}", s.dataset);
     println!("  rows replayed                {:>8}", s.replay.rows);
-    println!("  distinct events (by id)      {:>8}", s.replay.distinct_event_ids);
-    println!("  records read by ingest       {:>8}  in {} invocations over {} shards", s.events_read, s.stream.invocations, s.stream.shards);
+    println!(
+        "  distinct events (by id)      {:>8}",
+        s.replay.distinct_event_ids
+    );
+    println!(
+        "  records read by ingest       {:>8}  in {} invocations over {} shards",
+        s.events_read, s.stream.invocations, s.stream.shards
+    );
     println!("  appended to the event log    {:>8}", s.events_appended);
     println!("  duplicates skipped in batch  {:>8}", s.duplicates_skipped);
-    println!("  quarantined                  {:>8}  {:?}", s.quarantined, s.quarantined_by_reason);
+    println!(
+        "  quarantined                  {:>8}  {:?}",
+        s.quarantined, s.quarantined_by_reason
+    );
     println!("  event log items              {:>8}", s.event_log_items);
-    println!("  BatchWriteItem requests      {:>8}  ({:.4} per event)", s.dynamodb_write_requests, s.dynamodb_write_requests_per_event);
+    println!(
+        "  BatchWriteItem requests      {:>8}  ({:.4} per event)",
+        s.dynamodb_write_requests, s.dynamodb_write_requests_per_event
+    );
     for (phase, secs) in &s.timings_seconds {
         println!("  {phase:<28} {secs:>8.1} s");
     }

@@ -33,8 +33,17 @@ impl Env {
             .collect())
     }
 
+    /// This environment with one variable set.
+    pub fn with(mut self, name: &str, value: &str) -> Self {
+        self.0.insert(name.to_string(), value.to_string());
+        self
+    }
+
     pub fn optional(&self, name: &str) -> Option<&str> {
-        self.0.get(name).map(String::as_str).filter(|v| !v.is_empty())
+        self.0
+            .get(name)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
     }
 
     pub fn required(&self, name: &'static str) -> Result<&str, ConfigError> {
@@ -42,7 +51,11 @@ impl Env {
     }
 
     /// Parses an optional variable, with a default.
-    pub fn parsed<T: std::str::FromStr>(&self, name: &'static str, default: T) -> Result<T, ConfigError>
+    pub fn parsed<T: std::str::FromStr>(
+        &self,
+        name: &'static str,
+        default: T,
+    ) -> Result<T, ConfigError>
     where
         T::Err: std::fmt::Display,
     {
@@ -108,7 +121,11 @@ pub async fn local_sdk_config(endpoint: &str, region: &str) -> aws_config::SdkCo
         .endpoint_url(endpoint)
         .region(aws_config::Region::new(region.to_string()))
         .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
-            "testing", "testing", None, None, "local-stack",
+            "testing",
+            "testing",
+            None,
+            None,
+            "local-stack",
         ))
         .load()
         .await

@@ -32,11 +32,17 @@ pub fn to_item(e: &LogEntry) -> Item {
     item.insert("session_id".into(), AttributeValue::S(e.session_id.clone()));
     item.insert("event_id".into(), AttributeValue::S(e.event_id.clone()));
     item.insert("event_type".into(), AttributeValue::S(e.event_type.clone()));
-    item.insert("occurred_at".into(), AttributeValue::S(e.occurred_at.clone()));
+    item.insert(
+        "occurred_at".into(),
+        AttributeValue::S(e.occurred_at.clone()),
+    );
     if let Some(u) = &e.user_id {
         item.insert("user_id".into(), AttributeValue::S(u.clone()));
     }
-    item.insert("expires_at".into(), AttributeValue::N(e.expires_at.to_string()));
+    item.insert(
+        "expires_at".into(),
+        AttributeValue::N(e.expires_at.to_string()),
+    );
     item.insert("body".into(), AttributeValue::S(e.body.clone()));
     item
 }
@@ -124,9 +130,17 @@ impl BatchSink<LogEntry> for DynamoEventLog {
 }
 
 /// Reads every entry of the log with a paginated scan (for tests, rebuilds and the demo).
-pub async fn scan_log(client: &Client, table: &str) -> Result<Vec<LogEntry>, Box<dyn std::error::Error + Send + Sync>> {
+pub async fn scan_log(
+    client: &Client,
+    table: &str,
+) -> Result<Vec<LogEntry>, Box<dyn std::error::Error + Send + Sync>> {
     let mut entries = Vec::new();
-    let mut pages = client.scan().table_name(table).into_paginator().items().send();
+    let mut pages = client
+        .scan()
+        .table_name(table)
+        .into_paginator()
+        .items()
+        .send();
     while let Some(item) = pages.next().await {
         entries.push(from_item(&item?)?);
     }
@@ -134,7 +148,10 @@ pub async fn scan_log(client: &Client, table: &str) -> Result<Vec<LogEntry>, Box
 }
 
 /// Counts the items of a table (a paginated `Select=COUNT` scan, which transfers no item data).
-pub async fn count_items(client: &Client, table: &str) -> Result<usize, Box<dyn std::error::Error + Send + Sync>> {
+pub async fn count_items(
+    client: &Client,
+    table: &str,
+) -> Result<usize, Box<dyn std::error::Error + Send + Sync>> {
     let mut total = 0usize;
     let mut start = None;
     loop {

@@ -93,8 +93,12 @@ impl KinesisMapping {
                         report.partial_failures += 1;
                         failures_here += 1;
                         Some(
-                            self.iterator(shard_id, ShardIteratorType::AtSequenceNumber, Some(&seq))
-                                .await?,
+                            self.iterator(
+                                shard_id,
+                                ShardIteratorType::AtSequenceNumber,
+                                Some(&seq),
+                            )
+                            .await?,
                         )
                     }
                     Some(seq) => {
@@ -107,8 +111,12 @@ impl KinesisMapping {
                             .unwrap_or_default();
                         self.abandon(shard_id, &seq, &last, records.len()).await?;
                         Some(
-                            self.iterator(shard_id, ShardIteratorType::AfterSequenceNumber, Some(&last))
-                                .await?,
+                            self.iterator(
+                                shard_id,
+                                ShardIteratorType::AfterSequenceNumber,
+                                Some(&last),
+                            )
+                            .await?,
                         )
                     }
                 };

@@ -40,8 +40,12 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 impl LocalStack {
     pub fn load(path: &Path) -> Result<Self, BoxError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("reading {}: {e} (is the local stack up? `make stack-up`)", path.display()))?;
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            format!(
+                "reading {}: {e} (is the local stack up? `make stack-up`)",
+                path.display()
+            )
+        })?;
         Ok(serde_json::from_str(&text)?)
     }
 
@@ -57,7 +61,9 @@ impl LocalStack {
             .functions
             .get(function)
             .ok_or_else(|| format!("the local stack has no function {function}"))?;
-        Ok(Env::from_pairs(vars.iter().map(|(k, v)| (k.as_str(), v.as_str()))))
+        Ok(Env::from_pairs(
+            vars.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        ))
     }
 
     /// A function's first event source of the given type.

@@ -1,0 +1,187 @@
+//! Test support: moto server on 127.0.0.1 started by the tests themselves, a fresh stack per test created
+//! from template.yaml, and helpers to build Lambda events and read the stores back.
+
+pub mod faults;
+
+use aws_lambda_events::event::kinesis::KinesisEvent;
+use base64::Engine as _;
+use checkout_shared::aws::dynamo::scan_log;
+use checkout_shared::aws::stack::LocalStack;
+use checkout_shared::ingest::{LogEntry, QuarantineRecord};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn venv_bin(name: &str) -> PathBuf {
+    let p = repo_root().join(".venv/bin").join(name);
+    assert!(
+        p.exists(),
+        "{} is missing: run `make venv` (make test does it)",
+        p.display()
+    );
+    p
+}
+
+/// The REES46 file from ../shared/data, or `None` (the test then says it is skipped).
+pub fn rees46() -> Option<PathBuf> {
+    let p = repo_root().join("../shared/data/rees46-2019-10-01-head.csv");
+    if p.exists() {
+        Some(p)
+    } else {
+        eprintln!("SKIPPED: {} is absent", p.display());
+        None
+    }
+}
+
+static MOTO: OnceLock<String> = OnceLock::new();
+
+/// The endpoint of this test binary's moto server, started on first use on a free 127.0.0.1 port.
+///
+/// The server is spawned from a thread that never ends, with `PR_SET_PDEATHSIG`, so the kernel kills it
+/// when the test process exits, however it exits: no stray process is left behind.
+pub fn moto() -> &'static str {
+    MOTO.get_or_init(|| {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free port");
+        let exe = venv_bin("moto_server");
+        let log = std::env::temp_dir().join(format!("checkout-ai-moto-{port}.log"));
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut cmd = Command::new(exe);
+            cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(&log).map_or(Stdio::null(), Stdio::from));
+            // SAFETY: prctl is async-signal-safe and only affects the child being set up.
+            unsafe {
+                use std::os::unix::process::CommandExt;
+                cmd.pre_exec(|| {
+                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                    Ok(())
+                });
+            }
+            let spawned = cmd.spawn().map(|c| c.id());
+            let _ = tx.send(spawned);
+            loop {
+                std::thread::park();
+            }
+        });
+        rx.recv()
+            .expect("spawner thread")
+            .expect("moto_server starts");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "moto server did not come up on 127.0.0.1:{port}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        format!("http://127.0.0.1:{port}")
+    })
+}
+
+static STACKS: AtomicUsize = AtomicUsize::new(0);
+
+/// A fresh set of the template's resources on moto, under a unique prefix.
+pub fn fresh_stack(name: &str) -> LocalStack {
+    let endpoint = moto();
+    let prefix = format!(
+        "{name}-{}-{}",
+        std::process::id(),
+        STACKS.fetch_add(1, Ordering::SeqCst)
+    );
+    let out = Command::new(venv_bin("python"))
+        .arg(repo_root().join("infra/localstack.py"))
+        .args([
+            "create",
+            "--endpoint",
+            endpoint,
+            "--prefix",
+            &prefix,
+            "--param",
+            "EventRetentionDays=36500",
+        ])
+        .output()
+        .expect("runs infra/localstack.py");
+    assert!(
+        out.status.success(),
+        "localstack.py create failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("stack description")
+}
+
+/// Every item of the stack's event log.
+pub async fn log_items(stack: &LocalStack) -> Vec<LogEntry> {
+    let sdk = stack.sdk_config().await;
+    let table = &stack.resource("EventLogTable").expect("table").name;
+    let mut items = scan_log(&aws_sdk_dynamodb::Client::new(&sdk), table)
+        .await
+        .expect("scan");
+    items.sort_by(|a, b| (&a.session_id, &a.event_id).cmp(&(&b.session_id, &b.event_id)));
+    items
+}
+
+/// Every message in the stack's quarantine queue (received, then deleted).
+pub async fn quarantine_messages(stack: &LocalStack) -> Vec<QuarantineRecord> {
+    let sdk = stack.sdk_config().await;
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let url = stack
+        .resource("QuarantineQueue")
+        .expect("queue")
+        .url
+        .clone()
+        .expect("url");
+    let mut out = Vec::new();
+    loop {
+        let got = sqs
+            .receive_message()
+            .queue_url(&url)
+            .max_number_of_messages(10)
+            .send()
+            .await
+            .expect("receive");
+        if got.messages().is_empty() {
+            return out;
+        }
+        for m in got.messages() {
+            out.push(
+                serde_json::from_str(m.body().expect("body")).expect("quarantine record JSON"),
+            );
+            sqs.delete_message()
+                .queue_url(&url)
+                .receipt_handle(m.receipt_handle().expect("handle"))
+                .send()
+                .await
+                .expect("delete");
+        }
+    }
+}
+
+/// A Kinesis event for payloads, as Lambda would deliver them from one shard.
+pub fn kinesis_event(payloads: &[Vec<u8>], stream_arn: &str) -> KinesisEvent {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let records: Vec<_> = payloads
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let seq = format!("4960{i:036}");
+            serde_json::json!({
+                "kinesis": {"kinesisSchemaVersion": "1.0", "partitionKey": "pk", "sequenceNumber": seq,
+                            "data": b64.encode(p), "approximateArrivalTimestamp": 1_700_000_000.0},
+                "eventSource": "aws:kinesis", "eventVersion": "1.0", "eventID": format!("shardId-000000000000:{seq}"),
+                "eventName": "aws:kinesis:record", "awsRegion": "us-east-1", "eventSourceARN": stream_arn,
+            })
+        })
+        .collect();
+    serde_json::from_value(serde_json::json!({ "Records": records })).expect("Kinesis event")
+}
