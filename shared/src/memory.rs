@@ -65,9 +65,9 @@ impl<K: Ord + Clone, V: Clone> MemoryStore<K, V> {
         self.lock().puts
     }
 
-    fn put_keyed<'a>(
+    fn put_keyed(
         &self,
-        items: &[&'a V],
+        items: &[&V],
         key: impl Fn(&V) -> K,
     ) -> Result<Vec<usize>, StoreError> {
         let mut st = self.lock();
