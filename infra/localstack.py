@@ -16,6 +16,9 @@ lifecycle), named `<prefix>-<LogicalId>`. It then resolves each function's envir
      "event_sources": {LogicalId: [{"type", "source": LogicalId, "batch_size", ...}]},
      "not_emulated": [LogicalId, ...]}
 
+With --out, it also writes <out>.sam-env.json (for `sam local invoke --env-vars`) and <LogicalId>.env
+beside it (for `cargo lambda watch --env-file`).
+
 Local differences, applied to the functions' environment and listed in the output:
   - the pseudonymization key comes from PSEUDONYM_KEY (an environment variable) instead of SSM;
   - parameters can be overridden with --param (the demo keeps historical data with a long retention).
@@ -251,6 +254,12 @@ def cmd_create(a):
         pathlib.Path(a.out).write_text(text + "\n")
         # The same environment in the shape `sam local invoke --env-vars` takes.
         pathlib.Path(a.out).with_suffix(".sam-env.json").write_text(json.dumps(envs, indent=2) + "\n")
+        # And per function as a dotenv file for `cargo lambda watch --env-file`, pointed at the local stack.
+        for lid, env in envs.items():
+            local = {"AWS_ENDPOINT_URL": a.endpoint, "AWS_REGION": REGION,
+                     "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", **env}
+            lines = [f"{k}={v}" for k, v in local.items()]
+            (pathlib.Path(a.out).parent / f"{lid}.env").write_text("\n".join(lines) + "\n")
     else:
         print(text)
 
