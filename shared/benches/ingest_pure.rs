@@ -13,7 +13,8 @@ use std::hint::black_box;
 use std::path::Path;
 
 fn payloads() -> Option<Vec<Vec<u8>>> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/rees46-2019-10-01-head.csv");
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/rees46-2019-10-01-head.csv");
     let rows = match read_rows(&path) {
         Ok(rows) => rows,
         Err(e) => {
@@ -36,7 +37,8 @@ fn bench(c: &mut Criterion) {
         max_record_bytes: 32 * 1024,
         retention: chrono::Duration::days(36_500),
         max_future_skew: chrono::Duration::minutes(15),
-        pseudonymizer: Pseudonymizer::new(b"benchmark-pseudonymization-key-0123456789").unwrap_or_else(|e| panic!("{e}")),
+        pseudonymizer: Pseudonymizer::new(b"benchmark-pseudonymization-key-0123456789")
+            .unwrap_or_else(|e| panic!("{e}")),
     };
     let now = chrono::Utc::now();
     let mut group = c.benchmark_group("ingest_pure");

@@ -65,11 +65,7 @@ impl<K: Ord + Clone, V: Clone> MemoryStore<K, V> {
         self.lock().puts
     }
 
-    fn put_keyed(
-        &self,
-        items: &[&V],
-        key: impl Fn(&V) -> K,
-    ) -> Result<Vec<usize>, StoreError> {
+    fn put_keyed(&self, items: &[&V], key: impl Fn(&V) -> K) -> Result<Vec<usize>, StoreError> {
         let mut st = self.lock();
         st.calls += 1;
         let call = st.calls;
