@@ -31,6 +31,20 @@ pub struct StoreError {
     pub source: Box<dyn StdError + Send + Sync>,
 }
 
+impl StoreError {
+    /// A failure that retrying will not fix (a request that cannot be built or encoded, access denied, …).
+    pub fn permanent(
+        operation: &'static str,
+        source: impl Into<Box<dyn StdError + Send + Sync>>,
+    ) -> Self {
+        Self {
+            operation,
+            retryable: false,
+            source: source.into(),
+        }
+    }
+}
+
 /// Capped exponential backoff with full jitter (sleep a uniform time in `[0, min(cap, base·2^n)]`).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RetryPolicy {

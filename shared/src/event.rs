@@ -754,7 +754,14 @@ impl<'de> Visitor<'de> for WireSeed<'_> {
             self.at.set(name);
             match name {
                 "event_id" => put(&mut map, &mut w.event_id)?,
-                "event_type" => put(&mut map, &mut w.event_type)?,
+                "event_type" => {
+                    // Borrowed from the input (no allocation) unless it has escapes.
+                    let v = map.next_value::<Option<FieldName<'de>>>()?;
+                    if w.event_type.is_some() {
+                        return Err(de::Error::custom("duplicate field"));
+                    }
+                    w.event_type = v.map(|f| f.0);
+                }
                 "schema_version" => put(&mut map, &mut w.schema_version)?,
                 "occurred_at" => put(&mut map, &mut w.occurred_at)?,
                 "session_id" => put(&mut map, &mut w.session_id)?,
@@ -785,7 +792,7 @@ const ENVELOPE_FIELDS: [&str; 8] = [
     "data",
 ];
 
-/// A map key, borrowed from the input when it has no escapes.
+/// A string (a map key or `event_type`), borrowed from the input when it has no escapes.
 struct FieldName<'de>(Cow<'de, str>);
 
 impl<'de> Deserialize<'de> for FieldName<'de> {

@@ -146,33 +146,26 @@ impl<L: BatchSink<LogEntry>, Q: BatchSink<QuarantineRecord>> Function<L, Q> {
             .checkpoint
             .map(|i| records[i].sequence_number.to_string());
         let counts = serde_json::to_string(&c.quarantined_by_reason).unwrap_or_default();
-        if outcome.errors.is_empty() {
-            tracing::info!(
-                records = c.records,
-                appended = c.appended,
-                duplicates_in_batch = c.duplicates_in_batch,
-                quarantined = c.quarantined,
-                quarantined_by_reason = %counts,
-                log_write_requests = c.log_write_requests,
-                log_write_retries = c.log_write_retries,
-                "batch ingested"
-            );
-        } else {
+        tracing::info!(
+            records = c.records,
+            appended = c.appended,
+            duplicates_in_batch = c.duplicates_in_batch,
+            quarantined = c.quarantined,
+            quarantined_by_reason = %counts,
+            log_write_requests = c.log_write_requests,
+            log_write_retries = c.log_write_retries,
+            quarantine_requests = c.quarantine_requests,
+            "batch ingested"
+        );
+        if let Some(seq) = &checkpoint {
             let errors: Vec<String> = outcome
                 .errors
                 .iter()
                 .map(|e| format!("{e}: {:?}", e.source))
                 .collect();
             tracing::warn!(
-                records = c.records,
-                appended = c.appended,
-                duplicates_in_batch = c.duplicates_in_batch,
-                quarantined = c.quarantined,
-                quarantined_by_reason = %counts,
-                log_write_requests = c.log_write_requests,
-                log_write_retries = c.log_write_retries,
+                checkpoint = %seq,
                 retry_from_checkpoint = c.retry_from_checkpoint,
-                checkpoint = checkpoint.as_deref().unwrap_or(""),
                 errors = ?errors,
                 "batch partially ingested; reporting a batch item failure at the checkpoint"
             );

@@ -93,11 +93,7 @@ impl BatchSink<LogEntry> for DynamoEventLog {
             let put = PutRequest::builder()
                 .set_item(Some(to_item(e)))
                 .build()
-                .map_err(|err| StoreError {
-                    operation: "BatchWriteItem",
-                    retryable: false,
-                    source: Box::new(err),
-                })?;
+                .map_err(|err| StoreError::permanent("BatchWriteItem", err))?;
             requests.push(WriteRequest::builder().put_request(put).build());
         }
         let out = self

@@ -34,11 +34,7 @@ impl BatchSink<OutRecord> for KinesisProducer {
                     .partition_key(&r.partition_key)
                     .data(Blob::new(r.data.clone()))
                     .build()
-                    .map_err(|e| StoreError {
-                        operation: "PutRecords",
-                        retryable: false,
-                        source: Box::new(e),
-                    })?,
+                    .map_err(|e| StoreError::permanent("PutRecords", e))?,
             );
         }
         let out = self

@@ -60,30 +60,19 @@ impl BatchSink<QuarantineRecord> for SqsQuarantine {
             } else {
                 (*r).clone()
             };
-            let body = serde_json::to_string(&record).map_err(|e| StoreError {
-                operation: "SendMessageBatch",
-                retryable: false,
-                source: Box::new(e),
-            })?;
+            let body = serde_json::to_string(&record)
+                .map_err(|e| StoreError::permanent("SendMessageBatch", e))?;
             let reason = MessageAttributeValue::builder()
                 .data_type("String")
                 .string_value(&record.reason)
                 .build()
-                .map_err(|e| StoreError {
-                    operation: "SendMessageBatch",
-                    retryable: false,
-                    source: Box::new(e),
-                })?;
+                .map_err(|e| StoreError::permanent("SendMessageBatch", e))?;
             let entry = SendMessageBatchRequestEntry::builder()
                 .id(i.to_string())
                 .message_body(body)
                 .message_attributes("reason", reason)
                 .build()
-                .map_err(|e| StoreError {
-                    operation: "SendMessageBatch",
-                    retryable: false,
-                    source: Box::new(e),
-                })?;
+                .map_err(|e| StoreError::permanent("SendMessageBatch", e))?;
             entries.push(entry);
         }
         let out = self
