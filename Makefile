@@ -10,7 +10,7 @@ STATE       := .local
 STACK       := $(STATE)/stack.json
 ENDPOINT    := http://127.0.0.1:$(PORT)
 DATA        ?= ../shared/data
-CLI         := target/release/checkout-ai
+CLI         := target/debug/checkout-ai
 
 # Offline-friendly, non-interactive AWS tooling: dummy credentials, no telemetry, one region.
 export AWS_DEFAULT_REGION    ?= us-east-1
@@ -34,8 +34,10 @@ $(STAMP): requirements-dev.txt infra/constraints.txt
 
 venv: $(STAMP) ## Create the repo-local virtualenv (moto server, cargo-lambda, aws-sam-cli, cfn-lint; pinned)
 
-build: ## Build the operator CLI and the functions (release)
-	cargo build --release --locked -p checkout-ai -p ingest
+# The demo runs the CLI and the in-process ingest handler from the dev profile: it is I/O bound on the
+# local stack, and shares its build with `make test`. Deployable binaries come from `sam build`.
+build: ## Build the operator CLI and the functions
+	cargo build --locked -p checkout-ai -p ingest
 
 # ---- local stack ------------------------------------------------------------------------------
 stack-up: $(STAMP) ## Start moto on 127.0.0.1:$(PORT) and create the template's resources
