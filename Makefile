@@ -69,10 +69,10 @@ template-check: $(STAMP)
 	sam validate --lint --template template.yaml
 
 # The release profile is tuned for Lambda (fat LTO, one codegen unit). Checking that the SAM build works
-# does not need that optimisation, so `make test` builds with a faster profile; `sam build` itself, as
+# does not need that optimisation, so `make test` builds unoptimised; `sam build` itself, as
 # used for deployment, uses the tuned one.
 sam-build: $(STAMP)
-	CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 CARGO_PROFILE_RELEASE_OPT_LEVEL=1 \
+	CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=256 CARGO_PROFILE_RELEASE_INCREMENTAL=false CARGO_PROFILE_RELEASE_OPT_LEVEL=0 \
 	    sam build --parameter-overrides Architecture=x86_64 --build-dir .aws-sam/build-x86_64 --cached
 	@test -x .aws-sam/build-x86_64/IngestFunction/bootstrap
 
