@@ -1,7 +1,7 @@
 //! Injected DynamoDB throttling, 5xx and partial batches between the real SDK client and moto.
 
 use checkout_ai_integration_tests::faults::{faulty_sdk_config, Fault, Plan};
-use checkout_ai_integration_tests::{fresh_stack, kinesis_event, log_items, rees46};
+use checkout_ai_integration_tests::{fresh_stack, kinesis_event, log_items, logged_ids, rees46};
 use checkout_shared::rees46::read_rows;
 use std::collections::BTreeSet;
 
@@ -101,11 +101,7 @@ async fn when_throttling_persists_the_failure_points_at_the_first_unwritten_reco
         failures,
         vec![event.records[50].kinesis.sequence_number.clone()]
     );
-    let logged: BTreeSet<String> = log_items(&stack)
-        .await
-        .into_iter()
-        .map(|e| e.event_id)
-        .collect();
+    let logged: BTreeSet<String> = logged_ids(&stack).await;
     assert_eq!(
         logged,
         ids(&batch[..50]),

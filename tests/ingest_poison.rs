@@ -1,7 +1,7 @@
 //! Poison records through the real stream, function and quarantine (SQS, with S3 for large payloads).
 
 use aws_lambda_events::event::kinesis::KinesisEvent;
-use checkout_ai_integration_tests::{fresh_stack, log_items, quarantine_messages};
+use checkout_ai_integration_tests::{fresh_stack, logged_ids, quarantine_messages};
 use checkout_shared::aws::kinesis::{KinesisProducer, OutRecord};
 use checkout_shared::delivery::{deliver, RetryPolicy};
 use std::collections::{BTreeMap, BTreeSet};
@@ -33,11 +33,7 @@ async fn every_poison_record_reaches_quarantine_with_its_reason_and_every_valid_
     assert_eq!(run.stream.partial_failures, 0, "poison never fails a batch");
     assert_eq!(run.counts.records, records.len());
 
-    let logged: BTreeSet<String> = log_items(&stack)
-        .await
-        .into_iter()
-        .map(|e| e.event_id)
-        .collect();
+    let logged: BTreeSet<String> = logged_ids(&stack).await;
     assert_eq!(
         logged,
         BTreeSet::from(["evt-0100".to_string(), "evt-0107".to_string()])

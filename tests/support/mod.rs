@@ -131,6 +131,15 @@ pub async fn log_items(stack: &LocalStack) -> Vec<LogEntry> {
     items
 }
 
+/// The event ids in the stack's event log.
+pub async fn logged_ids(stack: &LocalStack) -> std::collections::BTreeSet<String> {
+    log_items(stack)
+        .await
+        .into_iter()
+        .map(|e| e.event_id)
+        .collect()
+}
+
 /// Every message in the stack's quarantine queue (received, then deleted).
 pub async fn quarantine_messages(stack: &LocalStack) -> Vec<QuarantineRecord> {
     let sdk = stack.sdk_config().await;
