@@ -826,14 +826,6 @@ fn future_version(text: &str) -> Option<u64> {
         .filter(|v| *v != u64::from(SCHEMA_VERSION))
 }
 
-impl<'de> Deserialize<'de> for Event {
-    /// Strict decoding; see [`Event::decode`] for the reason-coded variant used at ingest.
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let value = Box::<RawValue>::deserialize(deserializer)?;
-        Event::decode(value.get().as_bytes(), usize::MAX).map_err(de::Error::custom)
-    }
-}
-
 /// The JSON Schema of [`Event`], as committed under `events/schema/`.
 pub fn json_schema() -> serde_json::Value {
     serde_json::to_value(schemars::schema_for!(Event)).unwrap_or_default()

@@ -203,6 +203,23 @@ pub struct BatchCounts {
     pub quarantine_requests: u64,
 }
 
+/// Sums the counters of several batches (the local stream driver reports a whole run).
+impl std::ops::AddAssign<&BatchCounts> for BatchCounts {
+    fn add_assign(&mut self, c: &BatchCounts) {
+        self.records += c.records;
+        self.appended += c.appended;
+        self.duplicates_in_batch += c.duplicates_in_batch;
+        self.quarantined += c.quarantined;
+        for (k, v) in &c.quarantined_by_reason {
+            *self.quarantined_by_reason.entry(k.clone()).or_default() += v;
+        }
+        self.retry_from_checkpoint += c.retry_from_checkpoint;
+        self.log_write_requests += c.log_write_requests;
+        self.log_write_retries += c.log_write_retries;
+        self.quarantine_requests += c.quarantine_requests;
+    }
+}
+
 /// The result of one batch.
 #[derive(Debug)]
 pub struct BatchOutcome {

@@ -154,7 +154,7 @@ where
             let totals = &totals;
             async move {
                 let (response, c) = function.process(event, chrono::Utc::now()).await;
-                add(&mut totals.borrow_mut(), &c);
+                *totals.borrow_mut() += &c;
                 Ok(response)
             }
         })
@@ -163,20 +163,6 @@ where
         stream: report,
         counts: totals.into_inner(),
     })
-}
-
-fn add(total: &mut BatchCounts, c: &BatchCounts) {
-    total.records += c.records;
-    total.appended += c.appended;
-    total.duplicates_in_batch += c.duplicates_in_batch;
-    total.quarantined += c.quarantined;
-    for (k, v) in &c.quarantined_by_reason {
-        *total.quarantined_by_reason.entry(k.clone()).or_default() += v;
-    }
-    total.retry_from_checkpoint += c.retry_from_checkpoint;
-    total.log_write_requests += c.log_write_requests;
-    total.log_write_retries += c.log_write_retries;
-    total.quarantine_requests += c.quarantine_requests;
 }
 
 /// The demo summary written to `out/demo-summary.json`.
