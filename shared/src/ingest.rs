@@ -50,6 +50,21 @@ impl LogEntry {
         (&self.session_id, &self.event_id)
     }
 
+    /// The entry for an already admitted (pseudonymized) event.
+    pub fn of(event: &Event, expires_at: i64) -> Result<Self, serde_json::Error> {
+        Ok(LogEntry {
+            session_id: event.session_id.clone(),
+            event_id: event.event_id.clone(),
+            event_type: event.body.event_type().to_string(),
+            occurred_at: event
+                .occurred_at
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            user_id: event.user_id.clone(),
+            expires_at,
+            body: serde_json::to_string(event)?,
+        })
+    }
+
     /// Decodes the stored body back into an event.
     pub fn event(&self) -> Result<Event, crate::event::DecodeError> {
         Event::decode(self.body.as_bytes(), usize::MAX)
@@ -111,21 +126,10 @@ impl Admission {
             });
         }
         self.pseudonymize(&mut event);
-        let body = serde_json::to_string(&event).map_err(|e| Rejection {
+        LogEntry::of(&event, expires.timestamp()).map_err(|e| Rejection {
             reason: "invalid_field",
             field: None,
             detail: format!("event cannot be re-encoded: {e}"),
-        })?;
-        Ok(LogEntry {
-            occurred_at: event
-                .occurred_at
-                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-            event_type: event.body.event_type().to_string(),
-            expires_at: expires.timestamp(),
-            session_id: event.session_id,
-            event_id: event.event_id,
-            user_id: event.user_id,
-            body,
         })
     }
 

@@ -3,8 +3,10 @@
 //! batch (`UnprocessedItems`).
 
 use crate::delivery::{BatchSink, StoreError};
+use crate::features::updater::{CommitError, Expect, FeatureStore, SessionLog, Stored, Write};
+use crate::features::{Doc, Key};
 use crate::ingest::{LogEntry, QuarantineRecord};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
 /// How a scripted store misbehaves.
@@ -109,5 +111,154 @@ impl BatchSink<QuarantineRecord> for MemoryQuarantine {
     /// Keyed by sequence number: a queue consumer de-duplicates redelivered records the same way.
     async fn put(&self, items: &[&QuarantineRecord]) -> Result<Vec<usize>, StoreError> {
         self.put_keyed(items, |q| q.sequence_number.clone())
+    }
+}
+
+impl SessionLog for MemoryLog {
+    async fn session_events(&self, session_id: &str) -> Result<Vec<LogEntry>, StoreError> {
+        let st = self.lock();
+        let from = (session_id.to_string(), String::new());
+        Ok(st
+            .items
+            .range(from..)
+            .take_while(|((s, _), _)| s == session_id)
+            .map(|(_, e)| e.clone())
+            .collect())
+    }
+}
+
+#[derive(Debug, Default)]
+struct FeatureState {
+    calls: u64,
+    items: BTreeMap<Key, Stored>,
+    writes: u64,
+}
+
+/// The features table in memory, with DynamoDB's conditional-write semantics. Every call yields to the
+/// scheduler first, so that concurrent updaters interleave the way separate Lambda invocations do.
+#[derive(Debug, Default)]
+pub struct MemoryFeatureStore {
+    state: Mutex<FeatureState>,
+    pub faults: Faults,
+    /// Commits writing an item whose `pk` starts with this fail with a transient error.
+    failing_pk_prefix: Mutex<Option<String>>,
+}
+
+impl MemoryFeatureStore {
+    pub fn new(faults: Faults) -> Self {
+        Self {
+            state: Mutex::default(),
+            faults,
+            failing_pk_prefix: Mutex::default(),
+        }
+    }
+
+    /// From now on, fail every commit that writes an item whose `pk` starts with `prefix` (`None`: stop).
+    pub fn fail_writes_to(&self, prefix: Option<&str>) {
+        *self
+            .failing_pk_prefix
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = prefix.map(str::to_string);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, FeatureState> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Every item, without versions.
+    pub fn docs(&self) -> BTreeMap<Key, Doc> {
+        self.lock()
+            .items
+            .iter()
+            .map(|(k, s)| (k.clone(), s.doc.clone()))
+            .collect()
+    }
+
+    /// Item writes applied so far.
+    pub fn writes(&self) -> u64 {
+        self.lock().writes
+    }
+
+    /// Counts a call and fails it if the script says so.
+    fn call(&self, operation: &'static str) -> Result<std::sync::MutexGuard<'_, FeatureState>, StoreError> {
+        let mut st = self.lock();
+        st.calls += 1;
+        let call = st.calls;
+        let down = self.faults.down_from_call.is_some_and(|c| call >= c);
+        if down || self.faults.transient_calls.contains(&call) {
+            return Err(StoreError {
+                operation,
+                retryable: true,
+                source: format!("injected transient fault on call {call}").into(),
+            });
+        }
+        Ok(st)
+    }
+}
+
+impl FeatureStore for MemoryFeatureStore {
+    async fn get_many(&self, keys: &[Key]) -> Result<HashMap<Key, Stored>, StoreError> {
+        tokio::task::yield_now().await;
+        let st = self.call("memory get")?;
+        Ok(keys
+            .iter()
+            .filter_map(|k| st.items.get(k).map(|s| (k.clone(), s.clone())))
+            .collect())
+    }
+
+    async fn query(&self, pk: &str, sk_prefix: &str) -> Result<Vec<Stored>, StoreError> {
+        tokio::task::yield_now().await;
+        let st = self.call("memory query")?;
+        Ok(st
+            .items
+            .iter()
+            .filter(|(k, _)| k.pk == pk && k.sk.starts_with(sk_prefix))
+            .map(|(_, s)| s.clone())
+            .collect())
+    }
+
+    async fn commit(&self, writes: Vec<Write>) -> Result<(), CommitError> {
+        tokio::task::yield_now().await;
+        let failing = self
+            .failing_pk_prefix
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone();
+        if let Some(prefix) = failing {
+            if writes.iter().any(|w| w.key.pk.starts_with(&prefix)) {
+                return Err(CommitError::Store(StoreError {
+                    operation: "memory commit",
+                    retryable: true,
+                    source: format!("injected fault writing {prefix}…").into(),
+                }));
+            }
+        }
+        let mut st = self.call("memory commit")?;
+        let ok = writes.iter().all(|w| {
+            let current = st.items.get(&w.key).map(|s| s.version);
+            match w.expect {
+                Expect::Any => true,
+                Expect::Absent => current.is_none(),
+                Expect::Version(v) => current == Some(v),
+            }
+        });
+        if !ok {
+            return Err(CommitError::Conflict);
+        }
+        for w in writes {
+            st.writes += 1;
+            match w.doc {
+                None => {
+                    st.items.remove(&w.key);
+                }
+                Some(doc) => {
+                    let version = st.items.get(&w.key).map_or(0, |s| s.version) + 1;
+                    st.items.insert(w.key, Stored { version, doc });
+                }
+            }
+        }
+        Ok(())
     }
 }

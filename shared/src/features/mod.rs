@@ -1,0 +1,201 @@
+//! Online features: projections of the event log, kept in one features table.
+//!
+//! # The correctness mechanism: folds, and contributions that only replace older ones
+//!
+//! Every feature is a *fold*: a pure function of a set of events, never of the order or the number of
+//! times they arrived.
+//!
+//! 1. **Session** features are a fold over the session's events, read back from the event log (one query
+//!    of the session's partition) and sorted by event time, then event id. The event log is keyed by the
+//!    event's own id, so a redelivered event is the same item and the set does not change.
+//! 2. **Aggregates** (user, item, page) span sessions. Each session *contributes* to an aggregate a value
+//!    that is itself a fold over that session's events ([`aggregate`]). An aggregate is the sum (and for a
+//!    few fields the max, min or union) of its sessions' contributions. It is maintained incrementally:
+//!    the contribution a session last applied is stored next to the aggregate (`<aggregate>` /
+//!    `session#<id>`), and when the session's contribution changes from `old` to `new`, one atomic write
+//!    replaces `old` by `new` *and* moves the aggregate by `new − old`, guarded by the versions both items
+//!    were read at. A replayed batch recomputes the same `new`, finds it already stored, and writes
+//!    nothing.
+//! 3. **Watermarks** keep a slow or retried invocation from going backwards: every fold carries the
+//!    number of session events it saw, the session's events only ever grow (the log is append-only and
+//!    read with strong consistency), and a stored fold is replaced only by one that saw more events.
+//! 4. **Experiment units** are a function of the user aggregate (its exposures and its recent orders), so
+//!    they are rewritten in the same atomic write as the user.
+//!
+//! Together these give the two guarantees the projections are tested for: the same stream batch
+//! delivered twice changes nothing, and any permutation of the same events gives the same features.
+//! `checkout-ai rebuild-features` recomputes everything from the log with a separate, non-incremental
+//! path ([`rebuild`]) and diffs it against the live table.
+//!
+//! # Table layout
+//!
+//! One table, key `pk` (HASH) + `sk` (RANGE); see [`Key`]. Every item carries `entity`,
+//! `feature_schema_version` and `expires_at` (the TTL, also enforced on read).
+
+pub mod aggregate;
+pub mod rebuild;
+pub mod session;
+pub mod updater;
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+pub use aggregate::{
+    ExperimentUnit, Exposure, ItemContribution, ItemFeatures, OrderRef, PageContribution,
+    PageFeatures, PairCount, PairKind, UserContribution, UserFeatures,
+};
+pub use session::{SessionFeatures, SessionProjection};
+
+/// Bumped whenever a feature's definition changes. Items of another version are never mixed with this
+/// one: the updater refuses them and the table must be rebuilt (`checkout-ai rebuild-features`).
+pub const FEATURE_SCHEMA_VERSION: u32 = 1;
+
+/// The sort key of an entity's own features item.
+pub const FEATURES_SK: &str = "features";
+
+/// Where an item lives in the features table.
+///
+/// | entity | `pk` | `sk` |
+/// |---|---|---|
+/// | session | `session#<session_id>` | `features` |
+/// | user | `user#<user_id>` | `features` |
+/// | item (product) | `item#<product_id>` | `features` |
+/// | page | `page#<path>` | `features` |
+/// | a session's contribution to an aggregate | the aggregate's `pk` | `session#<session_id>` |
+/// | co-occurrence count | `item#<product_id>` | `co_viewed#<other>` / `co_purchased#<other>` |
+/// | experiment unit | `experiment#<experiment_id>` | `unit#<user_id>` |
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Key {
+    pub pk: String,
+    pub sk: String,
+}
+
+impl Key {
+    pub fn new(pk: impl Into<String>, sk: impl Into<String>) -> Self {
+        Self {
+            pk: pk.into(),
+            sk: sk.into(),
+        }
+    }
+
+    pub fn session(session_id: &str) -> Self {
+        Self::new(format!("session#{session_id}"), FEATURES_SK)
+    }
+
+    pub fn user(user_id: &str) -> Self {
+        Self::new(format!("user#{user_id}"), FEATURES_SK)
+    }
+
+    pub fn item(product_id: &str) -> Self {
+        Self::new(format!("item#{product_id}"), FEATURES_SK)
+    }
+
+    pub fn page(path: &str) -> Self {
+        Self::new(format!("page#{path}"), FEATURES_SK)
+    }
+
+    pub fn experiment_unit(experiment_id: &str, user_id: &str) -> Self {
+        Self::new(
+            format!("experiment#{experiment_id}"),
+            format!("unit#{user_id}"),
+        )
+    }
+
+    /// The item holding what `session_id` last contributed to the aggregate at `self`.
+    pub fn contribution(&self, session_id: &str) -> Self {
+        Self::new(self.pk.clone(), format!("session#{session_id}"))
+    }
+
+    pub fn pair(product_id: &str, kind: PairKind, other: &str) -> Self {
+        Self::new(
+            format!("item#{product_id}"),
+            format!("{}#{other}", kind.prefix()),
+        )
+    }
+}
+
+impl fmt::Display for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} / {}", self.pk, self.sk)
+    }
+}
+
+/// One item of the features table. The tag is the item's `entity` attribute.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "entity", rename_all = "snake_case")]
+pub enum Doc {
+    Session(SessionFeatures),
+    User(UserFeatures),
+    UserContribution(UserContribution),
+    Item(ItemFeatures),
+    ItemContribution(ItemContribution),
+    ItemPair(PairCount),
+    Page(PageFeatures),
+    PageContribution(PageContribution),
+    ExperimentUnit(ExperimentUnit),
+}
+
+impl Doc {
+    pub fn key(&self) -> Key {
+        match self {
+            Doc::Session(s) => Key::session(&s.session_id),
+            Doc::User(u) => Key::user(&u.user_id),
+            Doc::UserContribution(c) => Key::user(&c.user_id).contribution(&c.session_id),
+            Doc::Item(i) => Key::item(&i.product_id),
+            Doc::ItemContribution(c) => Key::item(&c.product_id).contribution(&c.session_id),
+            Doc::ItemPair(p) => Key::pair(&p.product_id, p.kind, &p.other_id),
+            Doc::Page(p) => Key::page(&p.path),
+            Doc::PageContribution(c) => Key::page(&c.path).contribution(&c.session_id),
+            Doc::ExperimentUnit(u) => Key::experiment_unit(&u.experiment_id, &u.user_id),
+        }
+    }
+
+    /// The entity type, as the `entity` attribute spells it.
+    pub fn entity(&self) -> &'static str {
+        match self {
+            Doc::Session(_) => "session",
+            Doc::User(_) => "user",
+            Doc::UserContribution(_) => "user_contribution",
+            Doc::Item(_) => "item",
+            Doc::ItemContribution(_) => "item_contribution",
+            Doc::ItemPair(_) => "item_pair",
+            Doc::Page(_) => "page",
+            Doc::PageContribution(_) => "page_contribution",
+            Doc::ExperimentUnit(_) => "experiment_unit",
+        }
+    }
+
+    /// Whether the item is past retention at `now`. DynamoDB deletes expired items only eventually
+    /// (typically within 48 hours), so readers check this and treat an expired item as absent.
+    pub fn expired(&self, now: chrono::DateTime<chrono::Utc>) -> bool {
+        self.expires_at() <= now.timestamp()
+    }
+
+    /// Epoch seconds after which the item is past retention (the TTL attribute).
+    pub fn expires_at(&self) -> i64 {
+        match self {
+            Doc::Session(d) => d.expires_at,
+            Doc::User(d) => d.expires_at,
+            Doc::UserContribution(d) => d.expires_at,
+            Doc::Item(d) => d.expires_at,
+            Doc::ItemContribution(d) => d.expires_at,
+            Doc::ItemPair(d) => d.expires_at,
+            Doc::Page(d) => d.expires_at,
+            Doc::PageContribution(d) => d.expires_at,
+            Doc::ExperimentUnit(d) => d.expires_at,
+        }
+    }
+}
+
+/// The entity types, for counting items per type.
+pub const ENTITIES: [&str; 9] = [
+    "session",
+    "user",
+    "user_contribution",
+    "item",
+    "item_contribution",
+    "item_pair",
+    "page",
+    "page_contribution",
+    "experiment_unit",
+];

@@ -1,0 +1,159 @@
+//! Recomputing every projection from the event log in one pass, and comparing it with a live table.
+//!
+//! This path shares the folds with the updater but none of its incremental machinery: no stored
+//! contributions, no differences, no watermarks, and the co-occurrence top-K lists are ranked from every
+//! pair count at once. A live table that matches it was maintained correctly.
+
+use super::aggregate::{top_k, Contribution, PairCount, PairKind, Partner};
+use super::session::{fold, Unreadable};
+use super::{Doc, Key};
+use crate::ingest::LogEntry;
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// Every item the features table should hold for the given log.
+pub fn rebuild(entries: Vec<LogEntry>) -> (BTreeMap<Key, Doc>, Vec<Unreadable>) {
+    let mut by_session: BTreeMap<String, Vec<LogEntry>> = BTreeMap::new();
+    for e in entries {
+        by_session.entry(e.session_id.clone()).or_default().push(e);
+    }
+    let mut docs: BTreeMap<Key, Doc> = BTreeMap::new();
+    let mut unreadable = Vec::new();
+    let mut users = BTreeMap::new();
+    let mut items = BTreeMap::new();
+    let mut pages = BTreeMap::new();
+    let mut pairs: BTreeMap<(String, PairKind, String), (u32, i64)> = BTreeMap::new();
+    for entries in by_session.values() {
+        let (projection, bad) = fold(entries);
+        unreadable.extend(bad);
+        let Some(p) = projection else { continue };
+        for c in p.users {
+            let agg = users
+                .entry(c.user_id.clone())
+                .or_insert_with(|| c.empty());
+            c.apply(None, agg);
+            put(&mut docs, Doc::UserContribution(c));
+        }
+        for c in p.items {
+            for kind in PairKind::ALL {
+                for other in c.partners(kind) {
+                    let slot = pairs
+                        .entry((c.product_id.clone(), kind, other.clone()))
+                        .or_insert((0, c.expires_at));
+                    slot.0 += 1;
+                    slot.1 = slot.1.max(c.expires_at);
+                }
+            }
+            let agg = items
+                .entry(c.product_id.clone())
+                .or_insert_with(|| c.empty());
+            c.apply(None, agg);
+            put(&mut docs, Doc::ItemContribution(c));
+        }
+        for c in p.pages {
+            let agg = pages.entry(c.path.clone()).or_insert_with(|| c.empty());
+            c.apply(None, agg);
+            put(&mut docs, Doc::PageContribution(c));
+        }
+        put(&mut docs, Doc::Session(p.session));
+    }
+    let mut partners: BTreeMap<(String, PairKind), Vec<Partner>> = BTreeMap::new();
+    for ((product_id, kind, other_id), (sessions, expires_at)) in pairs {
+        partners
+            .entry((product_id.clone(), kind))
+            .or_default()
+            .push(Partner {
+                product_id: other_id.clone(),
+                sessions,
+            });
+        put(
+            &mut docs,
+            Doc::ItemPair(PairCount {
+                product_id,
+                kind,
+                other_id,
+                sessions,
+                expires_at,
+            }),
+        );
+    }
+    for (product_id, mut item) in items {
+        for kind in PairKind::ALL {
+            let all = partners
+                .remove(&(product_id.clone(), kind))
+                .unwrap_or_default();
+            *item.top_mut(kind) = top_k(all);
+        }
+        put(&mut docs, Doc::Item(item));
+    }
+    for (_, user) in users {
+        for unit in user.experiment_units() {
+            put(&mut docs, Doc::ExperimentUnit(unit));
+        }
+        put(&mut docs, Doc::User(user));
+    }
+    for (_, page) in pages {
+        put(&mut docs, Doc::Page(page));
+    }
+    (docs, unreadable)
+}
+
+fn put(docs: &mut BTreeMap<Key, Doc>, doc: Doc) {
+    docs.insert(doc.key(), doc);
+}
+
+/// One way the live table differs from the rebuild.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Difference {
+    /// The rebuild has the item; the live table does not.
+    Missing { key: String, expected: Doc },
+    /// The live table has an item the rebuild does not.
+    Unexpected { key: String, live: Doc },
+    /// Both have it, with different contents.
+    Changed {
+        key: String,
+        expected: Doc,
+        live: Doc,
+    },
+}
+
+/// The differences between the expected (rebuilt) and the live items, in key order.
+pub fn diff(expected: &BTreeMap<Key, Doc>, live: &BTreeMap<Key, Doc>) -> Vec<Difference> {
+    let mut out = Vec::new();
+    for (key, e) in expected {
+        match live.get(key) {
+            None => out.push(Difference::Missing {
+                key: key.to_string(),
+                expected: e.clone(),
+            }),
+            Some(l) if l != e => out.push(Difference::Changed {
+                key: key.to_string(),
+                expected: e.clone(),
+                live: l.clone(),
+            }),
+            Some(_) => {}
+        }
+    }
+    for (key, l) in live {
+        if !expected.contains_key(key) {
+            out.push(Difference::Unexpected {
+                key: key.to_string(),
+                live: l.clone(),
+            });
+        }
+    }
+    out
+}
+
+/// Items per entity type.
+pub fn count_by_entity<'a>(docs: impl IntoIterator<Item = &'a Doc>) -> BTreeMap<String, usize> {
+    let mut counts: BTreeMap<String, usize> = super::ENTITIES
+        .iter()
+        .map(|e| (e.to_string(), 0))
+        .collect();
+    for d in docs {
+        *counts.entry(d.entity().to_string()).or_default() += 1;
+    }
+    counts
+}

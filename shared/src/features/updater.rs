@@ -1,0 +1,828 @@
+//! The feature updater: from "these sessions have new events" to an up-to-date features table.
+//!
+//! For a batch of session ids (taken from the event log's stream):
+//! 1. Read the stored session items, *then* each session's events from the log. Reading the item first
+//!    means the log read sees at least the events the stored fold saw.
+//! 2. Fold each session ([`super::session::fold`]). A session whose stored fold saw as many events is
+//!    already done: this is what makes a redelivered batch cost reads only.
+//! 3. Group the sessions' contributions by aggregate, read each aggregate with the contributions stored
+//!    for these sessions, and commit `new − old` with the new contributions in one conditional write per
+//!    aggregate (see [`super`] for why this is exact).
+//! 4. Write the session items last, so a session item that is up to date proves its contributions landed.
+//!
+//! A conflict (another invocation moved an item since it was read) re-reads and recomputes; only
+//! sessions whose every write landed are reported done.
+
+use super::aggregate::{
+    pair_deltas, supersedes, top_k, top_k_update, Contribution, ItemContribution, ItemFeatures,
+    PageContribution, PairCount, PairKind, Partner, UserContribution,
+};
+use super::session::{fold, SessionProjection};
+use super::{Doc, Key};
+use crate::delivery::StoreError;
+use crate::ingest::LogEntry;
+use futures::stream::{self, StreamExt};
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::future::Future;
+
+/// A conditional write carries at most this many items (DynamoDB `TransactWriteItems` allows 100).
+pub const MAX_WRITES_PER_COMMIT: usize = 100;
+
+/// Reads one session's events from the event log.
+pub trait SessionLog: Sync {
+    /// Every entry of the session, strongly consistent.
+    fn session_events(
+        &self,
+        session_id: &str,
+    ) -> impl Future<Output = Result<Vec<LogEntry>, StoreError>> + Send;
+}
+
+/// An item as read, with the version its next write must expect.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stored {
+    pub version: u64,
+    pub doc: Doc,
+}
+
+/// What a write expects to find.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    /// No item.
+    Absent,
+    /// The item at this version.
+    Version(u64),
+    /// Anything: for items that are only ever written together with a guarded one.
+    Any,
+}
+
+impl Expect {
+    pub fn of(stored: Option<&Stored>) -> Self {
+        stored.map_or(Expect::Absent, |s| Expect::Version(s.version))
+    }
+}
+
+/// One put (or, with `doc: None`, delete) in a commit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Write {
+    pub key: Key,
+    pub expect: Expect,
+    pub doc: Option<Doc>,
+}
+
+impl Write {
+    pub fn put(doc: Doc, expect: Expect) -> Self {
+        Self {
+            key: doc.key(),
+            expect,
+            doc: Some(doc),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CommitError {
+    /// An item was not as expected: someone else wrote it since it was read.
+    #[error("conditional write conflict")]
+    Conflict,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The features table.
+pub trait FeatureStore: Sync {
+    /// Reads the given items, strongly consistent. Absent items are left out of the map.
+    fn get_many(
+        &self,
+        keys: &[Key],
+    ) -> impl Future<Output = Result<HashMap<Key, Stored>, StoreError>> + Send;
+
+    /// Every item of partition `pk` whose sort key starts with `sk_prefix`.
+    fn query(
+        &self,
+        pk: &str,
+        sk_prefix: &str,
+    ) -> impl Future<Output = Result<Vec<Stored>, StoreError>> + Send;
+
+    /// Applies all writes or none. A write's version becomes the expected version plus one.
+    fn commit(&self, writes: Vec<Write>) -> impl Future<Output = Result<(), CommitError>> + Send;
+}
+
+/// What an update did, for the per-batch log line and the cost report.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+pub struct UpdateCounts {
+    pub sessions: usize,
+    /// Sessions whose stored fold was already current (a redelivery).
+    pub sessions_current: usize,
+    pub log_entries_read: usize,
+    /// Log entries that could not be decoded (left out of the fold and logged).
+    pub unreadable_events: usize,
+    pub feature_items_read: usize,
+    pub feature_items_written: usize,
+    pub commits: usize,
+    pub conflicts: usize,
+}
+
+impl std::ops::AddAssign<&UpdateCounts> for UpdateCounts {
+    fn add_assign(&mut self, o: &UpdateCounts) {
+        self.sessions += o.sessions;
+        self.sessions_current += o.sessions_current;
+        self.log_entries_read += o.log_entries_read;
+        self.unreadable_events += o.unreadable_events;
+        self.feature_items_read += o.feature_items_read;
+        self.feature_items_written += o.feature_items_written;
+        self.commits += o.commits;
+        self.conflicts += o.conflicts;
+    }
+}
+
+/// Why a session is not done.
+#[derive(Debug, thiserror::Error)]
+pub enum UpdateError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0} kept conflicting after {1} attempts")]
+    Contended(Key, u32),
+    #[error("item {0} holds a {1} item where a {2} item belongs")]
+    WrongEntity(Key, &'static str, &'static str),
+}
+
+impl UpdateError {
+    /// Whether a later retry may succeed.
+    pub fn retryable(&self) -> bool {
+        match self {
+            UpdateError::Store(e) => e.retryable,
+            UpdateError::Contended(..) => true,
+            UpdateError::WrongEntity(..) => false,
+        }
+    }
+}
+
+/// The result of one update: which sessions are done, and why the others are not.
+#[derive(Debug, Default)]
+pub struct UpdateOutcome {
+    pub counts: UpdateCounts,
+    /// Sessions not brought up to date, with the first error each hit.
+    pub failed: BTreeMap<String, UpdateError>,
+    /// Event ids that could not be decoded, with the reason.
+    pub unreadable: Vec<(String, String)>,
+}
+
+/// The updater, generic over its two ports.
+#[derive(Debug, Clone)]
+pub struct FeatureUpdater<L, S> {
+    pub log: L,
+    pub store: S,
+    /// How many reads and commits are in flight at once.
+    pub concurrency: usize,
+    /// Conflicts tolerated per aggregate or session before giving up on it for this batch.
+    pub max_attempts: u32,
+}
+
+/// A contribution waiting to be applied to one aggregate.
+#[derive(Debug, Clone)]
+enum Change {
+    User(UserContribution),
+    Item(ItemContribution),
+    Page(PageContribution),
+}
+
+impl Change {
+    fn user(&self) -> Option<&UserContribution> {
+        match self {
+            Change::User(c) => Some(c),
+            _ => None,
+        }
+    }
+
+    fn item(&self) -> Option<&ItemContribution> {
+        match self {
+            Change::Item(c) => Some(c),
+            _ => None,
+        }
+    }
+
+    fn page(&self) -> Option<&PageContribution> {
+        match self {
+            Change::Page(c) => Some(c),
+            _ => None,
+        }
+    }
+
+    fn session_id(&self) -> &str {
+        match self {
+            Change::User(c) => &c.session_id,
+            Change::Item(c) => &c.session_id,
+            Change::Page(c) => &c.session_id,
+        }
+    }
+}
+
+/// The outcome of one aggregate's commits.
+struct AggregateResult {
+    counts: UpdateCounts,
+    error: Option<UpdateError>,
+}
+
+impl<L: SessionLog, S: FeatureStore> FeatureUpdater<L, S> {
+    pub fn new(log: L, store: S) -> Self {
+        Self {
+            log,
+            store,
+            concurrency: 16,
+            max_attempts: 5,
+        }
+    }
+
+    /// Brings the given sessions' features, and the aggregates they contribute to, up to date.
+    pub async fn update(&self, session_ids: &[String]) -> UpdateOutcome {
+        let mut out = UpdateOutcome::default();
+        let mut pending: Vec<String> = {
+            let mut seen = HashSet::new();
+            session_ids
+                .iter()
+                .filter(|s| seen.insert(s.as_str()))
+                .cloned()
+                .collect()
+        };
+        out.counts.sessions = pending.len();
+        for attempt in 1..=self.max_attempts {
+            if pending.is_empty() {
+                break;
+            }
+            let conflicted = self.round(&pending, &mut out).await;
+            if attempt == self.max_attempts {
+                for s in conflicted {
+                    let key = Key::session(&s);
+                    out.failed
+                        .insert(s, UpdateError::Contended(key, self.max_attempts));
+                }
+                break;
+            }
+            pending = conflicted;
+        }
+        out
+    }
+
+    /// One pass over `sessions`. Returns the sessions whose own item conflicted (to be redone).
+    async fn round(&self, sessions: &[String], out: &mut UpdateOutcome) -> Vec<String> {
+        // 1. Stored session items, then the log.
+        let keys: Vec<Key> = sessions.iter().map(|s| Key::session(s)).collect();
+        let stored = match self.store.get_many(&keys).await {
+            Ok(m) => m,
+            Err(e) => {
+                fail_all(out, sessions, &e);
+                return Vec::new();
+            }
+        };
+        out.counts.feature_items_read += stored.len();
+        let folds: Vec<(String, Result<Vec<LogEntry>, StoreError>)> = stream::iter(sessions)
+            .map(|s| async move { (s.clone(), self.log.session_events(s).await) })
+            .buffered(self.concurrency.max(1))
+            .collect()
+            .await;
+
+        // 2. Fold; skip what is current.
+        let mut todo: Vec<(SessionProjection, Option<u64>)> = Vec::new();
+        for (session_id, entries) in folds {
+            let entries = match entries {
+                Ok(e) => e,
+                Err(e) => {
+                    out.failed.insert(session_id, e.into());
+                    continue;
+                }
+            };
+            out.counts.log_entries_read += entries.len();
+            let (projection, unreadable) = fold(&entries);
+            out.counts.unreadable_events += unreadable.len();
+            out.unreadable
+                .extend(unreadable.into_iter().map(|u| (u.event_id, u.detail)));
+            let Some(projection) = projection else {
+                continue;
+            };
+            let key = Key::session(&session_id);
+            let current = match stored.get(&key) {
+                None => None,
+                Some(Stored {
+                    version,
+                    doc: Doc::Session(s),
+                }) => Some((*version, s)),
+                Some(other) => {
+                    let e = UpdateError::WrongEntity(key, other.doc.entity(), "session");
+                    out.failed.insert(session_id, e);
+                    continue;
+                }
+            };
+            match current {
+                Some((_, s)) if s.event_count >= projection.session.event_count => {
+                    out.counts.sessions_current += 1;
+                }
+                _ => todo.push((projection, current.map(|(v, _)| v))),
+            }
+        }
+
+        // 3. Aggregates: group the changes, read them, commit each aggregate.
+        let mut groups: BTreeMap<Key, Vec<Change>> = BTreeMap::new();
+        for (p, _) in &todo {
+            for c in &p.users {
+                groups
+                    .entry(Key::user(&c.user_id))
+                    .or_default()
+                    .push(Change::User(c.clone()));
+            }
+            for c in &p.items {
+                groups
+                    .entry(Key::item(&c.product_id))
+                    .or_default()
+                    .push(Change::Item(c.clone()));
+            }
+            for c in &p.pages {
+                groups
+                    .entry(Key::page(&c.path))
+                    .or_default()
+                    .push(Change::Page(c.clone()));
+            }
+        }
+        let mut keys = Vec::new();
+        for (agg, changes) in &groups {
+            keys.push(agg.clone());
+            keys.extend(changes.iter().map(|c| agg.contribution(c.session_id())));
+        }
+        let mut prefetched = match self.store.get_many(&keys).await {
+            Ok(m) => m,
+            Err(e) => {
+                let sessions: Vec<String> =
+                    todo.iter().map(|(p, _)| p.session.session_id.clone()).collect();
+                fail_all(out, &sessions, &e);
+                return Vec::new();
+            }
+        };
+        out.counts.feature_items_read += prefetched.len();
+        let jobs: Vec<(Key, Vec<Change>, HashMap<Key, Stored>)> = groups
+            .into_iter()
+            .map(|(agg, changes)| {
+                let mut mine = HashMap::new();
+                if let Some(s) = prefetched.remove(&agg) {
+                    mine.insert(agg.clone(), s);
+                }
+                for c in &changes {
+                    let k = agg.contribution(c.session_id());
+                    if let Some(s) = prefetched.remove(&k) {
+                        mine.insert(k, s);
+                    }
+                }
+                (agg, changes, mine)
+            })
+            .collect();
+        let results: Vec<(Vec<String>, AggregateResult)> = stream::iter(jobs)
+            .map(|(agg, changes, read)| async move {
+                let sessions: Vec<String> =
+                    changes.iter().map(|c| c.session_id().to_string()).collect();
+                (sessions, self.aggregate(agg, changes, read).await)
+            })
+            .buffer_unordered(self.concurrency.max(1))
+            .collect()
+            .await;
+        let mut blocked: HashMap<String, UpdateError> = HashMap::new();
+        for (sessions, r) in results {
+            out.counts += &r.counts;
+            if let Some(e) = r.error {
+                // Every session that contributes here stays undone; remember one error for each.
+                let mut e = Some(e);
+                for s in sessions {
+                    let err = e.take().unwrap_or_else(|| {
+                        UpdateError::Contended(Key::session(&s), self.max_attempts)
+                    });
+                    blocked.entry(s).or_insert(err);
+                }
+            }
+        }
+
+        // 4. Session items, last.
+        let writes: Vec<(String, Write)> = todo
+            .into_iter()
+            .filter_map(|(p, version)| {
+                let id = p.session.session_id.clone();
+                if let Some(e) = blocked.remove(&id) {
+                    out.failed.insert(id, e);
+                    return None;
+                }
+                let expect = version.map_or(Expect::Absent, Expect::Version);
+                Some((id, Write::put(Doc::Session(p.session), expect)))
+            })
+            .collect();
+        let results: Vec<(String, Result<(), CommitError>)> = stream::iter(writes)
+            .map(|(id, w)| async move { (id, self.store.commit(vec![w]).await) })
+            .buffer_unordered(self.concurrency.max(1))
+            .collect()
+            .await;
+        let mut conflicted = Vec::new();
+        for (id, r) in results {
+            out.counts.commits += 1;
+            match r {
+                Ok(()) => out.counts.feature_items_written += 1,
+                Err(CommitError::Conflict) => {
+                    out.counts.conflicts += 1;
+                    conflicted.push(id);
+                }
+                Err(CommitError::Store(e)) => {
+                    out.failed.insert(id, e.into());
+                }
+            }
+        }
+        // Keep the caller's order for the next round.
+        let order: HashMap<&str, usize> = sessions
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.as_str(), i))
+            .collect();
+        conflicted.sort_by_key(|s| order.get(s.as_str()).copied().unwrap_or(usize::MAX));
+        conflicted
+    }
+
+    /// Applies `changes` to one aggregate, in as many commits as the write limit needs, re-reading and
+    /// recomputing after a conflict.
+    async fn aggregate(
+        &self,
+        agg: Key,
+        mut changes: Vec<Change>,
+        mut read: HashMap<Key, Stored>,
+    ) -> AggregateResult {
+        let mut counts = UpdateCounts::default();
+        let mut attempts = 0;
+        while !changes.is_empty() {
+            let planned = match self.plan(&agg, &changes, &read, &mut counts).await {
+                Ok(p) => p,
+                Err(e) => return AggregateResult { counts, error: Some(e) },
+            };
+            let (taken, writes) = planned;
+            if writes.is_empty() {
+                changes.drain(..taken);
+                continue;
+            }
+            let n = writes.len();
+            counts.commits += 1;
+            match self.store.commit(writes).await {
+                Ok(()) => {
+                    counts.feature_items_written += n;
+                    changes.drain(..taken);
+                    attempts = 0;
+                }
+                Err(CommitError::Conflict) => {
+                    counts.conflicts += 1;
+                    attempts += 1;
+                    if attempts >= self.max_attempts {
+                        let error = Some(UpdateError::Contended(agg, self.max_attempts));
+                        return AggregateResult { counts, error };
+                    }
+                }
+                Err(CommitError::Store(e)) => {
+                    return AggregateResult {
+                        counts,
+                        error: Some(e.into()),
+                    }
+                }
+            }
+            // Re-read what the remaining changes need.
+            let mut keys = vec![agg.clone()];
+            keys.extend(changes.iter().map(|c| agg.contribution(c.session_id())));
+            read = match self.store.get_many(&keys).await {
+                Ok(m) => m,
+                Err(e) => {
+                    return AggregateResult {
+                        counts,
+                        error: Some(e.into()),
+                    }
+                }
+            };
+            counts.feature_items_read += read.len();
+        }
+        AggregateResult {
+            counts,
+            error: None,
+        }
+    }
+
+    /// The next commit for one aggregate: how many of `changes` it covers, and its writes (empty when
+    /// those changes are already applied).
+    async fn plan(
+        &self,
+        agg_key: &Key,
+        changes: &[Change],
+        read: &HashMap<Key, Stored>,
+        counts: &mut UpdateCounts,
+    ) -> Result<(usize, Vec<Write>), UpdateError> {
+        let agg_stored = read.get(agg_key);
+        match changes.first() {
+            Some(Change::User(_)) => {
+                let (taken, mut writes, before, after) =
+                    fold_changes(agg_key, changes, read, Change::user, |_, _| 0)?;
+                if let Some(after) = after {
+                    // Experiment units follow the user: rewrite the ones that changed.
+                    let old_units = before.map(|b| b.experiment_units()).unwrap_or_default();
+                    for unit in after.experiment_units() {
+                        if !old_units.contains(&unit) {
+                            writes.push(Write::put(Doc::ExperimentUnit(unit), Expect::Any));
+                        }
+                    }
+                    writes.push(Write::put(Doc::User(after), Expect::of(agg_stored)));
+                }
+                Ok((taken, writes))
+            }
+            Some(Change::Page(_)) => {
+                let (taken, mut writes, _, after) =
+                    fold_changes(agg_key, changes, read, Change::page, |_, _| 0)?;
+                if let Some(after) = after {
+                    writes.push(Write::put(Doc::Page(after), Expect::of(agg_stored)));
+                }
+                Ok((taken, writes))
+            }
+            Some(Change::Item(_)) => self.plan_item(agg_key, changes, read, counts).await,
+            None => Ok((0, Vec::new())),
+        }
+    }
+
+    async fn plan_item(
+        &self,
+        agg_key: &Key,
+        changes: &[Change],
+        read: &HashMap<Key, Stored>,
+        counts: &mut UpdateCounts,
+    ) -> Result<(usize, Vec<Write>), UpdateError> {
+        let agg_stored = read.get(agg_key);
+        let pair_writes = |old: Option<&ItemContribution>, new: &ItemContribution| {
+            PairKind::ALL
+                .iter()
+                .map(|k| pair_deltas(old, new, *k).len())
+                .sum()
+        };
+        let (taken, mut writes, _, after) =
+            fold_changes(agg_key, changes, read, Change::item, pair_writes)?;
+        let Some(mut after) = after else {
+            return Ok((taken, writes));
+        };
+        // Pair counts move with the contributions that were taken.
+        // (kind, partner) → (count change, latest expiry of the sessions adding to it)
+        let mut deltas: BTreeMap<(PairKind, String), (i64, i64)> = BTreeMap::new();
+        for (old, new) in taken_pairs(agg_key, &changes[..taken], read, Change::item)? {
+            for kind in PairKind::ALL {
+                for (other, d) in pair_deltas(old.as_ref(), &new, kind) {
+                    let slot = deltas.entry((kind, other)).or_insert((0, i64::MIN));
+                    slot.0 += d;
+                    if d > 0 {
+                        slot.1 = slot.1.max(new.expires_at);
+                    }
+                }
+            }
+        }
+        deltas.retain(|_, (d, _)| *d != 0);
+        let product = after.product_id.clone();
+        let pair_keys: Vec<Key> = deltas
+            .keys()
+            .map(|(kind, other)| Key::pair(&product, *kind, other))
+            .collect();
+        let pairs = self.store.get_many(&pair_keys).await?;
+        counts.feature_items_read += pairs.len();
+        let mut changed: BTreeMap<PairKind, BTreeMap<String, (u32, u32)>> = BTreeMap::new();
+        for ((kind, other), (d, adds_expire_at)) in deltas {
+            let key = Key::pair(&product, kind, &other);
+            let before = match pairs.get(&key) {
+                Some(Stored {
+                    doc: Doc::ItemPair(p),
+                    ..
+                }) => Some(p),
+                Some(s) => {
+                    return Err(UpdateError::WrongEntity(key, s.doc.entity(), "item_pair"))
+                }
+                None => None,
+            };
+            let n_before = before.map_or(0, |p| p.sessions);
+            let n_after = u32::try_from((i64::from(n_before) + d).max(0)).unwrap_or(u32::MAX);
+            changed
+                .entry(kind)
+                .or_default()
+                .insert(other.clone(), (n_before, n_after));
+            if n_after == 0 {
+                writes.push(Write {
+                    key,
+                    expect: Expect::Any,
+                    doc: None,
+                });
+            } else {
+                let expires_at = before.map_or(adds_expire_at, |p| p.expires_at.max(adds_expire_at));
+                let pair = PairCount {
+                    product_id: product.clone(),
+                    kind,
+                    other_id: other,
+                    sessions: n_after,
+                    expires_at,
+                };
+                writes.push(Write::put(Doc::ItemPair(pair), Expect::Any));
+            }
+        }
+        for (kind, changed) in changed {
+            let top = match top_k_update(after.top(kind), &changed) {
+                Some(top) => top,
+                None => {
+                    // A listed pair went down: recompute from every pair of this kind.
+                    let all = self
+                        .store
+                        .query(&agg_key.pk, &format!("{}#", kind.prefix()))
+                        .await?;
+                    counts.feature_items_read += all.len();
+                    let mut counts_now: BTreeMap<String, u32> = all
+                        .into_iter()
+                        .filter_map(|s| match s.doc {
+                            Doc::ItemPair(p) => Some((p.other_id, p.sessions)),
+                            _ => None,
+                        })
+                        .collect();
+                    for (other, (_, n)) in &changed {
+                        counts_now.insert(other.clone(), *n);
+                    }
+                    top_k(counts_now.into_iter().map(|(product_id, sessions)| Partner {
+                        product_id,
+                        sessions,
+                    }))
+                }
+            };
+            *after.top_mut(kind) = top;
+        }
+        writes.push(Write::put(Doc::Item(after), Expect::of(agg_stored)));
+        Ok((taken, writes))
+    }
+}
+
+fn fail_all(out: &mut UpdateOutcome, sessions: &[String], e: &StoreError) {
+    for s in sessions {
+        out.failed.insert(
+            s.clone(),
+            UpdateError::Store(StoreError {
+                operation: e.operation,
+                retryable: e.retryable,
+                source: e.to_string().into(),
+            }),
+        );
+    }
+}
+
+/// Typed access to the aggregate and contribution docs.
+trait Typed: Contribution + Clone + Sized {
+    const ENTITY: &'static str;
+    fn contribution_doc(self) -> Doc;
+    fn as_contribution(doc: &Doc) -> Option<&Self>;
+    fn as_aggregate(doc: &Doc) -> Option<&Self::Aggregate>;
+}
+
+impl Typed for UserContribution {
+    const ENTITY: &'static str = "user";
+    fn contribution_doc(self) -> Doc {
+        Doc::UserContribution(self)
+    }
+    fn as_contribution(doc: &Doc) -> Option<&Self> {
+        match doc {
+            Doc::UserContribution(c) => Some(c),
+            _ => None,
+        }
+    }
+    fn as_aggregate(doc: &Doc) -> Option<&super::UserFeatures> {
+        match doc {
+            Doc::User(u) => Some(u),
+            _ => None,
+        }
+    }
+}
+
+impl Typed for ItemContribution {
+    const ENTITY: &'static str = "item";
+    fn contribution_doc(self) -> Doc {
+        Doc::ItemContribution(self)
+    }
+    fn as_contribution(doc: &Doc) -> Option<&Self> {
+        match doc {
+            Doc::ItemContribution(c) => Some(c),
+            _ => None,
+        }
+    }
+    fn as_aggregate(doc: &Doc) -> Option<&ItemFeatures> {
+        match doc {
+            Doc::Item(i) => Some(i),
+            _ => None,
+        }
+    }
+}
+
+impl Typed for PageContribution {
+    const ENTITY: &'static str = "page";
+    fn contribution_doc(self) -> Doc {
+        Doc::PageContribution(self)
+    }
+    fn as_contribution(doc: &Doc) -> Option<&Self> {
+        match doc {
+            Doc::PageContribution(c) => Some(c),
+            _ => None,
+        }
+    }
+    fn as_aggregate(doc: &Doc) -> Option<&super::PageFeatures> {
+        match doc {
+            Doc::Page(p) => Some(p),
+            _ => None,
+        }
+    }
+}
+
+/// The stored contribution of `session_id` to `agg`, typed.
+fn stored_contribution<'a, C: Typed>(
+    agg: &Key,
+    session_id: &str,
+    read: &'a HashMap<Key, Stored>,
+) -> Result<Option<(&'a Stored, &'a C)>, UpdateError> {
+    let key = agg.contribution(session_id);
+    match read.get(&key) {
+        None => Ok(None),
+        Some(s) => match C::as_contribution(&s.doc) {
+            Some(c) => Ok(Some((s, c))),
+            None => Err(UpdateError::WrongEntity(
+                key,
+                s.doc.entity(),
+                "contribution",
+            )),
+        },
+    }
+}
+
+/// Writes a commit keeps free for the aggregate itself and the experiment units riding with a user.
+const RESERVED_WRITES: usize = 16;
+
+/// Takes as many of `changes` as fit in one commit, applies those that supersede what is stored, and
+/// returns (changes taken, contribution writes, the aggregate before, the aggregate after — `None` when
+/// nothing changed). `extra` is how many more writes a change brings along (its pair counts).
+#[allow(clippy::type_complexity)]
+fn fold_changes<'r, C: Typed>(
+    agg_key: &Key,
+    changes: &[Change],
+    read: &'r HashMap<Key, Stored>,
+    pick: fn(&Change) -> Option<&C>,
+    extra: impl Fn(Option<&C>, &C) -> usize,
+) -> Result<(usize, Vec<Write>, Option<&'r C::Aggregate>, Option<C::Aggregate>), UpdateError>
+where
+    C::Aggregate: Clone,
+{
+    let before = match read.get(agg_key) {
+        None => None,
+        Some(s) => Some(
+            C::as_aggregate(&s.doc)
+                .ok_or_else(|| UpdateError::WrongEntity(agg_key.clone(), s.doc.entity(), C::ENTITY))?,
+        ),
+    };
+    let mut agg: Option<C::Aggregate> = before.cloned();
+    let mut writes = Vec::new();
+    let mut taken = 0;
+    let mut used = 0;
+    let budget = MAX_WRITES_PER_COMMIT - RESERVED_WRITES;
+    for change in changes {
+        let Some(new) = pick(change) else {
+            taken += 1;
+            continue;
+        };
+        let old = stored_contribution::<C>(agg_key, new.session_id(), read)?;
+        if !supersedes(new, old.map(|(_, c)| c)) {
+            taken += 1;
+            continue;
+        }
+        let cost = 1 + extra(old.map(|(_, c)| c), new);
+        if used > 0 && used + cost > budget {
+            break;
+        }
+        used += cost;
+        taken += 1;
+        let a = agg.get_or_insert_with(|| new.empty());
+        new.apply(old.map(|(_, c)| c), a);
+        writes.push(Write::put(
+            new.clone().contribution_doc(),
+            Expect::of(old.map(|(s, _)| s)),
+        ));
+    }
+    let after = if writes.is_empty() { None } else { agg };
+    Ok((taken, writes, before, after))
+}
+
+/// For the changes taken, the (stored, new) contribution pairs that will be applied.
+fn taken_pairs<C: Typed>(
+    agg_key: &Key,
+    changes: &[Change],
+    read: &HashMap<Key, Stored>,
+    pick: fn(&Change) -> Option<&C>,
+) -> Result<Vec<(Option<C>, C)>, UpdateError> {
+    let mut out = Vec::new();
+    let mut seen = BTreeSet::new();
+    for change in changes {
+        let Some(new) = pick(change) else { continue };
+        let old = stored_contribution::<C>(agg_key, new.session_id(), read)?.map(|(_, c)| c);
+        if supersedes(new, old) && seen.insert(new.session_id().to_string()) {
+            out.push((old.cloned(), new.clone()));
+        }
+    }
+    Ok(out)
+}
+
