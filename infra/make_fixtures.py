@@ -6,6 +6,8 @@ The same files drive the handler unit tests (include_str!), `cargo lambda invoke
 committed so that nobody needs this script to use them.
 """
 import base64
+import datetime
+import hashlib
 import json
 import pathlib
 
@@ -98,7 +100,62 @@ poison_payloads = [
 ]
 poison = {"Records": [record(p, 100 + i) for i, p in enumerate(poison_payloads)]}
 
+# The event log's stream, as the feature updater receives it: one INSERT per log entry (the item ingest
+# writes: pseudonymized ids, canonical body, TTL), plus a MODIFY that the mapping's filter would drop.
+TABLE_STREAM_ARN = ("arn:aws:dynamodb:us-east-1:123456789012:table/checkout-ai-EventLogTable/stream/"
+                    "2025-11-20T00:00:00.000")
+RETENTION = 400 * 86400
+
+
+def pseudonym(prefix, value):
+    # Illustrative only: ingest uses a keyed HMAC; any `u_` + 32 hex digits reads the same downstream.
+    return prefix + hashlib.sha256(value.encode()).hexdigest()[:32]
+
+
+def log_item(e):
+    e = json.loads(json.dumps(e))
+    e["user_id"] = pseudonym("u_", e["user_id"])
+    e["context"]["ip"] = pseudonym("ip_", e["context"]["ip"])
+    if "email" in e["data"]:
+        e["data"]["email"] = pseudonym("e_", e["data"]["email"])
+    occurred = datetime.datetime.fromisoformat(e["occurred_at"].replace("Z", "+00:00"))
+    return {
+        "session_id": {"S": e["session_id"]},
+        "event_id": {"S": e["event_id"]},
+        "event_type": {"S": e["event_type"]},
+        "occurred_at": {"S": e["occurred_at"]},
+        "user_id": {"S": e["user_id"]},
+        "expires_at": {"N": str(int(occurred.timestamp()) + RETENTION)},
+        "body": {"S": json.dumps(e, separators=(",", ":"))},
+    }
+
+
+def stream_record(e, n, name="INSERT"):
+    image = log_item(e)
+    return {
+        "eventID": f"{n:032x}",
+        "eventName": name,
+        "eventVersion": "1.1",
+        "eventSource": "aws:dynamodb",
+        "awsRegion": "us-east-1",
+        "dynamodb": {
+            "ApproximateCreationDateTime": ARRIVAL + n,
+            "Keys": {"session_id": image["session_id"], "event_id": image["event_id"]},
+            "NewImage": image,
+            "SequenceNumber": f"{1000000 + n:021d}",
+            "SizeBytes": len(json.dumps(image)),
+            "StreamViewType": "NEW_IMAGE",
+        },
+        "eventSourceARN": TABLE_STREAM_ARN,
+    }
+
+
+inserts = [stream_record(e, i) for i, e in enumerate(funnel)]
+inserts.append(stream_record(funnel[0], len(funnel), "MODIFY"))
+stream_batch = {"Records": inserts}
+
 root = pathlib.Path(__file__).resolve().parent.parent / "events"
 (root / "kinesis-valid.json").write_text(json.dumps(valid, indent=2) + "\n")
 (root / "kinesis-poison.json").write_text(json.dumps(poison, indent=2) + "\n")
-print("wrote", root / "kinesis-valid.json", root / "kinesis-poison.json")
+(root / "dynamodb-event-log-inserts.json").write_text(json.dumps(stream_batch, indent=2) + "\n")
+print("wrote", root / "kinesis-valid.json", root / "kinesis-poison.json", root / "dynamodb-event-log-inserts.json")

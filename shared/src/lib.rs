@@ -12,3 +12,4 @@ pub mod ingest;
 pub mod memory;
 pub mod pseudonym;
 pub mod rees46;
+pub mod telemetry;

@@ -1,4 +1,4 @@
-//! A local stand-in for Lambda's Kinesis event source mapping, for the demo and the integration tests
+//! Local stand-ins for Lambda's Kinesis and DynamoDB Streams event source mappings, for the demo and the integration tests
 //! (moto runs no event source mappings).
 //!
 //! Like the real one it reads each shard in order, hands the function batches of at most `batch_size`
@@ -8,7 +8,7 @@
 //! sends the batch's coordinates to the on-failure destination, if one is configured.
 
 use aws_lambda_events::event::kinesis::KinesisEvent;
-use aws_lambda_events::event::streams::KinesisEventResponse;
+use aws_lambda_events::event::streams::{DynamoDbEventResponse, KinesisEventResponse};
 use aws_sdk_kinesis::types::ShardIteratorType;
 use base64::Engine as _;
 use serde_json::json;
@@ -206,5 +206,220 @@ impl KinesisMapping {
             .send()
             .await?;
         Ok(())
+    }
+}
+
+/// The same for a DynamoDB stream: reads every shard from the start, applies the mapping's filter the way
+/// Lambda does (moto's event source mappings do not), and hands the function batches in the Lambda
+/// DynamoDB event shape, re-reading from a reported `SequenceNumber` after a batch item failure.
+#[derive(Debug, Clone)]
+pub struct DynamoStreamMapping {
+    pub streams: aws_sdk_dynamodbstreams::Client,
+    pub stream_arn: String,
+    pub batch_size: usize,
+    pub max_retries: u32,
+    /// The `eventName`s the mapping's filter lets through (empty: all). The template filters on INSERT.
+    pub event_names: Vec<String>,
+    /// The on-failure destination (an SQS queue URL).
+    pub on_failure: Option<(aws_sdk_sqs::Client, String)>,
+}
+
+impl DynamoStreamMapping {
+    /// Reads every shard to its current end, invoking `handler` per batch of matching records.
+    pub async fn drain<H, Fut>(&self, mut handler: H) -> Result<DrainReport, BoxError>
+    where
+        H: FnMut(aws_lambda_events::event::dynamodb::Event) -> Fut,
+        Fut: Future<Output = Result<DynamoDbEventResponse, BoxError>>,
+    {
+        use aws_sdk_dynamodbstreams::types::ShardIteratorType as It;
+        let mut report = DrainReport::default();
+        let described = self
+            .streams
+            .describe_stream()
+            .stream_arn(&self.stream_arn)
+            .send()
+            .await?;
+        let shards = described
+            .stream_description()
+            .map(|d| d.shards().to_vec())
+            .unwrap_or_default();
+        for shard in &shards {
+            report.shards += 1;
+            let shard_id = shard.shard_id().unwrap_or_default();
+            let mut iterator = Some(self.iterator(shard_id, It::TrimHorizon, None).await?);
+            let mut failures_here = 0u32;
+            while let Some(it) = iterator.take() {
+                let out = self
+                    .streams
+                    .get_records()
+                    .shard_iterator(it)
+                    .limit(self.batch_size.min(1000) as i32)
+                    .send()
+                    .await?;
+                let all = out.records();
+                if all.is_empty() {
+                    break;
+                }
+                let matching: Vec<_> = all
+                    .iter()
+                    .filter(|r| {
+                        self.event_names.is_empty()
+                            || r.event_name()
+                                .is_some_and(|n| self.event_names.iter().any(|x| x == n.as_str()))
+                    })
+                    .collect();
+                let next = out.next_shard_iterator().map(str::to_string);
+                if matching.is_empty() {
+                    iterator = next;
+                    continue;
+                }
+                let event = self.event(&matching)?;
+                report.invocations += 1;
+                report.records_delivered += matching.len();
+                let response = handler(event).await?;
+                let failed_at = response
+                    .batch_item_failures
+                    .iter()
+                    .filter_map(|f| f.item_identifier.clone())
+                    .next();
+                iterator = match failed_at {
+                    None => {
+                        failures_here = 0;
+                        next
+                    }
+                    Some(seq) if failures_here < self.max_retries => {
+                        report.partial_failures += 1;
+                        failures_here += 1;
+                        Some(self.iterator(shard_id, It::AtSequenceNumber, Some(&seq)).await?)
+                    }
+                    Some(seq) => {
+                        report.partial_failures += 1;
+                        report.batches_abandoned += 1;
+                        failures_here = 0;
+                        let last = all
+                            .last()
+                            .and_then(|r| r.dynamodb())
+                            .and_then(|d| d.sequence_number())
+                            .unwrap_or_default()
+                            .to_string();
+                        self.abandon(shard_id, &seq, &last, matching.len()).await?;
+                        Some(self.iterator(shard_id, It::AfterSequenceNumber, Some(&last)).await?)
+                    }
+                };
+            }
+        }
+        Ok(report)
+    }
+
+    async fn iterator(
+        &self,
+        shard_id: &str,
+        kind: aws_sdk_dynamodbstreams::types::ShardIteratorType,
+        seq: Option<&str>,
+    ) -> Result<String, BoxError> {
+        let out = self
+            .streams
+            .get_shard_iterator()
+            .stream_arn(&self.stream_arn)
+            .shard_id(shard_id)
+            .shard_iterator_type(kind)
+            .set_sequence_number(seq.map(str::to_string))
+            .send()
+            .await?;
+        out.shard_iterator()
+            .map(str::to_string)
+            .ok_or_else(|| "GetShardIterator returned no iterator".into())
+    }
+
+    /// The Lambda event for a batch, field for field as Lambda sends it.
+    fn event(
+        &self,
+        records: &[&aws_sdk_dynamodbstreams::types::Record],
+    ) -> Result<aws_lambda_events::event::dynamodb::Event, BoxError> {
+        let recs: Vec<_> = records
+            .iter()
+            .map(|r| {
+                let d = r.dynamodb();
+                let image = |m: Option<&std::collections::HashMap<String, StreamValue>>| {
+                    serde_json::Value::Object(
+                        m.into_iter()
+                            .flatten()
+                            .map(|(k, v)| (k.clone(), attribute_json(v)))
+                            .collect(),
+                    )
+                };
+                json!({
+                    "eventID": r.event_id(),
+                    "eventName": r.event_name().map(|n| n.as_str()),
+                    "eventVersion": r.event_version(),
+                    "eventSource": "aws:dynamodb",
+                    "awsRegion": r.aws_region().unwrap_or("us-east-1"),
+                    "eventSourceARN": self.stream_arn,
+                    "dynamodb": {
+                        "ApproximateCreationDateTime": d
+                            .and_then(|d| d.approximate_creation_date_time())
+                            .map_or(0.0, |t| t.as_secs_f64()),
+                        "Keys": image(d.and_then(|d| d.keys())),
+                        "NewImage": image(d.and_then(|d| d.new_image())),
+                        "SequenceNumber": d.and_then(|d| d.sequence_number()),
+                        "SizeBytes": d.and_then(|d| d.size_bytes()).unwrap_or(0),
+                        "StreamViewType": d.and_then(|d| d.stream_view_type()).map(|v| v.as_str()),
+                    },
+                })
+            })
+            .collect();
+        Ok(serde_json::from_value(json!({ "Records": recs }))?)
+    }
+
+    async fn abandon(
+        &self,
+        shard_id: &str,
+        first: &str,
+        last: &str,
+        size: usize,
+    ) -> Result<(), BoxError> {
+        let Some((sqs, url)) = &self.on_failure else {
+            return Ok(());
+        };
+        let body = json!({
+            "requestContext": { "condition": "RetryAttemptsExhausted", "approximateInvokeCount": self.max_retries + 1 },
+            "DDBStreamBatchInfo": {
+                "shardId": shard_id,
+                "startSequenceNumber": first,
+                "endSequenceNumber": last,
+                "batchSize": size,
+                "streamArn": self.stream_arn,
+            }
+        });
+        sqs.send_message()
+            .queue_url(url)
+            .message_body(body.to_string())
+            .send()
+            .await?;
+        Ok(())
+    }
+}
+
+type StreamValue = aws_sdk_dynamodbstreams::types::AttributeValue;
+
+/// An attribute value in DynamoDB's JSON form (`{"S": "…"}`), as Lambda events carry them.
+fn attribute_json(v: &StreamValue) -> serde_json::Value {
+    let b64 = |b: &aws_sdk_dynamodbstreams::primitives::Blob| {
+        base64::engine::general_purpose::STANDARD.encode(b.as_ref())
+    };
+    match v {
+        StreamValue::S(s) => json!({ "S": s }),
+        StreamValue::N(n) => json!({ "N": n }),
+        StreamValue::B(b) => json!({ "B": b64(b) }),
+        StreamValue::Bool(b) => json!({ "BOOL": b }),
+        StreamValue::Null(b) => json!({ "NULL": b }),
+        StreamValue::Ss(v) => json!({ "SS": v }),
+        StreamValue::Ns(v) => json!({ "NS": v }),
+        StreamValue::Bs(v) => json!({ "BS": v.iter().map(b64).collect::<Vec<_>>() }),
+        StreamValue::L(l) => json!({ "L": l.iter().map(attribute_json).collect::<Vec<_>>() }),
+        StreamValue::M(m) => json!({
+            "M": m.iter().map(|(k, v)| (k.clone(), attribute_json(v))).collect::<serde_json::Map<_, _>>()
+        }),
+        _ => json!({ "NULL": true }),
     }
 }

@@ -6,6 +6,7 @@
 pub mod config;
 pub mod dynamo;
 pub mod error;
+pub mod features;
 pub mod kinesis;
 pub mod local_esm;
 pub mod quarantine;

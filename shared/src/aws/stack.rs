@@ -23,6 +23,36 @@ pub struct EventSource {
     pub batch_size: usize,
     #[serde(default)]
     pub maximum_retry_attempts: Option<u32>,
+    /// `FilterCriteria` as the template declares it: `{"Filters": [{"Pattern": "<json>"}]}`.
+    #[serde(default)]
+    pub filter_criteria: Option<serde_json::Value>,
+}
+
+impl EventSource {
+    /// The `eventName` values the filter patterns accept (empty: no filter on `eventName`).
+    pub fn event_names(&self) -> Result<Vec<String>, BoxError> {
+        let mut names = Vec::new();
+        let filters = self
+            .filter_criteria
+            .as_ref()
+            .and_then(|f| f.get("Filters"))
+            .and_then(|f| f.as_array());
+        for f in filters.into_iter().flatten() {
+            let Some(pattern) = f.get("Pattern").and_then(|p| p.as_str()) else {
+                continue;
+            };
+            let pattern: serde_json::Value = serde_json::from_str(pattern)?;
+            for n in pattern
+                .get("eventName")
+                .and_then(|n| n.as_array())
+                .into_iter()
+                .flatten()
+            {
+                names.extend(n.as_str().map(str::to_string));
+            }
+        }
+        Ok(names)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

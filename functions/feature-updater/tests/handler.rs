@@ -1,0 +1,112 @@
+//! The feature-updater handler over in-memory stores, driven by the same `events/` fixture as
+//! `cargo lambda invoke --data-file` and `sam local invoke -e`.
+
+use aws_lambda_events::event::dynamodb::Event as StreamEvent;
+use checkout_shared::aws::dynamo::from_item;
+use checkout_shared::delivery::BatchSink;
+use checkout_shared::features::updater::FeatureUpdater;
+use checkout_shared::features::{Doc, Key};
+use checkout_shared::ingest::LogEntry;
+use checkout_shared::memory::{Faults, MemoryFeatureStore, MemoryLog};
+use feature_updater::Function;
+use lambda_runtime::{Context, LambdaEvent};
+use std::collections::HashMap;
+
+const INSERTS: &str = include_str!("../../../events/dynamodb-event-log-inserts.json");
+
+fn fixture() -> StreamEvent {
+    serde_json::from_str(INSERTS).expect("fixture is a DynamoDB stream event")
+}
+
+/// The log entries the fixture's INSERT images hold, as ingest wrote them.
+fn logged(event: &StreamEvent) -> Vec<LogEntry> {
+    event
+        .records
+        .iter()
+        .filter(|r| r.event_name == "INSERT")
+        .map(|r| {
+            let item: HashMap<String, aws_sdk_dynamodb::types::AttributeValue> =
+                r.change.new_image.clone().into();
+            from_item(&item).expect("image is a log entry")
+        })
+        .collect()
+}
+
+/// A function whose event log already holds the fixture's entries.
+async fn function(event: &StreamEvent) -> Function<MemoryLog, MemoryFeatureStore> {
+    let log = MemoryLog::new(25, Faults::default());
+    let entries = logged(event);
+    let refs: Vec<&LogEntry> = entries.iter().collect();
+    log.put(&refs).await.expect("log");
+    Function {
+        updater: FeatureUpdater::new(log, MemoryFeatureStore::default()),
+    }
+}
+
+fn failures(r: &aws_lambda_events::event::streams::DynamoDbEventResponse) -> Vec<String> {
+    r.batch_item_failures
+        .iter()
+        .filter_map(|f| f.item_identifier.clone())
+        .collect()
+}
+
+#[tokio::test]
+async fn given_the_checkout_funnel_then_the_session_features_follow_it() {
+    let event = fixture();
+    let f = function(&event).await;
+    let response = f
+        .handle(LambdaEvent::new(event.clone(), Context::default()))
+        .await
+        .expect("handled");
+    assert!(failures(&response).is_empty());
+
+    let docs = f.updater.store.docs();
+    let Some(Doc::Session(s)) = docs.get(&Key::session("sess-7f3a")) else {
+        panic!("no session item: {:?}", docs.keys().collect::<Vec<_>>());
+    };
+    assert_eq!(s.event_count, 12);
+    assert_eq!(s.product_related, 2, "one product page view and one product view");
+    // The page view reports its 41 s; the product view is the last page view, so it counts 0 s.
+    assert_eq!(s.product_related_duration_ms, 41_000);
+    assert_eq!((s.checkout_step, s.coupon_attempts, s.form_errors), (1, 1, 1));
+    assert_eq!((s.payment_attempts, s.payment_declines, s.orders), (2, 1, 1));
+    assert_eq!(s.revenue.get("EUR"), Some(&7199));
+    assert_eq!((s.cart_value_minor, s.cart_items), (0, 0), "the order emptied the cart");
+    assert_eq!(s.traffic_type, Some(2));
+    assert_eq!(
+        s.visitor_type,
+        Some(checkout_shared::event::VisitorType::Returning)
+    );
+    let user = s.user_id.clone().expect("user");
+    assert!(user.starts_with("u_"));
+    let Some(Doc::User(u)) = docs.get(&Key::user(&user)) else {
+        panic!("no user item");
+    };
+    assert_eq!((u.sessions, u.orders), (1, 1));
+    let Some(Doc::Item(i)) = docs.get(&Key::item("sku-1")) else {
+        panic!("no item");
+    };
+    assert_eq!((i.views, i.cart_adds, i.purchases), (1, 1, 1));
+}
+
+#[tokio::test]
+async fn given_the_same_batch_again_then_nothing_is_written() {
+    let event = fixture();
+    let f = function(&event).await;
+    let (_, first) = f.process(event.clone()).await;
+    assert!(first.feature_items_written > 0);
+    let (response, again) = f.process(event).await;
+    assert!(failures(&response).is_empty());
+    assert_eq!(again.feature_items_written, 0);
+    assert_eq!(again.sessions_current, 1);
+}
+
+#[tokio::test]
+async fn given_a_store_fault_then_the_batch_is_retried_from_the_first_unfinished_session() {
+    let event = fixture();
+    let f = function(&event).await;
+    f.updater.store.fail_writes_to(Some("session#"));
+    let (response, _) = f.process(event.clone()).await;
+    let first_insert = event.records[0].change.sequence_number.clone();
+    assert_eq!(failures(&response), vec![first_insert.expect("sequence number")]);
+}
