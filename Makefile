@@ -37,7 +37,7 @@ venv: $(STAMP) ## Create the repo-local virtualenv (moto server, cargo-lambda, a
 # The demo runs the CLI and the in-process ingest handler from the dev profile: it is I/O bound on the
 # local stack, and shares its build with `make test`. Deployable binaries come from `sam build`.
 build: ## Build the operator CLI and the functions
-	cargo build --locked -p checkout-ai -p ingest
+	cargo build --locked -p checkout-ai -p ingest -p feature-updater
 
 # ---- local stack ------------------------------------------------------------------------------
 stack-up: $(STAMP) ## Start moto on 127.0.0.1:$(PORT) and create the template's resources

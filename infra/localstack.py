@@ -281,8 +281,9 @@ def cmd_start(a):
     if pidfile.exists():
         cmd_stop(a)
     log = open(state / "moto.log", "w")
-    moto = pathlib.Path(sys.executable).with_name("moto_server")
-    proc = subprocess.Popen([str(moto), "-H", "127.0.0.1", "-p", str(a.port)], stdout=log,
+    # moto server with the transaction rollback fix (see infra/moto_server.py).
+    launcher = pathlib.Path(__file__).resolve().with_name("moto_server.py")
+    proc = subprocess.Popen([sys.executable, str(launcher), "-H", "127.0.0.1", "-p", str(a.port)], stdout=log,
                             stderr=subprocess.STDOUT, start_new_session=True)
     pidfile.write_text(str(proc.pid))
     if not wait_port(a.port):

@@ -51,12 +51,15 @@ pub fn moto() -> &'static str {
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
             .expect("a free port");
-        let exe = venv_bin("moto_server");
+        // moto server with the transaction rollback fix (see infra/moto_server.py).
+        let exe = venv_bin("python3");
+        let launcher = repo_root().join("infra/moto_server.py");
         let log = std::env::temp_dir().join(format!("checkout-ai-moto-{port}.log"));
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let mut cmd = Command::new(exe);
-            cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            cmd.arg(&launcher)
+                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(std::fs::File::create(&log).map_or(Stdio::null(), Stdio::from));

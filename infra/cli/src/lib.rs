@@ -2,7 +2,11 @@
 
 use checkout_shared::aws::dynamo::count_items;
 use checkout_shared::aws::kinesis::{KinesisProducer, OutRecord};
-use checkout_shared::aws::local_esm::{DrainReport, KinesisMapping};
+use checkout_shared::aws::features::scan_features;
+use checkout_shared::aws::local_esm::{DrainReport, DynamoStreamMapping, KinesisMapping};
+use checkout_shared::features::rebuild::{count_by_entity, diff, rebuild, Difference};
+use checkout_shared::features::updater::{FeatureStore, SessionLog, UpdateCounts};
+use checkout_shared::features::{Doc, Key};
 use checkout_shared::aws::stack::LocalStack;
 use checkout_shared::delivery::{deliver, RetryPolicy};
 use checkout_shared::ingest::BatchCounts;
@@ -165,6 +169,128 @@ where
     })
 }
 
+/// What a local feature-updater run did.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct FeaturesRun {
+    pub stream: DrainReport,
+    pub counts: UpdateCounts,
+    /// Sessions handed back to Lambda (retried by the driver) over the run.
+    pub failed_sessions: usize,
+}
+
+/// Runs the real feature-updater handler over the event log's DynamoDB stream, as Lambda's event source
+/// mapping would, applying the template's filter (moto does not).
+pub async fn drive_features(stack: &LocalStack) -> Result<FeaturesRun, BoxError> {
+    let sdk = stack.sdk_config().await;
+    let function = feature_updater::Function::new(&stack.env("FeatureUpdaterFunction")?, &sdk)
+        .map_err(|e| -> BoxError { e.to_string().into() })?;
+    drive_features_with(stack, &sdk, &function).await
+}
+
+/// [`drive_features`] with a given function.
+pub async fn drive_features_with<L: SessionLog, S: FeatureStore>(
+    stack: &LocalStack,
+    sdk: &aws_config::SdkConfig,
+    function: &feature_updater::Function<L, S>,
+) -> Result<FeaturesRun, BoxError> {
+    let source = stack.event_source("FeatureUpdaterFunction", "DynamoDB")?;
+    let table = stack.resource(source.source.as_deref().unwrap_or("EventLogTable"))?;
+    let stream_arn = table
+        .stream_arn
+        .clone()
+        .ok_or("the event log table has no stream")?;
+    let on_failure = stack
+        .resource("FeatureUpdaterFailureQueue")
+        .ok()
+        .and_then(|r| r.url.clone())
+        .map(|url| (aws_sdk_sqs::Client::new(sdk), url));
+    let mapping = DynamoStreamMapping {
+        streams: aws_sdk_dynamodbstreams::Client::new(sdk),
+        stream_arn,
+        batch_size: source.batch_size,
+        max_retries: source.maximum_retry_attempts.unwrap_or(10),
+        event_names: source.event_names()?,
+        on_failure,
+    };
+    let totals = std::cell::RefCell::new(FeaturesRun::default());
+    let report = mapping
+        .drain(|event| {
+            let totals = &totals;
+            async move {
+                let (response, c) = function.process(event).await;
+                let mut t = totals.borrow_mut();
+                t.counts += &c;
+                t.failed_sessions += response.batch_item_failures.len();
+                Ok(response)
+            }
+        })
+        .await?;
+    let mut run = totals.into_inner();
+    run.stream = report;
+    Ok(run)
+}
+
+/// How the live features table compares with a rebuild from the event log.
+#[derive(Debug, Clone, Serialize)]
+pub struct RebuildReport {
+    pub log_entries: usize,
+    pub unreadable_events: usize,
+    pub expected_items: usize,
+    pub live_items: usize,
+    pub expected_by_entity: std::collections::BTreeMap<String, usize>,
+    pub live_by_entity: std::collections::BTreeMap<String, usize>,
+    pub differences: usize,
+    /// The first few differences, in key order.
+    pub sample: Vec<Difference>,
+}
+
+/// Recomputes every projection from the event log in memory and diffs it against the live table.
+pub async fn rebuild_features(stack: &LocalStack) -> Result<RebuildReport, BoxError> {
+    let sdk = stack.sdk_config().await;
+    let ddb = aws_sdk_dynamodb::Client::new(&sdk);
+    let env = stack.env("FeatureUpdaterFunction")?;
+    let log = checkout_shared::aws::dynamo::scan_log(&ddb, env.required("EVENT_LOG_TABLE")?).await?;
+    let live = scan_features(&ddb, env.required("FEATURES_TABLE")?).await?;
+    Ok(compare(log, &live))
+}
+
+/// The rebuild of `log` compared with `live`.
+pub fn compare(
+    log: Vec<checkout_shared::ingest::LogEntry>,
+    live: &std::collections::BTreeMap<Key, Doc>,
+) -> RebuildReport {
+    let log_entries = log.len();
+    let (expected, unreadable) = rebuild(log);
+    let differences = diff(&expected, live);
+    RebuildReport {
+        log_entries,
+        unreadable_events: unreadable.len(),
+        expected_items: expected.len(),
+        live_items: live.len(),
+        expected_by_entity: count_by_entity(expected.values()),
+        live_by_entity: count_by_entity(live.values()),
+        differences: differences.len(),
+        sample: differences.into_iter().take(5).collect(),
+    }
+}
+
+/// The demo summary's `features` object.
+#[derive(Debug, Clone, Serialize)]
+pub struct FeaturesSummary {
+    /// Items in the features table per entity type.
+    pub items_by_entity: std::collections::BTreeMap<String, usize>,
+    pub run: FeaturesRun,
+    /// Per event in the log: items read from the log and from the features table, items written.
+    pub log_items_read_per_event: f64,
+    pub feature_items_read_per_event: f64,
+    pub feature_items_written_per_event: f64,
+    pub events_per_second: f64,
+    /// Differences between the live table and a rebuild from the log (the demo fails unless 0).
+    pub rebuild_differences: usize,
+    /// The session with the most events, as the scorer would read it.
+    pub example_session: Option<checkout_shared::features::SessionFeatures>,
+}
+
 /// The demo summary written to `out/demo-summary.json`.
 #[derive(Debug, Serialize)]
 pub struct DemoSummary {
@@ -184,6 +310,7 @@ pub struct DemoSummary {
     pub stream: DrainReport,
     pub dynamodb_write_requests: u64,
     pub dynamodb_write_requests_per_event: f64,
+    pub features: FeaturesSummary,
     pub timings_seconds: std::collections::BTreeMap<String, f64>,
 }
 
@@ -191,21 +318,56 @@ pub struct DemoSummary {
 pub async fn demo(stack: &LocalStack, file: &Path, out: &Path) -> Result<(), BoxError> {
     let mut timings = std::collections::BTreeMap::new();
     let t = Instant::now();
-    println!("1/3 replaying {} into Kinesis …", file.display());
+    println!("1/5 replaying {} into Kinesis …", file.display());
     let replay = replay(stack, file, None, None).await?;
     timings.insert("replay".to_string(), t.elapsed().as_secs_f64());
 
     let t = Instant::now();
-    println!("2/3 driving the ingest handler from the stream, batch by batch …");
+    println!("2/5 driving the ingest handler from the stream, batch by batch …");
     let run = drive_ingest(stack).await?;
     timings.insert("ingest".to_string(), t.elapsed().as_secs_f64());
 
     let t = Instant::now();
-    println!("3/3 reading the event log back …");
+    println!("3/5 driving the feature updater from the event log's stream (INSERTs only) …");
+    let features_run = drive_features(stack).await?;
+    let features_secs = t.elapsed().as_secs_f64();
+    timings.insert("features".to_string(), features_secs);
+
+    let t = Instant::now();
+    println!("4/5 reading the event log back …");
     let sdk = stack.sdk_config().await;
     let ddb = aws_sdk_dynamodb::Client::new(&sdk);
     let event_log_items = count_items(&ddb, &stack.resource("EventLogTable")?.name).await?;
     timings.insert("verify".to_string(), t.elapsed().as_secs_f64());
+
+    let t = Instant::now();
+    println!("5/5 rebuilding every feature from the log and diffing it against the live table …");
+    let log = checkout_shared::aws::dynamo::scan_log(&ddb, &stack.resource("EventLogTable")?.name).await?;
+    let live = scan_features(&ddb, &stack.resource("FeaturesTable")?.name).await?;
+    let check = compare(log, &live);
+    timings.insert("rebuild_check".to_string(), t.elapsed().as_secs_f64());
+    let example_session = live
+        .values()
+        .filter_map(|d| match d {
+            Doc::Session(s) => Some(s),
+            _ => None,
+        })
+        .max_by(|a, b| {
+            (a.event_count, a.orders, &b.session_id).cmp(&(b.event_count, b.orders, &a.session_id))
+        })
+        .cloned();
+    let per_event = |n: usize| n as f64 / event_log_items.max(1) as f64;
+    let fc = &features_run.counts;
+    let features = FeaturesSummary {
+        items_by_entity: count_by_entity(live.values()),
+        log_items_read_per_event: per_event(fc.log_entries_read),
+        feature_items_read_per_event: per_event(fc.feature_items_read),
+        feature_items_written_per_event: per_event(fc.feature_items_written),
+        events_per_second: event_log_items as f64 / features_secs.max(1e-9),
+        rebuild_differences: check.differences,
+        example_session,
+        run: features_run,
+    };
 
     let c = &run.counts;
     let summary = DemoSummary {
@@ -224,6 +386,7 @@ pub async fn demo(stack: &LocalStack, file: &Path, out: &Path) -> Result<(), Box
             / event_log_items.max(1) as f64,
         replay,
         stream: run.stream,
+        features,
         timings_seconds: timings,
     };
     std::fs::create_dir_all(out)?;
@@ -231,6 +394,14 @@ pub async fn demo(stack: &LocalStack, file: &Path, out: &Path) -> Result<(), Box
     std::fs::write(&path, serde_json::to_string_pretty(&summary)? + "\n")?;
     print_summary(&summary);
     println!("summary written to {}", path.display());
+    if summary.features.rebuild_differences > 0 {
+        return Err(format!(
+            "the features table differs from a rebuild from the log in {} items, e.g. {}",
+            summary.features.rebuild_differences,
+            serde_json::to_string(&check.sample).unwrap_or_default()
+        )
+        .into());
+    }
     if summary.event_log_items != summary.replay.distinct_event_ids {
         return Err(format!(
             "the event log holds {} items but the replay had {} distinct events",
@@ -264,6 +435,33 @@ fn print_summary(s: &DemoSummary) {
         "  BatchWriteItem requests      {:>8}  ({:.4} per event)",
         s.dynamodb_write_requests, s.dynamodb_write_requests_per_event
     );
+    let f = &s.features;
+    println!(
+        "  feature updater              {:>8}  invocations, {} sessions projected ({} already current)",
+        f.run.stream.invocations, f.run.counts.sessions, f.run.counts.sessions_current
+    );
+    println!(
+        "  per event: log items read {:.2}, feature items read {:.2}, written {:.2}; {:.0} events/s",
+        f.log_items_read_per_event,
+        f.feature_items_read_per_event,
+        f.feature_items_written_per_event,
+        f.events_per_second
+    );
+    println!("  features table items by entity:");
+    for (entity, n) in &f.items_by_entity {
+        println!("    {entity:<26} {n:>8}");
+    }
+    println!(
+        "  rebuild from the log vs live table: {} differences",
+        f.rebuild_differences
+    );
+    if let Some(session) = &f.example_session {
+        println!("  example session (the one with the most events):");
+        let text = serde_json::to_string_pretty(session).unwrap_or_default();
+        for line in text.lines() {
+            println!("    {line}");
+        }
+    }
     for (phase, secs) in &s.timings_seconds {
         println!("  {phase:<28} {secs:>8.1} s");
     }

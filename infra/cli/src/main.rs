@@ -37,6 +37,18 @@ enum Command {
         #[command(flatten)]
         stack: StackArg,
     },
+    /// Drive the feature updater from the event log's DynamoDB stream, as Lambda's event source mapping
+    /// would (INSERT records only, as the template's filter).
+    DriveFeatures {
+        #[command(flatten)]
+        stack: StackArg,
+    },
+    /// Recompute every feature from the event log (in memory) and diff it against the live features
+    /// table. Exits 2 when they differ.
+    RebuildFeatures {
+        #[command(flatten)]
+        stack: StackArg,
+    },
     /// Replay, ingest and summarise: the demo's main job (the stack must be up; `make demo` does it all).
     Demo {
         #[command(flatten)]
@@ -82,6 +94,29 @@ async fn main() {
             Ok(s) => ops::drive_ingest(&s).await.map(|r| {
                 println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
             }),
+            Err(e) => Err(e),
+        },
+        Command::DriveFeatures { stack } => match stack.load() {
+            Ok(s) => ops::drive_features(&s).await.map(|r| {
+                println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+            }),
+            Err(e) => Err(e),
+        },
+        Command::RebuildFeatures { stack } => match stack.load() {
+            Ok(s) => match ops::rebuild_features(&s).await {
+                Ok(r) => {
+                    println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+                    if r.differences > 0 {
+                        eprintln!(
+                            "checkout-ai: the live features table differs from the rebuild in {} items",
+                            r.differences
+                        );
+                        std::process::exit(2);
+                    }
+                    Ok(())
+                }
+                Err(e) => Err(e),
+            },
             Err(e) => Err(e),
         },
         Command::Demo { stack, file, out } => match stack.load() {

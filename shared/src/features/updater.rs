@@ -119,6 +119,8 @@ pub struct UpdateCounts {
     pub unreadable_events: usize,
     pub feature_items_read: usize,
     pub feature_items_written: usize,
+    /// Of those, items written inside multi-item transactions (DynamoDB bills these twice).
+    pub transactional_items_written: usize,
     pub commits: usize,
     pub conflicts: usize,
 }
@@ -131,6 +133,7 @@ impl std::ops::AddAssign<&UpdateCounts> for UpdateCounts {
         self.unreadable_events += o.unreadable_events;
         self.feature_items_read += o.feature_items_read;
         self.feature_items_written += o.feature_items_written;
+        self.transactional_items_written += o.transactional_items_written;
         self.commits += o.commits;
         self.conflicts += o.conflicts;
     }
@@ -465,6 +468,9 @@ impl<L: SessionLog, S: FeatureStore> FeatureUpdater<L, S> {
             match self.store.commit(writes).await {
                 Ok(()) => {
                     counts.feature_items_written += n;
+                    if n > 1 {
+                        counts.transactional_items_written += n;
+                    }
                     changes.drain(..taken);
                     attempts = 0;
                 }
