@@ -28,7 +28,11 @@ async fn projected_features_equal_a_rebuild_and_a_redelivered_stream_changes_not
         log.len(),
         "one INSERT per log entry reaches the function"
     );
-    assert!(run.stream.invocations > 1, "several batches: {:?}", run.stream);
+    assert!(
+        run.stream.invocations > 1,
+        "several batches: {:?}",
+        run.stream
+    );
 
     let ddb = aws_sdk_dynamodb::Client::new(&stack.sdk_config().await);
     let table = stack.resource("FeaturesTable").expect("table").name.clone();
@@ -61,7 +65,9 @@ async fn projected_features_equal_a_rebuild_and_a_redelivered_stream_changes_not
         .await
         .expect("replay 2");
     checkout_ai::drive_ingest(&stack).await.expect("ingest 2");
-    let again = checkout_ai::drive_features(&stack).await.expect("features 2");
+    let again = checkout_ai::drive_features(&stack)
+        .await
+        .expect("features 2");
     assert_eq!(again.stream.records_delivered, log.len(), "only INSERTs");
     assert_eq!(again.failed_sessions, 0);
     assert_eq!(again.counts.feature_items_written, 0, "{:?}", again.counts);

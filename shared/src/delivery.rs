@@ -32,6 +32,15 @@ pub struct StoreError {
 }
 
 impl StoreError {
+    /// The same classification with the source kept as text, for reporting one failure in several places.
+    pub fn clone_shallow(&self) -> Self {
+        Self {
+            operation: self.operation,
+            retryable: self.retryable,
+            source: format!("{self}: {}", self.source).into(),
+        }
+    }
+
     /// A failure that retrying will not fix (a request that cannot be built or encoded, access denied, …).
     pub fn permanent(
         operation: &'static str,

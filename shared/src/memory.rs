@@ -182,7 +182,10 @@ impl MemoryFeatureStore {
     }
 
     /// Counts a call and fails it if the script says so.
-    fn call(&self, operation: &'static str) -> Result<std::sync::MutexGuard<'_, FeatureState>, StoreError> {
+    fn call(
+        &self,
+        operation: &'static str,
+    ) -> Result<std::sync::MutexGuard<'_, FeatureState>, StoreError> {
         let mut st = self.lock();
         st.calls += 1;
         let call = st.calls;

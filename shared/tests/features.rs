@@ -35,7 +35,13 @@ struct E {
     body: EventBody,
 }
 
-fn ev(id: &'static str, session: &'static str, user: &'static str, at: DateTime<Utc>, body: EventBody) -> E {
+fn ev(
+    id: &'static str,
+    session: &'static str,
+    user: &'static str,
+    at: DateTime<Utc>,
+    body: EventBody,
+) -> E {
     E {
         id,
         session,
@@ -199,18 +205,39 @@ async fn uci_page_features_count_pages_by_family_and_time_them_to_the_next_page_
     let w = World::new();
     let s = "s1";
     let given = [
-        ev("e1", s, "u1", at(1, 10, 0, 0), page(PageType::Administrative, "/account", None)),
-        ev("e2", s, "u1", at(1, 10, 0, 30), page(PageType::Informational, "/faq", Some(12_000))),
+        ev(
+            "e1",
+            s,
+            "u1",
+            at(1, 10, 0, 0),
+            page(PageType::Administrative, "/account", None),
+        ),
+        ev(
+            "e2",
+            s,
+            "u1",
+            at(1, 10, 0, 30),
+            page(PageType::Informational, "/faq", Some(12_000)),
+        ),
         ev("e3", s, "u1", at(1, 10, 1, 0), view("p1")),
         ev("e4", s, "u1", at(1, 10, 3, 0), view("p2")),
-        ev("e5", s, "u1", at(1, 10, 4, 0), page(PageType::Administrative, "/account", None)),
+        ev(
+            "e5",
+            s,
+            "u1",
+            at(1, 10, 4, 0),
+            page(PageType::Administrative, "/account", None),
+        ),
     ];
     // Delivered backwards: event time, not arrival, orders the pages.
     let outcome = w.deliver(&given.iter().rev().collect::<Vec<_>>()).await;
     assert!(outcome.failed.is_empty(), "{:?}", outcome.failed);
 
     let f = w.session(s);
-    assert_eq!((f.administrative, f.informational, f.product_related), (2, 1, 2));
+    assert_eq!(
+        (f.administrative, f.informational, f.product_related),
+        (2, 1, 2)
+    );
     // /account: 30 s until the next page, then 0 s as the exit page. /faq: the producer's 12 s.
     assert_eq!(f.administrative_duration_ms, 30_000);
     assert_eq!(f.informational_duration_ms, 12_000);
@@ -234,7 +261,10 @@ async fn uci_page_features_count_pages_by_family_and_time_them_to_the_next_page_
     };
     let account = page_of("/account").expect("page item");
     assert_eq!((account.views, account.unique_views), (2, 1));
-    assert_eq!((account.entrances, account.exits, account.bounces), (1, 1, 0));
+    assert_eq!(
+        (account.entrances, account.exits, account.bounces),
+        (1, 1, 0)
+    );
     let uci = f.uci(page_of);
     // Exit rate of /account is 1/2 over its 2 views, 0 elsewhere: mean over 5 views = 1/5.
     assert!((uci.exit_rates - 0.2).abs() < 1e-12, "{}", uci.exit_rates);
@@ -330,7 +360,13 @@ async fn users_count_sessions_orders_and_revenue_with_windows_cut_at_read_time()
         ev("u1", "s1", "alice", at(1, 9, 0, 0), view("p1")),
         ev("u2", "s1", "alice", at(1, 9, 1, 0), order("o1", "p1", 2000)),
         ev("u3", "s2", "alice", at(20, 9, 0, 0), view("p2")),
-        ev("u4", "s2", "alice", at(20, 9, 2, 0), order("o2", "p2", 3000)),
+        ev(
+            "u4",
+            "s2",
+            "alice",
+            at(20, 9, 2, 0),
+            order("o2", "p2", 3000),
+        ),
     ];
     // The later session first, then the earlier one.
     w.deliver(&[&given[2], &given[3]]).await;
@@ -368,7 +404,10 @@ async fn items_count_views_adds_purchases_and_rank_co_viewed_products() {
     ];
     w.deliver(&given.iter().collect::<Vec<_>>()).await;
     let p1 = w.item("p1");
-    assert_eq!((p1.views, p1.cart_adds, p1.purchases, p1.sessions), (2, 1, 1, 2));
+    assert_eq!(
+        (p1.views, p1.cart_adds, p1.purchases, p1.sessions),
+        (2, 1, 1, 2)
+    );
     let top: Vec<(&str, u32)> = p1
         .co_viewed
         .iter()
@@ -419,10 +458,22 @@ async fn experiment_units_split_orders_at_the_first_exposure_across_sessions() {
         // Pre-exposure order, 5 days before.
         ev("x1", "s1", "bob", at(5, 9, 0, 0), order("o1", "p1", 1000)),
         // Exposure in s2 (treatment) and an order after it in s3.
-        ev("x2", "s2", "bob", at(10, 9, 0, 0), decision("d1", "exp1", "treatment")),
+        ev(
+            "x2",
+            "s2",
+            "bob",
+            at(10, 9, 0, 0),
+            decision("d1", "exp1", "treatment"),
+        ),
         ev("x3", "s3", "bob", at(11, 9, 0, 0), order("o2", "p2", 4000)),
         // An earlier exposure in s4 (control) arrives last: it becomes the first exposure.
-        ev("x4", "s4", "bob", at(8, 9, 0, 0), decision("d0", "exp1", "control")),
+        ev(
+            "x4",
+            "s4",
+            "bob",
+            at(8, 9, 0, 0),
+            decision("d0", "exp1", "control"),
+        ),
     ];
     w.deliver(&[&given[0], &given[1], &given[2]]).await;
     let u = w.unit("exp1", "bob");
@@ -436,7 +487,10 @@ async fn experiment_units_split_orders_at_the_first_exposure_across_sessions() {
     assert_eq!(u.first_exposure_at, at(8, 9, 0, 0));
     assert_eq!(u.variants_seen, 2, "bob saw both arms");
     assert_eq!((u.orders_before, u.orders_after), (1, 1));
-    assert_eq!(u.revenue_before, BTreeMap::from([("USD".to_string(), 1000)]));
+    assert_eq!(
+        u.revenue_before,
+        BTreeMap::from([("USD".to_string(), 1000)])
+    );
     assert!(u.complete);
     w.assert_matches_rebuild();
 }
@@ -475,7 +529,10 @@ async fn a_transient_store_fault_leaves_the_session_undone_and_a_retry_completes
     let outcome = w.deliver(&[&given[0]]).await;
     let err = outcome.failed.get("s1").expect("s1 failed");
     assert!(err.retryable());
-    assert!(w.doc(&Key::session("s1")).is_none(), "no session item before its aggregates");
+    assert!(
+        w.doc(&Key::session("s1")).is_none(),
+        "no session item before its aggregates"
+    );
 
     // Lambda retries the batch.
     let retry = w.deliver(&[&given[0]]).await;
@@ -494,7 +551,10 @@ async fn a_fault_after_the_aggregates_landed_is_recovered_without_counting_twice
     w.updater.store.fail_writes_to(Some("session#"));
     let outcome = w.deliver(&[&given[0], &given[1]]).await;
     assert!(outcome.failed.contains_key("s1"));
-    assert!(outcome.counts.feature_items_written > 0, "aggregates landed");
+    assert!(
+        outcome.counts.feature_items_written > 0,
+        "aggregates landed"
+    );
     assert!(w.doc(&Key::session("s1")).is_none());
 
     // The retry finds every contribution already stored and writes only the session item.
@@ -528,7 +588,12 @@ async fn concurrent_updaters_on_the_same_sessions_converge() {
     let sessions: Vec<String> = ["s1", "s2", "s3"].map(String::from).to_vec();
     // Two invocations over the same sessions, interleaved at every store call.
     let (a, b) = tokio::join!(w.updater.update(&sessions), w.updater.update(&sessions));
-    assert!(a.failed.is_empty() && b.failed.is_empty(), "{:?} {:?}", a.failed, b.failed);
+    assert!(
+        a.failed.is_empty() && b.failed.is_empty(),
+        "{:?} {:?}",
+        a.failed,
+        b.failed
+    );
     w.assert_matches_rebuild();
     assert_eq!(w.user("same-user").sessions, 3);
     assert_eq!(w.item("p1").views, 8);

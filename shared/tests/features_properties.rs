@@ -24,7 +24,11 @@ fn event(i: usize, (session, user, minute, kind, a, b): Spec) -> Event {
     let product = format!("p{}", a % 6);
     let body = match kind % 9 {
         0 => EventBody::PageViewed(PageViewed {
-            page_type: [PageType::Administrative, PageType::Informational, PageType::Cart][usize::from(b % 3)],
+            page_type: [
+                PageType::Administrative,
+                PageType::Informational,
+                PageType::Cart,
+            ][usize::from(b % 3)],
             path: Some(format!("/page/{}", a % 3)),
             time_on_page_ms: (b % 2 == 0).then_some(u64::from(a) * 1000),
         }),

@@ -65,13 +65,26 @@ async fn given_the_checkout_funnel_then_the_session_features_follow_it() {
         panic!("no session item: {:?}", docs.keys().collect::<Vec<_>>());
     };
     assert_eq!(s.event_count, 12);
-    assert_eq!(s.product_related, 2, "one product page view and one product view");
+    assert_eq!(
+        s.product_related, 2,
+        "one product page view and one product view"
+    );
     // The page view reports its 41 s; the product view is the last page view, so it counts 0 s.
     assert_eq!(s.product_related_duration_ms, 41_000);
-    assert_eq!((s.checkout_step, s.coupon_attempts, s.form_errors), (1, 1, 1));
-    assert_eq!((s.payment_attempts, s.payment_declines, s.orders), (2, 1, 1));
+    assert_eq!(
+        (s.checkout_step, s.coupon_attempts, s.form_errors),
+        (1, 1, 1)
+    );
+    assert_eq!(
+        (s.payment_attempts, s.payment_declines, s.orders),
+        (2, 1, 1)
+    );
     assert_eq!(s.revenue.get("EUR"), Some(&7199));
-    assert_eq!((s.cart_value_minor, s.cart_items), (0, 0), "the order emptied the cart");
+    assert_eq!(
+        (s.cart_value_minor, s.cart_items),
+        (0, 0),
+        "the order emptied the cart"
+    );
     assert_eq!(s.traffic_type, Some(2));
     assert_eq!(
         s.visitor_type,
@@ -108,5 +121,8 @@ async fn given_a_store_fault_then_the_batch_is_retried_from_the_first_unfinished
     f.updater.store.fail_writes_to(Some("session#"));
     let (response, _) = f.process(event.clone()).await;
     let first_insert = event.records[0].change.sequence_number.clone();
-    assert_eq!(failures(&response), vec![first_insert.expect("sequence number")]);
+    assert_eq!(
+        failures(&response),
+        vec![first_insert.expect("sequence number")]
+    );
 }

@@ -19,9 +19,7 @@ use crate::features::{Doc, Key, FEATURE_SCHEMA_VERSION};
 use crate::ingest::LogEntry;
 use aws_sdk_dynamodb::error::ProvideErrorMetadata;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{
-    AttributeValue, Delete, KeysAndAttributes, Put, TransactWriteItem,
-};
+use aws_sdk_dynamodb::types::{AttributeValue, Delete, KeysAndAttributes, Put, TransactWriteItem};
 use aws_sdk_dynamodb::Client;
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -243,7 +241,10 @@ impl FeatureStore for DynamoFeatureStore {
                     // A failed condition or a concurrent transaction on one of the items: re-read and
                     // recompute.
                     let conflict = c.cancellation_reasons().iter().any(|r| {
-                        matches!(r.code(), Some("ConditionalCheckFailed" | "TransactionConflict"))
+                        matches!(
+                            r.code(),
+                            Some("ConditionalCheckFailed" | "TransactionConflict")
+                        )
                     });
                     if conflict {
                         return Err(CommitError::Conflict);
@@ -274,7 +275,12 @@ impl DynamoFeatureStore {
                     .send()
                     .await
                     .map(|_| ())
-                    .map_err(|e| (e.code() == Some("ConditionalCheckFailedException"), store_error("PutItem", e)))
+                    .map_err(|e| {
+                        (
+                            e.code() == Some("ConditionalCheckFailedException"),
+                            store_error("PutItem", e),
+                        )
+                    })
             }
             None => self
                 .client
@@ -286,7 +292,12 @@ impl DynamoFeatureStore {
                 .send()
                 .await
                 .map(|_| ())
-                .map_err(|e| (e.code() == Some("ConditionalCheckFailedException"), store_error("DeleteItem", e))),
+                .map_err(|e| {
+                    (
+                        e.code() == Some("ConditionalCheckFailedException"),
+                        store_error("DeleteItem", e),
+                    )
+                }),
         };
         match result {
             Ok(()) => Ok(()),
@@ -346,7 +357,8 @@ impl SessionLog for DynamoSessionLog {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::features::{ItemFeatures, Partner};
+    use crate::features::aggregate::Partner;
+    use crate::features::ItemFeatures;
     use chrono::TimeZone;
 
     #[test]
@@ -370,13 +382,21 @@ mod tests {
             expires_at: 1_900_000_000,
         });
         let item = to_item(&doc, 7).expect("encode");
-        assert_eq!(item.get("entity").and_then(|v| v.as_s().ok()).map(String::as_str), Some("item"));
+        assert_eq!(
+            item.get("entity")
+                .and_then(|v| v.as_s().ok())
+                .map(String::as_str),
+            Some("item")
+        );
         let (key, stored) = from_feature_item(item.clone()).expect("decode");
         assert_eq!(key, Key::item("p1"));
         assert_eq!(stored, Stored { version: 7, doc });
 
         let mut old = item;
-        old.insert("feature_schema_version".into(), AttributeValue::N("0".into()));
+        old.insert(
+            "feature_schema_version".into(),
+            AttributeValue::N("0".into()),
+        );
         assert!(matches!(
             from_feature_item(old),
             Err(FeatureItemError::SchemaVersion { .. })

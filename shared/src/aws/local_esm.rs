@@ -290,7 +290,10 @@ impl DynamoStreamMapping {
                     Some(seq) if failures_here < self.max_retries => {
                         report.partial_failures += 1;
                         failures_here += 1;
-                        Some(self.iterator(shard_id, It::AtSequenceNumber, Some(&seq)).await?)
+                        Some(
+                            self.iterator(shard_id, It::AtSequenceNumber, Some(&seq))
+                                .await?,
+                        )
                     }
                     Some(seq) => {
                         report.partial_failures += 1;
@@ -303,7 +306,10 @@ impl DynamoStreamMapping {
                             .unwrap_or_default()
                             .to_string();
                         self.abandon(shard_id, &seq, &last, matching.len()).await?;
-                        Some(self.iterator(shard_id, It::AfterSequenceNumber, Some(&last)).await?)
+                        Some(
+                            self.iterator(shard_id, It::AfterSequenceNumber, Some(&last))
+                                .await?,
+                        )
                     }
                 };
             }

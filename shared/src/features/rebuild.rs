@@ -28,9 +28,7 @@ pub fn rebuild(entries: Vec<LogEntry>) -> (BTreeMap<Key, Doc>, Vec<Unreadable>) 
         unreadable.extend(bad);
         let Some(p) = projection else { continue };
         for c in p.users {
-            let agg = users
-                .entry(c.user_id.clone())
-                .or_insert_with(|| c.empty());
+            let agg = users.entry(c.user_id.clone()).or_insert_with(|| c.empty());
             c.apply(None, agg);
             put(&mut docs, Doc::UserContribution(c));
         }
@@ -107,14 +105,14 @@ fn put(docs: &mut BTreeMap<Key, Doc>, doc: Doc) {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Difference {
     /// The rebuild has the item; the live table does not.
-    Missing { key: String, expected: Doc },
+    Missing { key: String, expected: Box<Doc> },
     /// The live table has an item the rebuild does not.
-    Unexpected { key: String, live: Doc },
+    Unexpected { key: String, live: Box<Doc> },
     /// Both have it, with different contents.
     Changed {
         key: String,
-        expected: Doc,
-        live: Doc,
+        expected: Box<Doc>,
+        live: Box<Doc>,
     },
 }
 
@@ -124,10 +122,12 @@ pub enum Difference {
 /// length. It is not compared.
 fn same(a: &Doc, b: &Doc) -> bool {
     match (a, b) {
-        (Doc::ItemPair(x), Doc::ItemPair(y)) => PairCount {
-            expires_at: y.expires_at,
-            ..x.clone()
-        } == *y,
+        (Doc::ItemPair(x), Doc::ItemPair(y)) => {
+            PairCount {
+                expires_at: y.expires_at,
+                ..x.clone()
+            } == *y
+        }
         _ => a == b,
     }
 }
@@ -139,12 +139,12 @@ pub fn diff(expected: &BTreeMap<Key, Doc>, live: &BTreeMap<Key, Doc>) -> Vec<Dif
         match live.get(key) {
             None => out.push(Difference::Missing {
                 key: key.to_string(),
-                expected: e.clone(),
+                expected: Box::new(e.clone()),
             }),
             Some(l) if !same(l, e) => out.push(Difference::Changed {
                 key: key.to_string(),
-                expected: e.clone(),
-                live: l.clone(),
+                expected: Box::new(e.clone()),
+                live: Box::new(l.clone()),
             }),
             Some(_) => {}
         }
@@ -153,7 +153,7 @@ pub fn diff(expected: &BTreeMap<Key, Doc>, live: &BTreeMap<Key, Doc>) -> Vec<Dif
         if !expected.contains_key(key) {
             out.push(Difference::Unexpected {
                 key: key.to_string(),
-                live: l.clone(),
+                live: Box::new(l.clone()),
             });
         }
     }
@@ -162,10 +162,8 @@ pub fn diff(expected: &BTreeMap<Key, Doc>, live: &BTreeMap<Key, Doc>) -> Vec<Dif
 
 /// Items per entity type.
 pub fn count_by_entity<'a>(docs: impl IntoIterator<Item = &'a Doc>) -> BTreeMap<String, usize> {
-    let mut counts: BTreeMap<String, usize> = super::ENTITIES
-        .iter()
-        .map(|e| (e.to_string(), 0))
-        .collect();
+    let mut counts: BTreeMap<String, usize> =
+        super::ENTITIES.iter().map(|e| (e.to_string(), 0)).collect();
     for d in docs {
         *counts.entry(d.entity().to_string()).or_default() += 1;
     }

@@ -15,8 +15,8 @@
 //! Pages and durations are computed from the page views sorted by event time, so arrival order never
 //! matters.
 
-use super::aggregate::{ItemContribution, OrderRef, PageContribution, UserContribution};
 use super::aggregate::{Exposure, Money as MoneyMap};
+use super::aggregate::{ItemContribution, OrderRef, PageContribution, UserContribution};
 use crate::event::{DeviceType, Event, EventBody, PageType, VisitorType};
 use crate::ingest::LogEntry;
 use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc, Weekday};
@@ -129,7 +129,13 @@ impl SessionFeatures {
                 value += w * p.page_value_minor(self.cart_currency.as_deref()) / 100.0;
             }
         }
-        let per_view = |x: f64| if views == 0 { 0.0 } else { x / f64::from(views) };
+        let per_view = |x: f64| {
+            if views == 0 {
+                0.0
+            } else {
+                x / f64::from(views)
+            }
+        };
         let secs = |ms: u64| ms as f64 / 1000.0;
         UciSession {
             administrative: f64::from(self.administrative),
@@ -391,10 +397,7 @@ fn fold_sorted(events: &[&(Event, i64)]) -> Option<SessionProjection> {
         });
         s.page_views += 1;
         let (count, total) = match v.page_type {
-            PageType::Administrative => (
-                &mut s.administrative,
-                &mut s.administrative_duration_ms,
-            ),
+            PageType::Administrative => (&mut s.administrative, &mut s.administrative_duration_ms),
             PageType::Informational => (&mut s.informational, &mut s.informational_duration_ms),
             PageType::ProductRelated => {
                 (&mut s.product_related, &mut s.product_related_duration_ms)

@@ -151,6 +151,15 @@ pub enum UpdateError {
 }
 
 impl UpdateError {
+    /// A copy for every session the error affects (the source is kept as text).
+    fn clone_shallow(&self) -> Self {
+        match self {
+            UpdateError::Store(e) => UpdateError::Store(e.clone_shallow()),
+            UpdateError::Contended(k, n) => UpdateError::Contended(k.clone(), *n),
+            UpdateError::WrongEntity(k, a, b) => UpdateError::WrongEntity(k.clone(), a, b),
+        }
+    }
+
     /// Whether a later retry may succeed.
     pub fn retryable(&self) -> bool {
         match self {
@@ -221,10 +230,44 @@ impl Change {
     }
 }
 
-/// The outcome of one aggregate's commits.
-struct AggregateResult {
-    counts: UpdateCounts,
-    error: Option<UpdateError>,
+/// One aggregate with the session contributions waiting for it, and what was read for them.
+struct Job {
+    agg: Key,
+    changes: Vec<Change>,
+    read: HashMap<Key, Stored>,
+    /// Conflicts in a row.
+    attempts: u32,
+}
+
+impl Job {
+    /// The aggregate and the contributions of the waiting sessions.
+    fn keys(&self) -> Vec<Key> {
+        let mut keys = vec![self.agg.clone()];
+        keys.extend(
+            self.changes
+                .iter()
+                .map(|c| self.agg.contribution(c.session_id())),
+        );
+        keys
+    }
+
+    /// The pair counts the waiting item contributions would move.
+    fn pair_keys(&self) -> Vec<Key> {
+        let mut keys = Vec::new();
+        for new in self.changes.iter().filter_map(Change::item) {
+            let old =
+                stored_contribution::<ItemContribution>(&self.agg, &new.session_id, &self.read)
+                    .ok()
+                    .flatten()
+                    .map(|(_, c)| c);
+            for kind in PairKind::ALL {
+                for other in pair_deltas(old, new, kind).into_keys() {
+                    keys.push(Key::pair(&new.product_id, kind, &other));
+                }
+            }
+        }
+        keys
+    }
 }
 
 impl<L: SessionLog, S: FeatureStore> FeatureUpdater<L, S> {
@@ -354,80 +397,57 @@ impl<L: SessionLog, S: FeatureStore> FeatureUpdater<L, S> {
         let mut prefetched = match self.store.get_many(&keys).await {
             Ok(m) => m,
             Err(e) => {
-                let sessions: Vec<String> =
-                    todo.iter().map(|(p, _)| p.session.session_id.clone()).collect();
+                let sessions: Vec<String> = todo
+                    .iter()
+                    .map(|(p, _)| p.session.session_id.clone())
+                    .collect();
                 fail_all(out, &sessions, &e);
                 return Vec::new();
             }
         };
         out.counts.feature_items_read += prefetched.len();
-        let jobs: Vec<(Key, Vec<Change>, HashMap<Key, Stored>)> = groups
+        let jobs: Vec<Job> = groups
             .into_iter()
             .map(|(agg, changes)| {
-                let mut mine = HashMap::new();
+                let mut read = HashMap::new();
                 if let Some(s) = prefetched.remove(&agg) {
-                    mine.insert(agg.clone(), s);
+                    read.insert(agg.clone(), s);
                 }
                 for c in &changes {
                     let k = agg.contribution(c.session_id());
                     if let Some(s) = prefetched.remove(&k) {
-                        mine.insert(k, s);
+                        read.insert(k, s);
                     }
                 }
-                (agg, changes, mine)
+                Job {
+                    agg,
+                    changes,
+                    read,
+                    attempts: 0,
+                }
             })
             .collect();
-        let results: Vec<(Vec<String>, AggregateResult)> = stream::iter(jobs)
-            .map(|(agg, changes, read)| async move {
-                let sessions: Vec<String> =
-                    changes.iter().map(|c| c.session_id().to_string()).collect();
-                (sessions, self.aggregate(agg, changes, read).await)
-            })
-            .buffer_unordered(self.concurrency.max(1))
-            .collect()
-            .await;
-        let mut blocked: HashMap<String, UpdateError> = HashMap::new();
-        for (sessions, r) in results {
-            out.counts += &r.counts;
-            if let Some(e) = r.error {
-                // Every session that contributes here stays undone; remember one error for each.
-                let mut e = Some(e);
-                for s in sessions {
-                    let err = e.take().unwrap_or_else(|| {
-                        UpdateError::Contended(Key::session(&s), self.max_attempts)
-                    });
-                    blocked.entry(s).or_insert(err);
-                }
-            }
-        }
+        let blocked = self.aggregates(jobs, &mut out.counts).await;
 
         // 4. Session items, last.
-        let writes: Vec<(String, Write)> = todo
-            .into_iter()
-            .filter_map(|(p, version)| {
-                let id = p.session.session_id.clone();
-                if let Some(e) = blocked.remove(&id) {
-                    out.failed.insert(id, e);
-                    return None;
-                }
-                let expect = version.map_or(Expect::Absent, Expect::Version);
-                Some((id, Write::put(Doc::Session(p.session), expect)))
-            })
-            .collect();
-        let results: Vec<(String, Result<(), CommitError>)> = stream::iter(writes)
-            .map(|(id, w)| async move { (id, self.store.commit(vec![w]).await) })
-            .buffer_unordered(self.concurrency.max(1))
-            .collect()
-            .await;
+        let mut ids = Vec::new();
+        let mut units = Vec::new();
+        for (p, version) in todo {
+            let id = p.session.session_id.clone();
+            if let Some(e) = blocked.get(&id) {
+                out.failed.insert(id, e.clone_shallow());
+                continue;
+            }
+            let expect = version.map_or(Expect::Absent, Expect::Version);
+            ids.push(id);
+            units.push(vec![Write::put(Doc::Session(p.session), expect)]);
+        }
+        let results = self.commit_packed(units, &mut out.counts).await;
         let mut conflicted = Vec::new();
-        for (id, r) in results {
-            out.counts.commits += 1;
+        for (id, r) in ids.into_iter().zip(results) {
             match r {
-                Ok(()) => out.counts.feature_items_written += 1,
-                Err(CommitError::Conflict) => {
-                    out.counts.conflicts += 1;
-                    conflicted.push(id);
-                }
+                Ok(()) => {}
+                Err(CommitError::Conflict) => conflicted.push(id),
                 Err(CommitError::Store(e)) => {
                     out.failed.insert(id, e.into());
                 }
@@ -443,70 +463,189 @@ impl<L: SessionLog, S: FeatureStore> FeatureUpdater<L, S> {
         conflicted
     }
 
-    /// Applies `changes` to one aggregate, in as many commits as the write limit needs, re-reading and
-    /// recomputing after a conflict.
-    async fn aggregate(
+    /// Applies every job's changes, packing the commits of many aggregates into few transactions, in as
+    /// many passes as the write limit needs, re-reading and recomputing what conflicted. Returns, per
+    /// session, the error that kept one of its aggregates from landing.
+    async fn aggregates(
         &self,
-        agg: Key,
-        mut changes: Vec<Change>,
-        mut read: HashMap<Key, Stored>,
-    ) -> AggregateResult {
-        let mut counts = UpdateCounts::default();
-        let mut attempts = 0;
-        while !changes.is_empty() {
-            let planned = match self.plan(&agg, &changes, &read, &mut counts).await {
-                Ok(p) => p,
-                Err(e) => return AggregateResult { counts, error: Some(e) },
-            };
-            let (taken, writes) = planned;
-            if writes.is_empty() {
-                changes.drain(..taken);
-                continue;
+        mut jobs: Vec<Job>,
+        counts: &mut UpdateCounts,
+    ) -> HashMap<String, UpdateError> {
+        let mut failed: HashMap<String, UpdateError> = HashMap::new();
+        let mut fail = |job: &Job, e: UpdateError| {
+            for c in &job.changes {
+                failed
+                    .entry(c.session_id().to_string())
+                    .or_insert_with(|| e.clone_shallow());
             }
-            let n = writes.len();
-            counts.commits += 1;
-            match self.store.commit(writes).await {
-                Ok(()) => {
-                    counts.feature_items_written += n;
-                    if n > 1 {
-                        counts.transactional_items_written += n;
-                    }
-                    changes.drain(..taken);
-                    attempts = 0;
+        };
+        while !jobs.is_empty() {
+            // The pair counts the item jobs may move, read in one go.
+            let pair_keys: Vec<Key> = jobs.iter().flat_map(Job::pair_keys).collect();
+            let pairs = match self.store.get_many(&pair_keys).await {
+                Ok(p) => p,
+                Err(e) => {
+                    let e = UpdateError::from(e);
+                    jobs.iter().for_each(|j| fail(j, e.clone_shallow()));
+                    break;
                 }
-                Err(CommitError::Conflict) => {
-                    counts.conflicts += 1;
-                    attempts += 1;
-                    if attempts >= self.max_attempts {
-                        let error = Some(UpdateError::Contended(agg, self.max_attempts));
-                        return AggregateResult { counts, error };
+            };
+            counts.feature_items_read += pairs.len();
+
+            let mut next = Vec::new();
+            let mut planned: Vec<(Job, usize)> = Vec::new();
+            let mut units = Vec::new();
+            for mut job in jobs {
+                match self
+                    .plan(&job.agg, &job.changes, &job.read, &pairs, counts)
+                    .await
+                {
+                    Err(e) => fail(&job, e),
+                    Ok((taken, writes)) if writes.is_empty() => {
+                        job.changes.drain(..taken);
+                        if !job.changes.is_empty() {
+                            next.push(job);
+                        }
+                    }
+                    Ok((taken, writes)) => {
+                        planned.push((job, taken));
+                        units.push(writes);
                     }
                 }
-                Err(CommitError::Store(e)) => {
-                    return AggregateResult {
-                        counts,
-                        error: Some(e.into()),
+            }
+            let results = self.commit_packed(units, counts).await;
+            for ((mut job, taken), r) in planned.into_iter().zip(results) {
+                match r {
+                    Ok(()) => {
+                        job.changes.drain(..taken);
+                        job.attempts = 0;
+                        if !job.changes.is_empty() {
+                            next.push(job);
+                        }
                     }
+                    Err(CommitError::Conflict) => {
+                        job.attempts += 1;
+                        if job.attempts >= self.max_attempts {
+                            let e = UpdateError::Contended(job.agg.clone(), self.max_attempts);
+                            fail(&job, e);
+                        } else {
+                            next.push(job);
+                        }
+                    }
+                    Err(CommitError::Store(e)) => fail(&job, e.into()),
                 }
+            }
+            if next.is_empty() {
+                break;
             }
             // Re-read what the remaining changes need.
-            let mut keys = vec![agg.clone()];
-            keys.extend(changes.iter().map(|c| agg.contribution(c.session_id())));
-            read = match self.store.get_many(&keys).await {
+            let keys: Vec<Key> = next.iter().flat_map(Job::keys).collect();
+            let mut read = match self.store.get_many(&keys).await {
                 Ok(m) => m,
                 Err(e) => {
-                    return AggregateResult {
-                        counts,
-                        error: Some(e.into()),
-                    }
+                    let e = UpdateError::from(e);
+                    next.iter().for_each(|j| fail(j, e.clone_shallow()));
+                    break;
                 }
             };
             counts.feature_items_read += read.len();
+            for job in &mut next {
+                job.read = job
+                    .keys()
+                    .into_iter()
+                    .filter_map(|k| read.remove_entry(&k))
+                    .collect();
+            }
+            jobs = next;
         }
-        AggregateResult {
-            counts,
-            error: None,
+        failed
+    }
+
+    /// Commits each unit atomically, packing units into as few transactions as the write limit allows.
+    /// When a packed transaction conflicts, its units are retried one by one, so that one contended item
+    /// does not hold back the others. One result per unit.
+    async fn commit_packed(
+        &self,
+        units: Vec<Vec<Write>>,
+        counts: &mut UpdateCounts,
+    ) -> Vec<Result<(), CommitError>> {
+        let mut packs: Vec<Vec<usize>> = Vec::new();
+        let mut size = 0;
+        for (i, u) in units.iter().enumerate() {
+            match packs.last_mut() {
+                Some(p) if size + u.len() <= MAX_WRITES_PER_COMMIT => {
+                    p.push(i);
+                    size += u.len();
+                }
+                _ => {
+                    packs.push(vec![i]);
+                    size = u.len();
+                }
+            }
         }
+        let units = &units;
+        type PackOutcome = (Vec<usize>, Vec<Result<(), CommitError>>, UpdateCounts);
+        let outcomes: Vec<PackOutcome> = stream::iter(packs)
+            .map(|pack| async move {
+                let mut c = UpdateCounts::default();
+                let writes: Vec<Write> = pack
+                    .iter()
+                    .flat_map(|i| units[*i].iter().cloned())
+                    .collect();
+                let first = self.commit_counted(writes, &mut c).await;
+                let results = match first {
+                    Err(CommitError::Conflict) if pack.len() > 1 => {
+                        let mut one_by_one = Vec::with_capacity(pack.len());
+                        for i in &pack {
+                            one_by_one.push(self.commit_counted(units[*i].clone(), &mut c).await);
+                        }
+                        one_by_one
+                    }
+                    Err(CommitError::Store(e)) => pack
+                        .iter()
+                        .map(|_| Err(CommitError::Store(e.clone_shallow())))
+                        .collect(),
+                    Err(CommitError::Conflict) => vec![Err(CommitError::Conflict)],
+                    Ok(()) => pack.iter().map(|_| Ok(())).collect(),
+                };
+                (pack, results, c)
+            })
+            .buffer_unordered(self.concurrency.max(1))
+            .collect()
+            .await;
+        let mut results: Vec<Option<Result<(), CommitError>>> =
+            units.iter().map(|_| None).collect();
+        for (pack, rs, c) in outcomes {
+            *counts += &c;
+            for (i, r) in pack.into_iter().zip(rs) {
+                results[i] = Some(r);
+            }
+        }
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or(Err(CommitError::Conflict)))
+            .collect()
+    }
+
+    async fn commit_counted(
+        &self,
+        writes: Vec<Write>,
+        c: &mut UpdateCounts,
+    ) -> Result<(), CommitError> {
+        let n = writes.len();
+        c.commits += 1;
+        let r = self.store.commit(writes).await;
+        match &r {
+            Ok(()) => {
+                c.feature_items_written += n;
+                if n > 1 {
+                    c.transactional_items_written += n;
+                }
+            }
+            Err(CommitError::Conflict) => c.conflicts += 1,
+            Err(CommitError::Store(_)) => {}
+        }
+        r
     }
 
     /// The next commit for one aggregate: how many of `changes` it covers, and its writes (empty when
@@ -516,6 +655,7 @@ impl<L: SessionLog, S: FeatureStore> FeatureUpdater<L, S> {
         agg_key: &Key,
         changes: &[Change],
         read: &HashMap<Key, Stored>,
+        pairs: &HashMap<Key, Stored>,
         counts: &mut UpdateCounts,
     ) -> Result<(usize, Vec<Write>), UpdateError> {
         let agg_stored = read.get(agg_key);
@@ -543,7 +683,7 @@ impl<L: SessionLog, S: FeatureStore> FeatureUpdater<L, S> {
                 }
                 Ok((taken, writes))
             }
-            Some(Change::Item(_)) => self.plan_item(agg_key, changes, read, counts).await,
+            Some(Change::Item(_)) => self.plan_item(agg_key, changes, read, pairs, counts).await,
             None => Ok((0, Vec::new())),
         }
     }
@@ -553,6 +693,7 @@ impl<L: SessionLog, S: FeatureStore> FeatureUpdater<L, S> {
         agg_key: &Key,
         changes: &[Change],
         read: &HashMap<Key, Stored>,
+        pairs: &HashMap<Key, Stored>,
         counts: &mut UpdateCounts,
     ) -> Result<(usize, Vec<Write>), UpdateError> {
         let agg_stored = read.get(agg_key);
@@ -583,12 +724,6 @@ impl<L: SessionLog, S: FeatureStore> FeatureUpdater<L, S> {
         }
         deltas.retain(|_, (d, _)| *d != 0);
         let product = after.product_id.clone();
-        let pair_keys: Vec<Key> = deltas
-            .keys()
-            .map(|(kind, other)| Key::pair(&product, *kind, other))
-            .collect();
-        let pairs = self.store.get_many(&pair_keys).await?;
-        counts.feature_items_read += pairs.len();
         let mut changed: BTreeMap<PairKind, BTreeMap<String, (u32, u32)>> = BTreeMap::new();
         for ((kind, other), (d, adds_expire_at)) in deltas {
             let key = Key::pair(&product, kind, &other);
@@ -597,9 +732,7 @@ impl<L: SessionLog, S: FeatureStore> FeatureUpdater<L, S> {
                     doc: Doc::ItemPair(p),
                     ..
                 }) => Some(p),
-                Some(s) => {
-                    return Err(UpdateError::WrongEntity(key, s.doc.entity(), "item_pair"))
-                }
+                Some(s) => return Err(UpdateError::WrongEntity(key, s.doc.entity(), "item_pair")),
                 None => None,
             };
             let n_before = before.map_or(0, |p| p.sessions);
@@ -615,7 +748,8 @@ impl<L: SessionLog, S: FeatureStore> FeatureUpdater<L, S> {
                     doc: None,
                 });
             } else {
-                let expires_at = before.map_or(adds_expire_at, |p| p.expires_at.max(adds_expire_at));
+                let expires_at =
+                    before.map_or(adds_expire_at, |p| p.expires_at.max(adds_expire_at));
                 let pair = PairCount {
                     product_id: product.clone(),
                     kind,
@@ -646,10 +780,14 @@ impl<L: SessionLog, S: FeatureStore> FeatureUpdater<L, S> {
                     for (other, (_, n)) in &changed {
                         counts_now.insert(other.clone(), *n);
                     }
-                    top_k(counts_now.into_iter().map(|(product_id, sessions)| Partner {
-                        product_id,
-                        sessions,
-                    }))
+                    top_k(
+                        counts_now
+                            .into_iter()
+                            .map(|(product_id, sessions)| Partner {
+                                product_id,
+                                sessions,
+                            }),
+                    )
                 }
             };
             *after.top_mut(kind) = top;
@@ -661,14 +799,8 @@ impl<L: SessionLog, S: FeatureStore> FeatureUpdater<L, S> {
 
 fn fail_all(out: &mut UpdateOutcome, sessions: &[String], e: &StoreError) {
     for s in sessions {
-        out.failed.insert(
-            s.clone(),
-            UpdateError::Store(StoreError {
-                operation: e.operation,
-                retryable: e.retryable,
-                source: e.to_string().into(),
-            }),
-        );
+        out.failed
+            .insert(s.clone(), UpdateError::Store(e.clone_shallow()));
     }
 }
 
@@ -770,17 +902,25 @@ fn fold_changes<'r, C: Typed>(
     read: &'r HashMap<Key, Stored>,
     pick: fn(&Change) -> Option<&C>,
     extra: impl Fn(Option<&C>, &C) -> usize,
-) -> Result<(usize, Vec<Write>, Option<&'r C::Aggregate>, Option<C::Aggregate>), UpdateError>
+) -> Result<
+    (
+        usize,
+        Vec<Write>,
+        Option<&'r C::Aggregate>,
+        Option<C::Aggregate>,
+    ),
+    UpdateError,
+>
 where
     C::Aggregate: Clone,
 {
-    let before = match read.get(agg_key) {
-        None => None,
-        Some(s) => Some(
-            C::as_aggregate(&s.doc)
-                .ok_or_else(|| UpdateError::WrongEntity(agg_key.clone(), s.doc.entity(), C::ENTITY))?,
-        ),
-    };
+    let before =
+        match read.get(agg_key) {
+            None => None,
+            Some(s) => Some(C::as_aggregate(&s.doc).ok_or_else(|| {
+                UpdateError::WrongEntity(agg_key.clone(), s.doc.entity(), C::ENTITY)
+            })?),
+        };
     let mut agg: Option<C::Aggregate> = before.cloned();
     let mut writes = Vec::new();
     let mut taken = 0;
@@ -831,4 +971,3 @@ fn taken_pairs<C: Typed>(
     }
     Ok(out)
 }
-
