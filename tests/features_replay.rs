@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 
 /// Enough of the clickstream for sessions that span several stream batches, small enough for CI; the
 /// demo projects the whole file.
-const ROWS: usize = 5_000;
+const ROWS: usize = 3_000;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn projected_features_equal_a_rebuild_and_a_redelivered_stream_changes_nothing() {
