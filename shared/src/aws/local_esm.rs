@@ -187,26 +187,47 @@ impl KinesisMapping {
         last: &str,
         size: usize,
     ) -> Result<(), BoxError> {
-        let Some((sqs, url)) = &self.on_failure else {
-            return Ok(());
-        };
-        let body = json!({
-            "requestContext": { "condition": "RetryAttemptsExhausted", "approximateInvokeCount": self.max_retries + 1 },
-            "KinesisBatchInfo": {
-                "shardId": shard_id,
-                "startSequenceNumber": first,
-                "endSequenceNumber": last,
-                "batchSize": size,
-                "streamArn": self.stream_arn,
-            }
-        });
-        sqs.send_message()
-            .queue_url(url)
-            .message_body(body.to_string())
-            .send()
-            .await?;
-        Ok(())
+        let info = batch_info(shard_id, first, last, size, &self.stream_arn);
+        notify(&self.on_failure, self.max_retries, "KinesisBatchInfo", info).await
     }
+}
+
+fn batch_info(
+    shard_id: &str,
+    first: &str,
+    last: &str,
+    size: usize,
+    arn: &str,
+) -> serde_json::Value {
+    json!({
+        "shardId": shard_id,
+        "startSequenceNumber": first,
+        "endSequenceNumber": last,
+        "batchSize": size,
+        "streamArn": arn,
+    })
+}
+
+/// Sends an abandoned batch's coordinates to the on-failure queue, in Lambda's message shape.
+async fn notify(
+    on_failure: &Option<(aws_sdk_sqs::Client, String)>,
+    max_retries: u32,
+    info_field: &str,
+    info: serde_json::Value,
+) -> Result<(), BoxError> {
+    let Some((sqs, url)) = on_failure else {
+        return Ok(());
+    };
+    let mut body = json!({
+        "requestContext": { "condition": "RetryAttemptsExhausted", "approximateInvokeCount": max_retries + 1 },
+    });
+    body[info_field] = info;
+    sqs.send_message()
+        .queue_url(url)
+        .message_body(body.to_string())
+        .send()
+        .await?;
+    Ok(())
 }
 
 /// The same for a DynamoDB stream: reads every shard from the start, applies the mapping's filter the way
@@ -384,25 +405,14 @@ impl DynamoStreamMapping {
         last: &str,
         size: usize,
     ) -> Result<(), BoxError> {
-        let Some((sqs, url)) = &self.on_failure else {
-            return Ok(());
-        };
-        let body = json!({
-            "requestContext": { "condition": "RetryAttemptsExhausted", "approximateInvokeCount": self.max_retries + 1 },
-            "DDBStreamBatchInfo": {
-                "shardId": shard_id,
-                "startSequenceNumber": first,
-                "endSequenceNumber": last,
-                "batchSize": size,
-                "streamArn": self.stream_arn,
-            }
-        });
-        sqs.send_message()
-            .queue_url(url)
-            .message_body(body.to_string())
-            .send()
-            .await?;
-        Ok(())
+        let info = batch_info(shard_id, first, last, size, &self.stream_arn);
+        notify(
+            &self.on_failure,
+            self.max_retries,
+            "DDBStreamBatchInfo",
+            info,
+        )
+        .await
     }
 }
 
