@@ -70,11 +70,17 @@ template-check: $(STAMP)
 
 # The release profile is tuned for Lambda (fat LTO, one codegen unit). Checking that the SAM build works
 # does not need that optimisation, so `make test` builds unoptimised; `sam build` itself, as
-# used for deployment, uses the tuned one.
+# used for deployment, uses the tuned one. SAM records absolute paths in its `.aws-sam/build.toml`, so
+# the check runs SAM from a temporary folder outside the repository (sources resolved with --base-dir)
+# and removes it; cargo's own cache (target/) still makes repeated runs fast.
 sam-build: $(STAMP)
+	@dir=$$(mktemp -d) && trap 'rm -rf "$$dir"' EXIT && cd "$$dir" && \
 	CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=256 CARGO_PROFILE_RELEASE_INCREMENTAL=false CARGO_PROFILE_RELEASE_OPT_LEVEL=0 \
-	    sam build --parameter-overrides Architecture=x86_64 --build-dir .aws-sam/build-x86_64 --cached
-	@test -x .aws-sam/build-x86_64/IngestFunction/bootstrap
+	    sam build --template "$(CURDIR)/template.yaml" --base-dir "$(CURDIR)" \
+	        --parameter-overrides Architecture=x86_64 --build-dir "$$dir/build" --no-cached && \
+	for f in IngestFunction FeatureUpdaterFunction; do \
+	    test -x "$$dir/build/$$f/bootstrap" || { echo "sam build made no bootstrap for $$f"; exit 1; }; \
+	done
 
 unit-tests: $(STAMP)
 	cargo test --locked --workspace --no-fail-fast
