@@ -82,3 +82,51 @@ async fn projected_features_equal_a_rebuild_and_a_redelivered_stream_changes_not
         0
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_that_keeps_failing_is_given_up_to_the_on_failure_queue_and_skipped() {
+    use checkout_shared::features::updater::FeatureUpdater;
+    use checkout_shared::memory::{Faults, MemoryFeatureStore, MemoryLog};
+
+    let Some(file) = rees46() else { return };
+    let stack = fresh_stack("features-abandon");
+    let replay = checkout_ai::replay(&stack, &file, None, Some(50))
+        .await
+        .expect("replay");
+    checkout_ai::drive_ingest(&stack).await.expect("ingest");
+
+    // A features store that is down for good: every batch fails at its first record.
+    let down = feature_updater::Function {
+        updater: FeatureUpdater::new(
+            MemoryLog::new(25, Faults::default()),
+            MemoryFeatureStore::new(Faults {
+                down_from_call: Some(1),
+                ..Faults::default()
+            }),
+        ),
+    };
+    let sdk = stack.sdk_config().await;
+    let run = checkout_ai::drive_features_with(&stack, &sdk, &down)
+        .await
+        .expect("drain");
+    let retries = stack
+        .event_source("FeatureUpdaterFunction", "DynamoDB")
+        .expect("source")
+        .maximum_retry_attempts
+        .expect("the template bounds retries");
+    assert_eq!(run.stream.batches_abandoned, 1, "{run:?}");
+    assert_eq!(run.stream.invocations, retries as usize + 1);
+
+    let messages =
+        checkout_ai_integration_tests::queue_messages(&stack, "FeatureUpdaterFailureQueue").await;
+    assert_eq!(messages.len(), 1, "{messages:?}");
+    let info = &messages[0]["DDBStreamBatchInfo"];
+    assert_eq!(
+        info["batchSize"],
+        serde_json::json!(replay.distinct_event_ids)
+    );
+    assert_eq!(
+        messages[0]["requestContext"]["condition"],
+        "RetryAttemptsExhausted"
+    );
+}

@@ -145,10 +145,19 @@ pub async fn logged_ids(stack: &LocalStack) -> std::collections::BTreeSet<String
 
 /// Every message in the stack's quarantine queue (received, then deleted).
 pub async fn quarantine_messages(stack: &LocalStack) -> Vec<QuarantineRecord> {
+    queue_messages(stack, "QuarantineQueue")
+        .await
+        .into_iter()
+        .map(|m| serde_json::from_value(m).expect("quarantine record JSON"))
+        .collect()
+}
+
+/// Receives and deletes every message of one of the stack's queues, as JSON.
+pub async fn queue_messages(stack: &LocalStack, queue: &str) -> Vec<serde_json::Value> {
     let sdk = stack.sdk_config().await;
     let sqs = aws_sdk_sqs::Client::new(&sdk);
     let url = stack
-        .resource("QuarantineQueue")
+        .resource(queue)
         .expect("queue")
         .url
         .clone()
@@ -166,9 +175,7 @@ pub async fn quarantine_messages(stack: &LocalStack) -> Vec<QuarantineRecord> {
             return out;
         }
         for m in got.messages() {
-            out.push(
-                serde_json::from_str(m.body().expect("body")).expect("quarantine record JSON"),
-            );
+            out.push(serde_json::from_str(m.body().expect("body")).expect("message JSON"));
             sqs.delete_message()
                 .queue_url(&url)
                 .receipt_handle(m.receipt_handle().expect("handle"))
