@@ -235,6 +235,8 @@ class Stack:
                         "maximum_retry_attempts": ep.get("MaximumRetryAttempts"),
                         "bisect_batch_on_function_error": ep.get("BisectBatchOnFunctionError", False),
                         "filter_criteria": ep.get("FilterCriteria"),
+                        "on_failure": (ep.get("DestinationConfig", {}).get("OnFailure", {})
+                                       .get("Destination", {}).get("Fn::GetAtt") or [None])[0],
                     })
         return envs, sources
 

@@ -88,6 +88,11 @@ impl RetryPolicy {
         let ceiling = self.ceiling(retry);
         ceiling.mul_f64(rand::random::<f64>())
     }
+
+    /// Sleeps the jittered backoff before retry number `retry` (1-based).
+    pub async fn pause(&self, retry: u32) {
+        tokio::time::sleep(self.jittered(retry)).await;
+    }
 }
 
 /// What a delivery did, for the caller's counters.
@@ -172,7 +177,7 @@ pub async fn deliver<T: Sync, S: BatchSink<T>>(
                     stats,
                 };
             }
-            tokio::time::sleep(retry.jittered(attempt)).await;
+            retry.pause(attempt).await;
             attempt += 1;
             stats.retries += 1;
         }

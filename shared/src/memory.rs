@@ -20,6 +20,21 @@ pub struct Faults {
     pub accept_at_most: Option<usize>,
 }
 
+impl Faults {
+    /// Fails call number `call` (1-based) if the script says so.
+    fn check(&self, call: u64, operation: &'static str) -> Result<(), StoreError> {
+        let down = self.down_from_call.is_some_and(|c| call >= c);
+        if down || self.transient_calls.contains(&call) {
+            return Err(StoreError {
+                operation,
+                retryable: true,
+                source: format!("injected transient fault on call {call}").into(),
+            });
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Default)]
 struct State<K, V> {
     calls: u64,
@@ -70,15 +85,7 @@ impl<K: Ord + Clone, V: Clone> MemoryStore<K, V> {
     fn put_keyed(&self, items: &[&V], key: impl Fn(&V) -> K) -> Result<Vec<usize>, StoreError> {
         let mut st = self.lock();
         st.calls += 1;
-        let call = st.calls;
-        let down = self.faults.down_from_call.is_some_and(|c| call >= c);
-        if down || self.faults.transient_calls.contains(&call) {
-            return Err(StoreError {
-                operation: "memory put",
-                retryable: true,
-                source: format!("injected transient fault on call {call}").into(),
-            });
-        }
+        self.faults.check(st.calls, "memory put")?;
         let n = self
             .faults
             .accept_at_most
@@ -132,6 +139,8 @@ struct FeatureState {
     calls: u64,
     items: BTreeMap<Key, Stored>,
     writes: u64,
+    /// Commits writing an item whose `pk` starts with this fail with a transient error.
+    failing_pk_prefix: Option<String>,
 }
 
 /// The features table in memory, with DynamoDB's conditional-write semantics. Every call yields to the
@@ -140,8 +149,6 @@ struct FeatureState {
 pub struct MemoryFeatureStore {
     state: Mutex<FeatureState>,
     pub faults: Faults,
-    /// Commits writing an item whose `pk` starts with this fail with a transient error.
-    failing_pk_prefix: Mutex<Option<String>>,
 }
 
 impl MemoryFeatureStore {
@@ -149,16 +156,12 @@ impl MemoryFeatureStore {
         Self {
             state: Mutex::default(),
             faults,
-            failing_pk_prefix: Mutex::default(),
         }
     }
 
     /// From now on, fail every commit that writes an item whose `pk` starts with `prefix` (`None`: stop).
     pub fn fail_writes_to(&self, prefix: Option<&str>) {
-        *self
-            .failing_pk_prefix
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = prefix.map(str::to_string);
+        self.lock().failing_pk_prefix = prefix.map(str::to_string);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, FeatureState> {
@@ -188,15 +191,7 @@ impl MemoryFeatureStore {
     ) -> Result<std::sync::MutexGuard<'_, FeatureState>, StoreError> {
         let mut st = self.lock();
         st.calls += 1;
-        let call = st.calls;
-        let down = self.faults.down_from_call.is_some_and(|c| call >= c);
-        if down || self.faults.transient_calls.contains(&call) {
-            return Err(StoreError {
-                operation,
-                retryable: true,
-                source: format!("injected transient fault on call {call}").into(),
-            });
-        }
+        self.faults.check(st.calls, operation)?;
         Ok(st)
     }
 }
@@ -224,13 +219,8 @@ impl FeatureStore for MemoryFeatureStore {
 
     async fn commit(&self, writes: Vec<Write>) -> Result<(), CommitError> {
         tokio::task::yield_now().await;
-        let failing = self
-            .failing_pk_prefix
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone();
-        if let Some(prefix) = failing {
-            if writes.iter().any(|w| w.key.pk.starts_with(&prefix)) {
+        if let Some(prefix) = &self.lock().failing_pk_prefix {
+            if writes.iter().any(|w| w.key.pk.starts_with(prefix)) {
                 return Err(CommitError::Store(StoreError {
                     operation: "memory commit",
                     retryable: true,

@@ -1,13 +1,13 @@
 //! The operator CLI's operations, as a library so the integration tests run exactly what the CLI runs.
 
 use checkout_shared::aws::dynamo::count_items;
-use checkout_shared::aws::features::scan_features;
+use checkout_shared::aws::features::{entity_census, scan_features, DynamoFeatureStore};
 use checkout_shared::aws::kinesis::{KinesisProducer, OutRecord};
 use checkout_shared::aws::local_esm::{DrainReport, DynamoStreamMapping, KinesisMapping};
 use checkout_shared::aws::stack::LocalStack;
 use checkout_shared::delivery::{deliver, RetryPolicy};
 use checkout_shared::features::rebuild::{count_by_entity, diff, rebuild, Difference};
-use checkout_shared::features::updater::{FeatureStore, SessionLog, UpdateCounts};
+use checkout_shared::features::updater::{FeatureStore, SessionLog, Stored, UpdateCounts};
 use checkout_shared::features::{Doc, Key};
 use checkout_shared::ingest::BatchCounts;
 use checkout_shared::rees46;
@@ -139,11 +139,7 @@ where
 {
     let source = stack.event_source("IngestFunction", "Kinesis")?;
     let stream = stack.resource(source.source.as_deref().unwrap_or("EventStream"))?;
-    let on_failure = stack
-        .resource("IngestFailureQueue")
-        .ok()
-        .and_then(|r| r.url.clone())
-        .map(|url| (aws_sdk_sqs::Client::new(sdk), url));
+    let on_failure = stack.on_failure_queue(source, sdk);
     let mapping = KinesisMapping {
         kinesis: aws_sdk_kinesis::Client::new(sdk),
         stream_name: stream.name.clone(),
@@ -199,11 +195,7 @@ pub async fn drive_features_with<L: SessionLog, S: FeatureStore>(
         .stream_arn
         .clone()
         .ok_or("the event log table has no stream")?;
-    let on_failure = stack
-        .resource("FeatureUpdaterFailureQueue")
-        .ok()
-        .and_then(|r| r.url.clone())
-        .map(|url| (aws_sdk_sqs::Client::new(sdk), url));
+    let on_failure = stack.on_failure_queue(source, sdk);
     let mapping = DynamoStreamMapping {
         streams: aws_sdk_dynamodbstreams::Client::new(sdk),
         stream_arn,
@@ -337,22 +329,33 @@ pub async fn demo(stack: &LocalStack, file: &Path, out: &Path) -> Result<(), Box
     let sdk = stack.sdk_config().await;
     let ddb = aws_sdk_dynamodb::Client::new(&sdk);
     let event_log_items = count_items(&ddb, &stack.resource("EventLogTable")?.name).await?;
-    let live = scan_features(&ddb, &stack.resource("FeaturesTable")?.name).await?;
+    let features_table = &stack.resource("FeaturesTable")?.name;
+    let (items_by_entity, busiest) = entity_census(&ddb, features_table).await?;
+    let example_session = match busiest {
+        None => None,
+        Some(id) => {
+            let store = DynamoFeatureStore {
+                client: ddb.clone(),
+                table: features_table.clone(),
+            };
+            match store
+                .get_many(&[Key::session(&id)])
+                .await?
+                .remove(&Key::session(&id))
+            {
+                Some(Stored {
+                    doc: Doc::Session(s),
+                    ..
+                }) => Some(s),
+                _ => None,
+            }
+        }
+    };
     timings.insert("verify".to_string(), t.elapsed().as_secs_f64());
-    let example_session = live
-        .values()
-        .filter_map(|d| match d {
-            Doc::Session(s) => Some(s),
-            _ => None,
-        })
-        .max_by(|a, b| {
-            (a.event_count, a.orders, &b.session_id).cmp(&(b.event_count, b.orders, &a.session_id))
-        })
-        .cloned();
     let per_event = |n: usize| n as f64 / event_log_items.max(1) as f64;
     let fc = &features_run.counts;
     let features = FeaturesSummary {
-        items_by_entity: count_by_entity(live.values()),
+        items_by_entity,
         log_items_read_per_event: per_event(fc.log_entries_read),
         feature_items_read_per_event: per_event(fc.feature_items_read),
         feature_items_written_per_event: per_event(fc.feature_items_written),

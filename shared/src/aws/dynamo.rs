@@ -125,22 +125,45 @@ impl BatchSink<LogEntry> for DynamoEventLog {
     }
 }
 
-/// Reads every entry of the log with a paginated scan (for tests, rebuilds and the demo).
+/// Every item a query matches, strongly consistent, across pages, each decoded by `decode`.
+pub async fn query_all<T, E>(
+    query: aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder,
+    decode: impl Fn(Item) -> Result<T, E>,
+) -> Result<Vec<T>, StoreError>
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    let mut pages = query.consistent_read(true).into_paginator().items().send();
+    let mut out = Vec::new();
+    while let Some(item) = pages.next().await {
+        let item = item.map_err(|e| store_error("Query", e))?;
+        out.push(decode(item).map_err(|e| StoreError::permanent("Query", e))?);
+    }
+    Ok(out)
+}
+
+/// Every item a scan returns, across pages (for tests, rebuilds and the demo), each decoded by `decode`.
+pub async fn scan_all<T, E>(
+    scan: aws_sdk_dynamodb::operation::scan::builders::ScanFluentBuilder,
+    decode: impl Fn(Item) -> Result<T, E>,
+) -> Result<Vec<T>, Box<dyn std::error::Error + Send + Sync>>
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    let mut pages = scan.into_paginator().items().send();
+    let mut out = Vec::new();
+    while let Some(item) = pages.next().await {
+        out.push(decode(item?)?);
+    }
+    Ok(out)
+}
+
+/// Reads every entry of the log.
 pub async fn scan_log(
     client: &Client,
     table: &str,
 ) -> Result<Vec<LogEntry>, Box<dyn std::error::Error + Send + Sync>> {
-    let mut entries = Vec::new();
-    let mut pages = client
-        .scan()
-        .table_name(table)
-        .into_paginator()
-        .items()
-        .send();
-    while let Some(item) = pages.next().await {
-        entries.push(from_item(&item?)?);
-    }
-    Ok(entries)
+    scan_all(client.scan().table_name(table), |item| from_item(&item)).await
 }
 
 /// Counts the items of a table (a paginated `Select=COUNT` scan, which transfers no item data).

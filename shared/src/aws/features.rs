@@ -11,18 +11,20 @@
 //! | `version` | N | optimistic-concurrency counter that conditional writes check |
 //! | `expires_at` | N | TTL (epoch seconds), also checked on read |
 
-use crate::aws::dynamo::{from_item, Item};
+use crate::aws::dynamo::{from_item, query_all, scan_all, Item};
 use crate::aws::error::store_error;
-use crate::delivery::StoreError;
+use crate::delivery::{RetryPolicy, StoreError};
+use crate::features::rebuild::count_entities;
 use crate::features::updater::{CommitError, Expect, FeatureStore, SessionLog, Stored, Write};
 use crate::features::{Doc, Key, FEATURE_SCHEMA_VERSION};
 use crate::ingest::LogEntry;
+use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::ProvideErrorMetadata;
+use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, Delete, KeysAndAttributes, Put, TransactWriteItem};
 use aws_sdk_dynamodb::Client;
 use std::collections::{BTreeMap, HashMap};
-use std::time::Duration;
 
 /// `BatchGetItem` reads at most 100 keys.
 pub const BATCH_GET_MAX: usize = 100;
@@ -99,22 +101,28 @@ pub struct DynamoFeatureStore {
     pub table: String,
 }
 
-impl DynamoFeatureStore {
-    fn put(&self, w: &Write, doc: &Doc) -> Result<Put, StoreError> {
-        let version = match w.expect {
-            Expect::Version(v) => v + 1,
-            Expect::Absent | Expect::Any => 1,
-        };
-        let item = to_item(doc, version).map_err(|e| StoreError::permanent("encode", e))?;
-        let (cond, values) = condition(w.expect);
-        Put::builder()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .set_condition_expression(cond)
-            .set_expression_attribute_values(values)
-            .build()
-            .map_err(|e| StoreError::permanent("TransactWriteItems", e))
+/// The item a put writes: the document at the version after the one it expects.
+fn versioned_item(w: &Write, doc: &Doc) -> Result<Item, StoreError> {
+    let version = match w.expect {
+        Expect::Version(v) => v + 1,
+        Expect::Absent | Expect::Any => 1,
+    };
+    to_item(doc, version).map_err(|e| StoreError::permanent("encode", e))
+}
+
+/// A failed conditional write: a conflict when a condition failed (or a concurrent transaction held one
+/// of the items), otherwise a store error classified as usual.
+fn conditional_error<E>(operation: &'static str, e: SdkError<E, HttpResponse>) -> CommitError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    if matches!(
+        e.code(),
+        Some("ConditionalCheckFailedException" | "TransactionConflictException")
+    ) {
+        return CommitError::Conflict;
     }
+    store_error(operation, e).into()
 }
 
 /// The condition a write's expectation becomes.
@@ -144,8 +152,9 @@ impl FeatureStore for DynamoFeatureStore {
                 .consistent_read(true)
                 .build()
                 .map_err(|e| StoreError::permanent("BatchGetItem", e))?;
-            // UnprocessedKeys come back under throttling: retry them with a short, growing pause.
-            for attempt in 0u32.. {
+            // UnprocessedKeys come back under throttling: retry them with the usual backoff.
+            let retry = RetryPolicy::default();
+            for attempt in 1u32.. {
                 let resp = self
                     .client
                     .batch_get_item()
@@ -165,15 +174,16 @@ impl FeatureStore for DynamoFeatureStore {
                 }
                 match resp.unprocessed_keys().and_then(|u| u.get(&self.table)) {
                     Some(rest) if !rest.keys().is_empty() => {
-                        if attempt >= 8 {
+                        if attempt >= retry.max_attempts {
                             return Err(StoreError {
                                 operation: "BatchGetItem",
                                 retryable: true,
-                                source: "keys still unprocessed after 8 retries".into(),
+                                source: format!("keys still unprocessed after {attempt} calls")
+                                    .into(),
                             });
                         }
                         request = rest.clone();
-                        tokio::time::sleep(Duration::from_millis(20 << attempt.min(5))).await;
+                        retry.pause(attempt).await;
                     }
                     _ => break,
                 }
@@ -183,25 +193,14 @@ impl FeatureStore for DynamoFeatureStore {
     }
 
     async fn query(&self, pk: &str, sk_prefix: &str) -> Result<Vec<Stored>, StoreError> {
-        let mut pages = self
+        let query = self
             .client
             .query()
             .table_name(&self.table)
             .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
             .expression_attribute_values(":pk", AttributeValue::S(pk.into()))
-            .expression_attribute_values(":prefix", AttributeValue::S(sk_prefix.into()))
-            .consistent_read(true)
-            .into_paginator()
-            .items()
-            .send();
-        let mut out = Vec::new();
-        while let Some(item) = pages.next().await {
-            let item = item.map_err(|e| store_error("Query", e))?;
-            let (_, stored) =
-                from_feature_item(item).map_err(|e| StoreError::permanent("Query", e))?;
-            out.push(stored);
-        }
-        Ok(out)
+            .expression_attribute_values(":prefix", AttributeValue::S(sk_prefix.into()));
+        query_all(query, |item| from_feature_item(item).map(|(_, s)| s)).await
     }
 
     async fn commit(&self, writes: Vec<Write>) -> Result<(), CommitError> {
@@ -210,10 +209,19 @@ impl FeatureStore for DynamoFeatureStore {
         }
         let mut items = Vec::with_capacity(writes.len());
         for w in &writes {
+            let (cond, values) = condition(w.expect);
             let item = match &w.doc {
-                Some(doc) => TransactWriteItem::builder().put(self.put(w, doc)?).build(),
+                Some(doc) => {
+                    let put = Put::builder()
+                        .table_name(&self.table)
+                        .set_item(Some(versioned_item(w, doc)?))
+                        .set_condition_expression(cond)
+                        .set_expression_attribute_values(values)
+                        .build()
+                        .map_err(|e| StoreError::permanent("TransactWriteItems", e))?;
+                    TransactWriteItem::builder().put(put).build()
+                }
                 None => {
-                    let (cond, values) = condition(w.expect);
                     let delete = Delete::builder()
                         .table_name(&self.table)
                         .set_key(Some(key_attrs(&w.key)))
@@ -250,10 +258,7 @@ impl FeatureStore for DynamoFeatureStore {
                         return Err(CommitError::Conflict);
                     }
                 }
-                if e.code() == Some("TransactionConflictException") {
-                    return Err(CommitError::Conflict);
-                }
-                Err(store_error("TransactWriteItems", e).into())
+                Err(conditional_error("TransactWriteItems", e))
             }
         }
     }
@@ -263,25 +268,18 @@ impl DynamoFeatureStore {
     /// One write needs no transaction: a conditional `PutItem` or `DeleteItem` costs half as much.
     async fn commit_one(&self, w: &Write) -> Result<(), CommitError> {
         let (cond, values) = condition(w.expect);
-        let result = match &w.doc {
-            Some(doc) => {
-                let put = self.put(w, doc)?;
-                self.client
-                    .put_item()
-                    .table_name(&self.table)
-                    .set_item(Some(put.item().clone()))
-                    .set_condition_expression(cond)
-                    .set_expression_attribute_values(values)
-                    .send()
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| {
-                        (
-                            e.code() == Some("ConditionalCheckFailedException"),
-                            store_error("PutItem", e),
-                        )
-                    })
-            }
+        match &w.doc {
+            Some(doc) => self
+                .client
+                .put_item()
+                .table_name(&self.table)
+                .set_item(Some(versioned_item(w, doc)?))
+                .set_condition_expression(cond)
+                .set_expression_attribute_values(values)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| conditional_error("PutItem", e)),
             None => self
                 .client
                 .delete_item()
@@ -292,17 +290,7 @@ impl DynamoFeatureStore {
                 .send()
                 .await
                 .map(|_| ())
-                .map_err(|e| {
-                    (
-                        e.code() == Some("ConditionalCheckFailedException"),
-                        store_error("DeleteItem", e),
-                    )
-                }),
-        };
-        match result {
-            Ok(()) => Ok(()),
-            Err((true, _)) => Err(CommitError::Conflict),
-            Err((false, e)) => Err(e.into()),
+                .map_err(|e| conditional_error("DeleteItem", e)),
         }
     }
 }
@@ -312,18 +300,46 @@ pub async fn scan_features(
     client: &Client,
     table: &str,
 ) -> Result<BTreeMap<Key, Doc>, Box<dyn std::error::Error + Send + Sync>> {
-    let mut pages = client
+    let items = scan_all(client.scan().table_name(table), |item| {
+        from_feature_item(item).map(|(key, stored)| (key, stored.doc))
+    })
+    .await?;
+    Ok(items.into_iter().collect())
+}
+
+/// Items per entity type, and the session with the most events (then the most orders), from a scan
+/// that reads only those attributes.
+pub async fn entity_census(
+    client: &Client,
+    table: &str,
+) -> Result<(BTreeMap<String, usize>, Option<String>), Box<dyn std::error::Error + Send + Sync>> {
+    let scan = client
         .scan()
         .table_name(table)
-        .into_paginator()
-        .items()
-        .send();
-    let mut out = BTreeMap::new();
-    while let Some(item) = pages.next().await {
-        let (key, stored) = from_feature_item(item?)?;
-        out.insert(key, stored.doc);
-    }
-    Ok(out)
+        .projection_expression("pk, #entity, #events, #orders")
+        .expression_attribute_names("#entity", "entity")
+        .expression_attribute_names("#events", "event_count")
+        .expression_attribute_names("#orders", "orders");
+    let rows = scan_all(scan, |item| {
+        let s = |name| item.get(name).and_then(|v| v.as_s().ok()).cloned();
+        let n = |name| {
+            item.get(name)
+                .and_then(|v| v.as_n().ok())
+                .and_then(|n| n.parse::<u64>().ok())
+        };
+        Ok::<_, std::convert::Infallible>((s("entity"), s("pk"), n("event_count"), n("orders")))
+    })
+    .await?;
+    let counts = count_entities(rows.iter().filter_map(|(e, ..)| e.as_deref()));
+    let busiest = rows
+        .iter()
+        .filter(|(e, ..)| e.as_deref() == Some("session"))
+        .filter_map(|(_, pk, events, orders)| {
+            Some((events.unwrap_or(0), orders.unwrap_or(0), pk.as_ref()?))
+        })
+        .max_by(|a, b| (a.0, a.1, b.2).cmp(&(b.0, b.1, a.2)))
+        .and_then(|(_, _, pk)| pk.strip_prefix("session#").map(str::to_string));
+    Ok((counts, busiest))
 }
 
 /// The event log, read one session at a time.
@@ -335,22 +351,13 @@ pub struct DynamoSessionLog {
 
 impl SessionLog for DynamoSessionLog {
     async fn session_events(&self, session_id: &str) -> Result<Vec<LogEntry>, StoreError> {
-        let mut pages = self
+        let query = self
             .client
             .query()
             .table_name(&self.table)
             .key_condition_expression("session_id = :s")
-            .expression_attribute_values(":s", AttributeValue::S(session_id.into()))
-            .consistent_read(true)
-            .into_paginator()
-            .items()
-            .send();
-        let mut out = Vec::new();
-        while let Some(item) = pages.next().await {
-            let item = item.map_err(|e| store_error("Query", e))?;
-            out.push(from_item(&item).map_err(|e| StoreError::permanent("Query", e))?);
-        }
-        Ok(out)
+            .expression_attribute_values(":s", AttributeValue::S(session_id.into()));
+        query_all(query, |item| from_item(&item)).await
     }
 }
 

@@ -41,96 +41,144 @@ pub struct DrainReport {
     pub batches_abandoned: usize,
 }
 
+/// Where a shard iterator starts.
+#[derive(Debug, Clone, Copy)]
+enum Position<'a> {
+    Start,
+    At(&'a str),
+    After(&'a str),
+}
+
+/// One `GetRecords` page.
+struct Page<E> {
+    /// The Lambda event for the page's records that pass the mapping's filter, and how many they are;
+    /// `None` when none do.
+    event: Option<(E, usize)>,
+    /// The page's last sequence number; `None` for an empty page (the shard's current end).
+    last: Option<String>,
+    next: Option<String>,
+}
+
+/// What the shared loop needs of a mapping's configuration.
+struct Settings<'a> {
+    stream_arn: &'a str,
+    max_retries: u32,
+    on_failure: &'a Option<(aws_sdk_sqs::Client, String)>,
+}
+
+/// A stream the local mapping reads: Kinesis or DynamoDB Streams.
+trait ShardSource {
+    type Event;
+    type Response;
+    /// The field of the on-failure message that locates the abandoned batch.
+    const BATCH_INFO: &'static str;
+    fn settings(&self) -> Settings<'_>;
+    async fn shards(&self) -> Result<Vec<String>, BoxError>;
+    async fn iterator(&self, shard_id: &str, from: Position<'_>) -> Result<String, BoxError>;
+    async fn page(&self, shard_id: &str, iterator: String) -> Result<Page<Self::Event>, BoxError>;
+    /// The sequence number the function reported as its first failure, if any.
+    fn failed_at(response: &Self::Response) -> Option<String>;
+}
+
+/// The event source mapping's loop, shared by both stream kinds: per shard, in order, one invocation
+/// per page; after a batch item failure the shard is re-read from that sequence number, and after
+/// `max_retries` consecutive failures the batch is given up to the on-failure destination and skipped.
+async fn drain<S, H, Fut>(source: &S, mut handler: H) -> Result<DrainReport, BoxError>
+where
+    S: ShardSource,
+    H: FnMut(S::Event) -> Fut,
+    Fut: Future<Output = Result<S::Response, BoxError>>,
+{
+    let settings = source.settings();
+    let mut report = DrainReport::default();
+    for shard_id in source.shards().await? {
+        report.shards += 1;
+        let mut iterator = Some(source.iterator(&shard_id, Position::Start).await?);
+        let mut failures_here = 0u32;
+        while let Some(it) = iterator.take() {
+            let page = source.page(&shard_id, it).await?;
+            let Some(last) = page.last else { break };
+            let Some((event, delivered)) = page.event else {
+                iterator = page.next;
+                continue;
+            };
+            report.invocations += 1;
+            report.records_delivered += delivered;
+            let response = handler(event).await?;
+            iterator = match S::failed_at(&response) {
+                None => {
+                    failures_here = 0;
+                    page.next
+                }
+                Some(seq) if failures_here < settings.max_retries => {
+                    report.partial_failures += 1;
+                    failures_here += 1;
+                    Some(source.iterator(&shard_id, Position::At(&seq)).await?)
+                }
+                Some(seq) => {
+                    report.partial_failures += 1;
+                    report.batches_abandoned += 1;
+                    failures_here = 0;
+                    let info = batch_info(&shard_id, &seq, &last, delivered, settings.stream_arn);
+                    notify(
+                        settings.on_failure,
+                        settings.max_retries,
+                        S::BATCH_INFO,
+                        info,
+                    )
+                    .await?;
+                    Some(source.iterator(&shard_id, Position::After(&last)).await?)
+                }
+            };
+        }
+    }
+    Ok(report)
+}
+
 impl KinesisMapping {
     /// Reads every shard from the start to its current end, invoking `handler` per batch.
-    pub async fn drain<H, Fut>(&self, mut handler: H) -> Result<DrainReport, BoxError>
+    pub async fn drain<H, Fut>(&self, handler: H) -> Result<DrainReport, BoxError>
     where
         H: FnMut(KinesisEvent) -> Fut,
         Fut: Future<Output = Result<KinesisEventResponse, BoxError>>,
     {
-        let mut report = DrainReport::default();
-        let shards = self
+        drain(self, handler).await
+    }
+}
+
+impl ShardSource for KinesisMapping {
+    type Event = KinesisEvent;
+    type Response = KinesisEventResponse;
+    const BATCH_INFO: &'static str = "KinesisBatchInfo";
+
+    fn settings(&self) -> Settings<'_> {
+        Settings {
+            stream_arn: &self.stream_arn,
+            max_retries: self.max_retries,
+            on_failure: &self.on_failure,
+        }
+    }
+
+    async fn shards(&self) -> Result<Vec<String>, BoxError> {
+        let out = self
             .kinesis
             .list_shards()
             .stream_name(&self.stream_name)
             .send()
             .await?;
-        for shard in shards.shards() {
-            report.shards += 1;
-            let shard_id = shard.shard_id();
-            let mut iterator = Some(
-                self.iterator(shard_id, ShardIteratorType::TrimHorizon, None)
-                    .await?,
-            );
-            let mut failures_here = 0u32;
-            while let Some(it) = iterator.take() {
-                let out = self
-                    .kinesis
-                    .get_records()
-                    .shard_iterator(it)
-                    .limit(self.batch_size as i32)
-                    .send()
-                    .await?;
-                let records = out.records();
-                if records.is_empty() {
-                    break;
-                }
-                let event = self.event(shard_id, records)?;
-                report.invocations += 1;
-                report.records_delivered += records.len();
-                let response = handler(event).await?;
-                let failed_at = response
-                    .batch_item_failures
-                    .iter()
-                    .filter_map(|f| f.item_identifier.clone())
-                    .next();
-                iterator = match failed_at {
-                    None => {
-                        failures_here = 0;
-                        out.next_shard_iterator().map(str::to_string)
-                    }
-                    Some(seq) if failures_here < self.max_retries => {
-                        report.partial_failures += 1;
-                        failures_here += 1;
-                        Some(
-                            self.iterator(
-                                shard_id,
-                                ShardIteratorType::AtSequenceNumber,
-                                Some(&seq),
-                            )
-                            .await?,
-                        )
-                    }
-                    Some(seq) => {
-                        report.partial_failures += 1;
-                        report.batches_abandoned += 1;
-                        failures_here = 0;
-                        let last = records
-                            .last()
-                            .map(|r| r.sequence_number().to_string())
-                            .unwrap_or_default();
-                        self.abandon(shard_id, &seq, &last, records.len()).await?;
-                        Some(
-                            self.iterator(
-                                shard_id,
-                                ShardIteratorType::AfterSequenceNumber,
-                                Some(&last),
-                            )
-                            .await?,
-                        )
-                    }
-                };
-            }
-        }
-        Ok(report)
+        Ok(out
+            .shards()
+            .iter()
+            .map(|s| s.shard_id().to_string())
+            .collect())
     }
 
-    async fn iterator(
-        &self,
-        shard_id: &str,
-        kind: ShardIteratorType,
-        seq: Option<&str>,
-    ) -> Result<String, BoxError> {
+    async fn iterator(&self, shard_id: &str, from: Position<'_>) -> Result<String, BoxError> {
+        let (kind, seq) = match from {
+            Position::Start => (ShardIteratorType::TrimHorizon, None),
+            Position::At(s) => (ShardIteratorType::AtSequenceNumber, Some(s)),
+            Position::After(s) => (ShardIteratorType::AfterSequenceNumber, Some(s)),
+        };
         let out = self
             .kinesis
             .get_shard_iterator()
@@ -145,6 +193,35 @@ impl KinesisMapping {
             .ok_or_else(|| "GetShardIterator returned no iterator".into())
     }
 
+    async fn page(&self, shard_id: &str, iterator: String) -> Result<Page<KinesisEvent>, BoxError> {
+        let out = self
+            .kinesis
+            .get_records()
+            .shard_iterator(iterator)
+            .limit(self.batch_size as i32)
+            .send()
+            .await?;
+        let records = out.records();
+        Ok(Page {
+            event: if records.is_empty() {
+                None
+            } else {
+                Some((self.event(shard_id, records)?, records.len()))
+            },
+            last: records.last().map(|r| r.sequence_number().to_string()),
+            next: out.next_shard_iterator().map(str::to_string),
+        })
+    }
+
+    fn failed_at(response: &KinesisEventResponse) -> Option<String> {
+        response
+            .batch_item_failures
+            .iter()
+            .find_map(|f| f.item_identifier.clone())
+    }
+}
+
+impl KinesisMapping {
     /// The Lambda event for a batch, field for field as Lambda sends it.
     fn event(
         &self,
@@ -177,18 +254,6 @@ impl KinesisMapping {
             })
             .collect();
         Ok(serde_json::from_value(json!({ "Records": recs }))?)
-    }
-
-    /// What Lambda sends to an on-failure destination: where the abandoned batch starts and ends.
-    async fn abandon(
-        &self,
-        shard_id: &str,
-        first: &str,
-        last: &str,
-        size: usize,
-    ) -> Result<(), BoxError> {
-        let info = batch_info(shard_id, first, last, size, &self.stream_arn);
-        notify(&self.on_failure, self.max_retries, "KinesisBatchInfo", info).await
     }
 }
 
@@ -247,103 +312,50 @@ pub struct DynamoStreamMapping {
 
 impl DynamoStreamMapping {
     /// Reads every shard to its current end, invoking `handler` per batch of matching records.
-    pub async fn drain<H, Fut>(&self, mut handler: H) -> Result<DrainReport, BoxError>
+    pub async fn drain<H, Fut>(&self, handler: H) -> Result<DrainReport, BoxError>
     where
         H: FnMut(aws_lambda_events::event::dynamodb::Event) -> Fut,
         Fut: Future<Output = Result<DynamoDbEventResponse, BoxError>>,
     {
-        use aws_sdk_dynamodbstreams::types::ShardIteratorType as It;
-        let mut report = DrainReport::default();
+        drain(self, handler).await
+    }
+}
+
+impl ShardSource for DynamoStreamMapping {
+    type Event = aws_lambda_events::event::dynamodb::Event;
+    type Response = DynamoDbEventResponse;
+    const BATCH_INFO: &'static str = "DDBStreamBatchInfo";
+
+    fn settings(&self) -> Settings<'_> {
+        Settings {
+            stream_arn: &self.stream_arn,
+            max_retries: self.max_retries,
+            on_failure: &self.on_failure,
+        }
+    }
+
+    async fn shards(&self) -> Result<Vec<String>, BoxError> {
         let described = self
             .streams
             .describe_stream()
             .stream_arn(&self.stream_arn)
             .send()
             .await?;
-        let shards = described
-            .stream_description()
-            .map(|d| d.shards().to_vec())
-            .unwrap_or_default();
-        for shard in &shards {
-            report.shards += 1;
-            let shard_id = shard.shard_id().unwrap_or_default();
-            let mut iterator = Some(self.iterator(shard_id, It::TrimHorizon, None).await?);
-            let mut failures_here = 0u32;
-            while let Some(it) = iterator.take() {
-                let out = self
-                    .streams
-                    .get_records()
-                    .shard_iterator(it)
-                    .limit(self.batch_size.min(1000) as i32)
-                    .send()
-                    .await?;
-                let all = out.records();
-                if all.is_empty() {
-                    break;
-                }
-                let matching: Vec<_> = all
-                    .iter()
-                    .filter(|r| {
-                        self.event_names.is_empty()
-                            || r.event_name()
-                                .is_some_and(|n| self.event_names.iter().any(|x| x == n.as_str()))
-                    })
-                    .collect();
-                let next = out.next_shard_iterator().map(str::to_string);
-                if matching.is_empty() {
-                    iterator = next;
-                    continue;
-                }
-                let event = self.event(&matching)?;
-                report.invocations += 1;
-                report.records_delivered += matching.len();
-                let response = handler(event).await?;
-                let failed_at = response
-                    .batch_item_failures
-                    .iter()
-                    .filter_map(|f| f.item_identifier.clone())
-                    .next();
-                iterator = match failed_at {
-                    None => {
-                        failures_here = 0;
-                        next
-                    }
-                    Some(seq) if failures_here < self.max_retries => {
-                        report.partial_failures += 1;
-                        failures_here += 1;
-                        Some(
-                            self.iterator(shard_id, It::AtSequenceNumber, Some(&seq))
-                                .await?,
-                        )
-                    }
-                    Some(seq) => {
-                        report.partial_failures += 1;
-                        report.batches_abandoned += 1;
-                        failures_here = 0;
-                        let last = all
-                            .last()
-                            .and_then(|r| r.dynamodb())
-                            .and_then(|d| d.sequence_number())
-                            .unwrap_or_default()
-                            .to_string();
-                        self.abandon(shard_id, &seq, &last, matching.len()).await?;
-                        Some(
-                            self.iterator(shard_id, It::AfterSequenceNumber, Some(&last))
-                                .await?,
-                        )
-                    }
-                };
-            }
-        }
-        Ok(report)
+        let shards = described.stream_description().map(|d| d.shards());
+        Ok(shards
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s.shard_id().map(str::to_string))
+            .collect())
     }
 
-    async fn iterator(
-        &self,
-        shard_id: &str,
-        kind: aws_sdk_dynamodbstreams::types::ShardIteratorType,
-        seq: Option<&str>,
-    ) -> Result<String, BoxError> {
+    async fn iterator(&self, shard_id: &str, from: Position<'_>) -> Result<String, BoxError> {
+        use aws_sdk_dynamodbstreams::types::ShardIteratorType as It;
+        let (kind, seq) = match from {
+            Position::Start => (It::TrimHorizon, None),
+            Position::At(s) => (It::AtSequenceNumber, Some(s)),
+            Position::After(s) => (It::AfterSequenceNumber, Some(s)),
+        };
         let out = self
             .streams
             .get_shard_iterator()
@@ -358,6 +370,50 @@ impl DynamoStreamMapping {
             .ok_or_else(|| "GetShardIterator returned no iterator".into())
     }
 
+    /// A page of records; the event holds the ones the mapping's filter lets through.
+    async fn page(&self, _shard_id: &str, iterator: String) -> Result<Page<Self::Event>, BoxError> {
+        let out = self
+            .streams
+            .get_records()
+            .shard_iterator(iterator)
+            .limit(self.batch_size.min(1000) as i32)
+            .send()
+            .await?;
+        let all = out.records();
+        let matching: Vec<_> = all
+            .iter()
+            .filter(|r| {
+                self.event_names.is_empty()
+                    || r.event_name()
+                        .is_some_and(|n| self.event_names.iter().any(|x| x == n.as_str()))
+            })
+            .collect();
+        let last = all.last().map(|r| {
+            r.dynamodb()
+                .and_then(|d| d.sequence_number())
+                .unwrap_or_default()
+                .to_string()
+        });
+        Ok(Page {
+            event: if matching.is_empty() {
+                None
+            } else {
+                Some((self.event(&matching)?, matching.len()))
+            },
+            last,
+            next: out.next_shard_iterator().map(str::to_string),
+        })
+    }
+
+    fn failed_at(response: &DynamoDbEventResponse) -> Option<String> {
+        response
+            .batch_item_failures
+            .iter()
+            .find_map(|f| f.item_identifier.clone())
+    }
+}
+
+impl DynamoStreamMapping {
     /// The Lambda event for a batch, field for field as Lambda sends it.
     fn event(
         &self,
@@ -396,23 +452,6 @@ impl DynamoStreamMapping {
             })
             .collect();
         Ok(serde_json::from_value(json!({ "Records": recs }))?)
-    }
-
-    async fn abandon(
-        &self,
-        shard_id: &str,
-        first: &str,
-        last: &str,
-        size: usize,
-    ) -> Result<(), BoxError> {
-        let info = batch_info(shard_id, first, last, size, &self.stream_arn);
-        notify(
-            &self.on_failure,
-            self.max_retries,
-            "DDBStreamBatchInfo",
-            info,
-        )
-        .await
     }
 }
 

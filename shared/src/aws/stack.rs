@@ -26,6 +26,9 @@ pub struct EventSource {
     /// `FilterCriteria` as the template declares it: `{"Filters": [{"Pattern": "<json>"}]}`.
     #[serde(default)]
     pub filter_criteria: Option<serde_json::Value>,
+    /// The logical id of the on-failure destination (an SQS queue), if the mapping has one.
+    #[serde(default)]
+    pub on_failure: Option<String>,
 }
 
 impl EventSource {
@@ -102,6 +105,16 @@ impl LocalStack {
             .get(function)
             .and_then(|s| s.iter().find(|e| e.kind == kind))
             .ok_or_else(|| format!("{function} has no {kind} event source").into())
+    }
+
+    /// The on-failure queue of an event source, as the mapping sends to it: client and queue URL.
+    pub fn on_failure_queue(
+        &self,
+        source: &EventSource,
+        sdk: &aws_config::SdkConfig,
+    ) -> Option<(aws_sdk_sqs::Client, String)> {
+        let queue = self.resources.get(source.on_failure.as_deref()?)?;
+        Some((aws_sdk_sqs::Client::new(sdk), queue.url.clone()?))
     }
 
     pub async fn sdk_config(&self) -> aws_config::SdkConfig {

@@ -3,7 +3,7 @@
 //! A contribution is a fold over one session's events, so it only grows as the session's events arrive.
 //! The one exception is co-occurrence: a session that grows past
 //! [`super::session::MAX_COOCCURRENCE_ITEMS`] products withdraws its pairs, and the pair counts go down.
-//! [`apply`] moves an aggregate from `old` to `new` for one session: sums move by the difference, and the
+//! [`Contribution::apply`] moves an aggregate from `old` to `new` for one session: sums move by the difference, and the
 //! few order statistics (first and last times, first exposure) take the min or max, which is exact because
 //! a session's contribution never moves them backwards.
 
@@ -253,14 +253,19 @@ impl UserFeatures {
                     expires_at: self.expires_at,
                 };
                 for o in &self.recent_orders {
-                    let one = Money::from([(o.currency.clone(), o.total_minor)]);
-                    if o.at >= x.first_at {
-                        u.orders_after += 1;
-                        add_money(&mut u.revenue_after, &one, 1);
+                    let (orders, revenue) = if o.at >= x.first_at {
+                        (&mut u.orders_after, &mut u.revenue_after)
                     } else if o.at >= lookback {
-                        u.orders_before += 1;
-                        add_money(&mut u.revenue_before, &one, 1);
-                    }
+                        (&mut u.orders_before, &mut u.revenue_before)
+                    } else {
+                        continue;
+                    };
+                    *orders += 1;
+                    add_money(
+                        revenue,
+                        &Money::from([(o.currency.clone(), o.total_minor)]),
+                        1,
+                    );
                 }
                 u
             })

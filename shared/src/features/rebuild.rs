@@ -162,10 +162,15 @@ pub fn diff(expected: &BTreeMap<Key, Doc>, live: &BTreeMap<Key, Doc>) -> Vec<Dif
 
 /// Items per entity type.
 pub fn count_by_entity<'a>(docs: impl IntoIterator<Item = &'a Doc>) -> BTreeMap<String, usize> {
+    count_entities(docs.into_iter().map(Doc::entity))
+}
+
+/// Occurrences per entity type name, with every known type present (zero when absent).
+pub fn count_entities<'a>(entities: impl IntoIterator<Item = &'a str>) -> BTreeMap<String, usize> {
     let mut counts: BTreeMap<String, usize> =
         super::ENTITIES.iter().map(|e| (e.to_string(), 0)).collect();
-    for d in docs {
-        *counts.entry(d.entity().to_string()).or_default() += 1;
+    for e in entities {
+        *counts.entry(e.to_string()).or_default() += 1;
     }
     counts
 }

@@ -14,8 +14,8 @@
 //! sessions whose every write landed are reported done.
 
 use super::aggregate::{
-    pair_deltas, supersedes, top_k, top_k_update, Contribution, ItemContribution, ItemFeatures,
-    PageContribution, PairCount, PairKind, Partner, UserContribution,
+    pair_deltas, supersedes, top_k, top_k_update, Contribution, ItemContribution, PageContribution,
+    PairCount, PairKind, Partner, UserContribution,
 };
 use super::session::{fold, SessionProjection};
 use super::{Doc, Key};
@@ -23,7 +23,7 @@ use crate::delivery::StoreError;
 use crate::ingest::LogEntry;
 use futures::stream::{self, StreamExt};
 use serde::Serialize;
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 
 /// A conditional write carries at most this many items (DynamoDB `TransactWriteItems` allows 100).
@@ -389,44 +389,23 @@ impl<L: SessionLog, S: FeatureStore> FeatureUpdater<L, S> {
                     .push(Change::Page(c.clone()));
             }
         }
-        let mut keys = Vec::new();
-        for (agg, changes) in &groups {
-            keys.push(agg.clone());
-            keys.extend(changes.iter().map(|c| agg.contribution(c.session_id())));
-        }
-        let mut prefetched = match self.store.get_many(&keys).await {
-            Ok(m) => m,
-            Err(e) => {
-                let sessions: Vec<String> = todo
-                    .iter()
-                    .map(|(p, _)| p.session.session_id.clone())
-                    .collect();
-                fail_all(out, &sessions, &e);
-                return Vec::new();
-            }
-        };
-        out.counts.feature_items_read += prefetched.len();
-        let jobs: Vec<Job> = groups
+        let mut jobs: Vec<Job> = groups
             .into_iter()
-            .map(|(agg, changes)| {
-                let mut read = HashMap::new();
-                if let Some(s) = prefetched.remove(&agg) {
-                    read.insert(agg.clone(), s);
-                }
-                for c in &changes {
-                    let k = agg.contribution(c.session_id());
-                    if let Some(s) = prefetched.remove(&k) {
-                        read.insert(k, s);
-                    }
-                }
-                Job {
-                    agg,
-                    changes,
-                    read,
-                    attempts: 0,
-                }
+            .map(|(agg, changes)| Job {
+                agg,
+                changes,
+                read: HashMap::new(),
+                attempts: 0,
             })
             .collect();
+        if let Err(e) = self.read_jobs(&mut jobs, &mut out.counts).await {
+            let sessions: Vec<String> = todo
+                .iter()
+                .map(|(p, _)| p.session.session_id.clone())
+                .collect();
+            fail_all(out, &sessions, &e);
+            return Vec::new();
+        }
         let blocked = self.aggregates(jobs, &mut out.counts).await;
 
         // 4. Session items, last.
@@ -539,26 +518,33 @@ impl<L: SessionLog, S: FeatureStore> FeatureUpdater<L, S> {
                 break;
             }
             // Re-read what the remaining changes need.
-            let keys: Vec<Key> = next.iter().flat_map(Job::keys).collect();
-            let mut read = match self.store.get_many(&keys).await {
-                Ok(m) => m,
-                Err(e) => {
-                    let e = UpdateError::from(e);
-                    next.iter().for_each(|j| fail(j, e.clone_shallow()));
-                    break;
-                }
-            };
-            counts.feature_items_read += read.len();
-            for job in &mut next {
-                job.read = job
-                    .keys()
-                    .into_iter()
-                    .filter_map(|k| read.remove_entry(&k))
-                    .collect();
+            if let Err(e) = self.read_jobs(&mut next, counts).await {
+                let e = UpdateError::from(e);
+                next.iter().for_each(|j| fail(j, e.clone_shallow()));
+                break;
             }
             jobs = next;
         }
         failed
+    }
+
+    /// Reads, in one go, each job's aggregate and the contributions stored for its waiting sessions.
+    async fn read_jobs(
+        &self,
+        jobs: &mut [Job],
+        counts: &mut UpdateCounts,
+    ) -> Result<(), StoreError> {
+        let keys: Vec<Key> = jobs.iter().flat_map(Job::keys).collect();
+        let mut read = self.store.get_many(&keys).await?;
+        counts.feature_items_read += read.len();
+        for job in jobs {
+            job.read = job
+                .keys()
+                .into_iter()
+                .filter_map(|k| read.remove_entry(&k))
+                .collect();
+        }
+        Ok(())
     }
 
     /// Commits each unit atomically, packing units into as few transactions as the write limit allows.
@@ -661,11 +647,11 @@ impl<L: SessionLog, S: FeatureStore> FeatureUpdater<L, S> {
         let agg_stored = read.get(agg_key);
         match changes.first() {
             Some(Change::User(_)) => {
-                let (taken, mut writes, before, after) =
-                    fold_changes(agg_key, changes, read, Change::user, |_, _| 0)?;
-                if let Some(after) = after {
+                let f = fold_changes(agg_key, changes, read, Change::user, |_, _| 0)?;
+                let mut writes = f.writes;
+                if let Some(after) = f.after {
                     // Experiment units follow the user: rewrite the ones that changed.
-                    let old_units = before.map(|b| b.experiment_units()).unwrap_or_default();
+                    let old_units = f.before.map(|b| b.experiment_units()).unwrap_or_default();
                     for unit in after.experiment_units() {
                         if !old_units.contains(&unit) {
                             writes.push(Write::put(Doc::ExperimentUnit(unit), Expect::Any));
@@ -673,15 +659,15 @@ impl<L: SessionLog, S: FeatureStore> FeatureUpdater<L, S> {
                     }
                     writes.push(Write::put(Doc::User(after), Expect::of(agg_stored)));
                 }
-                Ok((taken, writes))
+                Ok((f.taken, writes))
             }
             Some(Change::Page(_)) => {
-                let (taken, mut writes, _, after) =
-                    fold_changes(agg_key, changes, read, Change::page, |_, _| 0)?;
-                if let Some(after) = after {
+                let f = fold_changes(agg_key, changes, read, Change::page, |_, _| 0)?;
+                let mut writes = f.writes;
+                if let Some(after) = f.after {
                     writes.push(Write::put(Doc::Page(after), Expect::of(agg_stored)));
                 }
-                Ok((taken, writes))
+                Ok((f.taken, writes))
             }
             Some(Change::Item(_)) => self.plan_item(agg_key, changes, read, pairs, counts).await,
             None => Ok((0, Vec::new())),
@@ -703,17 +689,17 @@ impl<L: SessionLog, S: FeatureStore> FeatureUpdater<L, S> {
                 .map(|k| pair_deltas(old, new, *k).len())
                 .sum()
         };
-        let (taken, mut writes, _, after) =
-            fold_changes(agg_key, changes, read, Change::item, pair_writes)?;
-        let Some(mut after) = after else {
+        let f = fold_changes(agg_key, changes, read, Change::item, pair_writes)?;
+        let (taken, mut writes) = (f.taken, f.writes);
+        let Some(mut after) = f.after else {
             return Ok((taken, writes));
         };
-        // Pair counts move with the contributions that were taken.
+        // Pair counts move with the applied contributions.
         // (kind, partner) → (count change, latest expiry of the sessions adding to it)
         let mut deltas: BTreeMap<(PairKind, String), (i64, i64)> = BTreeMap::new();
-        for (old, new) in taken_pairs(agg_key, &changes[..taken], read, Change::item)? {
+        for (old, new) in f.applied {
             for kind in PairKind::ALL {
-                for (other, d) in pair_deltas(old.as_ref(), &new, kind) {
+                for (other, d) in pair_deltas(old, new, kind) {
                     let slot = deltas.entry((kind, other)).or_insert((0, i64::MIN));
                     slot.0 += d;
                     if d > 0 {
@@ -812,62 +798,33 @@ trait Typed: Contribution + Clone + Sized {
     fn as_aggregate(doc: &Doc) -> Option<&Self::Aggregate>;
 }
 
-impl Typed for UserContribution {
-    const ENTITY: &'static str = "user";
-    fn contribution_doc(self) -> Doc {
-        Doc::UserContribution(self)
-    }
-    fn as_contribution(doc: &Doc) -> Option<&Self> {
-        match doc {
-            Doc::UserContribution(c) => Some(c),
-            _ => None,
+/// `Typed` for a contribution, from its `Doc` variant and its aggregate's.
+macro_rules! typed {
+    ($contribution:ident, $aggregate:ident, $entity:literal) => {
+        impl Typed for $contribution {
+            const ENTITY: &'static str = $entity;
+            fn contribution_doc(self) -> Doc {
+                Doc::$contribution(self)
+            }
+            fn as_contribution(doc: &Doc) -> Option<&Self> {
+                match doc {
+                    Doc::$contribution(c) => Some(c),
+                    _ => None,
+                }
+            }
+            fn as_aggregate(doc: &Doc) -> Option<&Self::Aggregate> {
+                match doc {
+                    Doc::$aggregate(a) => Some(a),
+                    _ => None,
+                }
+            }
         }
-    }
-    fn as_aggregate(doc: &Doc) -> Option<&super::UserFeatures> {
-        match doc {
-            Doc::User(u) => Some(u),
-            _ => None,
-        }
-    }
+    };
 }
 
-impl Typed for ItemContribution {
-    const ENTITY: &'static str = "item";
-    fn contribution_doc(self) -> Doc {
-        Doc::ItemContribution(self)
-    }
-    fn as_contribution(doc: &Doc) -> Option<&Self> {
-        match doc {
-            Doc::ItemContribution(c) => Some(c),
-            _ => None,
-        }
-    }
-    fn as_aggregate(doc: &Doc) -> Option<&ItemFeatures> {
-        match doc {
-            Doc::Item(i) => Some(i),
-            _ => None,
-        }
-    }
-}
-
-impl Typed for PageContribution {
-    const ENTITY: &'static str = "page";
-    fn contribution_doc(self) -> Doc {
-        Doc::PageContribution(self)
-    }
-    fn as_contribution(doc: &Doc) -> Option<&Self> {
-        match doc {
-            Doc::PageContribution(c) => Some(c),
-            _ => None,
-        }
-    }
-    fn as_aggregate(doc: &Doc) -> Option<&super::PageFeatures> {
-        match doc {
-            Doc::Page(p) => Some(p),
-            _ => None,
-        }
-    }
-}
+typed!(UserContribution, User, "user");
+typed!(ItemContribution, Item, "item");
+typed!(PageContribution, Page, "page");
 
 /// The stored contribution of `session_id` to `agg`, typed.
 fn stored_contribution<'a, C: Typed>(
@@ -892,25 +849,29 @@ fn stored_contribution<'a, C: Typed>(
 /// Writes a commit keeps free for the aggregate itself and the experiment units riding with a user.
 const RESERVED_WRITES: usize = 16;
 
-/// Takes as many of `changes` as fit in one commit, applies those that supersede what is stored, and
-/// returns (changes taken, contribution writes, the aggregate before, the aggregate after — `None` when
-/// nothing changed). `extra` is how many more writes a change brings along (its pair counts).
-#[allow(clippy::type_complexity)]
+/// What [`fold_changes`] made of the changes that fit in one commit.
+struct Folded<'r, C: Contribution> {
+    /// How many of the changes it covers (applied, or already superseded by what is stored).
+    taken: usize,
+    /// The new contributions, each guarded by the version of the one it replaces.
+    writes: Vec<Write>,
+    /// The stored aggregate.
+    before: Option<&'r C::Aggregate>,
+    /// The aggregate after the applied changes; `None` when nothing was applied.
+    after: Option<C::Aggregate>,
+    /// (stored, new) for each applied contribution.
+    applied: Vec<(Option<&'r C>, &'r C)>,
+}
+
+/// Takes as many of `changes` as fit in one commit and applies those that supersede what is stored.
+/// `extra` is how many more writes a change brings along (its pair counts).
 fn fold_changes<'r, C: Typed>(
     agg_key: &Key,
-    changes: &[Change],
+    changes: &'r [Change],
     read: &'r HashMap<Key, Stored>,
     pick: fn(&Change) -> Option<&C>,
     extra: impl Fn(Option<&C>, &C) -> usize,
-) -> Result<
-    (
-        usize,
-        Vec<Write>,
-        Option<&'r C::Aggregate>,
-        Option<C::Aggregate>,
-    ),
-    UpdateError,
->
+) -> Result<Folded<'r, C>, UpdateError>
 where
     C::Aggregate: Clone,
 {
@@ -923,6 +884,7 @@ where
         };
     let mut agg: Option<C::Aggregate> = before.cloned();
     let mut writes = Vec::new();
+    let mut applied = Vec::new();
     let mut taken = 0;
     let mut used = 0;
     let budget = MAX_WRITES_PER_COMMIT - RESERVED_WRITES;
@@ -931,43 +893,30 @@ where
             taken += 1;
             continue;
         };
-        let old = stored_contribution::<C>(agg_key, new.session_id(), read)?;
-        if !supersedes(new, old.map(|(_, c)| c)) {
+        let stored = stored_contribution::<C>(agg_key, new.session_id(), read)?;
+        let old = stored.map(|(_, c)| c);
+        if !supersedes(new, old) {
             taken += 1;
             continue;
         }
-        let cost = 1 + extra(old.map(|(_, c)| c), new);
+        let cost = 1 + extra(old, new);
         if used > 0 && used + cost > budget {
             break;
         }
         used += cost;
         taken += 1;
-        let a = agg.get_or_insert_with(|| new.empty());
-        new.apply(old.map(|(_, c)| c), a);
+        new.apply(old, agg.get_or_insert_with(|| new.empty()));
         writes.push(Write::put(
             new.clone().contribution_doc(),
-            Expect::of(old.map(|(s, _)| s)),
+            Expect::of(stored.map(|(s, _)| s)),
         ));
+        applied.push((old, new));
     }
-    let after = if writes.is_empty() { None } else { agg };
-    Ok((taken, writes, before, after))
-}
-
-/// For the changes taken, the (stored, new) contribution pairs that will be applied.
-fn taken_pairs<C: Typed>(
-    agg_key: &Key,
-    changes: &[Change],
-    read: &HashMap<Key, Stored>,
-    pick: fn(&Change) -> Option<&C>,
-) -> Result<Vec<(Option<C>, C)>, UpdateError> {
-    let mut out = Vec::new();
-    let mut seen = BTreeSet::new();
-    for change in changes {
-        let Some(new) = pick(change) else { continue };
-        let old = stored_contribution::<C>(agg_key, new.session_id(), read)?.map(|(_, c)| c);
-        if supersedes(new, old) && seen.insert(new.session_id().to_string()) {
-            out.push((old.cloned(), new.clone()));
-        }
-    }
-    Ok(out)
+    Ok(Folded {
+        taken,
+        writes,
+        before,
+        after: if applied.is_empty() { None } else { agg },
+        applied,
+    })
 }
