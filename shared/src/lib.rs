@@ -10,6 +10,7 @@ pub mod event;
 pub mod features;
 pub mod ingest;
 pub mod memory;
+pub mod model;
 pub mod pseudonym;
 pub mod rees46;
 pub mod telemetry;

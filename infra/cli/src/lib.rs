@@ -1,5 +1,7 @@
 //! The operator CLI's operations, as a library so the integration tests run exactly what the CLI runs.
 
+pub mod model;
+
 use checkout_shared::aws::dynamo::count_items;
 use checkout_shared::aws::features::{entity_census, scan_features, DynamoFeatureStore};
 use checkout_shared::aws::kinesis::{KinesisProducer, OutRecord};

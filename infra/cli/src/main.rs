@@ -49,6 +49,54 @@ enum Command {
         #[command(flatten)]
         stack: StackArg,
     },
+    /// Train the purchase-propensity model (linfa logistic regression) on a labelled CSV in the UCI layout:
+    /// the UCI online-shoppers file or `export-sessions` output. Prints 5-fold CV AUC, holdout AUC, Brier
+    /// score and a reliability table; writes the artifact and optionally publishes it to the registry.
+    Train {
+        #[arg(long, default_value = "../shared/data/online_shoppers_intention.csv")]
+        csv: PathBuf,
+        #[arg(long, default_value = checkout_shared::model::DEFAULT_MODEL_NAME)]
+        name: String,
+        /// Default: `<UTC time>-<first 8 hex of the data's SHA-256>`.
+        #[arg(long)]
+        version: Option<String>,
+        /// Write the artifact here.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Also publish it to the local stack's model registry (`models/<name>/<version>/model.json`).
+        #[arg(long)]
+        publish: bool,
+        /// Exit 2 when the mean cross-validated AUC is below this.
+        #[arg(long)]
+        min_auc: Option<f64>,
+        #[command(flatten)]
+        stack: StackArg,
+    },
+    /// Export every session of the event log (folded as the feature updater does), labelled with "placed
+    /// an order", as a CSV in the UCI layout for `train`.
+    ExportSessions {
+        #[command(flatten)]
+        stack: StackArg,
+        #[arg(long, default_value = "out/sessions.csv")]
+        out: PathBuf,
+    },
+    /// Make a published version the champion if its AUC is at least the champion's on the same data (the
+    /// recorded holdout when both share it, else `--eval-csv`), or with `--override`. Writes a promotion
+    /// record either way; exits 3 when the pointer was not moved.
+    Promote {
+        #[command(flatten)]
+        stack: StackArg,
+        #[arg(long, default_value = checkout_shared::model::DEFAULT_MODEL_NAME)]
+        name: String,
+        #[arg(long)]
+        version: String,
+        /// Score champion and challenger on this labelled CSV (rows neither trained on).
+        #[arg(long)]
+        eval_csv: Option<PathBuf>,
+        /// Promote even if the rule refuses; the reason is logged and recorded.
+        #[arg(long = "override", value_name = "REASON")]
+        override_reason: Option<String>,
+    },
     /// Replay, ingest and summarise: the demo's main job (the stack must be up; `make demo` does it all).
     Demo {
         #[command(flatten)]
@@ -72,6 +120,34 @@ impl StackArg {
     fn load(&self) -> Result<LocalStack, ops::BoxError> {
         LocalStack::load(&self.stack)
     }
+}
+
+async fn train(
+    csv: &std::path::Path,
+    name: &str,
+    version: Option<String>,
+    out: Option<&std::path::Path>,
+    publish: Option<&StackArg>,
+    min_auc: Option<f64>,
+) -> Result<(), ops::BoxError> {
+    let artifact = ops::model::train_file(csv, name, version, chrono::Utc::now())?;
+    ops::model::print_report(&artifact);
+    let bytes = artifact.encode()?;
+    if let Some(path) = out {
+        std::fs::write(path, &bytes).map_err(|e| format!("writing {}: {e}", path.display()))?;
+        println!("  artifact  {} ({} bytes)", path.display(), bytes.len());
+    }
+    if let Some(stack) = publish {
+        let store = ops::model::registry_store(&stack.load()?).await?;
+        let key = checkout_shared::model::registry::publish(&store, &artifact).await?;
+        println!("  published s3://{}/{key}", store.bucket);
+    }
+    let mean = artifact.metrics.cross_validation.mean_auc;
+    if let Some(floor) = min_auc.filter(|&f| mean < f) {
+        eprintln!("checkout-ai: mean CV AUC {mean:.4} is below --min-auc {floor}");
+        std::process::exit(2);
+    }
+    Ok(())
 }
 
 #[tokio::main]
@@ -117,6 +193,57 @@ async fn main() {
                 }
                 Err(e) => Err(e),
             },
+            Err(e) => Err(e),
+        },
+        Command::Train {
+            csv,
+            name,
+            version,
+            out,
+            publish,
+            min_auc,
+            stack,
+        } => {
+            train(
+                &csv,
+                &name,
+                version,
+                out.as_deref(),
+                publish.then_some(&stack),
+                min_auc,
+            )
+            .await
+        }
+        Command::ExportSessions { stack, out } => match stack.load() {
+            Ok(s) => ops::model::export_sessions(&s, &out).await.map(|r| {
+                println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+            }),
+            Err(e) => Err(e),
+        },
+        Command::Promote {
+            stack,
+            name,
+            version,
+            eval_csv,
+            override_reason,
+        } => match stack.load() {
+            Ok(s) => {
+                let record = ops::model::promote(
+                    &s,
+                    &name,
+                    &version,
+                    eval_csv.as_deref(),
+                    override_reason.as_deref(),
+                )
+                .await;
+                record.map(|r| {
+                    println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+                    if !r.pointer_moved {
+                        eprintln!("checkout-ai: not promoted: {}", r.decision.reason);
+                        std::process::exit(3);
+                    }
+                })
+            }
             Err(e) => Err(e),
         },
         Command::Demo { stack, file, out } => match stack.load() {

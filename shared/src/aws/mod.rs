@@ -9,6 +9,7 @@ pub mod error;
 pub mod features;
 pub mod kinesis;
 pub mod local_esm;
+pub mod models;
 pub mod quarantine;
 pub mod stack;
 

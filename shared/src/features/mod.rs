@@ -44,7 +44,7 @@ pub use aggregate::{
     ExperimentUnit, Exposure, ItemContribution, ItemFeatures, OrderRef, PageContribution,
     PageFeatures, PairCount, PairKind, UserContribution, UserFeatures,
 };
-pub use session::{SessionFeatures, SessionProjection};
+pub use session::{SessionFeatures, SessionProjection, UciSession};
 
 /// Bumped whenever a feature's definition changes. Items of another version are never mixed with this
 /// one: the updater refuses them and the table must be rebuilt (`checkout-ai rebuild-features`).

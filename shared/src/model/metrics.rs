@@ -1,0 +1,198 @@
+//! Evaluation: ROC AUC, Brier score, log loss, a reliability table, and seeded stratified splits.
+
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use serde::{Deserialize, Serialize};
+
+/// ROC AUC as the Mann–Whitney statistic, ties counted half (as scikit-learn's `roc_auc_score`).
+/// `None` when one class is absent or a score is NaN.
+pub fn roc_auc(scores: &[f64], labels: &[bool]) -> Option<f64> {
+    if scores.len() != labels.len() || scores.iter().any(|s| s.is_nan()) {
+        return None;
+    }
+    let mut order: Vec<usize> = (0..scores.len()).collect();
+    order.sort_by(|&a, &b| scores[a].total_cmp(&scores[b]));
+    let positives = labels.iter().filter(|&&l| l).count();
+    let negatives = labels.len() - positives;
+    if positives == 0 || negatives == 0 {
+        return None;
+    }
+    // Sum of the positives' (average, 1-based) ranks.
+    let mut rank_sum = 0.0;
+    let mut i = 0;
+    while i < order.len() {
+        let mut j = i;
+        while j + 1 < order.len() && scores[order[j + 1]] == scores[order[i]] {
+            j += 1;
+        }
+        let average_rank = (i + j) as f64 / 2.0 + 1.0;
+        let tied_positives = order[i..=j].iter().filter(|&&k| labels[k]).count();
+        rank_sum += average_rank * tied_positives as f64;
+        i = j + 1;
+    }
+    let (p, n) = (positives as f64, negatives as f64);
+    Some((rank_sum - p * (p + 1.0) / 2.0) / (p * n))
+}
+
+/// Mean squared difference between the predicted probability and the outcome.
+pub fn brier(probabilities: &[f64], labels: &[bool]) -> f64 {
+    let sum: f64 = probabilities
+        .iter()
+        .zip(labels)
+        .map(|(p, &y)| (p - f64::from(u8::from(y))).powi(2))
+        .sum();
+    sum / probabilities.len().max(1) as f64
+}
+
+/// Mean negative log-likelihood, with probabilities clipped to `[1e-15, 1 − 1e-15]`.
+pub fn log_loss(probabilities: &[f64], labels: &[bool]) -> f64 {
+    let sum: f64 = probabilities
+        .iter()
+        .zip(labels)
+        .map(|(&p, &y)| {
+            let p = p.clamp(1e-15, 1.0 - 1e-15);
+            -if y { p.ln() } else { (1.0 - p).ln() }
+        })
+        .sum();
+    sum / probabilities.len().max(1) as f64
+}
+
+/// One bin of a reliability table: predictions in `[lower, upper)` (the last bin includes 1).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReliabilityBin {
+    pub lower: f64,
+    pub upper: f64,
+    pub count: u64,
+    /// Mean predicted probability in the bin (`None` when empty).
+    pub mean_predicted: Option<f64>,
+    /// Observed positive rate in the bin (`None` when empty).
+    pub observed_rate: Option<f64>,
+}
+
+/// Equal-width bins over `[0, 1]`.
+pub fn reliability(probabilities: &[f64], labels: &[bool], bins: usize) -> Vec<ReliabilityBin> {
+    let bins = bins.max(1);
+    let mut acc = vec![(0u64, 0.0, 0u64); bins];
+    for (&p, &y) in probabilities.iter().zip(labels) {
+        let b = ((p * bins as f64) as usize).min(bins - 1);
+        acc[b].0 += 1;
+        acc[b].1 += p;
+        acc[b].2 += u64::from(y);
+    }
+    acc.into_iter()
+        .enumerate()
+        .map(|(i, (count, sum, hits))| {
+            let mean = |x: f64| (count > 0).then(|| x / count as f64);
+            ReliabilityBin {
+                lower: i as f64 / bins as f64,
+                upper: (i + 1) as f64 / bins as f64,
+                count,
+                mean_predicted: mean(sum),
+                observed_rate: mean(hits as f64),
+            }
+        })
+        .collect()
+}
+
+/// Assigns each row to one of `k` folds, keeping the class balance: each class is shuffled with the seed
+/// and dealt round-robin. The same seed and labels always give the same folds (with this build's locked
+/// `rand`).
+pub fn stratified_folds(labels: &[bool], k: usize, seed: u64) -> Vec<usize> {
+    let k = k.max(1);
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut fold = vec![0; labels.len()];
+    let mut dealt = 0;
+    for class in [false, true] {
+        let mut members: Vec<usize> = (0..labels.len()).filter(|&i| labels[i] == class).collect();
+        members.shuffle(&mut rng);
+        for i in members {
+            fold[i] = dealt % k;
+            dealt += 1;
+        }
+    }
+    fold
+}
+
+/// A stratified holdout: `true` for the rows held out (about `fraction` of each class).
+pub fn stratified_holdout(labels: &[bool], fraction: f64, seed: u64) -> Vec<bool> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut held = vec![false; labels.len()];
+    for class in [false, true] {
+        let mut members: Vec<usize> = (0..labels.len()).filter(|&i| labels[i] == class).collect();
+        members.shuffle(&mut rng);
+        let take = (members.len() as f64 * fraction.clamp(0.0, 1.0)).round() as usize;
+        for &i in &members[..take] {
+            held[i] = true;
+        }
+    }
+    held
+}
+
+/// The `q`-quantile (0..=1) of `sorted`, by the nearest-rank method.
+pub fn quantile(sorted: &[f64], q: f64) -> Option<f64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = (q.clamp(0.0, 1.0) * sorted.len() as f64).ceil() as usize;
+    Some(sorted[rank.clamp(1, sorted.len()) - 1])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auc_counts_ties_half_and_needs_both_classes() {
+        assert_eq!(
+            roc_auc(&[0.1, 0.4, 0.35, 0.8], &[false, false, true, true]),
+            Some(0.75)
+        );
+        assert_eq!(roc_auc(&[0.5, 0.5], &[false, true]), Some(0.5));
+        assert_eq!(roc_auc(&[0.1, 0.9], &[true, false]), Some(0.0));
+        assert_eq!(roc_auc(&[0.1, 0.9], &[true, true]), None);
+        assert_eq!(roc_auc(&[f64::NAN, 0.9], &[true, false]), None);
+    }
+
+    #[test]
+    fn brier_log_loss_and_reliability() {
+        let p = [0.0, 1.0, 0.25, 0.95];
+        let y = [false, true, true, true];
+        assert_eq!(brier(&p, &y), (0.5625 + 0.0025) / 4.0);
+        assert!((log_loss(&[0.5, 0.5], &[true, false]) - std::f64::consts::LN_2).abs() < 1e-15);
+        let table = reliability(&p, &y, 4);
+        assert_eq!(
+            table.iter().map(|b| b.count).collect::<Vec<_>>(),
+            vec![1, 1, 0, 2]
+        );
+        assert_eq!(table[3].mean_predicted, Some(0.975));
+        assert_eq!(table[3].observed_rate, Some(1.0));
+        assert_eq!(table[2].observed_rate, None);
+    }
+
+    #[test]
+    fn folds_are_stratified_and_reproducible() {
+        let labels: Vec<bool> = (0..1000).map(|i| i % 7 == 0).collect();
+        let folds = stratified_folds(&labels, 5, 42);
+        assert_eq!(folds, stratified_folds(&labels, 5, 42));
+        assert_ne!(folds, stratified_folds(&labels, 5, 43));
+        for f in 0..5 {
+            let rows = folds.iter().filter(|&&x| x == f).count();
+            let pos = (0..1000).filter(|&i| folds[i] == f && labels[i]).count();
+            assert_eq!(rows, 200);
+            assert!((28..=30).contains(&pos), "fold {f}: {pos} positives");
+        }
+        let held = stratified_holdout(&labels, 0.2, 7);
+        assert_eq!(held.iter().filter(|&&h| h).count(), 200);
+        assert_eq!((0..1000).filter(|&i| held[i] && labels[i]).count(), 29);
+    }
+
+    #[test]
+    fn nearest_rank_quantiles() {
+        let v: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(quantile(&v, 0.5), Some(50.0));
+        assert_eq!(quantile(&v, 0.99), Some(99.0));
+        assert_eq!(quantile(&v, 0.0), Some(1.0));
+        assert_eq!(quantile(&[], 0.5), None);
+    }
+}
