@@ -6,6 +6,7 @@ use crate::delivery::{BatchSink, StoreError};
 use crate::features::updater::{CommitError, Expect, FeatureStore, SessionLog, Stored, Write};
 use crate::features::{Doc, Key};
 use crate::ingest::{LogEntry, QuarantineRecord};
+use crate::model::registry::{Condition, Object, ObjectStore, PutError};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
@@ -252,6 +253,80 @@ impl FeatureStore for MemoryFeatureStore {
                 }
             }
         }
+        Ok(())
+    }
+}
+
+/// An in-memory object store (the S3 model registry in unit tests): ETags are content hashes, conditions are
+/// honoured, and `unreachable` makes every call fail as a network fault would.
+#[derive(Debug, Default)]
+pub struct MemoryObjectStore {
+    objects: Mutex<BTreeMap<String, Vec<u8>>>,
+    pub unreachable: std::sync::atomic::AtomicBool,
+}
+
+impl MemoryObjectStore {
+    pub fn object(&self, key: &str) -> Option<Vec<u8>> {
+        self.objects.lock().expect("not poisoned").get(key).cloned()
+    }
+
+    /// Writes an object unconditionally (a test's back door, e.g. to corrupt an artifact).
+    pub fn insert(&self, key: &str, bytes: Vec<u8>) {
+        self.objects
+            .lock()
+            .expect("not poisoned")
+            .insert(key.to_owned(), bytes);
+    }
+
+    pub fn keys(&self) -> Vec<String> {
+        self.objects
+            .lock()
+            .expect("not poisoned")
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    fn reachable(&self, operation: &'static str) -> Result<(), StoreError> {
+        if self.unreachable.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(StoreError {
+                operation,
+                retryable: true,
+                source: "injected: the object store is unreachable".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+fn etag(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    format!("\"{}\"", hex::encode(&sha2::Sha256::digest(bytes)[..16]))
+}
+
+impl ObjectStore for MemoryObjectStore {
+    async fn get(&self, key: &str) -> Result<Option<Object>, StoreError> {
+        tokio::task::yield_now().await;
+        self.reachable("memory GetObject")?;
+        Ok(self.object(key).map(|bytes| Object {
+            etag: etag(&bytes),
+            bytes,
+        }))
+    }
+
+    async fn put(&self, key: &str, bytes: Vec<u8>, condition: Condition) -> Result<(), PutError> {
+        tokio::task::yield_now().await;
+        self.reachable("memory PutObject")?;
+        let mut objects = self.objects.lock().expect("not poisoned");
+        let holds = match (&condition, objects.get(key)) {
+            (Condition::Absent, existing) => existing.is_none(),
+            (Condition::Matches(tag), Some(existing)) => &etag(existing) == tag,
+            (Condition::Matches(_), None) => false,
+        };
+        if !holds {
+            return Err(PutError::Precondition);
+        }
+        objects.insert(key.to_owned(), bytes);
         Ok(())
     }
 }

@@ -291,7 +291,7 @@ pub async fn load_or_fallback(
         }
         Err(error) => {
             let model = fallback_model()?;
-            let reason = error.to_string();
+            let reason = chain(&error);
             tracing::error!(
                 model = name,
                 error = %reason,
@@ -304,6 +304,18 @@ pub async fn load_or_fallback(
             })
         }
     }
+}
+
+/// An error with its causes, on one line.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// One side of a comparison.
