@@ -225,8 +225,9 @@ pub fn read_csv(input: impl Read) -> Result<Dataset, CsvError> {
         }
         let label_at = index(LABEL)?;
         let mut record = csv::StringRecord::new();
+        let mut line = 1; // the header; a record per line (the UCI layout has no multi-line fields)
         while reader.read_record(&mut record)? {
-            let line = record.position().map_or(0, |p| p.line());
+            line += 1;
             let field = |i: usize| record.get(i).map(str::trim).unwrap_or("");
             let parsed = parse_row(|c| field(positions[c as usize]))
                 .and_then(|row| Ok((row, parse_bool(LABEL, field(label_at))?)));
