@@ -20,7 +20,7 @@ export SAM_CLI_TELEMETRY      = 0
 export SAM_CLI_DISABLE_VERSION_CHECK = 1
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help venv build demo test lint fmt-check clippy template-check sam-build unit-tests bench \
+.PHONY: help venv build demo test lint fmt-check clippy template-check sam-build unit-tests bench bench-model fallback-model \
         stack-up stack-down schema fixtures clean
 
 help: ## List the targets
@@ -85,8 +85,16 @@ sam-build: $(STAMP)
 unit-tests: $(STAMP)
 	cargo test --locked --workspace --no-fail-fast
 
-bench: ## Ingest throughput of the pure part (decode, validate, pseudonymize, item build)
+bench: bench-model ## All benchmarks: ingest's pure part, then the propensity model against scikit-learn
 	cargo bench --locked -p checkout-shared --bench ingest_pure
+
+bench-model: $(STAMP) ## linfa vs scikit-learn: training time, same-fold AUC, single-row inference latency
+	cargo bench --locked -p checkout-train --bench model
+	$(PY) infra/bench_model.py target/bench/model-rust.json
+
+fallback-model: ## Retrain the model compiled into the scorer (shared/models/) from the UCI file
+	cargo run --quiet --locked -p checkout-ai -- train --csv $(DATA)/online_shoppers_intention.csv \
+	    --version builtin-uci-1 --out shared/models/purchase-propensity.json
 
 # ---- generated files -------------------------------------------------------------------------------
 schema: ## Regenerate events/schema/event-v1.schema.json from the Rust types

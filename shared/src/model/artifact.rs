@@ -72,6 +72,7 @@ pub struct Algorithm {
     /// L2 penalty (`alpha = 1/C` in scikit-learn terms).
     pub alpha: f64,
     pub max_iterations: u64,
+    /// L-BFGS stopping tolerance per row (the gradient-norm bound is this times the training rows).
     pub gradient_tolerance: f64,
 }
 
