@@ -7,6 +7,7 @@
 pub mod aws;
 pub mod delivery;
 pub mod event;
+pub mod experiment;
 pub mod features;
 pub mod ingest;
 pub mod memory;

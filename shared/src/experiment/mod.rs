@@ -1,0 +1,3 @@
+//! Experiments: deterministic assignment (GrowthBook-compatible).
+
+pub mod assign;
