@@ -5,6 +5,7 @@
 //! `aws` does.
 
 pub mod aws;
+pub mod decision;
 pub mod delivery;
 pub mod event;
 pub mod experiment;

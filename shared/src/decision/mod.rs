@@ -1,0 +1,3 @@
+//! Decisions: the request contract (and, as the scorer grows, assignment, policy and the response).
+
+pub mod request;
