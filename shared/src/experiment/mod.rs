@@ -1,3 +1,4 @@
-//! Experiments: deterministic assignment (GrowthBook-compatible).
+//! Experiments: definitions and deterministic, GrowthBook-compatible assignment.
 
 pub mod assign;
+pub mod config;
