@@ -6,9 +6,10 @@ use checkout_ai_integration_tests::{fresh_stack, rees46};
 use checkout_shared::aws::features::{from_feature_item, to_item};
 use checkout_shared::aws::models::{s3_client, S3ObjectStore};
 use checkout_shared::features::rebuild::rebuild;
+use checkout_shared::features::UciSession;
 use checkout_shared::features::{Doc, Key};
 use checkout_shared::ingest::LogEntry;
-use checkout_shared::model::columns::{labelled_sessions, read_csv, write_csv};
+use checkout_shared::model::columns::{labelled_sessions, read_csv, write_csv, Dataset};
 use checkout_shared::model::registry::{
     self, artifact_key, fallback_model, load_or_fallback, publish, Origin,
 };
@@ -37,19 +38,25 @@ fn through_dynamodb(doc: &Doc) -> Doc {
     stored.doc
 }
 
-#[test]
-fn training_and_serving_build_identical_vectors_for_every_session() {
-    let Some(docs) = rees46_docs() else { return };
-
-    // Training path: the event-log export, written as CSV and read by the training reader.
-    let exported = labelled_sessions(&docs);
+/// The sessions as `export-sessions` labels them, and the dataset the training reader makes of its CSV.
+fn export(docs: &BTreeMap<Key, Doc>) -> (Vec<(String, UciSession, bool)>, Dataset) {
+    let exported = labelled_sessions(docs);
     let mut csv = Vec::new();
     write_csv(
         &mut csv,
         exported.iter().map(|(_, row, label)| (row, *label)),
     )
     .unwrap();
-    let training = read_csv(csv.as_slice()).unwrap();
+    let data = read_csv(csv.as_slice()).unwrap();
+    (exported, data)
+}
+
+#[test]
+fn training_and_serving_build_identical_vectors_for_every_session() {
+    let Some(docs) = rees46_docs() else { return };
+
+    // Training path: the event-log export, written as CSV and read by the training reader.
+    let (exported, training) = export(&docs);
     assert_eq!(training.bad_rows, 0);
     assert_eq!(training.rows.len(), exported.len());
 
@@ -102,14 +109,7 @@ fn training_and_serving_build_identical_vectors_for_every_session() {
 #[test]
 fn a_model_trains_on_sessions_exported_from_the_event_log() {
     let Some(docs) = rees46_docs() else { return };
-    let exported = labelled_sessions(&docs);
-    let mut csv = Vec::new();
-    write_csv(
-        &mut csv,
-        exported.iter().map(|(_, row, label)| (row, *label)),
-    )
-    .unwrap();
-    let data = read_csv(csv.as_slice()).unwrap();
+    let (exported, data) = export(&docs);
     let naming = checkout_train::Naming {
         name: "purchase-propensity".into(),
         version: Some("rees46-test".into()),
