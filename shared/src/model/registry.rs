@@ -168,6 +168,15 @@ pub async fn load_version(
     name: &str,
     version: &str,
 ) -> Result<Model, RegistryError> {
+    Ok(fetch_version(store, name, version).await?.0)
+}
+
+/// One version, checked, with the SHA-256 of its bytes (what a champion pointer pins).
+async fn fetch_version(
+    store: &impl ObjectStore,
+    name: &str,
+    version: &str,
+) -> Result<(Model, String), RegistryError> {
     check_segment("model name", name)?;
     check_segment("model version", version)?;
     let key = artifact_key(name, version);
@@ -175,7 +184,8 @@ pub async fn load_version(
         .get(&key)
         .await?
         .ok_or_else(|| RegistryError::Missing { key: key.clone() })?;
-    decode_at(&key, &object.bytes, name, version)
+    let model = decode_at(&key, &object.bytes, name, version)?;
+    Ok((model, ModelArtifact::digest(&object.bytes)))
 }
 
 fn decode_at(key: &str, bytes: &[u8], name: &str, version: &str) -> Result<Model, RegistryError> {
@@ -421,7 +431,8 @@ pub async fn promote(
     override_reason: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<PromotionRecord, RegistryError> {
-    let challenger_model = load_version(store, name, challenger_version).await?;
+    let (challenger_model, challenger_sha256) =
+        fetch_version(store, name, challenger_version).await?;
     let pointer = champion_pointer(store, name).await?;
     let champion_model = match &pointer {
         Some((p, _)) => Some(load_version(store, name, &p.version).await),
@@ -493,20 +504,12 @@ pub async fn promote(
     };
     let mut raced = false;
     if record.decision.promote {
-        let artifact_key = artifact_key(name, challenger_version);
-        let bytes = store
-            .get(&artifact_key)
-            .await?
-            .ok_or_else(|| RegistryError::Missing {
-                key: artifact_key.clone(),
-            })?
-            .bytes;
         let new_pointer = ChampionPointer {
             format_version: POINTER_FORMAT_VERSION,
             name: name.to_owned(),
             version: challenger_version.to_owned(),
-            artifact_sha256: ModelArtifact::digest(&bytes),
-            artifact_key,
+            artifact_sha256: challenger_sha256,
+            artifact_key: artifact_key(name, challenger_version),
             promoted_at: now,
             promotion_record: record_key.clone(),
         };
