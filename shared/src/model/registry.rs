@@ -20,8 +20,9 @@ use serde::{Deserialize, Serialize};
 use std::future::Future;
 use std::time::Duration;
 
-/// The champion pointer format this build reads and writes.
-pub const POINTER_FORMAT_VERSION: u32 = 1;
+/// The format of the registry's own documents (champion pointer, promotion record) this build reads and
+/// writes.
+pub const REGISTRY_FORMAT_VERSION: u32 = 1;
 
 /// The model compiled into every binary that scores: served when the champion cannot be loaded.
 /// Regenerate it with `make fallback-model`.
@@ -221,11 +222,11 @@ pub async fn champion_pointer(
             key: key.clone(),
             reason: e.to_string(),
         })?;
-    if pointer.format_version != POINTER_FORMAT_VERSION || pointer.name != name {
+    if pointer.format_version != REGISTRY_FORMAT_VERSION || pointer.name != name {
         return Err(RegistryError::Pointer {
             key,
             reason: format!(
-                "format version {} for model {} (expected {POINTER_FORMAT_VERSION} for {name})",
+                "format version {} for model {} (expected {REGISTRY_FORMAT_VERSION} for {name})",
                 pointer.format_version, pointer.name
             ),
         });
@@ -350,6 +351,16 @@ pub enum Basis {
     EvaluationData { sha256: String, rows: u64 },
 }
 
+impl Basis {
+    /// Whether both AUCs were measured on the same rows.
+    pub fn comparable(&self) -> bool {
+        match self {
+            Basis::EvaluationData { .. } => true,
+            Basis::RecordedHoldout { comparable, .. } => *comparable,
+        }
+    }
+}
+
 /// The outcome of the promotion rule.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Decision {
@@ -434,8 +445,15 @@ pub async fn promote(
     let (challenger_model, challenger_sha256) =
         fetch_version(store, name, challenger_version).await?;
     let pointer = champion_pointer(store, name).await?;
+    // An unreadable champion is reported and compared as "cannot be evaluated".
     let champion_model = match &pointer {
-        Some((p, _)) => Some(load_version(store, name, &p.version).await),
+        Some((p, _)) => match load_version(store, name, &p.version).await {
+            Ok(model) => Some(model),
+            Err(e) => {
+                tracing::warn!(model = name, error = %e, "the current champion cannot be loaded");
+                None
+            }
+        },
         None => None,
     };
     let auc_of = |model: &Model| match evaluation {
@@ -455,14 +473,8 @@ pub async fn promote(
     };
     let champion = pointer.as_ref().map(|(p, _)| Contender {
         version: p.version.clone(),
-        auc: champion_model
-            .as_ref()
-            .and_then(|m| m.as_ref().ok())
-            .and_then(auc_of),
+        auc: champion_model.as_ref().and_then(auc_of),
     });
-    if let Some(Err(e)) = &champion_model {
-        tracing::warn!(model = name, error = %e, "the current champion cannot be loaded");
-    }
     let holdout_of = |m: &Model| m.artifact().training.holdout.id.clone();
     let basis = match evaluation {
         Some(data) => Basis::EvaluationData {
@@ -470,10 +482,7 @@ pub async fn promote(
             rows: data.rows.len() as u64,
         },
         None => {
-            let champion_holdout = champion_model
-                .as_ref()
-                .and_then(|m| m.as_ref().ok())
-                .map(holdout_of);
+            let champion_holdout = champion_model.as_ref().map(holdout_of);
             let challenger_holdout = holdout_of(&challenger_model);
             Basis::RecordedHoldout {
                 comparable: champion_holdout.as_ref() == Some(&challenger_holdout),
@@ -482,17 +491,18 @@ pub async fn promote(
             }
         }
     };
-    let comparable = match &basis {
-        Basis::EvaluationData { .. } => true,
-        Basis::RecordedHoldout { comparable, .. } => *comparable,
-    };
-    let decision = decide(&challenger, champion.as_ref(), comparable, override_reason);
+    let decision = decide(
+        &challenger,
+        champion.as_ref(),
+        basis.comparable(),
+        override_reason,
+    );
     if decision.overridden {
         tracing::warn!(model = name, challenger = challenger_version, reason = %decision.reason, "promotion by override");
     }
     let record_key = promotion_key(name, now, challenger_version);
     let mut record = PromotionRecord {
-        format_version: POINTER_FORMAT_VERSION,
+        format_version: REGISTRY_FORMAT_VERSION,
         name: name.to_owned(),
         decided_at: now,
         challenger,
@@ -505,7 +515,7 @@ pub async fn promote(
     let mut raced = false;
     if record.decision.promote {
         let new_pointer = ChampionPointer {
-            format_version: POINTER_FORMAT_VERSION,
+            format_version: REGISTRY_FORMAT_VERSION,
             name: name.to_owned(),
             version: challenger_version.to_owned(),
             artifact_sha256: challenger_sha256,
