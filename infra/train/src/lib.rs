@@ -10,7 +10,7 @@ use checkout_shared::model::columns::Dataset;
 use checkout_shared::model::metrics::{
     brier, log_loss, reliability, roc_auc, stratified_folds, stratified_holdout,
 };
-use checkout_shared::model::scorer::sigmoid;
+use checkout_shared::model::scorer::{linear_logit, sigmoid};
 use checkout_shared::model::vectorizer::{VectorizerConfig, VectorizerSpec};
 use chrono::{DateTime, Utc};
 use linfa::prelude::*;
@@ -76,7 +76,7 @@ pub struct Fitted {
 impl Fitted {
     pub fn probability(&self, row: &UciSession) -> f64 {
         let x = self.vectorizer.transform(row);
-        sigmoid(self.intercept + self.weights.iter().zip(&x).map(|(w, x)| w * x).sum::<f64>())
+        sigmoid(linear_logit(self.intercept, &self.weights, &x))
     }
 }
 
@@ -111,6 +111,30 @@ pub fn fit(
     })
 }
 
+/// Some of a dataset's rows, with their labels and positions in it.
+struct Part<'a> {
+    rows: Vec<&'a UciSession>,
+    labels: Vec<bool>,
+    index: Vec<usize>,
+}
+
+/// The rows for which `out(i)` is false, and those for which it is true.
+fn split(data: &Dataset, out: impl Fn(usize) -> bool) -> (Part<'_>, Part<'_>) {
+    let empty = || Part {
+        rows: Vec::new(),
+        labels: Vec::new(),
+        index: Vec::new(),
+    };
+    let (mut kept, mut taken) = (empty(), empty());
+    for (i, (row, &label)) in data.rows.iter().zip(&data.labels).enumerate() {
+        let part = if out(i) { &mut taken } else { &mut kept };
+        part.rows.push(row);
+        part.labels.push(label);
+        part.index.push(i);
+    }
+    (kept, taken)
+}
+
 fn check_classes(labels: &[bool], needed: usize) -> Result<(), TrainError> {
     let positives = labels.iter().filter(|&&l| l).count();
     let negatives = labels.len() - positives;
@@ -131,23 +155,11 @@ pub fn cross_validate(data: &Dataset, config: &TrainConfig) -> Result<CrossValid
     let mut out_of_fold = vec![0.0; data.rows.len()];
     let mut fold_auc = Vec::with_capacity(config.folds);
     for fold in 0..config.folds {
-        let (mut train_rows, mut train_labels, mut test) = (Vec::new(), Vec::new(), Vec::new());
-        for (i, row) in data.rows.iter().enumerate() {
-            if folds[i] == fold {
-                test.push(i);
-            } else {
-                train_rows.push(row);
-                train_labels.push(data.labels[i]);
-            }
-        }
-        let fitted = fit(&train_rows, &train_labels, config)?;
-        let scores: Vec<f64> = test
-            .iter()
-            .map(|&i| fitted.probability(&data.rows[i]))
-            .collect();
-        let labels: Vec<bool> = test.iter().map(|&i| data.labels[i]).collect();
-        fold_auc.push(roc_auc(&scores, &labels).ok_or(TrainError::Fold { fold })?);
-        for (&i, s) in test.iter().zip(scores) {
+        let (train, test) = split(data, |i| folds[i] == fold);
+        let fitted = fit(&train.rows, &train.labels, config)?;
+        let scores: Vec<f64> = test.rows.iter().map(|r| fitted.probability(r)).collect();
+        fold_auc.push(roc_auc(&scores, &test.labels).ok_or(TrainError::Fold { fold })?);
+        for (&i, s) in test.index.iter().zip(scores) {
             out_of_fold[i] = s;
         }
     }
@@ -184,26 +196,16 @@ pub fn train(
 ) -> Result<ModelArtifact, TrainError> {
     let cross_validation = cross_validate(data, config)?;
     let held = stratified_holdout(&data.labels, config.holdout_fraction, config.seed);
-    let (mut train_rows, mut train_labels) = (Vec::new(), Vec::new());
-    let (mut test_rows, mut test_labels) = (Vec::new(), Vec::new());
-    for ((row, &label), &h) in data.rows.iter().zip(&data.labels).zip(&held) {
-        if h {
-            test_rows.push(row);
-            test_labels.push(label);
-        } else {
-            train_rows.push(row);
-            train_labels.push(label);
-        }
-    }
-    check_classes(&test_labels, 1)?;
-    let fitted = fit(&train_rows, &train_labels, config)?;
-    let scores: Vec<f64> = test_rows.iter().map(|r| fitted.probability(r)).collect();
+    let (train, test) = split(data, |i| held[i]);
+    check_classes(&test.labels, 1)?;
+    let fitted = fit(&train.rows, &train.labels, config)?;
+    let scores: Vec<f64> = test.rows.iter().map(|r| fitted.probability(r)).collect();
     let holdout = HoldoutMetrics {
-        auc: roc_auc(&scores, &test_labels).ok_or(TrainError::Fold { fold: config.folds })?,
-        brier: brier(&scores, &test_labels),
-        log_loss: log_loss(&scores, &test_labels),
-        positive_rate: test_labels.iter().filter(|&&l| l).count() as f64 / test_labels.len() as f64,
-        reliability: reliability(&scores, &test_labels, 10),
+        auc: roc_auc(&scores, &test.labels).ok_or(TrainError::Fold { fold: config.folds })?,
+        brier: brier(&scores, &test.labels),
+        log_loss: log_loss(&scores, &test.labels),
+        positive_rate: test.labels.iter().filter(|&&l| l).count() as f64 / test.labels.len() as f64,
+        reliability: reliability(&scores, &test.labels, 10),
     };
     let holdout_id = hex::encode(Sha256::digest(
         format!(
@@ -250,7 +252,7 @@ pub fn train(
                 id: holdout_id,
                 fraction: config.holdout_fraction,
                 seed: config.seed,
-                rows: test_rows.len() as u64,
+                rows: test.rows.len() as u64,
             },
         },
         metrics: Metrics {

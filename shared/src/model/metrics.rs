@@ -95,32 +95,36 @@ pub fn reliability(probabilities: &[f64], labels: &[bool], bins: usize) -> Vec<R
         .collect()
 }
 
+/// Each class's row indices (negatives, then positives), shuffled with one generator seeded by `seed`.
+fn shuffled_by_class(labels: &[bool], seed: u64) -> [Vec<usize>; 2] {
+    let mut rng = StdRng::seed_from_u64(seed);
+    [false, true].map(|class| {
+        let mut members: Vec<usize> = (0..labels.len()).filter(|&i| labels[i] == class).collect();
+        members.shuffle(&mut rng);
+        members
+    })
+}
+
 /// Assigns each row to one of `k` folds, keeping the class balance: each class is shuffled with the seed
 /// and dealt round-robin. The same seed and labels always give the same folds (with this build's locked
 /// `rand`).
 pub fn stratified_folds(labels: &[bool], k: usize, seed: u64) -> Vec<usize> {
     let k = k.max(1);
-    let mut rng = StdRng::seed_from_u64(seed);
     let mut fold = vec![0; labels.len()];
-    let mut dealt = 0;
-    for class in [false, true] {
-        let mut members: Vec<usize> = (0..labels.len()).filter(|&i| labels[i] == class).collect();
-        members.shuffle(&mut rng);
-        for i in members {
-            fold[i] = dealt % k;
-            dealt += 1;
-        }
+    for (dealt, i) in shuffled_by_class(labels, seed)
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        fold[i] = dealt % k;
     }
     fold
 }
 
 /// A stratified holdout: `true` for the rows held out (about `fraction` of each class).
 pub fn stratified_holdout(labels: &[bool], fraction: f64, seed: u64) -> Vec<bool> {
-    let mut rng = StdRng::seed_from_u64(seed);
     let mut held = vec![false; labels.len()];
-    for class in [false, true] {
-        let mut members: Vec<usize> = (0..labels.len()).filter(|&i| labels[i] == class).collect();
-        members.shuffle(&mut rng);
+    for members in shuffled_by_class(labels, seed) {
         let take = (members.len() as f64 * fraction.clamp(0.0, 1.0)).round() as usize;
         for &i in &members[..take] {
             held[i] = true;

@@ -77,7 +77,7 @@ impl Model {
     }
 
     fn logit(&self, x: &[f64]) -> f64 {
-        self.artifact.intercept + self.weights.iter().zip(x).map(|(w, x)| w * x).sum::<f64>()
+        linear_logit(self.artifact.intercept, &self.weights, x)
     }
 
     /// Scores `row`, with the `top_k` strongest reasons.
@@ -122,6 +122,11 @@ fn display_value(column: Column, row: &UciSession) -> String {
             .map(Cow::into_owned)
             .unwrap_or_default(),
     }
+}
+
+/// `intercept + weights · x`: the log-odds of a logistic regression.
+pub fn linear_logit(intercept: f64, weights: &[f64], x: &[f64]) -> f64 {
+    intercept + weights.iter().zip(x).map(|(w, x)| w * x).sum::<f64>()
 }
 
 /// The logistic function, stable for large |z|.
