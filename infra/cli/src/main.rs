@@ -66,7 +66,7 @@ enum Command {
         /// Also publish it to the local stack's model registry (`models/<name>/<version>/model.json`).
         #[arg(long)]
         publish: bool,
-        /// Exit 2 when the mean cross-validated AUC is below this.
+        /// Exit 2, writing and publishing nothing, when the mean cross-validated AUC is below this.
         #[arg(long)]
         min_auc: Option<f64>,
         #[command(flatten)]
@@ -131,21 +131,32 @@ async fn train(
     min_auc: Option<f64>,
 ) -> Result<(), ops::BoxError> {
     let artifact = ops::model::train_file(csv, name, version, chrono::Utc::now())?;
-    ops::model::print_report(&artifact);
+    // The gate comes first, so that a model below it is neither written nor published; files are written
+    // before anything is printed, so that a closed stdout (`| head`) cannot lose them.
+    let mean = artifact.metrics.cross_validation.mean_auc;
+    if let Some(floor) = min_auc.filter(|&f| mean < f) {
+        ops::model::print_report(&artifact);
+        eprintln!("checkout-ai: mean CV AUC {mean:.4} is below --min-auc {floor}; nothing written");
+        std::process::exit(2);
+    }
     let bytes = artifact.encode()?;
     if let Some(path) = out {
         std::fs::write(path, &bytes).map_err(|e| format!("writing {}: {e}", path.display()))?;
+    }
+    let published = match publish {
+        Some(stack) => {
+            let store = ops::model::registry_store(&stack.load()?).await?;
+            let key = checkout_shared::model::registry::publish(&store, &artifact).await?;
+            Some(format!("s3://{}/{key}", store.bucket))
+        }
+        None => None,
+    };
+    ops::model::print_report(&artifact);
+    if let Some(path) = out {
         println!("  artifact  {} ({} bytes)", path.display(), bytes.len());
     }
-    if let Some(stack) = publish {
-        let store = ops::model::registry_store(&stack.load()?).await?;
-        let key = checkout_shared::model::registry::publish(&store, &artifact).await?;
-        println!("  published s3://{}/{key}", store.bucket);
-    }
-    let mean = artifact.metrics.cross_validation.mean_auc;
-    if let Some(floor) = min_auc.filter(|&f| mean < f) {
-        eprintln!("checkout-ai: mean CV AUC {mean:.4} is below --min-auc {floor}");
-        std::process::exit(2);
+    if let Some(url) = published {
+        println!("  published {url}");
     }
     Ok(())
 }
