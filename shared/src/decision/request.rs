@@ -196,22 +196,33 @@ fn optional_str<'a>(
     }
 }
 
+/// An optional string field that must satisfy `valid`; otherwise `invalid_field`, explained by `rule`.
+fn checked(
+    obj: &Map<String, Value>,
+    key: &str,
+    field: &str,
+    valid: impl Fn(&str) -> bool,
+    rule: impl FnOnce() -> String,
+) -> Result<Option<String>, RequestError> {
+    match optional_str(obj, key, field)? {
+        None => Ok(None),
+        Some(s) if valid(s) => Ok(Some(s.to_owned())),
+        Some(_) => Err(RequestError::invalid(field, rule())),
+    }
+}
+
 /// 1–128 printable ASCII characters without spaces.
 fn identifier(
     obj: &Map<String, Value>,
     key: &str,
     field: &str,
 ) -> Result<Option<String>, RequestError> {
-    let Some(s) = optional_str(obj, key, field)? else {
-        return Ok(None);
+    let valid = |s: &str| {
+        !s.is_empty() && s.len() <= MAX_ID_CHARS && s.bytes().all(|b| b.is_ascii_graphic())
     };
-    if s.is_empty() || s.len() > MAX_ID_CHARS || !s.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(RequestError::invalid(
-            field,
-            format!("must be 1–{MAX_ID_CHARS} printable ASCII characters without spaces"),
-        ));
-    }
-    Ok(Some(s.to_owned()))
+    checked(obj, key, field, valid, || {
+        format!("must be 1–{MAX_ID_CHARS} printable ASCII characters without spaces")
+    })
 }
 
 /// A short lower-case token such as a device class.
@@ -221,20 +232,15 @@ fn token(
     field: &str,
     max: usize,
 ) -> Result<Option<String>, RequestError> {
-    let Some(s) = optional_str(obj, key, field)? else {
-        return Ok(None);
+    let valid = |s: &str| {
+        !s.is_empty()
+            && s.len() <= max
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
     };
-    let ok = !s.is_empty()
-        && s.len() <= max
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
-    if !ok {
-        return Err(RequestError::invalid(
-            field,
-            format!("must be 1–{max} of [a-z0-9_]"),
-        ));
-    }
-    Ok(Some(s.to_owned()))
+    checked(obj, key, field, valid, || {
+        format!("must be 1–{max} of [a-z0-9_]")
+    })
 }
 
 /// An upper-case code of exactly `len` letters (ISO country or currency).
@@ -244,16 +250,10 @@ fn code(
     field: &str,
     len: usize,
 ) -> Result<Option<String>, RequestError> {
-    let Some(s) = optional_str(obj, key, field)? else {
-        return Ok(None);
-    };
-    if s.len() != len || !s.bytes().all(|b| b.is_ascii_uppercase()) {
-        return Err(RequestError::invalid(
-            field,
-            format!("must be {len} upper-case letters"),
-        ));
-    }
-    Ok(Some(s.to_owned()))
+    let valid = |s: &str| s.len() == len && s.bytes().all(|b| b.is_ascii_uppercase());
+    checked(obj, key, field, valid, || {
+        format!("must be {len} upper-case letters")
+    })
 }
 
 fn integer(
