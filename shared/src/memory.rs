@@ -278,15 +278,6 @@ impl MemoryObjectStore {
             .insert(key.to_owned(), bytes);
     }
 
-    pub fn keys(&self) -> Vec<String> {
-        self.objects
-            .lock()
-            .expect("not poisoned")
-            .keys()
-            .cloned()
-            .collect()
-    }
-
     fn reachable(&self, operation: &'static str) -> Result<(), StoreError> {
         if self.unreachable.load(std::sync::atomic::Ordering::Relaxed) {
             return Err(StoreError {

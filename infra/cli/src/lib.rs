@@ -240,13 +240,23 @@ pub struct RebuildReport {
 
 /// Recomputes every projection from the event log in memory and diffs it against the live table.
 pub async fn rebuild_features(stack: &LocalStack) -> Result<RebuildReport, BoxError> {
-    let sdk = stack.sdk_config().await;
-    let ddb = aws_sdk_dynamodb::Client::new(&sdk);
-    let env = stack.env("FeatureUpdaterFunction")?;
+    let (ddb, env) = feature_tables(stack).await?;
     let log =
         checkout_shared::aws::dynamo::scan_log(&ddb, env.required("EVENT_LOG_TABLE")?).await?;
     let live = scan_features(&ddb, env.required("FEATURES_TABLE")?).await?;
     Ok(compare(log, &live))
+}
+
+/// A DynamoDB client for the local stack and the feature updater's environment (which names the event
+/// log and the features table).
+pub async fn feature_tables(
+    stack: &LocalStack,
+) -> Result<(aws_sdk_dynamodb::Client, checkout_shared::aws::Env), BoxError> {
+    let sdk = stack.sdk_config().await;
+    Ok((
+        aws_sdk_dynamodb::Client::new(&sdk),
+        stack.env("FeatureUpdaterFunction")?,
+    ))
 }
 
 /// The rebuild of `log` compared with `live`.

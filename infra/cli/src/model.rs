@@ -123,9 +123,7 @@ pub struct ExportReport {
 /// Folds every session of the event log (as the feature updater does) and writes them, labelled with
 /// "placed an order", in the UCI layout that `train` reads.
 pub async fn export_sessions(stack: &LocalStack, out: &Path) -> Result<ExportReport, BoxError> {
-    let sdk = stack.sdk_config().await;
-    let ddb = aws_sdk_dynamodb::Client::new(&sdk);
-    let env = stack.env("FeatureUpdaterFunction")?;
+    let (ddb, env) = crate::feature_tables(stack).await?;
     let log =
         checkout_shared::aws::dynamo::scan_log(&ddb, env.required("EVENT_LOG_TABLE")?).await?;
     let (docs, unreadable) = rebuild(log);
