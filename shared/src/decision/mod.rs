@@ -1,4 +1,8 @@
-//! Decisions: the request contract (and, as the scorer grows, assignment, policy and the response).
+//! Decisions: the request contract, the config (policy, experiments, kill switch), the feature read, the
+//! policy and the pure decision engine the scorer runs.
 
+pub mod config;
+pub mod engine;
 pub mod policy;
+pub mod read;
 pub mod request;

@@ -47,12 +47,19 @@ impl Action {
 
     /// An incentive costs the merchant money.
     pub fn is_incentive(&self) -> bool {
-        matches!(self, Action::FreeShipping | Action::PercentDiscount { .. })
+        is_incentive_kind(self.kind())
     }
+}
+
+/// Whether an action kind (as a `decision_served` event names it) is an incentive: what the one-offer-per-
+/// session guardrail counts.
+pub fn is_incentive_kind(kind: &str) -> bool {
+    matches!(kind, "free_shipping" | "percent_discount")
 }
 
 /// Assumed uplifts `u` (share of would-be non-buyers converted) per action.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Uplifts {
     pub free_shipping: f64,
     pub per_discount_percent: f64,
@@ -61,7 +68,9 @@ pub struct Uplifts {
     pub cross_sell: f64,
 }
 
+/// Missing fields take their defaults; unknown fields are refused (a typo must not pass silently).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct PolicyConfig {
     pub rules_version: String,
     pub discount_steps: Vec<u8>,
@@ -226,7 +235,8 @@ pub fn candidates(
 }
 
 /// The experiment arm the unit is in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Arm {
     Control,
     Treatment,

@@ -91,6 +91,9 @@ pub struct SessionFeatures {
     pub revenue: MoneyMap,
     pub products_viewed: u32,
     pub decisions: u32,
+    /// Decisions that served an incentive (free shipping, a discount): the one-offer guardrail's count.
+    #[serde(default)]
+    pub offers: u32,
 }
 
 /// The UCI columns for one session, with the page-level rates joined in.
@@ -275,6 +278,7 @@ fn fold_sorted(events: &[&(Event, i64)]) -> Option<SessionProjection> {
         revenue: MoneyMap::new(),
         products_viewed: 0,
         decisions: 0,
+        offers: 0,
     };
 
     let mut cart = Cart::default();
@@ -380,7 +384,12 @@ fn fold_sorted(events: &[&(Event, i64)]) -> Option<SessionProjection> {
                 cart.lines.clear();
                 cart.snapshot = None;
             }
-            EventBody::DecisionServed(_) => s.decisions += 1,
+            EventBody::DecisionServed(d) => {
+                s.decisions += 1;
+                if crate::decision::policy::is_incentive_kind(&d.action) {
+                    s.offers += 1;
+                }
+            }
             EventBody::OfferAccepted(_) => {}
         }
     }

@@ -63,6 +63,21 @@ pub trait ObjectStore: Sync {
     ) -> impl Future<Output = Result<(), PutError>> + Send;
 }
 
+impl<T: ObjectStore + Send> ObjectStore for &T {
+    fn get(&self, key: &str) -> impl Future<Output = Result<Option<Object>, StoreError>> + Send {
+        (**self).get(key)
+    }
+
+    fn put(
+        &self,
+        key: &str,
+        bytes: Vec<u8>,
+        condition: Condition,
+    ) -> impl Future<Output = Result<(), PutError>> + Send {
+        (**self).put(key, bytes, condition)
+    }
+}
+
 pub fn artifact_key(name: &str, version: &str) -> String {
     format!("models/{name}/{version}/model.json")
 }

@@ -1,0 +1,388 @@
+//! One decision, as a pure function: a validated request, the features read for it (or why they could
+//! not be), the model and the config in, the response and the `decision_served` event out.
+//!
+//! The steps, in order:
+//! 1. **Arm.** The kill switch forces control outside any experiment. Otherwise the unit (the pseudonymized
+//!    user id) is assigned by the first live experiment of the placement that takes it; a unit no
+//!    experiment takes, or a request without a user id, gets the config's `default_arm`.
+//! 2. **Score.** The session's UCI columns (pages joined from the page features) go through the model,
+//!    giving the purchase propensity and the top reason codes. A session with no features yet is scored as
+//!    a fresh one.
+//! 3. **Policy.** Candidates and guardrails ([`super::policy`]) from the propensity, the cart, the session's
+//!    risk and offer counts and the cart items' co-occurrences; the arm chooses.
+//! 4. **Degraded.** When the features could not be read, nothing is scored and the action is `none`. The
+//!    assignment is kept in the event (intention to treat: a read failure must not move units between
+//!    arms), flagged `degraded`.
+
+use super::config::DecisionConfig;
+use super::policy::{self, Action, Arm, Blocked, Candidate, Signals};
+use super::request::{DecisionRequest, Placement};
+use crate::event::{Context, DecisionServed, Device, DeviceType, Event, EventBody, VisitorType};
+use crate::experiment::config::{assign, Assignment};
+use crate::features::{ItemFeatures, PageFeatures, SessionFeatures, UciSession, UserFeatures};
+use crate::features::FEATURE_SCHEMA_VERSION;
+use crate::model::scorer::Model;
+use chrono::{DateTime, Datelike, Utc, Weekday};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, HashMap};
+
+/// Reason codes returned per decision.
+pub const TOP_REASONS: usize = 3;
+/// Cross-sell suggestions offered at most.
+pub const CROSS_SELL_MAX: usize = 3;
+
+/// What the feature read returned.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Features {
+    pub session: Option<SessionFeatures>,
+    pub user: Option<UserFeatures>,
+    /// The cart's products (for cross-sell).
+    pub items: Vec<ItemFeatures>,
+    /// The session's pages, by path.
+    pub pages: HashMap<String, PageFeatures>,
+}
+
+/// Everything a decision depends on besides the request and the features.
+#[derive(Debug, Clone, Copy)]
+pub struct Inputs<'a> {
+    pub decision_id: &'a str,
+    pub now: DateTime<Utc>,
+    /// The pseudonymized user id: the experiment unit.
+    pub unit: Option<&'a str>,
+    pub model: &'a Model,
+    pub config: &'a DecisionConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RankedAction {
+    pub rank: u32,
+    pub action: Action,
+    /// Expected change in margin, minor units of the cart's currency (`null` for a forced action).
+    pub expected_value_minor: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReasonCode {
+    pub feature: &'static str,
+    pub value: String,
+    /// Log-odds contribution relative to a training-average session.
+    pub contribution: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ScoreOut {
+    /// The model's purchase propensity for the session.
+    pub purchase_probability: f64,
+    pub reasons: Vec<ReasonCode>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ExperimentOut {
+    pub id: String,
+    pub variant: String,
+    pub variation: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ModelOut {
+    pub id: String,
+    pub version: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Versions {
+    pub feature_schema: u32,
+    pub rules: String,
+}
+
+/// Why the unit is in its arm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ArmReason {
+    Experiment,
+    Default,
+    KillSwitch,
+    NoUser,
+}
+
+/// The body of a `200` answer to `POST /v1/decisions` (see `api/openapi.yaml`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DecisionResponse {
+    pub decision_id: String,
+    pub placement: Placement,
+    /// Best first; the first is the one to show.
+    pub actions: Vec<RankedAction>,
+    /// Probability that the policy chose `actions[0]` (for off-policy evaluation).
+    pub propensity: f64,
+    pub explored: bool,
+    /// `null` when degraded.
+    pub score: Option<ScoreOut>,
+    pub experiment: Option<ExperimentOut>,
+    pub arm: Arm,
+    pub arm_reason: ArmReason,
+    pub model: ModelOut,
+    pub versions: Versions,
+    pub blocked: Vec<Blocked>,
+    pub degraded: bool,
+    pub degraded_reason: Option<String>,
+    pub ttl_seconds: u32,
+}
+
+/// A decision: what to answer and what to log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    pub response: DecisionResponse,
+    pub event: Event,
+}
+
+/// Decides. `features` is `Err(reason)` when they could not be read in time.
+pub fn decide(
+    request: &DecisionRequest,
+    features: Result<&Features, &str>,
+    inputs: Inputs<'_>,
+) -> Decision {
+    let config = inputs.config;
+    let (arm, arm_reason, assignment) = arm(request, inputs);
+    let rules = &config.policy;
+
+    let (score, choice, ranked, blocked, feature_hash) = match features {
+        Err(_) => (None, none_choice(), Vec::new(), Vec::new(), String::new()),
+        Ok(f) => {
+            let row = uci(f, inputs.now);
+            let x = inputs.model.vectorize(&row);
+            let scored = inputs.model.score(&row, TOP_REASONS);
+            let signals = Signals {
+                propensity: scored.probability,
+                cart: request.cart.as_ref(),
+                payment_declines: f.session.as_ref().map_or(0, |s| s.payment_declines),
+                offers_in_session: f.session.as_ref().map_or(0, |s| s.offers),
+                cross_sell: cross_sell(request, &f.items),
+            };
+            let (candidates, blocked) = policy::candidates(request.placement, &signals, rules);
+            let (draw, pick) = draws(inputs.decision_id);
+            let choice = policy::choose(arm, &candidates, rules.epsilon, draw, pick);
+            let ranked = if arm == Arm::Treatment {
+                candidates
+            } else {
+                Vec::new()
+            };
+            let score = ScoreOut {
+                purchase_probability: scored.probability,
+                reasons: scored
+                    .reasons
+                    .into_iter()
+                    .map(|r| ReasonCode {
+                        feature: r.feature.name(),
+                        value: r.value,
+                        contribution: r.contribution,
+                    })
+                    .collect(),
+            };
+            (Some(score), choice, ranked, blocked, feature_hash(&x))
+        }
+    };
+
+    let actions = rank(&choice, ranked);
+    let degraded_reason = features.err().map(str::to_string);
+    let experiment = assignment.as_ref().map(|a| ExperimentOut {
+        id: a.experiment_id.clone(),
+        variant: a.variant.clone(),
+        variation: a.variation,
+    });
+    let model = inputs.model;
+    let response = DecisionResponse {
+        decision_id: inputs.decision_id.to_string(),
+        placement: request.placement,
+        propensity: choice.propensity,
+        explored: choice.explored,
+        actions,
+        score,
+        experiment,
+        arm,
+        arm_reason,
+        model: ModelOut {
+            id: model.name().to_string(),
+            version: model.version().to_string(),
+        },
+        versions: Versions {
+            feature_schema: FEATURE_SCHEMA_VERSION,
+            rules: rules.rules_version.clone(),
+        },
+        blocked,
+        degraded: degraded_reason.is_some(),
+        degraded_reason,
+        ttl_seconds: config.response_ttl_seconds,
+    };
+    let event = served_event(request, &response, feature_hash, inputs.now);
+    Decision { response, event }
+}
+
+fn none_choice() -> policy::Choice {
+    policy::choose(Arm::Control, &[], 0.0, 0.0, 0.0)
+}
+
+fn arm(
+    request: &DecisionRequest,
+    inputs: Inputs<'_>,
+) -> (Arm, ArmReason, Option<Assignment>) {
+    let config = inputs.config;
+    if config.kill_switch {
+        return (Arm::Control, ArmReason::KillSwitch, None);
+    }
+    let Some(unit) = inputs.unit else {
+        return (config.default_arm, ArmReason::NoUser, None);
+    };
+    match assign(&config.experiments, request.placement, unit, inputs.now) {
+        Some(a) => {
+            let arm = if a.variation == 0 {
+                Arm::Control
+            } else {
+                Arm::Treatment
+            };
+            (arm, ArmReason::Experiment, Some(a))
+        }
+        None => (config.default_arm, ArmReason::Default, None),
+    }
+}
+
+/// The chosen action first, then the other eligible candidates by expected value.
+fn rank(choice: &policy::Choice, mut rest: Vec<Candidate>) -> Vec<RankedAction> {
+    let finite = |v: f64| v.is_finite().then_some(v);
+    rest.retain(|c| c.action != choice.action);
+    rest.sort_by(|a, b| b.expected_value_minor.total_cmp(&a.expected_value_minor));
+    std::iter::once((choice.action.clone(), choice.expected_value_minor))
+        .chain(rest.into_iter().map(|c| (c.action, c.expected_value_minor)))
+        .zip(1..)
+        .map(|((action, ev), rank)| RankedAction {
+            rank,
+            action,
+            expected_value_minor: finite(ev),
+        })
+        .collect()
+}
+
+/// The session's UCI row; a session without features yet is a fresh one at `now`.
+pub fn uci(f: &Features, now: DateTime<Utc>) -> UciSession {
+    match &f.session {
+        Some(s) => s.uci(|path| f.pages.get(path)),
+        None => UciSession {
+            administrative: 0.0,
+            administrative_duration: 0.0,
+            informational: 0.0,
+            informational_duration: 0.0,
+            product_related: 0.0,
+            product_related_duration: 0.0,
+            bounce_rates: 0.0,
+            exit_rates: 0.0,
+            page_values: 0.0,
+            special_day: crate::features::session::special_day(now.date_naive()),
+            month: now.month(),
+            operating_systems: None,
+            browser: None,
+            region: None,
+            traffic_type: None,
+            visitor_type: if f.user.as_ref().is_some_and(|u| u.sessions > 0) {
+                VisitorType::Returning
+            } else {
+                VisitorType::New
+            },
+            weekend: matches!(now.weekday(), Weekday::Sat | Weekday::Sun),
+        },
+    }
+}
+
+/// Products bought or viewed with the cart's products, most sessions first, not already in the cart.
+fn cross_sell(request: &DecisionRequest, items: &[ItemFeatures]) -> Vec<String> {
+    let in_cart: Vec<&str> = request
+        .cart
+        .iter()
+        .flat_map(|c| c.items.iter().map(|l| l.product_id.as_str()))
+        .collect();
+    // Co-purchases rank above co-views: weight them so that any co-purchase beats any co-view.
+    let mut score: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
+    for item in items {
+        for p in &item.co_purchased {
+            score.entry(&p.product_id).or_default().0 += u64::from(p.sessions);
+        }
+        for p in &item.co_viewed {
+            score.entry(&p.product_id).or_default().1 += u64::from(p.sessions);
+        }
+    }
+    let mut ranked: Vec<(&str, (u64, u64))> = score
+        .into_iter()
+        .filter(|(id, _)| !in_cart.contains(id))
+        .collect();
+    ranked.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    ranked
+        .into_iter()
+        .take(CROSS_SELL_MAX)
+        .map(|(id, _)| id.to_string())
+        .collect()
+}
+
+/// Two uniform draws in `[0, 1)` from the decision id, so a decision can be replayed exactly.
+fn draws(decision_id: &str) -> (f64, f64) {
+    let d = Sha256::digest(decision_id.as_bytes());
+    let unit = |b: &[u8]| {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(b);
+        (u64::from_be_bytes(w) >> 11) as f64 / (1u64 << 53) as f64
+    };
+    (unit(&d[..8]), unit(&d[8..16]))
+}
+
+/// SHA-256 of the model input (little-endian f64s), first 16 bytes in hex.
+pub fn feature_hash(x: &[f64]) -> String {
+    let mut h = Sha256::new();
+    for v in x {
+        h.update(v.to_le_bytes());
+    }
+    hex::encode(&h.finalize()[..16])
+}
+
+/// The `decision_served` event. It carries the raw user id, as every producer's events do: ingest
+/// pseudonymizes it with the same key the scorer used for the unit, so both meet on one pseudonym.
+fn served_event(
+    request: &DecisionRequest,
+    r: &DecisionResponse,
+    feature_hash: String,
+    now: DateTime<Utc>,
+) -> Event {
+    let device = request.device.as_deref().map(|d| Device {
+        kind: match d {
+            "desktop" => DeviceType::Desktop,
+            "mobile" => DeviceType::Mobile,
+            "tablet" => DeviceType::Tablet,
+            _ => DeviceType::Other,
+        },
+        os: None,
+        browser: None,
+    });
+    Event {
+        event_id: r.decision_id.clone(),
+        schema_version: 1,
+        occurred_at: now,
+        session_id: request.session_id.clone(),
+        user_id: request.user_id.clone(),
+        context: Context {
+            device,
+            country: request.country.clone(),
+            ..Context::default()
+        },
+        body: EventBody::DecisionServed(DecisionServed {
+            decision_id: r.decision_id.clone(),
+            placement: r.placement.as_str().to_string(),
+            action: r.actions[0].action.kind().to_string(),
+            experiment_id: r.experiment.as_ref().map(|e| e.id.clone()),
+            variant: r.experiment.as_ref().map(|e| e.variant.clone()),
+            propensity: r.propensity,
+            model_id: r.model.id.clone(),
+            model_version: r.model.version.clone(),
+            feature_schema_version: r.versions.feature_schema,
+            rules_version: r.versions.rules.clone(),
+            feature_hash,
+            degraded: r.degraded,
+        }),
+    }
+}
