@@ -102,6 +102,17 @@ impl<K: Ord + Clone, V: Clone> MemoryStore<K, V> {
 
 pub type MemoryLog = MemoryStore<(String, String), LogEntry>;
 pub type MemoryQuarantine = MemoryStore<String, QuarantineRecord>;
+/// A stream: records keyed by their bytes (a re-put of the same record is one record).
+pub type MemoryStream = MemoryStore<Vec<u8>, crate::aws::kinesis::OutRecord>;
+
+impl BatchSink<crate::aws::kinesis::OutRecord> for MemoryStream {
+    fn max_batch(&self) -> usize {
+        self.max_batch
+    }
+    async fn put(&self, items: &[&crate::aws::kinesis::OutRecord]) -> Result<Vec<usize>, StoreError> {
+        self.put_keyed(items, |r| r.data.clone())
+    }
+}
 
 impl BatchSink<LogEntry> for MemoryLog {
     fn max_batch(&self) -> usize {

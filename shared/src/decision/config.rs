@@ -198,6 +198,11 @@ impl<S: ObjectStore> ConfigCache<S> {
         }
     }
 
+    /// The store the config is read from.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
