@@ -109,7 +109,10 @@ impl BatchSink<crate::aws::kinesis::OutRecord> for MemoryStream {
     fn max_batch(&self) -> usize {
         self.max_batch
     }
-    async fn put(&self, items: &[&crate::aws::kinesis::OutRecord]) -> Result<Vec<usize>, StoreError> {
+    async fn put(
+        &self,
+        items: &[&crate::aws::kinesis::OutRecord],
+    ) -> Result<Vec<usize>, StoreError> {
         self.put_keyed(items, |r| r.data.clone())
     }
 }

@@ -184,7 +184,9 @@ impl<F: FeatureStore, O: ObjectStore + Send + Sync, K: BatchSink<OutRecord>> Sco
             )
             .await;
             if !matches!(r, Ok(Ok(_))) {
-                tracing::warn!("the DynamoDB warm-up read failed; the first decision may be slower");
+                tracing::warn!(
+                    "the DynamoDB warm-up read failed; the first decision may be slower"
+                );
             }
         };
         tokio::join!(scorer.decision_config.current(), warm);

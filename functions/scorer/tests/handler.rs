@@ -12,7 +12,9 @@ use checkout_shared::features::updater::{
 };
 use checkout_shared::features::Key;
 use checkout_shared::ingest::LogEntry;
-use checkout_shared::memory::{Faults, MemoryFeatureStore, MemoryLog, MemoryObjectStore, MemoryStream};
+use checkout_shared::memory::{
+    Faults, MemoryFeatureStore, MemoryLog, MemoryObjectStore, MemoryStream,
+};
 use checkout_shared::pseudonym::Pseudonymizer;
 use chrono::{DateTime, TimeZone, Utc};
 use lambda_http::http::Method;
@@ -83,7 +85,10 @@ fn conforms(a: &Answer) -> Value {
         .iter_errors(&body)
         .map(|e| format!("{} at {}", e, e.instance_path()))
         .collect();
-    assert!(errors.is_empty(), "{schema} violated: {errors:#?}\n{body:#}");
+    assert!(
+        errors.is_empty(),
+        "{schema} violated: {errors:#?}\n{body:#}"
+    );
     body
 }
 
@@ -120,14 +125,41 @@ async fn features() -> MemoryFeatureStore {
         entry("s1", "s-cart", "alice", 10, "page_viewed", view("a")),
         entry("s2", "s-cart", "alice", 11, "page_viewed", view("c")),
         entry("s3", "s-cart", "alice", 12, "product_viewed", product("a")),
-        entry("s4", "s-cart", "alice", 13, "cart_item_added",
-              json!({"product_id": "a", "quantity": 1, "unit_price": gbp(2000)})),
-        entry("r1", "s-risky", "carol", 20, "payment_declined", declined("x1")),
-        entry("r2", "s-risky", "carol", 21, "payment_declined", declined("x2")),
-        entry("o1", "s-offered", "dave", 22, "decision_served", json!({
+        entry(
+            "s4",
+            "s-cart",
+            "alice",
+            13,
+            "cart_item_added",
+            json!({"product_id": "a", "quantity": 1, "unit_price": gbp(2000)}),
+        ),
+        entry(
+            "r1",
+            "s-risky",
+            "carol",
+            20,
+            "payment_declined",
+            declined("x1"),
+        ),
+        entry(
+            "r2",
+            "s-risky",
+            "carol",
+            21,
+            "payment_declined",
+            declined("x2"),
+        ),
+        entry(
+            "o1",
+            "s-offered",
+            "dave",
+            22,
+            "decision_served",
+            json!({
             "decision_id": "d-old", "placement": "cart", "action": "free_shipping", "propensity": 1.0,
             "model_id": "m", "model_version": "1", "feature_schema_version": 1, "rules_version": "r",
-            "feature_hash": "", "degraded": false})),
+            "feature_hash": "", "degraded": false}),
+        ),
     ];
     let updater = FeatureUpdater::new(
         MemoryLog::new(100, Faults::default()),
@@ -205,7 +237,13 @@ async fn post<F: FeatureStore>(
     body: &[u8],
 ) -> (u16, Value) {
     let a = s
-        .respond(&Method::POST, "/v1/decisions", Some("application/json"), body, now())
+        .respond(
+            &Method::POST,
+            "/v1/decisions",
+            Some("application/json"),
+            body,
+            now(),
+        )
         .await;
     (a.status.as_u16(), conforms(&a))
 }
@@ -230,11 +268,27 @@ async fn a_treated_cart_gets_ranked_actions_reasons_and_an_event() {
     assert_eq!(body["arm_reason"], "default");
     let actions = body["actions"].as_array().unwrap();
     assert!(actions.len() > 2, "{actions:#?}");
-    let kinds: Vec<&str> = actions.iter().map(|a| a["action"]["type"].as_str().unwrap()).collect();
-    assert!(kinds.contains(&"free_shipping") && kinds.contains(&"cross_sell"), "{kinds:?}");
-    let cross = actions.iter().find(|a| a["action"]["type"] == "cross_sell").unwrap();
-    assert_eq!(cross["action"]["product_ids"], json!(["b"]), "bought with `a`, not in the cart");
-    assert_eq!(body["blocked"], json!([{"action": "percent_discount", "guardrail": "discount_cap"}]));
+    let kinds: Vec<&str> = actions
+        .iter()
+        .map(|a| a["action"]["type"].as_str().unwrap())
+        .collect();
+    assert!(
+        kinds.contains(&"free_shipping") && kinds.contains(&"cross_sell"),
+        "{kinds:?}"
+    );
+    let cross = actions
+        .iter()
+        .find(|a| a["action"]["type"] == "cross_sell")
+        .unwrap();
+    assert_eq!(
+        cross["action"]["product_ids"],
+        json!(["b"]),
+        "bought with `a`, not in the cart"
+    );
+    assert_eq!(
+        body["blocked"],
+        json!([{"action": "percent_discount", "guardrail": "discount_cap"}])
+    );
     let reasons = body["score"]["reasons"].as_array().unwrap();
     assert_eq!(reasons.len(), 3);
     let p = body["score"]["purchase_probability"].as_f64().unwrap();
@@ -246,14 +300,22 @@ async fn a_treated_cart_gets_ranked_actions_reasons_and_an_event() {
     assert_eq!(logged.len(), 1);
     let e = &logged[0];
     assert_eq!(e.event_id, body["decision_id"].as_str().unwrap());
-    assert_eq!(e.user_id.as_deref(), Some("alice"), "raw on the stream; ingest pseudonymizes");
+    assert_eq!(
+        e.user_id.as_deref(),
+        Some("alice"),
+        "raw on the stream; ingest pseudonymizes"
+    );
     let checkout_shared::event::EventBody::DecisionServed(d) = &e.body else {
         panic!("{e:?}")
     };
     assert_eq!(d.action, actions[0]["action"]["type"].as_str().unwrap());
     assert_eq!(d.feature_hash.len(), 32);
     assert_eq!(d.model_version, body["model"]["version"].as_str().unwrap());
-    assert_eq!(s.counters.feature_batch_reads.load(Ordering::Relaxed), 2, "session, then pages");
+    assert_eq!(
+        s.counters.feature_batch_reads.load(Ordering::Relaxed),
+        2,
+        "session, then pages"
+    );
 
     // The pages are cached now: the next decision reads once.
     post(&s, &cart_body("s-cart", Some("alice"), "cart", true)).await;
@@ -278,7 +340,13 @@ async fn guardrails_hold_through_the_api() {
             .as_array()
             .unwrap()
             .iter()
-            .map(|b| format!("{}:{}", b["action"].as_str().unwrap(), b["guardrail"].as_str().unwrap()))
+            .map(|b| {
+                format!(
+                    "{}:{}",
+                    b["action"].as_str().unwrap(),
+                    b["guardrail"].as_str().unwrap()
+                )
+            })
             .collect()
     };
     // No costs: the margin floor cannot be checked, so no incentive.
@@ -286,7 +354,10 @@ async fn guardrails_hold_through_the_api() {
     assert!(blocked(&body).contains(&"free_shipping:margin_unknown".to_string()));
     // Two declines: no incentive, and the checkout steps up verification.
     let (_, body) = post(&s, &cart_body("s-risky", Some("carol"), "checkout", true)).await;
-    assert!(blocked(&body).contains(&"free_shipping:risk_high".to_string()), "{body:#}");
+    assert!(
+        blocked(&body).contains(&"free_shipping:risk_high".to_string()),
+        "{body:#}"
+    );
     assert_eq!(body["actions"][0]["action"]["type"], "step_up_verification");
     assert_eq!(body["actions"][0]["expected_value_minor"], Value::Null);
     // An offer already served in the session.
@@ -315,10 +386,23 @@ async fn assignment_is_deterministic_on_the_pseudonymized_user() {
         let (_, z) = post(&a, &body).await;
         assert_eq!(x["experiment"], z["experiment"], "a repeat agrees");
         let expected = e.assign(&pseudonym(&user)).unwrap();
-        assert_eq!(x["experiment"]["variant"], expected.variant, "the unit is the pseudonym");
-        assert_eq!(x["arm"], if expected.variation == 0 { "control" } else { "treatment" });
+        assert_eq!(
+            x["experiment"]["variant"], expected.variant,
+            "the unit is the pseudonym"
+        );
+        assert_eq!(
+            x["arm"],
+            if expected.variation == 0 {
+                "control"
+            } else {
+                "treatment"
+            }
+        );
         if x["arm"] == "control" {
-            assert_eq!(x["actions"], json!([{"rank": 1, "action": {"type": "none"}, "expected_value_minor": 0.0}]));
+            assert_eq!(
+                x["actions"],
+                json!([{"rank": 1, "action": {"type": "none"}, "expected_value_minor": 0.0}])
+            );
         }
         treated += expected.variation;
     }
@@ -345,10 +429,16 @@ async fn the_kill_switch_forces_control_within_one_ttl() {
         let (_, body) = post(&s, &cart_body("s-cart", Some(u), "cart", true)).await;
         assert_eq!(body["arm"], "control");
         assert_eq!(body["arm_reason"], "kill_switch");
-        assert_eq!(body["experiment"], Value::Null, "killed decisions are no exposures");
+        assert_eq!(
+            body["experiment"],
+            Value::Null,
+            "killed decisions are no exposures"
+        );
         assert_eq!(body["actions"][0]["action"]["type"], "none");
     }
-    let a = s.respond(&Method::GET, "/v1/health", None, b"", now()).await;
+    let a = s
+        .respond(&Method::GET, "/v1/health", None, b"", now())
+        .await;
     assert_eq!(conforms(&a)["config"]["kill_switch"], true);
 }
 
@@ -375,12 +465,21 @@ async fn a_slow_or_failing_feature_read_degrades_to_control_never_a_5xx() {
     let (status, body) = post(&slow, &cart_body("s-cart", Some("alice"), "cart", true)).await;
     assert_eq!(status, 200);
     assert_eq!(body["degraded"], true);
-    assert!(body["degraded_reason"].as_str().unwrap().contains("budget"), "{body}");
+    assert!(
+        body["degraded_reason"].as_str().unwrap().contains("budget"),
+        "{body}"
+    );
     assert_eq!(body["actions"][0]["action"]["type"], "none");
     assert_eq!(body["score"], Value::Null);
     let took = started.elapsed();
-    assert!(took <= slow.settings.feature_budget + slow.settings.config_fetch_budget, "{took:?}");
-    assert_eq!(body["experiment"]["id"], "checkout-offers", "assignment kept (intention to treat)");
+    assert!(
+        took <= slow.settings.feature_budget + slow.settings.config_fetch_budget,
+        "{took:?}"
+    );
+    assert_eq!(
+        body["experiment"]["id"], "checkout-offers",
+        "assignment kept (intention to treat)"
+    );
     assert_eq!(events(&slow).len(), 1, "degraded decisions are logged too");
 
     let down = MemoryFeatureStore::new(Faults {
@@ -388,19 +487,33 @@ async fn a_slow_or_failing_feature_read_degrades_to_control_never_a_5xx() {
         ..Faults::default()
     });
     let failing = scorer_over(down, config, Faults::default()).await;
-    let (status, body) = post(&failing, &cart_body("s-cart", Some("alice"), "checkout", true)).await;
+    let (status, body) = post(
+        &failing,
+        &cart_body("s-cart", Some("alice"), "checkout", true),
+    )
+    .await;
     assert_eq!(status, 200);
     assert_eq!(body["degraded"], true);
-    assert!(body["degraded_reason"].as_str().unwrap().contains("injected"), "{body}");
+    assert!(
+        body["degraded_reason"]
+            .as_str()
+            .unwrap()
+            .contains("injected"),
+        "{body}"
+    );
     assert_eq!(failing.counters.degraded.load(Ordering::Relaxed), 1);
 }
 
 #[tokio::test]
 async fn a_failed_event_put_is_retried_once_then_counted_and_never_fails_the_answer() {
-    let once = scorer_over(features().await, treat_all(), Faults {
-        transient_calls: vec![1],
-        ..Faults::default()
-    })
+    let once = scorer_over(
+        features().await,
+        treat_all(),
+        Faults {
+            transient_calls: vec![1],
+            ..Faults::default()
+        },
+    )
     .await;
     let (status, _) = post(&once, &cart_body("s-cart", Some("alice"), "cart", true)).await;
     assert_eq!(status, 200);
@@ -408,10 +521,14 @@ async fn a_failed_event_put_is_retried_once_then_counted_and_never_fails_the_ans
     assert_eq!(once.counters.event_put_retries.load(Ordering::Relaxed), 1);
     assert_eq!(once.counters.event_put_failures.load(Ordering::Relaxed), 0);
 
-    let down = scorer_over(features().await, treat_all(), Faults {
-        down_from_call: Some(1),
-        ..Faults::default()
-    })
+    let down = scorer_over(
+        features().await,
+        treat_all(),
+        Faults {
+            down_from_call: Some(1),
+            ..Faults::default()
+        },
+    )
     .await;
     let (status, _) = post(&down, &cart_body("s-cart", Some("alice"), "cart", true)).await;
     assert_eq!(status, 200);
@@ -422,7 +539,15 @@ async fn a_failed_event_put_is_retried_once_then_counted_and_never_fails_the_ans
 #[tokio::test]
 async fn refusals_carry_a_stable_code_and_the_field() {
     let s = scorer(treat_all()).await;
-    let cases: Vec<(Vec<u8>, Option<&str>, u16, &str, Option<&str>)> = vec![
+    // (body, content type, status, code, field)
+    type Case = (
+        Vec<u8>,
+        Option<&'static str>,
+        u16,
+        &'static str,
+        Option<&'static str>,
+    );
+    let cases: Vec<Case> = vec![
         (b"{".to_vec(), None, 400, "malformed_json", None),
         (br#"{"placement": "cart"}"#.to_vec(), None, 400, "missing_field", Some("session_id")),
         (br#"{"session_id": "s", "placement": "basket"}"#.to_vec(), None, 400, "invalid_field", Some("placement")),
@@ -435,19 +560,30 @@ async fn refusals_carry_a_stable_code_and_the_field() {
     ];
     for (body, ct, status, code, field) in cases {
         let a = s
-            .respond(&Method::POST, "/v1/decisions", ct.or(Some("application/json")), &body, now())
+            .respond(
+                &Method::POST,
+                "/v1/decisions",
+                ct.or(Some("application/json")),
+                &body,
+                now(),
+            )
             .await;
         let json = conforms(&a);
         assert_eq!(a.status.as_u16(), status, "{json}");
         assert_eq!(json["error"]["code"], code);
         assert_eq!(json["error"]["field"].as_str(), field);
     }
-    let a = s.respond(&Method::GET, "/v1/decisions", None, b"", now()).await;
+    let a = s
+        .respond(&Method::GET, "/v1/decisions", None, b"", now())
+        .await;
     assert_eq!((a.status.as_u16(), a.allow), (405, Some("POST")));
     conforms(&a);
     let a = s.respond(&Method::GET, "/v2/x", None, b"", now()).await;
     assert_eq!(conforms(&a)["error"]["code"], "not_found");
-    assert!(events(&s).is_empty(), "refused requests decide and log nothing");
+    assert!(
+        events(&s).is_empty(),
+        "refused requests decide and log nothing"
+    );
     assert_eq!(s.counters.rejected.load(Ordering::Relaxed), 8);
 }
 
@@ -458,22 +594,36 @@ fn hostile_json() -> impl Strategy<Value = Value> {
         Just(Value::Null),
         any::<bool>().prop_map(Value::from),
         any::<i64>().prop_map(Value::from),
-        any::<f64>().prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
+        any::<f64>()
+            .prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
         "\\PC{0,40}".prop_map(Value::from),
         "[\\x00-\\x1f\\u{7f}\\u{202e}\\u{feff}]{1,20}".prop_map(Value::from),
         (1usize..20_000).prop_map(|n| Value::from("x".repeat(n))),
-        prop_oneof![Just("cart"), Just("checkout"), Just("post_purchase"), Just("GBP"), Just("GB")].prop_map(Value::from),
+        prop_oneof![
+            Just("cart"),
+            Just("checkout"),
+            Just("post_purchase"),
+            Just("GBP"),
+            Just("GB")
+        ]
+        .prop_map(Value::from),
     ];
-    let tree = leaf.prop_recursive(6, 64, 8, |inner| {
+    leaf.prop_recursive(6, 64, 8, |inner| {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..8).prop_map(Value::Array),
             prop::collection::btree_map(
                 prop_oneof![
-                    Just("session_id".to_string()), Just("user_id".to_string()),
-                    Just("placement".to_string()), Just("context".to_string()),
-                    Just("cart".to_string()), Just("items".to_string()), Just("currency".to_string()),
-                    Just("product_id".to_string()), Just("quantity".to_string()),
-                    Just("unit_price_minor".to_string()), Just("unit_cost_minor".to_string()),
+                    Just("session_id".to_string()),
+                    Just("user_id".to_string()),
+                    Just("placement".to_string()),
+                    Just("context".to_string()),
+                    Just("cart".to_string()),
+                    Just("items".to_string()),
+                    Just("currency".to_string()),
+                    Just("product_id".to_string()),
+                    Just("quantity".to_string()),
+                    Just("unit_price_minor".to_string()),
+                    Just("unit_cost_minor".to_string()),
                     "\\PC{0,12}",
                 ],
                 inner,
@@ -481,8 +631,7 @@ fn hostile_json() -> impl Strategy<Value = Value> {
             )
             .prop_map(|m| Value::Object(m.into_iter().collect())),
         ]
-    });
-    tree
+    })
 }
 
 fn hostile_body() -> impl Strategy<Value = Vec<u8>> {
@@ -516,17 +665,32 @@ fn ten_thousand_hostile_bodies_get_a_documented_answer_and_never_a_5xx() {
     });
     runner
         .run(&hostile_body(), |body| {
-            let a = rt.block_on(s.respond(&Method::POST, "/v1/decisions", Some("application/json"), &body, now()));
+            let a = rt.block_on(s.respond(
+                &Method::POST,
+                "/v1/decisions",
+                Some("application/json"),
+                &body,
+                now(),
+            ));
             prop_assert!(a.status.as_u16() < 500);
             conforms(&a);
-            *statuses.borrow_mut().entry(a.status.as_u16()).or_insert(0u32) += 1;
+            *statuses
+                .borrow_mut()
+                .entry(a.status.as_u16())
+                .or_insert(0u32) += 1;
             Ok(())
         })
         .expect("no hostile body breaks the contract");
     let statuses = statuses.into_inner();
     let total: u32 = statuses.values().sum();
     assert_eq!(total, 10_000);
-    assert!(statuses.get(&400).copied().unwrap_or(0) > 5_000, "{statuses:?}");
-    assert!(statuses.contains_key(&200), "some mutations stay valid: {statuses:?}");
+    assert!(
+        statuses.get(&400).copied().unwrap_or(0) > 5_000,
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.contains_key(&200),
+        "some mutations stay valid: {statuses:?}"
+    );
     eprintln!("hostile bodies by status: {statuses:?}");
 }

@@ -101,11 +101,18 @@ impl DecisionConfig {
         let share = |x: f64| (0.0..=1.0).contains(&x);
         let u = &p.uplift;
         if !share(p.epsilon) || !share(p.margin_floor) || !share(p.assumed_margin_ratio) {
-            return fail("policy.epsilon, margin_floor and assumed_margin_ratio must be in [0, 1]".into());
+            return fail(
+                "policy.epsilon, margin_floor and assumed_margin_ratio must be in [0, 1]".into(),
+            );
         }
-        if ![u.free_shipping, u.express_checkout, u.reminder, u.cross_sell]
-            .into_iter()
-            .all(share)
+        if ![
+            u.free_shipping,
+            u.express_checkout,
+            u.reminder,
+            u.cross_sell,
+        ]
+        .into_iter()
+        .all(share)
             || !share(u.per_discount_percent * 100.0)
         {
             return fail("policy.uplift values must be shares in [0, 1]".into());
@@ -154,7 +161,9 @@ impl DecisionConfig {
 pub enum ConfigOrigin {
     /// No document was ever read (none exists yet, or the store has not answered since cold start).
     Defaults,
-    Store { etag: String },
+    Store {
+        etag: String,
+    },
 }
 
 /// The config a request uses, and where it came from.

@@ -19,8 +19,8 @@ use super::policy::{self, Action, Arm, Blocked, Candidate, Signals};
 use super::request::{DecisionRequest, Placement};
 use crate::event::{Context, DecisionServed, Device, DeviceType, Event, EventBody, VisitorType};
 use crate::experiment::config::{assign, Assignment};
-use crate::features::{ItemFeatures, PageFeatures, SessionFeatures, UciSession, UserFeatures};
 use crate::features::FEATURE_SCHEMA_VERSION;
+use crate::features::{ItemFeatures, PageFeatures, SessionFeatures, UciSession, UserFeatures};
 use crate::model::scorer::Model;
 use chrono::{DateTime, Datelike, Utc, Weekday};
 use serde::Serialize;
@@ -222,10 +222,7 @@ fn none_choice() -> policy::Choice {
     policy::choose(Arm::Control, &[], 0.0, 0.0, 0.0)
 }
 
-fn arm(
-    request: &DecisionRequest,
-    inputs: Inputs<'_>,
-) -> (Arm, ArmReason, Option<Assignment>) {
+fn arm(request: &DecisionRequest, inputs: Inputs<'_>) -> (Arm, ArmReason, Option<Assignment>) {
     let config = inputs.config;
     if config.kill_switch {
         return (Arm::Control, ArmReason::KillSwitch, None);

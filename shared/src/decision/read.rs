@@ -112,7 +112,10 @@ pub async fn read_features<F: FeatureStore>(
     match tokio::time::timeout(budget, read(store, pages, request, unit, now)).await {
         Ok(Ok(read)) => Ok(read),
         Ok(Err(e)) => Err(format!("feature read failed: {e}: {}", e.source)),
-        Err(_) => Err(format!("feature read exceeded its {} ms budget", budget.as_millis())),
+        Err(_) => Err(format!(
+            "feature read exceeded its {} ms budget",
+            budget.as_millis()
+        )),
     }
 }
 

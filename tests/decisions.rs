@@ -1,0 +1,162 @@
+//! The scorer with the real AWS clients against moto: decisions become `decision_served` events that
+//! travel through Kinesis, ingest and the event log into the experiment-unit projection; and with the
+//! stack stopped, the scorer still starts and answers, degraded.
+
+use checkout_ai_integration_tests::fresh_stack;
+use checkout_shared::aws::models::{s3_client, S3ObjectStore};
+use checkout_shared::aws::Env;
+use checkout_shared::decision::config::{DecisionConfig, DEFAULT_CONFIG_KEY};
+use checkout_shared::features::Doc;
+use checkout_shared::model::registry::{Condition, ObjectStore};
+use checkout_shared::pseudonym::Pseudonymizer;
+use lambda_http::http::Method;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+
+fn body(i: usize) -> Vec<u8> {
+    json!({"session_id": format!("sess-{i}"), "user_id": format!("shopper-{i}"), "placement": "cart",
+           "context": {"device": "desktop", "country": "DE", "cart": {"currency": "EUR", "items": [
+               {"product_id": "sku-1", "quantity": 1, "unit_price_minor": 7999, "unit_cost_minor": 4000}]}}})
+    .to_string()
+    .into_bytes()
+}
+
+async fn decide(s: &scorer::Scorer, i: usize) -> Value {
+    let a = s
+        .respond(
+            &Method::POST,
+            "/v1/decisions",
+            Some("application/json"),
+            &body(i),
+            chrono::Utc::now(),
+        )
+        .await;
+    assert_eq!(a.status.as_u16(), 200);
+    serde_json::from_slice(&a.body).expect("JSON")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decision_events_travel_through_ingest_into_the_log_and_the_experiment_units() {
+    let stack = fresh_stack("decisions");
+    let sdk = stack.sdk_config().await;
+    let env = stack.env("ScorerFunction").expect("scorer env");
+    let bucket = stack.resource("ModelsBucket").expect("bucket").name.clone();
+    let config = DecisionConfig {
+        experiments: vec![serde_json::from_value(json!({
+            "id": "checkout-offers", "variations": ["control", "treatment"], "placement": "cart",
+            "status": "running"}))
+        .expect("experiment")],
+        ..DecisionConfig::default()
+    };
+    S3ObjectStore {
+        client: s3_client(&sdk),
+        bucket,
+    }
+    .put(DEFAULT_CONFIG_KEY, config.encode(), Condition::Absent)
+    .await
+    .expect("config put");
+
+    let s = scorer::Scorer::new(&env, &sdk).await.expect("cold start");
+    let mut served = BTreeMap::new();
+    for i in 0..40 {
+        let d = decide(&s, i).await;
+        assert_eq!(d["degraded"], false, "{d}");
+        assert_eq!(d["experiment"]["id"], "checkout-offers");
+        served.insert(format!("shopper-{i}"), d);
+    }
+    assert_eq!(
+        s.counters
+            .event_put_failures
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
+
+    checkout_ai::drive_ingest(&stack).await.expect("ingest");
+    let log = checkout_ai_integration_tests::log_items(&stack).await;
+    let logged: Vec<_> = log
+        .iter()
+        .filter(|e| e.event_type == "decision_served")
+        .collect();
+    assert_eq!(logged.len(), 40, "every decision reached the log");
+
+    let run = checkout_ai::drive_features(&stack).await.expect("features");
+    assert_eq!(run.failed_sessions, 0);
+    let key = env.optional("PSEUDONYM_KEY").expect("local key");
+    let p = Pseudonymizer::new(key.as_bytes()).expect("key");
+    let ddb = aws_sdk_dynamodb::Client::new(&sdk);
+    let table = stack.resource("FeaturesTable").expect("table").name.clone();
+    let units: BTreeMap<String, _> = checkout_shared::aws::features::scan_features(&ddb, &table)
+        .await
+        .expect("scan")
+        .into_values()
+        .filter_map(|d| match d {
+            Doc::ExperimentUnit(u) => Some((u.user_id.clone(), u)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(units.len(), 40, "one unit per user");
+    for (raw, d) in &served {
+        let unit = &units[&p.user_id(raw)];
+        assert_eq!(unit.experiment_id, "checkout-offers");
+        assert_eq!(unit.variant, d["experiment"]["variant"].as_str().unwrap());
+        assert_eq!(unit.decision_id, d["decision_id"].as_str().unwrap());
+        assert_eq!(unit.variants_seen, 1);
+    }
+    let arms: BTreeMap<&str, usize> = units.values().fold(BTreeMap::new(), |mut m, u| {
+        *m.entry(u.variant.as_str()).or_default() += 1;
+        m
+    });
+    assert_eq!(arms.len(), 2, "both arms have units: {arms:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_local_stack_stopped_the_scorer_starts_and_answers_degraded() {
+    let stack = fresh_stack("stopped");
+    let env: Env = stack
+        .env("ScorerFunction")
+        .expect("scorer env")
+        .with("MODEL_LOAD_BUDGET_MS", "500");
+    // The stack's endpoint after it stopped: a port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port();
+    let stopped = checkout_shared::aws::config::local_sdk_config(
+        &format!("http://127.0.0.1:{port}"),
+        &stack.region,
+    )
+    .await;
+    let s = scorer::Scorer::new(&env, &stopped)
+        .await
+        .expect("cold start without the stack");
+    assert!(
+        matches!(
+            s.model.origin,
+            checkout_shared::model::registry::Origin::Fallback { .. }
+        ),
+        "the compiled-in model serves"
+    );
+    let d = decide(&s, 1).await;
+    assert_eq!(d["degraded"], true, "{d}");
+    assert_eq!(d["actions"][0]["action"]["type"], "none");
+    assert_eq!(d["arm"], "control");
+    let counters = &s.counters;
+    assert_eq!(
+        counters
+            .event_put_failures
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+    assert_eq!(
+        counters
+            .event_put_retries
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+    let health = s
+        .respond(&Method::GET, "/v1/health", None, b"", chrono::Utc::now())
+        .await;
+    let health: Value = serde_json::from_slice(&health.body).unwrap();
+    assert_eq!(health["model"]["origin"]["origin"], "fallback");
+    assert!(health["config"]["stale_because"].is_string(), "{health}");
+}
