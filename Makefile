@@ -20,7 +20,7 @@ export SAM_CLI_TELEMETRY      = 0
 export SAM_CLI_DISABLE_VERSION_CHECK = 1
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help venv build demo test lint fmt-check clippy template-check sam-build unit-tests bench bench-model fallback-model \
+.PHONY: help venv build demo test lint fmt-check clippy template-check sam-build unit-tests bench bench-model bench-decision fallback-model \
         stack-up stack-down schema fixtures clean
 
 help: ## List the targets
@@ -78,15 +78,21 @@ sam-build: $(STAMP)
 	CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=256 CARGO_PROFILE_RELEASE_INCREMENTAL=false CARGO_PROFILE_RELEASE_OPT_LEVEL=0 \
 	    sam build --template "$(CURDIR)/template.yaml" --base-dir "$(CURDIR)" \
 	        --parameter-overrides Architecture=x86_64 --build-dir "$$dir/build" --no-cached && \
-	for f in IngestFunction FeatureUpdaterFunction; do \
+	for f in IngestFunction FeatureUpdaterFunction ScorerFunction; do \
 	    test -x "$$dir/build/$$f/bootstrap" || { echo "sam build made no bootstrap for $$f"; exit 1; }; \
 	done
 
 unit-tests: $(STAMP)
 	cargo test --locked --workspace --no-fail-fast
 
-bench: bench-model ## All benchmarks: ingest's pure part, then the propensity model against scikit-learn
+bench: bench-model bench-decision ## All benchmarks: ingest's pure part, the model and the scorer against scikit-learn
 	cargo bench --locked -p checkout-shared --bench ingest_pure
+
+bench-decision: $(STAMP) ## Scorer: decision compute vs scikit-learn predict_proba, cold start, binary size
+	@$(MAKE) --no-print-directory stack-up
+	@trap '$(MAKE) --no-print-directory stack-down' EXIT; \
+	    BENCH_STACK=$(CURDIR)/$(STACK) cargo bench --locked -p scorer --bench decision && \
+	    $(PY) infra/bench_decision.py target/bench/decision-rust.json
 
 bench-model: $(STAMP) ## linfa vs scikit-learn: training time, same-fold AUC, single-row inference latency
 	cargo bench --locked -p checkout-train --bench model

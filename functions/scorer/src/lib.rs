@@ -128,6 +128,7 @@ impl Scorer {
 
     pub async fn new(env: &Env, sdk: &aws_config::SdkConfig) -> Result<Self, Error> {
         let settings = Config::from_env(env)?;
+        let sdk = &Self::latency_tuned(sdk);
         let store = S3ObjectStore {
             client: s3_client(sdk),
             bucket: settings.models_bucket.clone(),
@@ -147,6 +148,26 @@ impl Scorer {
     }
 }
 
+impl Scorer {
+    /// The SDK's defaults retry up to 3 times with backoff from 1 s, which suits batch work, not a request
+    /// path with a budget of tens of milliseconds: the scorer tries twice, 10 ms apart at first, and gives
+    /// up on a connection after 250 ms. Its own budgets still bound every call.
+    fn latency_tuned(sdk: &aws_config::SdkConfig) -> aws_config::SdkConfig {
+        sdk.to_builder()
+            .retry_config(
+                aws_config::retry::RetryConfig::standard()
+                    .with_max_attempts(2)
+                    .with_initial_backoff(Duration::from_millis(10)),
+            )
+            .timeout_config(
+                aws_config::timeout::TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_millis(250))
+                    .build(),
+            )
+            .build()
+    }
+}
+
 impl<F: FeatureStore, O: ObjectStore + Send + Sync, K: BatchSink<OutRecord>> Scorer<F, O, K> {
     /// Builds the scorer over any ports (the cold start of [`Scorer::new`], and tests).
     pub async fn assemble(
@@ -156,40 +177,40 @@ impl<F: FeatureStore, O: ObjectStore + Send + Sync, K: BatchSink<OutRecord>> Sco
         events: K,
         key: impl std::future::Future<Output = Result<String, ConfigError>>,
     ) -> Result<Self, Error> {
-        let (key, model) = tokio::join!(
-            key,
-            load_or_fallback(&store, &settings.model_name, settings.model_load_budget)
+        let decision_config = ConfigCache::new(
+            store,
+            settings.config_key.clone(),
+            settings.config_ttl,
+            settings.config_fetch_budget,
         );
-        let pseudonymizer = Pseudonymizer::new(key?.as_bytes())?;
-        let scorer = Self {
-            decision_config: ConfigCache::new(
-                store,
-                settings.config_key.clone(),
-                settings.config_ttl,
-                settings.config_fetch_budget,
+        let warm = async {
+            let probe = [Key::new("warmup#", "warmup#")];
+            let r = tokio::time::timeout(settings.feature_budget * 10, features.get_many(&probe)).await;
+            if !matches!(r, Ok(Ok(_))) {
+                tracing::warn!("the DynamoDB warm-up read failed; the first decision may be slower");
+            }
+        };
+        // Independent, so concurrent: the cold start costs the slowest of them, not their sum.
+        let (key, model, _, ()) = tokio::join!(
+            key,
+            load_or_fallback(
+                decision_config.store(),
+                &settings.model_name,
+                settings.model_load_budget
             ),
+            decision_config.current(),
+            warm,
+        );
+        let scorer = Self {
+            decision_config,
             pages: PageCache::new(settings.page_cache_ttl, settings.page_cache_entries),
             model: model?,
+            pseudonymizer: Pseudonymizer::new(key?.as_bytes())?,
             settings,
             features,
             events,
-            pseudonymizer,
             counters: Counters::default(),
         };
-        let warm = async {
-            let probe = [Key::new("warmup#", "warmup#")];
-            let r = tokio::time::timeout(
-                scorer.settings.feature_budget * 10,
-                scorer.features.get_many(&probe),
-            )
-            .await;
-            if !matches!(r, Ok(Ok(_))) {
-                tracing::warn!(
-                    "the DynamoDB warm-up read failed; the first decision may be slower"
-                );
-            }
-        };
-        tokio::join!(scorer.decision_config.current(), warm);
         Ok(scorer)
     }
 

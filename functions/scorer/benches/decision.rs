@@ -1,0 +1,245 @@
+//! The scorer's costs, one core, medians:
+//!
+//! 1. **Decision compute**: features in hand → serialized response. `decide` (assignment, vectorize,
+//!    score with top-3 reasons, candidates and guardrails, choice, ranking, the event) plus
+//!    `serde_json` of the response. Also the whole in-process path of a request: parse and validate the
+//!    body, pseudonymize the user id, decide, serialize the response and the event.
+//! 2. **Cold start**: process exec → the first Runtime API `GET …/invocation/next`, against a stub Runtime
+//!    API on 127.0.0.1. Init loads the decision config and the model and warms DynamoDB: against the
+//!    local stack when `BENCH_STACK` names its description (`make bench-decision` starts one), and with
+//!    the stack stopped (every call refused; the compiled-in model and default config serve).
+//! 3. **Binary size** of the release binary (stripped, as deployed).
+//!
+//! Writes `target/bench/decision-rust.json`; `infra/bench_decision.py` adds scikit-learn's single-row
+//! `predict_proba`, measured in the same run, and prints the ratios.
+
+use base64::Engine as _;
+use checkout_shared::decision::config::DecisionConfig;
+use checkout_shared::decision::engine::{decide, Features, Inputs};
+use checkout_shared::decision::policy::Arm;
+use checkout_shared::decision::request::parse_request;
+use checkout_shared::event::Event;
+use checkout_shared::features::rebuild::rebuild;
+use checkout_shared::features::Doc;
+use checkout_shared::ingest::LogEntry;
+use checkout_shared::model::metrics::quantile;
+use checkout_shared::model::registry::fallback_model;
+use checkout_shared::pseudonym::Pseudonymizer;
+use serde_json::json;
+use std::hint::black_box;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn per_call_ns(calls: usize, mut f: impl FnMut(usize)) -> Vec<f64> {
+    let mut ns: Vec<f64> = (0..calls)
+        .map(|i| {
+            let t = Instant::now();
+            f(i);
+            t.elapsed().as_nanos() as f64
+        })
+        .collect();
+    ns.sort_by(f64::total_cmp);
+    ns
+}
+
+fn summary(sorted: &[f64]) -> serde_json::Value {
+    json!({"p50": quantile(sorted, 0.5), "p90": quantile(sorted, 0.9), "p99": quantile(sorted, 0.99),
+           "n": sorted.len()})
+}
+
+/// The features of the `events/` fixture's session, through the rebuild path.
+fn fixture() -> (Features, String, String) {
+    let text = std::fs::read_to_string(root().join("events/kinesis-valid.json")).expect("fixture");
+    let doc: serde_json::Value = serde_json::from_str(&text).expect("json");
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let entries: Vec<LogEntry> = doc["Records"]
+        .as_array()
+        .expect("records")
+        .iter()
+        .map(|r| {
+            let data = b64.decode(r["kinesis"]["data"].as_str().expect("data")).expect("b64");
+            let e = Event::decode(&data, usize::MAX).expect("event");
+            LogEntry::of(&e, i64::MAX).expect("entry")
+        })
+        .collect();
+    let (docs, _) = rebuild(entries);
+    let mut f = Features::default();
+    let (mut session, mut user) = (String::new(), String::new());
+    for d in docs.into_values() {
+        match d {
+            Doc::Session(s) => {
+                session = s.session_id.clone();
+                f.session = Some(s);
+            }
+            Doc::User(u) => {
+                user = u.user_id.clone();
+                f.user = Some(u);
+            }
+            Doc::Item(i) => f.items.push(i),
+            Doc::Page(p) => {
+                f.pages.insert(p.path.clone(), p);
+            }
+            _ => {}
+        }
+    }
+    (f, session, user)
+}
+
+fn compute() -> serde_json::Value {
+    let (features, session, user) = fixture();
+    let model = fallback_model().expect("model");
+    let config = DecisionConfig {
+        default_arm: Arm::Treatment,
+        ..DecisionConfig::default()
+    };
+    let body = json!({"session_id": session, "user_id": user, "placement": "cart",
+        "context": {"device": "mobile", "country": "DE", "cart": {"currency": "EUR", "items": [
+            {"product_id": "sku-1", "quantity": 1, "unit_price_minor": 7999, "unit_cost_minor": 4000},
+            {"product_id": "sku-2", "quantity": 2, "unit_price_minor": 1999, "unit_cost_minor": 900}]}}})
+    .to_string()
+    .into_bytes();
+    let request = parse_request(&body).expect("valid");
+    let pseudonymizer = Pseudonymizer::new(&[7u8; 32]).expect("key");
+    let unit = pseudonymizer.user_id(&user);
+    let ids: Vec<String> = (0..1024).map(|i| format!("00000000-0000-4000-8000-{i:012}")).collect();
+    let now = chrono::Utc::now();
+    let inputs = |i: usize| Inputs {
+        decision_id: &ids[i % ids.len()],
+        now,
+        unit: Some(&unit),
+        model: &model,
+        config: &config,
+    };
+    let one = decide(&request, Ok(&features), inputs(0));
+    assert!(one.response.actions.len() > 1, "a treated decision with candidates");
+    let response_bytes = serde_json::to_vec(&one.response).expect("json").len();
+
+    let calls = 200_000;
+    let warm = |n| {
+        for i in 0..n {
+            black_box(serde_json::to_vec(&decide(&request, Ok(&features), inputs(i)).response).ok());
+        }
+    };
+    warm(20_000);
+    let compute = per_call_ns(calls, |i| {
+        let d = decide(black_box(&request), Ok(black_box(&features)), inputs(i));
+        black_box(serde_json::to_vec(&d.response).ok());
+    });
+    let full = per_call_ns(calls, |i| {
+        let request = parse_request(black_box(&body)).expect("valid");
+        let unit = pseudonymizer.user_id(request.user_id.as_deref().unwrap_or(""));
+        let d = decide(
+            &request,
+            Ok(black_box(&features)),
+            Inputs {
+                unit: Some(&unit),
+                ..inputs(i)
+            },
+        );
+        black_box(serde_json::to_vec(&d.response).ok());
+        black_box(serde_json::to_vec(&d.event).ok());
+    });
+    let timer = per_call_ns(calls, |i| {
+        black_box(i);
+    });
+    json!({
+        "decision_compute_ns": summary(&compute),
+        "request_to_response_and_event_ns": summary(&full),
+        "timer_overhead_ns": summary(&timer),
+        "response_bytes": response_bytes,
+        "candidates": one.response.actions.len(),
+    })
+}
+
+/// Execs the scorer binary against a stub Runtime API and returns the time to its first `/next`.
+fn cold_start(binary: &Path, env: &[(String, String)], runs: usize) -> serde_json::Value {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("port");
+    let api = listener.local_addr().expect("addr").to_string();
+    let mut ms = Vec::new();
+    for _ in 0..runs {
+        let started = Instant::now();
+        let mut child = Command::new(binary)
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env("AWS_LAMBDA_RUNTIME_API", &api)
+            .env("AWS_LAMBDA_FUNCTION_NAME", "scorer")
+            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "512")
+            .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
+            .env("AWS_LAMBDA_LOG_STREAM_NAME", "bench")
+            .env("AWS_LAMBDA_LOG_GROUP_NAME", "bench")
+            .env("RUST_LOG", "error")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the scorer binary runs");
+        let (stream, _) = listener.accept().expect("the runtime connects");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .expect("timeout");
+        let mut line = String::new();
+        BufReader::new(&stream).read_line(&mut line).expect("request line");
+        let elapsed = started.elapsed();
+        assert!(line.contains("/runtime/invocation/next"), "{line}");
+        ms.push(elapsed.as_secs_f64() * 1e3);
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    ms.sort_by(f64::total_cmp);
+    summary(&ms)
+}
+
+fn main() {
+    let binary = PathBuf::from(env!("CARGO_BIN_EXE_scorer"));
+    let mut report = compute();
+    let base = |endpoint: &str| -> Vec<(String, String)> {
+        [
+            ("AWS_ENDPOINT_URL", endpoint),
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_ACCESS_KEY_ID", "testing"),
+            ("AWS_SECRET_ACCESS_KEY", "testing"),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+            ("MODEL_LOAD_BUDGET_MS", "2000"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+    };
+    let stopped_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port();
+    let mut stopped = base(&format!("http://127.0.0.1:{stopped_port}"));
+    stopped.extend(
+        [
+            ("FEATURES_TABLE", "features"),
+            ("EVENT_STREAM", "events"),
+            ("MODELS_BUCKET", "models"),
+            ("PSEUDONYM_KEY", "bench-only-pseudonymization-key-0123456789"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string())),
+    );
+    report["cold_start_ms_stack_stopped"] = cold_start(&binary, &stopped, 20);
+    if let Ok(path) = std::env::var("BENCH_STACK") {
+        let stack =
+            checkout_shared::aws::stack::LocalStack::load(Path::new(&path)).expect("stack");
+        let mut env = base(&stack.endpoint);
+        let vars = &stack.functions["ScorerFunction"];
+        env.extend(vars.iter().map(|(k, v)| (k.clone(), v.clone())));
+        report["cold_start_ms_local_stack"] = cold_start(&binary, &env, 20);
+    } else {
+        eprintln!("BENCH_STACK unset: cold start measured with the stack stopped only");
+    }
+    report["binary_bytes"] = json!(std::fs::metadata(&binary).map(|m| m.len()).unwrap_or(0));
+    report["binary"] = json!(binary.file_name().map(|n| n.to_string_lossy().to_string()));
+    let out = root().join("target/bench");
+    std::fs::create_dir_all(&out).expect("target/bench");
+    let path = out.join("decision-rust.json");
+    std::fs::write(&path, serde_json::to_vec_pretty(&report).expect("json")).expect("write");
+    println!("{}", serde_json::to_string_pretty(&report).expect("json"));
+    println!("written to {}", path.display());
+}
