@@ -159,3 +159,37 @@ root = pathlib.Path(__file__).resolve().parent.parent / "events"
 (root / "kinesis-poison.json").write_text(json.dumps(poison, indent=2) + "\n")
 (root / "dynamodb-event-log-inserts.json").write_text(json.dumps(stream_batch, indent=2) + "\n")
 print("wrote", root / "kinesis-valid.json", root / "kinesis-poison.json", root / "dynamodb-event-log-inserts.json")
+
+
+# --- the scorer: API Gateway HTTP API (payload format 2.0) requests, as the $default stage delivers them
+def http_api(method, path, body=None, request_id="Jk1mXgAmliAEMpQ="):
+    event = {
+        "version": "2.0",
+        "routeKey": f"{method} {path}",
+        "rawPath": path,
+        "rawQueryString": "",
+        "headers": {"content-type": "application/json", "host": "abc123.execute-api.us-east-1.amazonaws.com",
+                    "user-agent": "storefront/1.0"},
+        "requestContext": {
+            "accountId": "123456789012", "apiId": "abc123", "domainName": "abc123.execute-api.us-east-1.amazonaws.com",
+            "domainPrefix": "abc123", "http": {"method": method, "path": path, "protocol": "HTTP/1.1",
+                                               "sourceIp": "203.0.113.7", "userAgent": "storefront/1.0"},
+            "requestId": request_id, "routeKey": f"{method} {path}", "stage": "$default",
+            "time": "20/Nov/2025:10:15:00 +0000", "timeEpoch": 1763633700000,
+        },
+        "isBase64Encoded": False,
+    }
+    if body is not None:
+        event["body"] = json.dumps(body, separators=(",", ":"))
+    return event
+
+
+decision_request = {
+    "session_id": SESSION, "user_id": "shopper-1001", "placement": "cart",
+    "context": {"device": "mobile", "country": "DE", "cart": {"currency": "EUR", "items": [
+        {"product_id": "sku-1", "quantity": 1, "unit_price_minor": 7999, "unit_cost_minor": 4000}]}},
+}
+(root / "apigw-decision.json").write_text(json.dumps(http_api("POST", "/v1/decisions", decision_request), indent=2) + "\n")
+(root / "apigw-decision-invalid.json").write_text(json.dumps(
+    http_api("POST", "/v1/decisions", {"session_id": SESSION, "placement": "basket"}), indent=2) + "\n")
+(root / "apigw-health.json").write_text(json.dumps(http_api("GET", "/v1/health"), indent=2) + "\n")

@@ -694,3 +694,27 @@ fn ten_thousand_hostile_bodies_get_a_documented_answer_and_never_a_5xx() {
     );
     eprintln!("hostile bodies by status: {statuses:?}");
 }
+
+#[tokio::test]
+async fn the_events_fixtures_go_through_the_lambda_entry_point() {
+    let s = scorer(treat_all()).await;
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../events/");
+    for (file, status) in [
+        ("apigw-decision.json", 200),
+        ("apigw-decision-invalid.json", 400),
+        ("apigw-health.json", 200),
+    ] {
+        let text = std::fs::read_to_string(format!("{dir}{file}")).expect("fixture");
+        let request = lambda_http::request::from_str(&text).expect("an HTTP API v2 event");
+        let response = s.handle(request).await.expect("the handler never errs");
+        assert_eq!(response.status().as_u16(), status, "{file}");
+        assert_eq!(response.headers()["content-type"], "application/json");
+        let answer = Answer {
+            status: response.status(),
+            body: response.body().to_vec(),
+            allow: None,
+        };
+        conforms(&answer);
+    }
+    assert_eq!(events(&s).len(), 1, "one decision, one event");
+}
