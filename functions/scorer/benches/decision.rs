@@ -63,7 +63,9 @@ fn fixture() -> (Features, String, String) {
         .expect("records")
         .iter()
         .map(|r| {
-            let data = b64.decode(r["kinesis"]["data"].as_str().expect("data")).expect("b64");
+            let data = b64
+                .decode(r["kinesis"]["data"].as_str().expect("data"))
+                .expect("b64");
             let e = Event::decode(&data, usize::MAX).expect("event");
             LogEntry::of(&e, i64::MAX).expect("entry")
         })
@@ -107,7 +109,9 @@ fn compute() -> serde_json::Value {
     let request = parse_request(&body).expect("valid");
     let pseudonymizer = Pseudonymizer::new(&[7u8; 32]).expect("key");
     let unit = pseudonymizer.user_id(&user);
-    let ids: Vec<String> = (0..1024).map(|i| format!("00000000-0000-4000-8000-{i:012}")).collect();
+    let ids: Vec<String> = (0..1024)
+        .map(|i| format!("00000000-0000-4000-8000-{i:012}"))
+        .collect();
     let now = chrono::Utc::now();
     let inputs = |i: usize| Inputs {
         decision_id: &ids[i % ids.len()],
@@ -117,13 +121,18 @@ fn compute() -> serde_json::Value {
         config: &config,
     };
     let one = decide(&request, Ok(&features), inputs(0));
-    assert!(one.response.actions.len() > 1, "a treated decision with candidates");
+    assert!(
+        one.response.actions.len() > 1,
+        "a treated decision with candidates"
+    );
     let response_bytes = serde_json::to_vec(&one.response).expect("json").len();
 
     let calls = 200_000;
     let warm = |n| {
         for i in 0..n {
-            black_box(serde_json::to_vec(&decide(&request, Ok(&features), inputs(i)).response).ok());
+            black_box(
+                serde_json::to_vec(&decide(&request, Ok(&features), inputs(i)).response).ok(),
+            );
         }
     };
     warm(20_000);
@@ -182,7 +191,9 @@ fn cold_start(binary: &Path, env: &[(String, String)], runs: usize) -> serde_jso
             .set_read_timeout(Some(Duration::from_secs(30)))
             .expect("timeout");
         let mut line = String::new();
-        BufReader::new(&stream).read_line(&mut line).expect("request line");
+        BufReader::new(&stream)
+            .read_line(&mut line)
+            .expect("request line");
         let elapsed = started.elapsed();
         assert!(line.contains("/runtime/invocation/next"), "{line}");
         ms.push(elapsed.as_secs_f64() * 1e3);
@@ -219,14 +230,16 @@ fn main() {
             ("FEATURES_TABLE", "features"),
             ("EVENT_STREAM", "events"),
             ("MODELS_BUCKET", "models"),
-            ("PSEUDONYM_KEY", "bench-only-pseudonymization-key-0123456789"),
+            (
+                "PSEUDONYM_KEY",
+                "bench-only-pseudonymization-key-0123456789",
+            ),
         ]
         .map(|(k, v)| (k.to_string(), v.to_string())),
     );
     report["cold_start_ms_stack_stopped"] = cold_start(&binary, &stopped, 20);
     if let Ok(path) = std::env::var("BENCH_STACK") {
-        let stack =
-            checkout_shared::aws::stack::LocalStack::load(Path::new(&path)).expect("stack");
+        let stack = checkout_shared::aws::stack::LocalStack::load(Path::new(&path)).expect("stack");
         let mut env = base(&stack.endpoint);
         let vars = &stack.functions["ScorerFunction"];
         env.extend(vars.iter().map(|(k, v)| (k.clone(), v.clone())));

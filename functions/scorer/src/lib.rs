@@ -185,9 +185,12 @@ impl<F: FeatureStore, O: ObjectStore + Send + Sync, K: BatchSink<OutRecord>> Sco
         );
         let warm = async {
             let probe = [Key::new("warmup#", "warmup#")];
-            let r = tokio::time::timeout(settings.feature_budget * 10, features.get_many(&probe)).await;
+            let r =
+                tokio::time::timeout(settings.feature_budget * 10, features.get_many(&probe)).await;
             if !matches!(r, Ok(Ok(_))) {
-                tracing::warn!("the DynamoDB warm-up read failed; the first decision may be slower");
+                tracing::warn!(
+                    "the DynamoDB warm-up read failed; the first decision may be slower"
+                );
             }
         };
         // Independent, so concurrent: the cold start costs the slowest of them, not their sum.

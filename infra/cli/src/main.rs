@@ -97,6 +97,19 @@ enum Command {
         #[arg(long = "override", value_name = "REASON")]
         override_reason: Option<String>,
     },
+    /// Show or change the scorer's decision config (policy, experiments, kill switch) in the models
+    /// bucket. Changes are validated and written only if nobody changed it meanwhile; scorers pick them up
+    /// within their config TTL.
+    DecisionConfig {
+        #[command(flatten)]
+        stack: StackArg,
+        /// Replace the whole config with this JSON document.
+        #[arg(long)]
+        file: Option<PathBuf>,
+        /// Force every decision to control (`on`), or resume (`off`).
+        #[arg(long, value_parser = ["on", "off"])]
+        kill_switch: Option<String>,
+    },
     /// Replay, ingest and summarise: the demo's main job (the stack must be up; `make demo` does it all).
     Demo {
         #[command(flatten)]
@@ -255,6 +268,16 @@ async fn main() {
                     }
                 })
             }
+            Err(e) => Err(e),
+        },
+        Command::DecisionConfig {
+            stack,
+            file,
+            kill_switch,
+        } => match stack.load() {
+            Ok(s) => ops::model::decision_config(&s, file.as_deref(), kill_switch.as_deref())
+                .await
+                .map(|c| print!("{}", String::from_utf8_lossy(&c.encode()))),
             Err(e) => Err(e),
         },
         Command::Demo { stack, file, out } => match stack.load() {

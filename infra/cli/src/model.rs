@@ -3,9 +3,11 @@
 use crate::BoxError;
 use checkout_shared::aws::models::{s3_client, S3ObjectStore};
 use checkout_shared::aws::stack::LocalStack;
+use checkout_shared::decision::config::{update_config, DecisionConfig, DEFAULT_CONFIG_KEY};
 use checkout_shared::features::rebuild::rebuild;
 use checkout_shared::model::artifact::ModelArtifact;
 use checkout_shared::model::columns::{labelled_sessions, read_csv, write_csv, Dataset};
+use checkout_shared::model::registry::ObjectStore as _;
 use checkout_shared::model::registry::{self, PromotionRecord};
 use checkout_train::{train, Naming, TrainConfig};
 use chrono::{DateTime, Utc};
@@ -111,6 +113,36 @@ pub async fn registry_store(stack: &LocalStack) -> Result<S3ObjectStore, BoxErro
         client: s3_client(&sdk),
         bucket: stack.resource("ModelsBucket")?.name.clone(),
     })
+}
+
+/// Shows, replaces (`file`) or edits (`kill_switch`) the decision config in the models bucket.
+pub async fn decision_config(
+    stack: &LocalStack,
+    file: Option<&Path>,
+    kill_switch: Option<&str>,
+) -> Result<DecisionConfig, BoxError> {
+    let store = registry_store(stack).await?;
+    let replacement = match file {
+        Some(f) => Some(DecisionConfig::decode(
+            &std::fs::read(f).map_err(|e| format!("reading {}: {e}", f.display()))?,
+        )?),
+        None => None,
+    };
+    if replacement.is_none() && kill_switch.is_none() {
+        return Ok(match store.get(DEFAULT_CONFIG_KEY).await? {
+            Some(o) => DecisionConfig::decode(&o.bytes)?,
+            None => DecisionConfig::default(),
+        });
+    }
+    Ok(update_config(&store, DEFAULT_CONFIG_KEY, |c| {
+        if let Some(r) = replacement {
+            *c = r;
+        }
+        if let Some(k) = kill_switch {
+            c.kill_switch = k == "on";
+        }
+    })
+    .await?)
 }
 
 #[derive(Debug, Serialize)]

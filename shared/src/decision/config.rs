@@ -155,6 +155,42 @@ impl DecisionConfig {
     }
 }
 
+/// Why the stored config could not be changed.
+#[derive(Debug, thiserror::Error)]
+pub enum UpdateError {
+    #[error(transparent)]
+    Invalid(#[from] InvalidConfig),
+    #[error("the decision config changed while it was being edited; run the command again")]
+    Raced,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Reads the stored config (the defaults when there is none), applies `edit`, validates and writes it back
+/// only if nobody changed it meanwhile (`If-Match` on the ETag read, `If-None-Match` when absent).
+pub async fn update_config(
+    store: &impl ObjectStore,
+    key: &str,
+    edit: impl FnOnce(&mut DecisionConfig),
+) -> Result<DecisionConfig, UpdateError> {
+    use crate::model::registry::{Condition, PutError};
+    let current = store.get(key).await?;
+    let (mut config, condition) = match current {
+        Some(o) => (
+            DecisionConfig::decode(&o.bytes)?,
+            Condition::Matches(o.etag),
+        ),
+        None => (DecisionConfig::default(), Condition::Absent),
+    };
+    edit(&mut config);
+    config.validate()?;
+    match store.put(key, config.encode(), condition).await {
+        Ok(()) => Ok(config),
+        Err(PutError::Precondition) => Err(UpdateError::Raced),
+        Err(PutError::Store(e)) => Err(e.into()),
+    }
+}
+
 /// Where the config in use came from.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "source", rename_all = "snake_case")]
@@ -320,6 +356,30 @@ mod tests {
             let err = DecisionConfig::decode(v.to_string().as_bytes()).unwrap_err();
             assert!(err.0.contains(expected), "{patch}: {err}");
         }
+    }
+
+    #[tokio::test]
+    async fn updates_validate_and_detect_a_concurrent_edit() {
+        let store = MemoryObjectStore::default();
+        let on = update_config(&store, DEFAULT_CONFIG_KEY, |c| c.kill_switch = true)
+            .await
+            .unwrap();
+        assert!(on.kill_switch);
+        let stored = DecisionConfig::decode(&store.object(DEFAULT_CONFIG_KEY).unwrap()).unwrap();
+        assert_eq!(stored, on);
+        let bad = update_config(&store, DEFAULT_CONFIG_KEY, |c| c.policy.epsilon = 2.0).await;
+        assert!(matches!(bad, Err(UpdateError::Invalid(_))));
+        // Another writer lands between the read and the write.
+        let raced = update_config(&store, DEFAULT_CONFIG_KEY, |c| {
+            c.kill_switch = false;
+            let other = DecisionConfig {
+                response_ttl_seconds: 60,
+                ..DecisionConfig::default()
+            };
+            store.insert(DEFAULT_CONFIG_KEY, other.encode());
+        })
+        .await;
+        assert!(matches!(raced, Err(UpdateError::Raced)), "{raced:?}");
     }
 
     #[tokio::test(start_paused = true)]
