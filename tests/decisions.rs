@@ -107,6 +107,33 @@ async fn decision_events_travel_through_ingest_into_the_log_and_the_experiment_u
         m
     });
     assert_eq!(arms.len(), 2, "both arms have units: {arms:?}");
+
+    // The offers came back as session features: a treated session that was offered an incentive is not
+    // offered another.
+    let mut offered = 0;
+    let incentive = |d: &Value| {
+        matches!(
+            d["actions"][0]["action"]["type"].as_str(),
+            Some("free_shipping" | "percent_discount")
+        )
+    };
+    for (raw, d) in &served {
+        if !incentive(d) {
+            continue;
+        }
+        offered += 1;
+        let n: usize = raw.trim_start_matches("shopper-").parse().unwrap();
+        let again = decide(&s, n).await;
+        let blocked: Vec<&str> = again["blocked"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b["guardrail"].as_str().unwrap())
+            .collect();
+        assert!(blocked.contains(&"one_offer_per_session"), "{again}");
+        assert!(!incentive(&again), "{again}");
+    }
+    assert!(offered > 0, "some treated carts were offered an incentive");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
