@@ -166,8 +166,14 @@ fn compute() -> serde_json::Value {
     })
 }
 
-/// Execs the scorer binary against a stub Runtime API and returns the time to its first `/next`.
-fn cold_start(binary: &Path, env: &[(String, String)], runs: usize) -> serde_json::Value {
+/// Execs the scorer binary against a stub Runtime API and returns the time to its first `/next`. The
+/// binary logs at `info`, as deployed; each run's log must contain `expect` (what init loaded).
+fn cold_start(
+    binary: &Path,
+    env: &[(String, String)],
+    runs: usize,
+    expect: &str,
+) -> serde_json::Value {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("port");
     let api = listener.local_addr().expect("addr").to_string();
     let mut ms = Vec::new();
@@ -181,9 +187,9 @@ fn cold_start(binary: &Path, env: &[(String, String)], runs: usize) -> serde_jso
             .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
             .env("AWS_LAMBDA_LOG_STREAM_NAME", "bench")
             .env("AWS_LAMBDA_LOG_GROUP_NAME", "bench")
-            .env("RUST_LOG", "error")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("the scorer binary runs");
         let (stream, _) = listener.accept().expect("the runtime connects");
@@ -198,10 +204,60 @@ fn cold_start(binary: &Path, env: &[(String, String)], runs: usize) -> serde_jso
         assert!(line.contains("/runtime/invocation/next"), "{line}");
         ms.push(elapsed.as_secs_f64() * 1e3);
         let _ = child.kill();
-        let _ = child.wait();
+        let out = child.wait_with_output().expect("the scorer's log");
+        let log = String::from_utf8_lossy(&out.stdout) + String::from_utf8_lossy(&out.stderr);
+        assert!(log.contains(expect), "init did not log `{expect}`:\n{log}");
     }
     ms.sort_by(f64::total_cmp);
     summary(&ms)
+}
+
+/// Makes the cold start do its real work on the local stack: a champion to load (pointer, then artifact)
+/// and a decision config with an experiment.
+fn publish_champion_and_config(stack: &checkout_shared::aws::stack::LocalStack) {
+    use checkout_shared::model::registry::{promote, publish, Condition, ObjectStore};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let sdk = stack.sdk_config().await;
+        let store = checkout_shared::aws::models::S3ObjectStore {
+            client: checkout_shared::aws::models::s3_client(&sdk),
+            bucket: stack.resource("ModelsBucket").expect("bucket").name.clone(),
+        };
+        let mut artifact = fallback_model().expect("model").artifact().clone();
+        artifact.version = "bench-1".into();
+        publish(&store, &artifact).await.expect("publish");
+        let record = promote(
+            &store,
+            &artifact.name,
+            "bench-1",
+            None,
+            None,
+            chrono::Utc::now(),
+        )
+        .await
+        .expect("promote");
+        assert!(
+            record.pointer_moved,
+            "the first version becomes the champion"
+        );
+        let config = DecisionConfig {
+            experiments: vec![serde_json::from_value(json!({"id": "checkout-offers",
+                "variations": ["control", "treatment"], "placement": "cart", "status": "running"}))
+            .expect("experiment")],
+            ..DecisionConfig::default()
+        };
+        store
+            .put(
+                checkout_shared::decision::config::DEFAULT_CONFIG_KEY,
+                config.encode(),
+                Condition::Absent,
+            )
+            .await
+            .expect("config");
+    });
 }
 
 fn main() {
@@ -237,13 +293,16 @@ fn main() {
         ]
         .map(|(k, v)| (k.to_string(), v.to_string())),
     );
-    report["cold_start_ms_stack_stopped"] = cold_start(&binary, &stopped, 20);
+    report["cold_start_ms_stack_stopped"] =
+        cold_start(&binary, &stopped, 20, "serving the compiled-in fallback");
     if let Ok(path) = std::env::var("BENCH_STACK") {
         let stack = checkout_shared::aws::stack::LocalStack::load(Path::new(&path)).expect("stack");
+        publish_champion_and_config(&stack);
         let mut env = base(&stack.endpoint);
         let vars = &stack.functions["ScorerFunction"];
         env.extend(vars.iter().map(|(k, v)| (k.clone(), v.clone())));
-        report["cold_start_ms_local_stack"] = cold_start(&binary, &env, 20);
+        report["cold_start_ms_local_stack"] =
+            cold_start(&binary, &env, 20, "loaded the champion model");
     } else {
         eprintln!("BENCH_STACK unset: cold start measured with the stack stopped only");
     }
