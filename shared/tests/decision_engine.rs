@@ -7,6 +7,7 @@ use checkout_shared::decision::engine::{decide, Features, Inputs};
 use checkout_shared::decision::policy::Arm;
 use checkout_shared::decision::request::parse_request;
 use checkout_shared::model::registry::fallback_model;
+use checkout_shared::model::scorer::Model;
 use chrono::TimeZone;
 use std::collections::BTreeMap;
 
@@ -18,33 +19,40 @@ fn request() -> checkout_shared::decision::request::DecisionRequest {
     .expect("valid")
 }
 
-#[test]
-fn a_decision_replays_exactly_from_its_id() {
-    let model = fallback_model().expect("model");
-    let config = DecisionConfig {
+/// Every unit treated, exploring with probability `epsilon`.
+fn treating(epsilon: f64) -> DecisionConfig {
+    DecisionConfig {
         default_arm: Arm::Treatment,
         policy: checkout_shared::decision::policy::PolicyConfig {
-            epsilon: 0.5,
+            epsilon,
             ..Default::default()
         },
         ..DecisionConfig::default()
-    };
-    let now = chrono::Utc
-        .with_ymd_and_hms(2026, 11, 24, 12, 0, 0)
-        .unwrap();
+    }
+}
+
+fn inputs<'a>(id: &'a str, model: &'a Model, config: &'a DecisionConfig) -> Inputs<'a> {
+    Inputs {
+        decision_id: id,
+        now: chrono::Utc
+            .with_ymd_and_hms(2026, 11, 24, 12, 0, 0)
+            .unwrap(),
+        unit: Some("u_1"),
+        model,
+        config,
+    }
+}
+
+#[test]
+fn a_decision_replays_exactly_from_its_id() {
+    let model = fallback_model().expect("model");
+    let config = treating(0.5);
     let features = Features::default();
     for i in 0..200 {
         let id = format!("decision-{i}");
-        let inputs = Inputs {
-            decision_id: &id,
-            now,
-            unit: Some("u_1"),
-            model: &model,
-            config: &config,
-        };
         assert_eq!(
-            decide(&request(), Ok(&features), inputs),
-            decide(&request(), Ok(&features), inputs)
+            decide(&request(), Ok(&features), inputs(&id, &model, &config)),
+            decide(&request(), Ok(&features), inputs(&id, &model, &config))
         );
     }
 }
@@ -53,34 +61,14 @@ fn a_decision_replays_exactly_from_its_id() {
 fn with_exploration_the_recorded_propensity_is_the_serving_frequency() {
     let model = fallback_model().expect("model");
     let epsilon = 0.3;
-    let config = DecisionConfig {
-        default_arm: Arm::Treatment,
-        policy: checkout_shared::decision::policy::PolicyConfig {
-            epsilon,
-            ..Default::default()
-        },
-        ..DecisionConfig::default()
-    };
-    let now = chrono::Utc
-        .with_ymd_and_hms(2026, 11, 24, 12, 0, 0)
-        .unwrap();
+    let config = treating(epsilon);
     let features = Features::default();
     let n = 20_000;
     let mut served: BTreeMap<String, (usize, f64)> = BTreeMap::new();
     let mut explored = 0;
     for i in 0..n {
         let id = format!("{i:08x}-decision");
-        let d = decide(
-            &request(),
-            Ok(&features),
-            Inputs {
-                decision_id: &id,
-                now,
-                unit: Some("u_1"),
-                model: &model,
-                config: &config,
-            },
-        );
+        let d = decide(&request(), Ok(&features), inputs(&id, &model, &config));
         let key = serde_json::to_string(&d.response.actions[0].action).unwrap();
         let e = served.entry(key).or_insert((0, d.response.propensity));
         assert_eq!(e.1, d.response.propensity, "one propensity per action");

@@ -22,7 +22,7 @@ use checkout_shared::event::Event;
 use checkout_shared::features::rebuild::rebuild;
 use checkout_shared::features::Doc;
 use checkout_shared::ingest::LogEntry;
-use checkout_shared::model::metrics::quantile;
+use checkout_shared::model::metrics::{per_call_ns, quantile};
 use checkout_shared::model::registry::fallback_model;
 use checkout_shared::pseudonym::Pseudonymizer;
 use serde_json::json;
@@ -34,18 +34,6 @@ use std::time::{Duration, Instant};
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn per_call_ns(calls: usize, mut f: impl FnMut(usize)) -> Vec<f64> {
-    let mut ns: Vec<f64> = (0..calls)
-        .map(|i| {
-            let t = Instant::now();
-            f(i);
-            t.elapsed().as_nanos() as f64
-        })
-        .collect();
-    ns.sort_by(f64::total_cmp);
-    ns
 }
 
 fn summary(sorted: &[f64]) -> serde_json::Value {

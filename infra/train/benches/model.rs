@@ -8,7 +8,7 @@
 //! measured and reported, is about 20–30 ns here).
 
 use checkout_shared::model::columns::{read_csv, Dataset};
-use checkout_shared::model::metrics::{quantile, stratified_folds};
+use checkout_shared::model::metrics::{per_call_ns, quantile, stratified_folds};
 use checkout_shared::model::registry::fallback_model;
 use checkout_train::{cross_validate, fit, TrainConfig};
 use serde_json::json;
@@ -26,18 +26,6 @@ fn median_secs(runs: usize, mut f: impl FnMut()) -> (f64, Vec<f64>) {
         .collect();
     times.sort_by(f64::total_cmp);
     (times[times.len() / 2], times)
-}
-
-fn per_call_ns(calls: usize, mut f: impl FnMut(usize)) -> Vec<f64> {
-    let mut ns: Vec<f64> = (0..calls)
-        .map(|i| {
-            let t = Instant::now();
-            f(i);
-            t.elapsed().as_nanos() as f64
-        })
-        .collect();
-    ns.sort_by(f64::total_cmp);
-    ns
 }
 
 fn summary(sorted_ns: &[f64]) -> serde_json::Value {

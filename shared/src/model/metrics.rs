@@ -133,6 +133,20 @@ pub fn stratified_holdout(labels: &[bool], fraction: f64, seed: u64) -> Vec<bool
     held
 }
 
+/// The wall time of each of `calls` calls of `f` (given the call's index), in nanoseconds, sorted: the
+/// benchmarks' per-call latencies, read with [`quantile`]. One clock read on each side of each call.
+pub fn per_call_ns(calls: usize, mut f: impl FnMut(usize)) -> Vec<f64> {
+    let mut ns: Vec<f64> = (0..calls)
+        .map(|i| {
+            let t = std::time::Instant::now();
+            f(i);
+            t.elapsed().as_nanos() as f64
+        })
+        .collect();
+    ns.sort_by(f64::total_cmp);
+    ns
+}
+
 /// The `q`-quantile (0..=1) of `sorted`, by the nearest-rank method.
 pub fn quantile(sorted: &[f64], q: f64) -> Option<f64> {
     if sorted.is_empty() {
