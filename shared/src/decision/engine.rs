@@ -151,7 +151,7 @@ pub fn decide(
         Ok(f) => {
             let row = uci(f, inputs.now);
             let x = inputs.model.vectorize(&row);
-            let scored = inputs.model.score(&row, TOP_REASONS);
+            let scored = inputs.model.score_vectorized(&row, &x, TOP_REASONS);
             let signals = Signals {
                 propensity: scored.probability,
                 cart: request.cart.as_ref(),

@@ -82,8 +82,13 @@ impl Model {
 
     /// Scores `row`, with the `top_k` strongest reasons.
     pub fn score(&self, row: &UciSession, top_k: usize) -> Score {
-        let x = self.vectorize(row);
-        let logit = self.logit(&x);
+        self.score_vectorized(row, &self.vectorize(row), top_k)
+    }
+
+    /// [`Self::score`] for a row already vectorized as `x` (`self.vectorize(row)`), for a caller that
+    /// needs the vector too.
+    pub fn score_vectorized(&self, row: &UciSession, x: &[f64], top_k: usize) -> Score {
+        let logit = self.logit(x);
         let mut contributions: Vec<(Column, f64)> = self
             .blocks
             .iter()
