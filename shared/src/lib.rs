@@ -15,4 +15,5 @@ pub mod memory;
 pub mod model;
 pub mod pseudonym;
 pub mod rees46;
+pub mod stats;
 pub mod telemetry;

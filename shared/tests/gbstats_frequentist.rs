@@ -1,0 +1,124 @@
+//! Differential test against gbstats 0.8.0, run for real: `infra/gbstats_cases.py` (from the repo's
+//! virtualenv) generates sufficient statistics with edge cases and what gbstats computes for them; every
+//! field must match within 1e-6 relative or 1e-9 absolute, errors included.
+
+use checkout_shared::stats::frequentist::{self, Config, TestResult};
+use checkout_shared::stats::Statistic;
+use serde::Deserialize;
+use std::path::Path;
+use std::process::Command;
+
+#[derive(Deserialize)]
+struct Expected {
+    expected: Option<f64>,
+    ci: [Option<f64>; 2],
+    p_value: Option<f64>,
+    uplift_mean: Option<f64>,
+    uplift_stddev: Option<f64>,
+    error: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Case {
+    test: String,
+    config: Config,
+    a: Statistic,
+    b: Statistic,
+    expected: Expected,
+}
+
+#[derive(Deserialize)]
+struct Cases {
+    cases: Vec<Case>,
+}
+
+fn gbstats_cases(count: usize, seed: u64) -> Vec<Case> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let python = root.join(".venv/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run `make venv`",
+        python.display()
+    );
+    let out = Command::new(python)
+        .arg(root.join("infra/gbstats_cases.py"))
+        .args(["--count", &count.to_string(), "--seed", &seed.to_string()])
+        .output()
+        .expect("runs gbstats");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice::<Cases>(&out.stdout)
+        .expect("cases")
+        .cases
+}
+
+/// Within 1e-6 relative, or 1e-9 absolute near zero; a non-finite gbstats value must be non-finite here.
+fn close(ours: f64, theirs: Option<f64>) -> bool {
+    match theirs {
+        None => !ours.is_finite(),
+        Some(t) => (ours - t).abs() <= (1e-6 * t.abs()).max(1e-9),
+    }
+}
+
+#[test]
+fn frequentist_tests_match_gbstats() {
+    let cases = gbstats_cases(4000, 20261124);
+    let mut failures = Vec::new();
+    let mut informative = 0;
+    let mut worst = (0.0f64, String::new());
+    for (i, c) in cases.iter().enumerate() {
+        let r: TestResult = match c.test.as_str() {
+            "two_sided" => frequentist::two_sided(&c.a, &c.b, &c.config),
+            _ => frequentist::sequential(&c.a, &c.b, &c.config, frequentist::SEQUENTIAL_TUNING),
+        };
+        let e = &c.expected;
+        let fields = [
+            ("expected", r.expected, e.expected),
+            ("ci.lower", r.ci[0], e.ci[0]),
+            ("ci.upper", r.ci[1], e.ci[1]),
+            ("p_value", r.p_value, e.p_value),
+            ("uplift.mean", r.uplift_mean, e.uplift_mean),
+            ("uplift.stddev", r.uplift_stddev, e.uplift_stddev),
+        ];
+        for (name, ours, theirs) in fields {
+            if let Some(t) = theirs {
+                let rel = (ours - t).abs() / t.abs().max(1e-3);
+                if rel > worst.0 {
+                    worst = (rel, format!("case {i} {name}"));
+                }
+            }
+            if !close(ours, theirs) {
+                failures.push(format!(
+                    "case {i} ({} {:?}): {name} ours {ours} gbstats {theirs:?}",
+                    c.test, c.a
+                ));
+            }
+        }
+        if r.error.map(str::to_string) != e.error {
+            failures.push(format!(
+                "case {i}: error ours {:?} gbstats {:?}",
+                r.error, e.error
+            ));
+        }
+        informative += usize::from(e.error.is_none());
+    }
+    eprintln!(
+        "{} cases, {informative} informative; largest deviation {:.3e} ({})",
+        cases.len(),
+        worst.0,
+        worst.1
+    );
+    assert!(
+        failures.is_empty(),
+        "{} mismatches:\n{}",
+        failures.len(),
+        failures[..failures.len().min(20)].join("\n")
+    );
+    assert!(
+        informative > cases.len() / 2,
+        "too few informative cases: {informative}"
+    );
+}
