@@ -102,6 +102,17 @@ def case(r):
     return {"test": test, "config": config, "a": a, "b": b, "expected": expected}
 
 
+def srm_case(r):
+    from gbstats.utils import check_srm
+    k = r.choice([2, 2, 3, 4])
+    weights = r.choice([[1.0 / k] * k, [r.random() + 0.01 for _ in range(k)]])
+    if r.random() < 0.1:
+        weights[r.randrange(k)] = 0.0
+    scale = r.choice([0, 1, 10, 1000, 10**6])
+    units = [int(r.random() * scale * w) + r.choice([0, 0, r.randint(0, 50)]) for w in weights]
+    return {"units": units, "weights": weights, "p_value": float(check_srm(units, weights))}
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--count", type=int, default=2000)
@@ -109,7 +120,8 @@ def main():
     args = ap.parse_args()
     r = random.Random(args.seed)
     print(json.dumps({"gbstats": __import__("gbstats").__version__ if hasattr(__import__("gbstats"), "__version__") else "0.8.0",
-                      "cases": [case(r) for _ in range(args.count)]}))
+                      "cases": [case(r) for _ in range(args.count)],
+                      "srm": [srm_case(r) for _ in range(args.count)]}))
 
 
 if __name__ == "__main__":

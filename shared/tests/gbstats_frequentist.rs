@@ -28,11 +28,19 @@ struct Case {
 }
 
 #[derive(Deserialize)]
-struct Cases {
-    cases: Vec<Case>,
+struct SrmCase {
+    units: Vec<u64>,
+    weights: Vec<f64>,
+    p_value: f64,
 }
 
-fn gbstats_cases(count: usize, seed: u64) -> Vec<Case> {
+#[derive(Deserialize)]
+struct Cases {
+    cases: Vec<Case>,
+    srm: Vec<SrmCase>,
+}
+
+fn gbstats_cases(count: usize, seed: u64) -> Cases {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let python = root.join(".venv/bin/python");
     assert!(
@@ -50,9 +58,7 @@ fn gbstats_cases(count: usize, seed: u64) -> Vec<Case> {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    serde_json::from_slice::<Cases>(&out.stdout)
-        .expect("cases")
-        .cases
+    serde_json::from_slice::<Cases>(&out.stdout).expect("cases")
 }
 
 /// Within 1e-6 relative, or 1e-9 absolute near zero; a non-finite gbstats value must be non-finite here.
@@ -65,7 +71,8 @@ fn close(ours: f64, theirs: Option<f64>) -> bool {
 
 #[test]
 fn frequentist_tests_match_gbstats() {
-    let cases = gbstats_cases(4000, 20261124);
+    let all = gbstats_cases(4000, 20261124);
+    let cases = &all.cases;
     let mut failures = Vec::new();
     let mut informative = 0;
     let mut worst = (0.0f64, String::new());
@@ -120,5 +127,22 @@ fn frequentist_tests_match_gbstats() {
     assert!(
         informative > cases.len() / 2,
         "too few informative cases: {informative}"
+    );
+
+    let mut srm_worst = 0.0f64;
+    for (i, c) in all.srm.iter().enumerate() {
+        let ours = checkout_shared::stats::srm::srm_p_value(&c.units, &c.weights);
+        srm_worst = srm_worst.max((ours - c.p_value).abs() / c.p_value.abs().max(1e-3));
+        assert!(
+            close(ours, Some(c.p_value)),
+            "SRM case {i} {:?} {:?}: ours {ours} gbstats {}",
+            c.units,
+            c.weights,
+            c.p_value
+        );
+    }
+    eprintln!(
+        "{} SRM cases; largest deviation {srm_worst:.3e}",
+        all.srm.len()
     );
 }

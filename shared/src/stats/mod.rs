@@ -6,6 +6,7 @@
 //! Bayesian test, SRM, multiple-comparison corrections and guards follow.
 
 pub mod frequentist;
+pub mod srm;
 
 use serde::{Deserialize, Serialize};
 
