@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Differential cases for the Rust statistics: random sufficient statistics (with edge cases), and what
 gbstats 0.8.0 computes for them. Prints one JSON document: {"cases": [{"test", "config", "a", "b",
-"expected"}]}. The Rust test (shared/tests/gbstats_frequentist.rs) runs this script and compares.
+"expected"}]}. The Rust test (shared/tests/gbstats_differential.rs) runs this script and compares.
 
     gbstats_cases.py --count 2000 --seed 7
 """
@@ -89,8 +89,27 @@ def case(r):
         b["post"] = dict(a["post"], n=n_b)
     config = {"alpha": r.choice([0.05, 0.1, 0.01]), "difference": r.choice(["relative", "absolute"]),
               "test_value": 0.0}
-    test = r.choice(["two_sided", "sequential"])
+    test = r.choice(["two_sided", "sequential", "bayesian"])
     gb_config = dict(alpha=config["alpha"], difference_type=config["difference"])
+    if test == "bayesian":
+        from gbstats.bayesian.tests import EffectBayesianABTest, EffectBayesianConfig, GaussianPrior
+        prior = {"mean": r.choice([0.0, 0.1, -0.05]), "variance": r.choice([1.0, 0.3, 0.01]), "proper": r.random() < 0.5}
+        config.update(inverse=r.random() < 0.3, prior_on=r.choice(["relative", "absolute"]), prior=prior)
+        try:
+            result = EffectBayesianABTest(to_gb(a), to_gb(b), EffectBayesianConfig(
+                **gb_config, inverse=config["inverse"], prior_type=config["prior_on"],
+                prior_effect=GaussianPrior(**prior))).compute_result()
+        except ZeroDivisionError:
+            # gbstats raises when a prior on the absolute effect meets a zero baseline in a relative test.
+            return {"test": test, "config": config, "a": a, "b": b, "expected": {
+                "expected": None, "ci": [None, None], "p_value": None, "uplift_mean": None,
+                "uplift_stddev": None, "error": "RAISES_ZeroDivisionError"}}
+        num = lambda x: None if x is None or (isinstance(x, float) and not math.isfinite(x)) else float(x)
+        expected = {"chance_to_win": num(result.chance_to_win), "expected": num(result.expected),
+                    "ci": [num(result.ci[0]), num(result.ci[1])], "uplift_mean": num(result.uplift.mean),
+                    "uplift_stddev": num(result.uplift.stddev), "risk": [num(result.risk[0]), num(result.risk[1])],
+                    "p_value": None, "error": result.error_message}
+        return {"test": test, "config": config, "a": a, "b": b, "expected": expected}
     if test == "two_sided":
         result = TwoSidedTTest(to_gb(a), to_gb(b), FrequentistConfig(**gb_config)).compute_result()
     else:

@@ -5,6 +5,7 @@
 //! adjustment with a pre-exposure covariate) and the frequentist two-sided and sequential tests. The
 //! Bayesian test, SRM, multiple-comparison corrections and guards follow.
 
+pub mod bayesian;
 pub mod frequentist;
 pub mod srm;
 
