@@ -3,7 +3,7 @@
 //! the risk (expected loss) of choosing either arm.
 
 use super::frequentist::{Difference, BASELINE_VARIATION_ZERO, ZERO_NEGATIVE_VARIANCE};
-use super::{prepare, Statistic};
+use super::{effect_and_variance, prepare, Statistic};
 use serde::{Deserialize, Serialize};
 use statrs::distribution::{Continuous, ContinuousCDF, Normal};
 
@@ -96,17 +96,7 @@ pub fn effect_test(a: &Statistic, b: &Statistic, config: &Config) -> BayesianRes
     if a.has_zero_variance() || b.has_zero_variance() {
         return BayesianResult::uninformative(ZERO_NEGATIVE_VARIANCE);
     }
-    let (va, vb) = (a.variance(), b.variance());
-    let (na, nb) = (a.n() as f64, b.n() as f64);
-    let mb = b.unadjusted_mean();
-    let (data_mean, data_variance) = if relative {
-        (
-            (b.mean() - a.mean()) / base,
-            vb / (base.powi(2) * nb) + va * mb.powi(2) / (base.powi(4) * na),
-        )
-    } else {
-        (b.mean() - a.mean(), vb / nb + va / na)
-    };
+    let (data_mean, data_variance) = effect_and_variance(&a, &b, config.difference);
     let proper = f64::from(u8::from(prior.proper));
     let precision = 1.0 / data_variance + proper / prior.variance;
     let mean = if prior.proper {

@@ -1,7 +1,7 @@
 //! Frequentist tests, as gbstats 0.8.0 computes them: Welch's two-sided t-test and the sequential
 //! two-sided test (asymptotic confidence sequences, Waudby-Smith et al. 2023).
 
-use super::{prepare, Statistic};
+use super::{effect_and_variance, prepare, Statistic};
 use serde::Serialize;
 use statrs::distribution::{ContinuousCDF, Normal, StudentsT};
 
@@ -77,19 +77,7 @@ fn effect(a: &Statistic, b: &Statistic, config: &Config) -> Result<Effect, TestR
     if a.has_zero_variance() || b.has_zero_variance() {
         return Err(TestResult::uninformative(ZERO_NEGATIVE_VARIANCE));
     }
-    let (va, vb) = (a.variance(), b.variance());
-    let (na, nb) = (a.n() as f64, b.n() as f64);
-    let (estimate, variance) = match config.difference {
-        Difference::Relative => {
-            let base = a.unadjusted_mean();
-            let mb = b.unadjusted_mean();
-            (
-                (b.mean() - a.mean()) / base,
-                vb / (base.powi(2) * nb) + va * mb.powi(2) / (base.powi(4) * na),
-            )
-        }
-        Difference::Absolute => (b.mean() - a.mean(), vb / nb + va / na),
-    };
+    let (estimate, variance) = effect_and_variance(&a, &b, config.difference);
     Ok(Effect {
         a,
         b,
@@ -123,27 +111,36 @@ impl Effect {
 /// quantiles differ by about z³ / 4ν), and statrs' t quantile search no longer converges quickly.
 const NORMAL_DOF: f64 = 1e7;
 
-type Fns = (Box<dyn Fn(f64) -> f64>, Box<dyn Fn(f64) -> f64>);
+/// Student's t with the given degrees of freedom, or the normal distribution past [`NORMAL_DOF`].
+enum T {
+    Student(StudentsT),
+    Normal(Normal),
+}
 
-/// The CDF and quantile function of Student's t with `dof` degrees of freedom.
-fn t_distribution(dof: f64) -> Option<Fns> {
-    if dof.is_nan() || dof <= 0.0 {
-        return None;
+impl T {
+    fn new(dof: f64) -> Option<Self> {
+        if dof.is_nan() || dof <= 0.0 {
+            None
+        } else if dof >= NORMAL_DOF {
+            Normal::new(0.0, 1.0).ok().map(T::Normal)
+        } else {
+            StudentsT::new(0.0, 1.0, dof).ok().map(T::Student)
+        }
     }
-    if dof >= NORMAL_DOF {
-        let n = Normal::new(0.0, 1.0).ok()?;
-        let m = n;
-        return Some((
-            Box::new(move |x| n.cdf(x)),
-            Box::new(move |p| m.inverse_cdf(p)),
-        ));
+
+    fn cdf(&self, x: f64) -> f64 {
+        match self {
+            T::Student(t) => t.cdf(x),
+            T::Normal(n) => n.cdf(x),
+        }
     }
-    let t = StudentsT::new(0.0, 1.0, dof).ok()?;
-    let u = t;
-    Some((
-        Box::new(move |x| t.cdf(x)),
-        Box::new(move |p| t_quantile(&u, p)),
-    ))
+
+    fn quantile(&self, p: f64) -> f64 {
+        match self {
+            T::Student(t) => t_quantile(t, p),
+            T::Normal(n) => n.inverse_cdf(p),
+        }
+    }
 }
 
 /// The `p`-quantile of `t`, refined by Newton's method on its CDF: statrs' own search stops at a
@@ -173,12 +170,11 @@ pub fn two_sided(a: &Statistic, b: &Statistic, config: &Config) -> TestResult {
     let dof = e.dof();
     let sd = e.variance.sqrt();
     let z = (e.estimate - config.test_value) / sd;
-    let (cdf, quantile) = match t_distribution(dof) {
-        Some(d) => d,
-        None => return TestResult::uninformative(ZERO_NEGATIVE_VARIANCE),
+    let Some(t) = T::new(dof) else {
+        return TestResult::uninformative(ZERO_NEGATIVE_VARIANCE);
     };
-    let p_value = 2.0 * (1.0 - cdf(z.abs()));
-    let width = quantile(1.0 - config.alpha / 2.0) * sd;
+    let p_value = 2.0 * (1.0 - t.cdf(z.abs()));
+    let width = t.quantile(1.0 - config.alpha / 2.0) * sd;
     e.result([e.estimate - width, e.estimate + width], p_value)
 }
 

@@ -162,6 +162,29 @@ impl Statistic {
     }
 }
 
+/// The effect of `b` against the control `a` and its variance, relative (`(b − a) / a`, with the delta
+/// method's variance) or absolute: gbstats' `frequentist_diff` and `frequentist_variance`, which its
+/// Bayesian test uses as its data likelihood too.
+pub fn effect_and_variance(
+    a: &Statistic,
+    b: &Statistic,
+    difference: frequentist::Difference,
+) -> (f64, f64) {
+    let (va, vb) = (a.variance(), b.variance());
+    let (na, nb) = (a.n() as f64, b.n() as f64);
+    match difference {
+        frequentist::Difference::Relative => {
+            let base = a.unadjusted_mean();
+            let mb = b.unadjusted_mean();
+            (
+                (b.mean() - a.mean()) / base,
+                vb / (base.powi(2) * nb) + va * mb.powi(2) / (base.powi(4) * na),
+            )
+        }
+        frequentist::Difference::Absolute => (b.mean() - a.mean(), vb / nb + va / na),
+    }
+}
+
 /// Both arms' statistics as the tests use them: regression-adjusted statistics get the pooled `theta`,
 /// or fall back to their unadjusted post statistic when it is 0 (as gbstats does).
 pub fn prepare(a: &Statistic, b: &Statistic) -> (Statistic, Statistic) {
