@@ -589,65 +589,11 @@ async fn refusals_carry_a_stable_code_and_the_field() {
 
 // --------------------------------------------------------------------------------- hostile input
 
-fn hostile_json() -> impl Strategy<Value = Value> {
-    let leaf = prop_oneof![
-        Just(Value::Null),
-        any::<bool>().prop_map(Value::from),
-        any::<i64>().prop_map(Value::from),
-        any::<f64>()
-            .prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
-        "\\PC{0,40}".prop_map(Value::from),
-        "[\\x00-\\x1f\\u{7f}\\u{202e}\\u{feff}]{1,20}".prop_map(Value::from),
-        (1usize..20_000).prop_map(|n| Value::from("x".repeat(n))),
-        prop_oneof![
-            Just("cart"),
-            Just("checkout"),
-            Just("post_purchase"),
-            Just("GBP"),
-            Just("GB")
-        ]
-        .prop_map(Value::from),
-    ];
-    leaf.prop_recursive(6, 64, 8, |inner| {
-        prop_oneof![
-            prop::collection::vec(inner.clone(), 0..8).prop_map(Value::Array),
-            prop::collection::btree_map(
-                prop_oneof![
-                    Just("session_id".to_string()),
-                    Just("user_id".to_string()),
-                    Just("placement".to_string()),
-                    Just("context".to_string()),
-                    Just("cart".to_string()),
-                    Just("items".to_string()),
-                    Just("currency".to_string()),
-                    Just("product_id".to_string()),
-                    Just("quantity".to_string()),
-                    Just("unit_price_minor".to_string()),
-                    Just("unit_cost_minor".to_string()),
-                    "\\PC{0,12}",
-                ],
-                inner,
-                0..8,
-            )
-            .prop_map(|m| Value::Object(m.into_iter().collect())),
-        ]
-    })
-}
+#[path = "../../../shared/tests/support/hostile.rs"]
+mod hostile;
 
-fn hostile_body() -> impl Strategy<Value = Vec<u8>> {
-    prop_oneof![
-        4 => hostile_json().prop_map(|v| v.to_string().into_bytes()),
-        // A valid request with one field replaced by something hostile.
-        3 => (hostile_json(), prop_oneof![Just("session_id"), Just("user_id"), Just("placement"), Just("context")])
-            .prop_map(|(v, field)| {
-                let mut base: Value = serde_json::from_slice(&cart_body("s-cart", Some("alice"), "cart", true)).unwrap();
-                base[field] = v;
-                base.to_string().into_bytes()
-            }),
-        2 => prop::collection::vec(any::<u8>(), 0..2048),
-        1 => (1usize..4000).prop_map(|depth| format!("{}{}", "[".repeat(depth), "]".repeat(depth)).into_bytes()),
-        1 => (1usize..4000).prop_map(|depth| format!("{}1{}", "{\"a\":".repeat(depth), "}".repeat(depth)).into_bytes()),
-    ]
+fn valid_request() -> Value {
+    serde_json::from_slice(&cart_body("s-cart", Some("alice"), "cart", true)).expect("valid")
 }
 
 #[test]
@@ -664,7 +610,7 @@ fn ten_thousand_hostile_bodies_get_a_documented_answer_and_never_a_5xx() {
         ..ProptestConfig::default()
     });
     runner
-        .run(&hostile_body(), |body| {
+        .run(&hostile::hostile_body(valid_request()), |body| {
             let a = rt.block_on(s.respond(
                 &Method::POST,
                 "/v1/decisions",
