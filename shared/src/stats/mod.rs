@@ -1,12 +1,17 @@
 //! Experiment statistics on sufficient statistics per variation, computed as GrowthBook's stats engine
 //! (gbstats 0.8.0) computes them, so that a report's numbers can be checked against it. Pure: no I/O.
 //!
-//! Work in progress (issue 6): the statistics (proportion, mean, ratio by the delta method, regression
-//! adjustment with a pre-exposure covariate) and the frequentist two-sided and sequential tests. The
-//! Bayesian test, SRM, multiple-comparison corrections and guards follow.
+//! - [`Statistic`]: proportion, mean, ratio (delta method) and regression adjustment (CUPED);
+//! - [`frequentist`]: the two-sided and sequential tests; [`bayesian`]: chance to win and risk;
+//! - [`srm`]: sample-ratio mismatch; [`correction`]: Holm-Bonferroni and Benjamini-Hochberg;
+//! - [`analysis`]: streaming per-arm tallies → the versioned report, with the guards and a
+//!   recommendation; [`html`]: the report as a self-contained page.
 
+pub mod analysis;
 pub mod bayesian;
+pub mod correction;
 pub mod frequentist;
+pub mod html;
 pub mod srm;
 
 use serde::{Deserialize, Serialize};

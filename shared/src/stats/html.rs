@@ -1,0 +1,438 @@
+//! The report as one self-contained HTML page: inline CSS and SVG, no scripts, no network. Every string
+//! that came from data or configuration is escaped.
+
+use super::analysis::{Action, Comparison, Direction, MetricResult, Report, Status, Test};
+use super::correction::Correction;
+use super::frequentist::Difference;
+use std::fmt::Write;
+
+/// Escapes text for HTML element content and double-quoted attributes.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn effect_text(x: f64, difference: Difference) -> String {
+    if !x.is_finite() {
+        return "–".into();
+    }
+    match difference {
+        Difference::Relative => format!("{:+.2}%", x * 100.0),
+        Difference::Absolute => format!("{x:+.4}"),
+    }
+}
+
+fn number(x: f64) -> String {
+    if !x.is_finite() {
+        "–".into()
+    } else if x != 0.0 && x.abs() < 1e-3 {
+        format!("{x:.2e}")
+    } else {
+        format!("{x:.4}")
+    }
+}
+
+const STYLE: &str = "body{font:15px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:60rem;padding:0 1rem;color:#1d2330}
+h1{font-size:1.5rem;margin-bottom:.2rem}h2{font-size:1.15rem;margin-top:2rem;border-bottom:1px solid #dde1e8;padding-bottom:.2rem}
+.muted{color:#5c6577}.banner{padding:.8rem 1rem;border-radius:6px;margin:1rem 0;font-weight:600}
+.ok{background:#e7f6ec;color:#14532d}.warning{background:#fff5dc;color:#6b4e00}.failed{background:#fde8e8;color:#7f1d1d}
+.ship{background:#e7f6ec;color:#14532d}.keep_running{background:#eef2fb;color:#1e3a8a}.stop{background:#fde8e8;color:#7f1d1d}
+table{border-collapse:collapse;width:100%;margin:.5rem 0}th,td{text-align:right;padding:.3rem .5rem;border-bottom:1px solid #eceff4}
+th:first-child,td:first-child,th:nth-child(2),td:nth-child(2){text-align:left}th{font-weight:600;background:#f6f7fa}
+.better{color:#15803d;font-weight:600}.worse{color:#b91c1c;font-weight:600}ul{padding-left:1.2rem}
+svg text{font:12px system-ui,sans-serif;fill:#1d2330}";
+
+/// Renders the report.
+pub fn render(report: &Report) -> String {
+    let mut h = String::with_capacity(16 * 1024);
+    let title = format!("Experiment report: {}", report.experiment.id);
+    let _ = write!(
+        h,
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
+         <title>{}</title><style>{STYLE}</style></head><body>\n<h1>{}</h1>\n<p class=\"muted\">",
+        escape(&title),
+        escape(&title)
+    );
+    if let Some(w) = &report.window {
+        let _ = write!(h, "Units first exposed before {}. ", w.end.to_rfc3339());
+    }
+    let _ = write!(
+        h,
+        "Generated {} from {}. Report format {} v{}.</p>\n",
+        report.generated_at.to_rfc3339(),
+        escape(&report.data.source),
+        report.format,
+        report.version
+    );
+
+    // Recommendation and SRM first: what to do, and whether to trust it.
+    let action = match report.recommendation.action {
+        Action::Ship => "ship",
+        Action::KeepRunning => "keep_running",
+        Action::Stop => "stop",
+    };
+    let _ = write!(
+        h,
+        "<div class=\"banner {action}\">{}</div>\n<ul>",
+        escape(&report.recommendation.summary)
+    );
+    for r in &report.recommendation.reasons {
+        let _ = write!(h, "<li>{}</li>", escape(r));
+    }
+    h.push_str("</ul>\n");
+    let srm = &report.srm;
+    let _ = write!(
+        h,
+        "<div class=\"banner {}\">{}</div>\n",
+        if srm.alarm { "failed" } else { "ok" },
+        if srm.alarm {
+            format!(
+                "SAMPLE RATIO MISMATCH (p = {:.2e}): the split does not match the weights. Do not act on these results.",
+                srm.p_value
+            )
+        } else {
+            format!(
+                "Traffic split as configured: no sample ratio mismatch (p = {:.4}).",
+                srm.p_value
+            )
+        }
+    );
+
+    h.push_str("<h2>Health checks</h2>\n<table><tr><th>Check</th><th>Status</th><th style=\"text-align:left\">Detail</th></tr>");
+    for c in &report.health {
+        let status = match c.status {
+            Status::Ok => "ok",
+            Status::Warning => "warning",
+            Status::Failed => "failed",
+        };
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td><span class=\"{status}\">{status}</span></td><td style=\"text-align:left\">{}</td></tr>",
+            c.name,
+            escape(&c.message)
+        );
+    }
+    h.push_str("</table>\n");
+
+    h.push_str("<h2>Sample sizes</h2>\n<table><tr><th>Variant</th><th>Role</th><th>Weight</th><th>Units</th><th>Expected</th></tr>");
+    for (i, a) in report.arms.iter().enumerate() {
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td>{:.3}</td><td>{}</td><td>{:.0}</td></tr>",
+            escape(&a.variant),
+            if i == 0 { "control" } else { "treatment" },
+            a.weight,
+            a.units,
+            a.expected_units
+        );
+    }
+    h.push_str("</table>\n");
+
+    let difference = report.settings.difference;
+    h.push_str("<h2>Lift by metric</h2>\n");
+    h.push_str(&chart(&report.metrics, difference));
+    h.push_str("<h2>Results</h2>\n");
+    for m in &report.metrics {
+        metric_table(&mut h, m, report);
+    }
+
+    let d = &report.data;
+    let _ = write!(
+        h,
+        "<h2>Data</h2>\n<p>{} rows read, {} units found, {} repeated rows combined into their unit, {} rows unusable.</p><ul>",
+        d.rows,
+        d.units,
+        d.repeated_rows,
+        d.bad_row_count()
+    );
+    for (reason, n) in &d.bad_rows {
+        let _ = write!(h, "<li>bad rows, {}: {n}</li>", escape(reason));
+    }
+    for (reason, n) in &d.excluded_units {
+        let _ = write!(h, "<li>units excluded, {}: {n}</li>", escape(reason));
+    }
+    for b in &d.bad_row_examples {
+        let _ = write!(
+            h,
+            "<li class=\"muted\">line {}: {}</li>",
+            b.line,
+            escape(&b.reason)
+        );
+    }
+    h.push_str("</ul>\n");
+
+    let s = &report.settings;
+    let test = match s.test {
+        Test::TwoSided => "a fixed-horizon two-sided Welch t-test (valid when read once, at the planned sample size)".to_string(),
+        Test::Sequential => format!(
+            "sequential confidence sequences (tuning {}; valid however often the report is read)",
+            s.sequential_tuning
+        ),
+    };
+    let correction = match s.correction {
+        Correction::None => "no multiple-comparison correction",
+        Correction::Holm => "Holm-Bonferroni adjusted p-values (family-wise error) across every arm and metric",
+        Correction::BenjaminiHochberg => "Benjamini-Hochberg adjusted p-values (false discovery rate) across every arm and metric",
+    };
+    let _ = write!(
+        h,
+        "<h2>Method</h2>\n<p>The unit is the user. Each variant is compared with control by {test}, on the {} effect, \
+         at alpha = {}, with {correction}. A result is significant when its adjusted p-value is below alpha; intervals are \
+         not widened for the correction. Ratio metrics use the delta method; metrics with a covariate are \
+         regression-adjusted (CUPED) with a coefficient pooled over both arms. Sample ratio mismatch is a chi-square \
+         test against the configured weights, alarming at p &lt; 0.001 once every arm has 8 units. No decision is \
+         recommended below {} units per arm. {}The statistics reproduce GrowthBook's gbstats 0.8.0.</p>\n</body></html>\n",
+        match difference {
+            Difference::Relative => "relative",
+            Difference::Absolute => "absolute",
+        },
+        s.alpha,
+        s.min_sample_per_arm,
+        if s.bayesian {
+            "Bayesian chance to win and risk (expected loss) use a normal approximation of the effect. "
+        } else {
+            ""
+        }
+    );
+    h
+}
+
+fn metric_table(h: &mut String, m: &MetricResult, report: &Report) {
+    let s = &report.settings;
+    let _ = write!(
+        h,
+        "<h3>{} <span class=\"muted\">({:?}, {:?}{}{})</span></h3>\n<p class=\"muted\">{}</p>",
+        escape(&m.name),
+        m.kind,
+        m.role,
+        if m.inverse { ", lower is better" } else { "" },
+        m.covariate
+            .as_ref()
+            .map(|c| format!(", CUPED on {}", escape(c)))
+            .unwrap_or_default(),
+        escape(&m.source)
+    );
+    h.push_str("<table><tr><th>Variant</th><th>Result</th><th>n</th><th>Mean</th><th>Lift</th><th>CI</th><th>p</th><th>Adjusted p</th>");
+    if s.bayesian {
+        h.push_str("<th>Chance to win</th><th>Risk (variant)</th>");
+    }
+    h.push_str("</tr>");
+    for (i, a) in m.arms.iter().enumerate() {
+        let c: Option<&Comparison> = m.comparisons.iter().find(|c| c.variant == a.variant);
+        let (class, label) = match c.map(|c| c.direction) {
+            None => ("", if i == 0 { "control" } else { "" }),
+            Some(Direction::Better) => ("better", "better"),
+            Some(Direction::Worse) => ("worse", "worse"),
+            Some(Direction::Inconclusive) => ("", "inconclusive"),
+        };
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td class=\"{class}\">{label}</td><td>{}</td><td>{}</td>",
+            escape(&a.variant),
+            a.n,
+            number(a.mean)
+        );
+        match c {
+            Some(c) if c.error.is_some() => {
+                let _ = write!(
+                    h,
+                    "<td colspan=\"{}\">{}</td>",
+                    if s.bayesian { 6 } else { 4 },
+                    escape(c.error.as_deref().unwrap_or_default())
+                );
+            }
+            Some(c) => {
+                let _ = write!(
+                    h,
+                    "<td>{}</td><td>[{}, {}]</td><td>{}</td><td>{}</td>",
+                    effect_text(c.effect, s.difference),
+                    effect_text(c.ci[0], s.difference),
+                    effect_text(c.ci[1], s.difference),
+                    number(c.p_value),
+                    number(c.adjusted_p_value)
+                );
+                if let Some(b) = &c.bayesian {
+                    let _ = write!(
+                        h,
+                        "<td>{:.1}%</td><td>{}</td>",
+                        b.chance_to_win * 100.0,
+                        number(b.risk_variant)
+                    );
+                }
+            }
+            None => {
+                let _ = write!(
+                    h,
+                    "<td colspan=\"{}\"></td>",
+                    if s.bayesian { 6 } else { 4 }
+                );
+            }
+        }
+        h.push_str("</tr>");
+    }
+    h.push_str("</table>\n");
+}
+
+/// A forest plot: one row per metric and treatment arm, its effect and interval on a shared axis
+/// around zero.
+fn chart(metrics: &[MetricResult], difference: Difference) -> String {
+    let rows: Vec<(&MetricResult, &Comparison)> = metrics
+        .iter()
+        .flat_map(|m| m.comparisons.iter().map(move |c| (m, c)))
+        .collect();
+    let extent = rows
+        .iter()
+        .filter(|(_, c)| c.error.is_none())
+        .flat_map(|(_, c)| [c.ci[0].abs(), c.ci[1].abs(), c.effect.abs()])
+        .filter(|x| x.is_finite())
+        .fold(0.0_f64, f64::max);
+    let extent = if extent > 0.0 { extent * 1.1 } else { 0.01 };
+    let (label_w, plot_w, row_h, top) = (260.0, 440.0, 28.0, 24.0);
+    let width = label_w + plot_w + 20.0;
+    let height = top + row_h * rows.len() as f64 + 30.0;
+    let x = |v: f64| label_w + (v.clamp(-extent, extent) + extent) / (2.0 * extent) * plot_w;
+    let mut s = String::new();
+    let _ = write!(
+        s,
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" role=\"img\" width=\"100%\" viewBox=\"0 0 {width} {height}\" \
+         aria-label=\"Effect and interval per metric and variant\">"
+    );
+    for tick in [-1.0, -0.5, 0.0, 0.5, 1.0] {
+        let v = tick * extent;
+        let _ = write!(
+            s,
+            "<line x1=\"{0:.1}\" x2=\"{0:.1}\" y1=\"{1}\" y2=\"{2:.1}\" stroke=\"{3}\" stroke-width=\"1\"/>\
+             <text x=\"{0:.1}\" y=\"{4:.1}\" text-anchor=\"middle\">{5}</text>",
+            x(v),
+            top - 6.0,
+            height - 26.0,
+            if tick == 0.0 { "#5c6577" } else { "#e3e6ec" },
+            height - 10.0,
+            escape(&effect_text(v, difference))
+        );
+    }
+    for (i, (m, c)) in rows.iter().enumerate() {
+        let y = top + row_h * (i as f64 + 0.5);
+        let _ = write!(
+            s,
+            "<text x=\"0\" y=\"{:.1}\">{} · {}</text>",
+            y + 4.0,
+            escape(&m.name),
+            escape(&c.variant)
+        );
+        if c.error.is_some() || !c.effect.is_finite() {
+            let _ = write!(
+                s,
+                "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\" fill=\"#5c6577\">not computable</text>",
+                x(0.0),
+                y + 4.0
+            );
+            continue;
+        }
+        let colour = match c.direction {
+            Direction::Better => "#15803d",
+            Direction::Worse => "#b91c1c",
+            Direction::Inconclusive => "#475569",
+        };
+        let _ = write!(
+            s,
+            "<line x1=\"{:.1}\" x2=\"{:.1}\" y1=\"{y:.1}\" y2=\"{y:.1}\" stroke=\"{colour}\" stroke-width=\"3\"/>\
+             <circle cx=\"{:.1}\" cy=\"{y:.1}\" r=\"5\" fill=\"{colour}\"><title>{} {}: {} [{}, {}]</title></circle>",
+            x(c.ci[0]),
+            x(c.ci[1]),
+            x(c.effect),
+            escape(&m.name),
+            escape(&c.variant),
+            escape(&effect_text(c.effect, difference)),
+            escape(&effect_text(c.ci[0], difference)),
+            escape(&effect_text(c.ci[1], difference)),
+        );
+    }
+    s.push_str("</svg>\n");
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::analysis::*;
+    use super::*;
+    use chrono::DateTime;
+
+    fn hostile_report() -> Report {
+        let name = "<script>alert('x')</script>&\"";
+        let mut t = Tally::new(Design {
+            experiment_id: name.into(),
+            variants: vec!["control".into(), name.into()],
+            weights: vec![0.5, 0.5],
+            metrics: vec![MetricDef {
+                name: name.into(),
+                kind: MetricKind::Proportion,
+                role: Role::Goal,
+                inverse: false,
+                covariate: Some(name.into()),
+                source: name.into(),
+            }],
+        });
+        for arm in 0..2 {
+            for i in 0..400 {
+                t.unit(arm);
+                t.observe(
+                    0,
+                    arm,
+                    f64::from(u8::from(i % (7 + arm) == 0)),
+                    (i % 3) as f64,
+                );
+            }
+        }
+        let mut data = DataSummary {
+            source: name.into(),
+            ..DataSummary::default()
+        };
+        data.bad_row(3, name);
+        let settings = Settings {
+            bayesian: true,
+            ..Settings::default()
+        };
+        analyse(&t, &settings, data, None, DateTime::UNIX_EPOCH)
+    }
+
+    #[test]
+    fn the_page_is_self_contained_and_escapes_every_name() {
+        let page = render(&hostile_report());
+        assert!(!page.contains("<script"), "unescaped input in the page");
+        assert!(page.contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;&amp;&quot;"));
+        for remote in ["http://", "https://", "src=", "<link", "@import"] {
+            let outside_svg_namespace = page.replace("xmlns=\"http://www.w3.org/2000/svg\"", "");
+            assert!(
+                !outside_svg_namespace.contains(remote),
+                "{remote} in the page"
+            );
+        }
+        assert!(page.contains("<svg") && page.contains("<circle"));
+        assert!(page.contains("Traffic split as configured"));
+        assert!(page.contains("Chance to win"));
+    }
+
+    #[test]
+    fn an_srm_alarm_is_a_banner() {
+        let mut r = hostile_report();
+        r.srm.alarm = true;
+        r.srm.p_value = 1e-9;
+        let page = render(&r);
+        assert!(
+            page.contains("SAMPLE RATIO MISMATCH (p = 1.00e-9)"),
+            "{page}"
+        );
+    }
+}
