@@ -1,5 +1,6 @@
 //! The operator CLI's operations, as a library so the integration tests run exactly what the CLI runs.
 
+pub mod evaluate;
 pub mod model;
 
 use checkout_shared::aws::dynamo::count_items;

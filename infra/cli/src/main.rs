@@ -110,6 +110,9 @@ enum Command {
         #[arg(long, value_parser = ["on", "off"])]
         kill_switch: Option<String>,
     },
+    /// Evaluate an experiment from a CSV export (one row per unit, or several to combine): writes
+    /// report.json and report.html. Bad rows are counted, units in two variants excluded.
+    Evaluate(EvaluateArgs),
     /// Replay, ingest and summarise: the demo's main job (the stack must be up; `make demo` does it all).
     Demo {
         #[command(flatten)]
@@ -120,6 +123,103 @@ enum Command {
         #[arg(long, default_value = "out")]
         out: PathBuf,
     },
+}
+
+#[derive(clap::Args)]
+struct EvaluateArgs {
+    #[arg(long)]
+    csv: PathBuf,
+    /// The unit column (e.g. the user id).
+    #[arg(long)]
+    unit: String,
+    /// The variant column.
+    #[arg(long)]
+    variant: String,
+    /// The control variant's value.
+    #[arg(long)]
+    control: String,
+    /// NAME:COLUMN:proportion|mean (repeatable).
+    #[arg(long = "metric")]
+    metrics: Vec<ops::evaluate::MetricArg>,
+    /// NAME:NUMERATOR_COLUMN:DENOMINATOR_COLUMN, by the delta method (repeatable).
+    #[arg(long = "ratio")]
+    ratios: Vec<ops::evaluate::RatioArg>,
+    /// A pre-exposure column: regression-adjusts (CUPED) every proportion and mean metric.
+    #[arg(long)]
+    covariate: Option<String>,
+    /// The configured split, e.g. control=0.5,treatment=0.5 (default: equal). Rows of other variants
+    /// are bad rows.
+    #[arg(long)]
+    weights: Option<ops::evaluate::Weights>,
+    /// A metric that must not get worse (repeatable); the others are goal metrics.
+    #[arg(long = "guardrail", value_name = "METRIC")]
+    guardrails: Vec<String>,
+    /// A metric where lower is better (repeatable).
+    #[arg(long = "inverse", value_name = "METRIC")]
+    inverse: Vec<String>,
+    /// Sequential test (confidence sequences): valid under continuous monitoring.
+    #[arg(long)]
+    sequential: bool,
+    #[arg(long, default_value_t = checkout_shared::stats::frequentist::SEQUENTIAL_TUNING)]
+    sequential_tuning: f64,
+    /// Add Bayesian chance to win and risk.
+    #[arg(long)]
+    bayesian: bool,
+    #[arg(long, default_value_t = 0.05)]
+    alpha: f64,
+    /// Multiple-comparison correction across arms and metrics: holm, bh or none.
+    #[arg(long, default_value = "holm")]
+    correction: checkout_shared::stats::correction::Correction,
+    /// No decision below this many units in any arm.
+    #[arg(long, default_value_t = checkout_shared::stats::analysis::MIN_SAMPLE_PER_ARM)]
+    min_sample: u64,
+    /// Where report.json and report.html go.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+impl EvaluateArgs {
+    fn run(self) -> Result<(), ops::BoxError> {
+        use checkout_shared::stats::analysis::{Settings, Test};
+        if !(self.alpha > 0.0 && self.alpha < 1.0) {
+            return Err(format!("--alpha must be in (0, 1), got {}", self.alpha).into());
+        }
+        if !(self.sequential_tuning.is_finite() && self.sequential_tuning > 0.0) {
+            return Err("--sequential-tuning must be positive".into());
+        }
+        let spec = ops::evaluate::Spec {
+            unit: self.unit,
+            variant: self.variant,
+            control: self.control,
+            metrics: self.metrics,
+            ratios: self.ratios,
+            covariate: self.covariate,
+            weights: self.weights.map(|w| w.0),
+            guardrails: self.guardrails,
+            inverse: self.inverse,
+            settings: Settings {
+                alpha: self.alpha,
+                test: if self.sequential {
+                    Test::Sequential
+                } else {
+                    Test::TwoSided
+                },
+                sequential_tuning: self.sequential_tuning,
+                correction: self.correction,
+                bayesian: self.bayesian,
+                min_sample_per_arm: self.min_sample,
+                ..Settings::default()
+            },
+        };
+        let report = ops::evaluate::evaluate(&self.csv, &spec, &self.out)?;
+        print!("{}", ops::evaluate::summary(&report));
+        println!(
+            "  wrote {} and {}",
+            self.out.join("report.json").display(),
+            self.out.join("report.html").display()
+        );
+        Ok(())
+    }
 }
 
 #[derive(clap::Args)]
@@ -280,6 +380,7 @@ async fn main() {
                 .map(|c| print!("{}", String::from_utf8_lossy(&c.encode()))),
             Err(e) => Err(e),
         },
+        Command::Evaluate(args) => args.run(),
         Command::Demo { stack, file, out } => match stack.load() {
             Ok(s) => ops::demo(&s, &file, &out).await,
             Err(e) => Err(e),
@@ -293,5 +394,80 @@ async fn main() {
             source = s.source();
         }
         std::process::exit(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn evaluate_parses_every_documented_option() {
+        let cli = Cli::try_parse_from([
+            "checkout-ai",
+            "evaluate",
+            "--csv",
+            "f.csv",
+            "--unit",
+            "u",
+            "--variant",
+            "v",
+            "--control",
+            "c",
+            "--metric",
+            "conv:converted:proportion",
+            "--metric",
+            "rev:revenue:mean",
+            "--ratio",
+            "aov:revenue:orders",
+            "--covariate",
+            "pre",
+            "--weights",
+            "c=0.5,t=0.5",
+            "--guardrail",
+            "rev",
+            "--inverse",
+            "rev",
+            "--sequential",
+            "--bayesian",
+            "--correction",
+            "bh",
+            "--out",
+            "o",
+        ])
+        .unwrap_or_else(|e| panic!("{e}"));
+        let Command::Evaluate(args) = cli.command else {
+            panic!("not evaluate");
+        };
+        assert_eq!(args.metrics.len(), 2);
+        assert_eq!(args.ratios.len(), 1);
+        assert_eq!(
+            args.weights.map(|w| w.0),
+            Some(vec![("c".to_string(), 0.5), ("t".to_string(), 0.5)])
+        );
+        assert!(args.sequential && args.bayesian);
+        assert!(Cli::try_parse_from([
+            "checkout-ai",
+            "evaluate",
+            "--csv",
+            "f",
+            "--unit",
+            "u",
+            "--variant",
+            "v",
+            "--control",
+            "c",
+            "--metric",
+            "x:y:median",
+            "--out",
+            "o"
+        ])
+        .is_err());
     }
 }
