@@ -327,6 +327,7 @@ impl ObjectStore for MemoryObjectStore {
             (Condition::Absent, existing) => existing.is_none(),
             (Condition::Matches(tag), Some(existing)) => &etag(existing) == tag,
             (Condition::Matches(_), None) => false,
+            (Condition::Always, _) => true,
         };
         if !holds {
             return Err(PutError::Precondition);

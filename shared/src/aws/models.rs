@@ -15,6 +15,15 @@ pub fn s3_client(sdk: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
     aws_sdk_s3::Client::from_conf(config)
 }
 
+/// The media type of an object, from its key's suffix (HTML reports are served to browsers).
+fn content_type(key: &str) -> &'static str {
+    if key.ends_with(".html") {
+        "text/html; charset=utf-8"
+    } else {
+        "application/json"
+    }
+}
+
 /// One bucket as an [`ObjectStore`].
 #[derive(Debug, Clone)]
 pub struct S3ObjectStore {
@@ -54,11 +63,12 @@ impl ObjectStore for S3ObjectStore {
             .put_object()
             .bucket(&self.bucket)
             .key(key)
-            .content_type("application/json")
+            .content_type(content_type(key))
             .body(ByteStream::from(bytes));
         request = match condition {
             Condition::Absent => request.if_none_match("*"),
             Condition::Matches(etag) => request.if_match(etag),
+            Condition::Always => request,
         };
         match request.send().await {
             Ok(_) => Ok(()),

@@ -126,8 +126,11 @@ impl DecisionConfig {
         let mut ids = BTreeSet::new();
         for e in &self.experiments {
             let at = |m: &str| fail(format!("experiment `{}`: {m}", e.id));
-            if e.id.is_empty() || !ids.insert(&e.id) {
-                return at("ids must be non-empty and unique");
+            if !valid_id(&e.id) || !ids.insert(&e.id) {
+                return at(
+                    "ids must be unique, 1-64 characters of A-Z, a-z, 0-9, '.', '_' and '-' \
+                     (they name report keys and feature partitions)",
+                );
             }
             let distinct: BTreeSet<_> = e.variations.iter().collect();
             if e.variations.len() < 2 || distinct.len() != e.variations.len() {
@@ -153,6 +156,16 @@ impl DecisionConfig {
         }
         Ok(())
     }
+}
+
+/// An experiment id: safe in an S3 key and a DynamoDB partition key.
+fn valid_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        && id != "."
+        && id != ".."
 }
 
 /// Why the stored config could not be changed.
@@ -346,6 +359,10 @@ mod tests {
             (
                 serde_json::json!({"experiments": [{"id": "e", "variations": ["a", "b"], "weights": [0.7, 0.7], "placement": "cart", "status": "running"}]}),
                 "weights",
+            ),
+            (
+                serde_json::json!({"experiments": [{"id": "a/../b", "variations": ["a", "b"], "placement": "cart", "status": "running"}]}),
+                "ids must be unique, 1-64 characters",
             ),
         ];
         for (patch, expected) in cases {

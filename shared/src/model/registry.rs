@@ -42,6 +42,8 @@ pub enum Condition {
     Absent,
     /// Only if the key still has this ETag.
     Matches(String),
+    /// Unconditionally (a write whose content is a pure function of its key's inputs).
+    Always,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -187,6 +187,9 @@ pub struct DataSummary {
     pub units: u64,
     /// Units left out of the analysis, by reason (`multi_variant`, `exposed_after_window`, ...).
     pub excluded_units: BTreeMap<String, u64>,
+    /// Units kept in the analysis but worth knowing about, by reason (e.g. `orders_window_incomplete`).
+    #[serde(default)]
+    pub flagged_units: BTreeMap<String, u64>,
 }
 
 pub const BAD_ROW_EXAMPLES: usize = 10;

@@ -162,6 +162,13 @@ pub fn render(report: &Report) -> String {
     for (reason, n) in &d.excluded_units {
         let _ = write!(h, "<li>units excluded, {}: {n}</li>", escape(reason));
     }
+    for (reason, n) in &d.flagged_units {
+        let _ = write!(
+            h,
+            "<li>units kept but flagged, {}: {n}</li>",
+            escape(reason)
+        );
+    }
     for b in &d.bad_row_examples {
         let _ = write!(
             h,
