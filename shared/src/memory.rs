@@ -3,6 +3,7 @@
 //! batch (`UnprocessedItems`).
 
 use crate::delivery::{BatchSink, StoreError};
+use crate::experiment::evaluation::{UnitPage, UnitSource};
 use crate::features::updater::{CommitError, Expect, FeatureStore, SessionLog, Stored, Write};
 use crate::features::{Doc, Key};
 use crate::ingest::{LogEntry, QuarantineRecord};
@@ -199,6 +200,18 @@ impl MemoryFeatureStore {
         self.lock().writes
     }
 
+    /// Calls made so far (reads and commits).
+    pub fn calls(&self) -> u64 {
+        self.lock().calls
+    }
+
+    /// Puts a document as it is, at version 1 (test set-up).
+    pub fn insert(&self, doc: Doc) {
+        self.lock()
+            .items
+            .insert(doc.key(), Stored { version: 1, doc });
+    }
+
     /// Counts a call and fails it if the script says so.
     fn call(
         &self,
@@ -208,6 +221,43 @@ impl MemoryFeatureStore {
         st.calls += 1;
         self.faults.check(st.calls, operation)?;
         Ok(st)
+    }
+}
+
+/// Experiment units per page when [`MemoryFeatureStore`] serves them (small, to exercise pagination).
+pub const MEMORY_UNIT_PAGE: usize = 100;
+
+impl UnitSource for MemoryFeatureStore {
+    async fn page(&self, experiment_id: &str, after: Option<&str>) -> Result<UnitPage, StoreError> {
+        tokio::task::yield_now().await;
+        let st = self.call("memory Query")?;
+        let pk = Key::experiment_unit(experiment_id, "").pk;
+        let start = Key::new(pk.clone(), after.unwrap_or(""));
+        let mut units = Vec::new();
+        let mut last = None;
+        for (key, stored) in st.items.range(start..) {
+            if key.pk != pk || units.len() == MEMORY_UNIT_PAGE {
+                break;
+            }
+            if after == Some(key.sk.as_str()) || !key.sk.starts_with("unit#") {
+                continue;
+            }
+            units.push(match &stored.doc {
+                Doc::ExperimentUnit(u) => Ok(u.clone()),
+                _ => Err("not_an_experiment_unit".to_string()),
+            });
+            last = Some(key.sk.clone());
+        }
+        let more = last.as_ref().is_some_and(|sk| {
+            st.items
+                .range(Key::new(pk.clone(), sk.clone())..)
+                .nth(1)
+                .is_some_and(|(k, _)| k.pk == pk)
+        });
+        Ok(UnitPage {
+            units,
+            next: if more { last } else { None },
+        })
     }
 }
 

@@ -14,6 +14,7 @@
 use crate::aws::dynamo::{from_item, query_all, scan_all, Item};
 use crate::aws::error::store_error;
 use crate::delivery::{RetryPolicy, StoreError};
+use crate::experiment::evaluation::{UnitPage, UnitSource};
 use crate::features::rebuild::count_entities;
 use crate::features::updater::{CommitError, Expect, FeatureStore, SessionLog, Stored, Write};
 use crate::features::{Doc, Key, FEATURE_SCHEMA_VERSION};
@@ -358,6 +359,65 @@ impl SessionLog for DynamoSessionLog {
             .key_condition_expression("session_id = :s")
             .expression_attribute_values(":s", AttributeValue::S(session_id.into()));
         query_all(query, |item| from_item(&item)).await
+    }
+}
+
+/// The experiment-unit projection: one `Query` page of the `experiment#<id>` partition at a time
+/// (eventually consistent; an hourly report does not need the last second).
+#[derive(Debug, Clone)]
+pub struct DynamoUnitSource {
+    pub client: Client,
+    pub table: String,
+    /// Items per page (`Limit`); `None` leaves it to DynamoDB's 1 MB pages.
+    pub page_size: Option<i32>,
+}
+
+impl UnitSource for DynamoUnitSource {
+    async fn page(&self, experiment_id: &str, after: Option<&str>) -> Result<UnitPage, StoreError> {
+        let pk = Key::experiment_unit(experiment_id, "").pk;
+        let mut query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :unit)")
+            .expression_attribute_values(":pk", AttributeValue::S(pk.clone()))
+            .expression_attribute_values(":unit", AttributeValue::S("unit#".into()))
+            .set_limit(self.page_size);
+        if let Some(sk) = after {
+            query = query.set_exclusive_start_key(Some(key_attrs(&Key::new(pk, sk))));
+        }
+        let output = query
+            .send()
+            .await
+            .map_err(|e| store_error("DynamoDB Query", e))?;
+        let next = output
+            .last_evaluated_key()
+            .and_then(|k| k.get("sk"))
+            .and_then(|v| v.as_s().ok())
+            .cloned();
+        let units = output
+            .items
+            .unwrap_or_default()
+            .into_iter()
+            .map(|item| match from_feature_item(item) {
+                Ok((
+                    _,
+                    Stored {
+                        doc: Doc::ExperimentUnit(u),
+                        ..
+                    },
+                )) => Ok(u),
+                Ok((key, _)) => {
+                    tracing::warn!(%key, "not an experiment unit in an experiment partition");
+                    Err("not_an_experiment_unit".to_string())
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "unreadable experiment-unit item");
+                    Err("unreadable_item".to_string())
+                }
+            })
+            .collect();
+        Ok(UnitPage { units, next })
     }
 }
 

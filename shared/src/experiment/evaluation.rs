@@ -351,45 +351,9 @@ mod tests {
     use super::*;
     use crate::decision::request::Placement;
     use crate::features::aggregate::Money;
-    use crate::memory::MemoryObjectStore;
+    use crate::features::Doc;
+    use crate::memory::{MemoryFeatureStore, MemoryObjectStore};
     use chrono::TimeZone;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
-    /// Units in memory, served in pages of `page` (to exercise pagination), counting the calls.
-    struct Pages {
-        units: Vec<ExperimentUnit>,
-        page: usize,
-        calls: AtomicUsize,
-    }
-
-    impl UnitSource for Pages {
-        async fn page(
-            &self,
-            experiment_id: &str,
-            after: Option<&str>,
-        ) -> Result<UnitPage, StoreError> {
-            self.calls.fetch_add(1, Ordering::Relaxed);
-            let mut mine: Vec<&ExperimentUnit> = self
-                .units
-                .iter()
-                .filter(|u| u.experiment_id == experiment_id)
-                .collect();
-            mine.sort_by(|a, b| a.user_id.cmp(&b.user_id));
-            let start = after.map_or(0, |a| {
-                mine.iter()
-                    .position(|u| u.user_id.as_str() > a)
-                    .unwrap_or(mine.len())
-            });
-            let slice: Vec<_> = mine[start..].iter().take(self.page).collect();
-            let next = (start + slice.len() < mine.len())
-                .then(|| slice.last().map(|u| u.user_id.clone()))
-                .flatten();
-            Ok(UnitPage {
-                units: slice.into_iter().map(|u| Ok((*u).clone())).collect(),
-                next,
-            })
-        }
-    }
 
     fn at(h: u32) -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 11, 24, h, 0, 0).unwrap()
@@ -479,11 +443,10 @@ mod tests {
 
     #[tokio::test]
     async fn a_window_is_written_once_and_latest_never_goes_back() {
-        let units = Pages {
-            units: population(),
-            page: 64,
-            calls: AtomicUsize::new(0),
-        };
+        let units = MemoryFeatureStore::default();
+        for u in population() {
+            units.insert(Doc::ExperimentUnit(u));
+        }
         let reports = MemoryObjectStore::default();
         let settings = Settings::default();
         let e = experiment();
@@ -493,7 +456,8 @@ mod tests {
         assert_eq!(first.outcome, "written");
         assert_eq!(first.units, Some(vec![501, 500]));
         assert!(first.latest_updated);
-        assert_eq!(units.calls.load(Ordering::Relaxed), 1_005usize.div_ceil(64));
+        // 1,005 units in pages of 100.
+        assert_eq!(units.calls(), 11);
         let (json, html) = report_keys("checkout-offer", at(12));
         assert_eq!(json, "reports/checkout-offer/20261124T1200Z.json");
         let written = reports.object(&json).unwrap();
@@ -504,7 +468,7 @@ mod tests {
         let again = run(at(12)).await.unwrap();
         assert_eq!(again.outcome, "exists");
         assert_eq!(reports.object(&json).unwrap(), written);
-        assert_eq!(units.calls.load(Ordering::Relaxed), 1_005usize.div_ceil(64));
+        assert_eq!(units.calls(), 11);
         // A later window moves latest; a late retry of an earlier one does not move it back.
         run(at(14)).await.unwrap();
         let late = run(at(11)).await.unwrap();
