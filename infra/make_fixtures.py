@@ -193,3 +193,9 @@ decision_request = {
 (root / "apigw-decision-invalid.json").write_text(json.dumps(
     http_api("POST", "/v1/decisions", {"session_id": SESSION, "placement": "basket"}), indent=2) + "\n")
 (root / "apigw-health.json").write_text(json.dumps(http_api("GET", "/v1/health"), indent=2) + "\n")
+
+# ---- the experiment evaluator: the input EventBridge Scheduler sends (template: ScheduleV2 Input, with
+# <aws.scheduler.scheduled-time> filled in).
+(root / "scheduler-evaluate.json").write_text(json.dumps({"window_end": "2025-11-20T11:00:00Z"}, indent=2) + "\n")
+(root / "scheduler-evaluate-one.json").write_text(json.dumps(
+    {"window_end": "2025-11-20T11:00:00Z", "experiment_id": "checkout-offers"}, indent=2) + "\n")

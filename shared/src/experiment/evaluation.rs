@@ -380,8 +380,11 @@ mod tests {
                 "USD".to_string(),
                 i64::from(orders) * (2_000 + (i % 7) as i64 * 300),
             )]),
-            orders_before: (i % 3 == 0) as u32,
-            revenue_before: Money::from([("USD".to_string(), if i % 3 == 0 { 1_500 } else { 0 })]),
+            orders_before: u32::from(i.is_multiple_of(3)),
+            revenue_before: Money::from([(
+                "USD".to_string(),
+                if i.is_multiple_of(3) { 1_500 } else { 0 },
+            )]),
             complete: true,
             expires_at: 4_000_000_000,
         }

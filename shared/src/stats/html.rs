@@ -67,9 +67,9 @@ pub fn render(report: &Report) -> String {
     if let Some(w) = &report.window {
         let _ = write!(h, "Units first exposed before {}. ", w.end.to_rfc3339());
     }
-    let _ = write!(
+    let _ = writeln!(
         h,
-        "Generated {} from {}. Report format {} v{}.</p>\n",
+        "Generated {} from {}. Report format {} v{}.</p>",
         report.generated_at.to_rfc3339(),
         escape(&report.data.source),
         report.format,
@@ -92,9 +92,9 @@ pub fn render(report: &Report) -> String {
     }
     h.push_str("</ul>\n");
     let srm = &report.srm;
-    let _ = write!(
+    let _ = writeln!(
         h,
-        "<div class=\"banner {}\">{}</div>\n",
+        "<div class=\"banner {}\">{}</div>",
         if srm.alarm { "failed" } else { "ok" },
         if srm.alarm {
             format!(

@@ -1,0 +1,175 @@
+//! The evaluator's Lambda entry point over in-memory stores: the `events/scheduler-*.json` fixtures, bad
+//! input, a missing or invalid decision config, and a failing unit store (the run lists the failure and
+//! fails, after writing what it could).
+
+use checkout_shared::aws::Env;
+use checkout_shared::decision::config::{DecisionConfig, DEFAULT_CONFIG_KEY};
+use checkout_shared::experiment::evaluation::report_keys;
+use checkout_shared::features::aggregate::Money;
+use checkout_shared::features::{Doc, ExperimentUnit};
+use checkout_shared::memory::{Faults, MemoryFeatureStore, MemoryObjectStore};
+use chrono::{DateTime, TimeZone, Utc};
+use experiment_evaluator::{Config, Function};
+use lambda_runtime::{Context, LambdaEvent};
+use serde_json::{json, Value};
+
+const FIXTURE: &str = include_str!("../../../events/scheduler-evaluate.json");
+const FIXTURE_ONE: &str = include_str!("../../../events/scheduler-evaluate-one.json");
+
+fn config() -> Config {
+    Config::from_env(&Env::from_pairs([
+        ("FEATURES_TABLE", "features"),
+        ("MODELS_BUCKET", "models"),
+        ("REPORTS_BUCKET", "reports"),
+    ]))
+    .expect("config")
+}
+
+fn decision_config() -> Vec<u8> {
+    let experiments = ["checkout-offers", "express-checkout"]
+        .iter()
+        .map(|id| {
+            serde_json::from_value(json!({"id": id, "variations": ["control", "treatment"],
+                "placement": "cart", "status": "running"}))
+            .unwrap()
+        })
+        .collect();
+    DecisionConfig {
+        experiments,
+        ..DecisionConfig::default()
+    }
+    .encode()
+}
+
+fn units(experiment: &str, n: u32) -> Vec<Doc> {
+    let exposed = Utc.with_ymd_and_hms(2025, 11, 20, 9, 0, 0).unwrap();
+    (0..n)
+        .map(|i| {
+            Doc::ExperimentUnit(ExperimentUnit {
+                experiment_id: experiment.into(),
+                user_id: format!("p{i:04}"),
+                variant: ["control", "treatment"][i as usize % 2].into(),
+                first_exposure_at: exposed,
+                decision_id: format!("d{i}"),
+                variants_seen: 1,
+                orders_after: u32::from(i.is_multiple_of(6)),
+                revenue_after: Money::from([(
+                    "USD".into(),
+                    if i.is_multiple_of(6) { 5_000 } else { 0 },
+                )]),
+                orders_before: 0,
+                revenue_before: Money::new(),
+                complete: true,
+                expires_at: 4_000_000_000,
+            })
+        })
+        .collect()
+}
+
+fn function(
+    units_store: MemoryFeatureStore,
+) -> Function<MemoryFeatureStore, MemoryObjectStore, MemoryObjectStore> {
+    let config_store = MemoryObjectStore::default();
+    config_store.insert(DEFAULT_CONFIG_KEY, decision_config());
+    Function {
+        config: config(),
+        units: units_store,
+        config_store,
+        reports: MemoryObjectStore::default(),
+    }
+}
+
+fn event(payload: &str) -> LambdaEvent<Value> {
+    LambdaEvent::new(
+        serde_json::from_str(payload).expect("fixture JSON"),
+        Context::default(),
+    )
+}
+
+fn window_end() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2025, 11, 20, 11, 0, 0).unwrap()
+}
+
+#[tokio::test]
+async fn the_scheduler_fixture_writes_a_report_per_running_experiment() {
+    let store = MemoryFeatureStore::default();
+    for doc in units("checkout-offers", 400)
+        .into_iter()
+        .chain(units("express-checkout", 350))
+    {
+        store.insert(doc);
+    }
+    let f = function(store);
+    let summary = f.handle(event(FIXTURE)).await.expect("run");
+    assert_eq!(summary.window_end, window_end());
+    assert_eq!(summary.reports.len(), 2);
+    for (outcome, units) in summary.reports.iter().zip([[200, 200], [175, 175]]) {
+        assert_eq!(outcome.outcome, "written");
+        assert_eq!(outcome.units.as_deref(), Some(&units[..]));
+        let (json_key, html_key) = report_keys(&outcome.experiment_id, window_end());
+        assert_eq!(outcome.json_key, json_key);
+        let report: Value = serde_json::from_slice(&f.reports.object(&json_key).unwrap()).unwrap();
+        // The deployed defaults: sequential, Holm, Bayesian alongside.
+        assert_eq!(report["settings"]["test"], "sequential");
+        assert_eq!(report["settings"]["correction"], "holm");
+        assert!(report["metrics"][0]["comparisons"][0]["bayesian"].is_object());
+        assert!(f.reports.object(&html_key).is_some());
+    }
+    // The one-experiment fixture: already written, so nothing changes.
+    let one = f.handle(event(FIXTURE_ONE)).await.expect("run one");
+    assert_eq!(one.reports.len(), 1);
+    assert_eq!(one.reports[0].outcome, "exists");
+}
+
+#[tokio::test]
+async fn bad_input_and_a_bad_config_are_errors_with_a_message() {
+    let f = function(MemoryFeatureStore::default());
+    for payload in [
+        r#"{"window_end": "yesterday"}"#,
+        r#"[1, 2]"#,
+        r#"{"window_end": 17}"#,
+    ] {
+        let e = f.handle(event(payload)).await.unwrap_err().to_string();
+        assert!(e.contains("invalid input"), "{payload}: {e}");
+    }
+    f.config_store
+        .insert(DEFAULT_CONFIG_KEY, b"{\"format\": \"nope\"}".to_vec());
+    let e = f.handle(event(FIXTURE)).await.unwrap_err().to_string();
+    assert!(e.contains("invalid decision config"), "{e}");
+    // No config at all: nothing is running, nothing to do.
+    let empty = Function {
+        config_store: MemoryObjectStore::default(),
+        ..function(MemoryFeatureStore::default())
+    };
+    let summary = empty.handle(event(FIXTURE)).await.expect("run");
+    assert!(summary.reports.is_empty() && summary.failed.is_empty());
+}
+
+#[tokio::test]
+async fn a_failing_store_fails_the_run_after_writing_what_it_could() {
+    // Call 1 (the first experiment's only page) fails; the second experiment's page succeeds.
+    let store = MemoryFeatureStore::new(Faults {
+        transient_calls: vec![1],
+        ..Faults::default()
+    });
+    for doc in units("checkout-offers", 40)
+        .into_iter()
+        .chain(units("express-checkout", 40))
+    {
+        store.insert(doc);
+    }
+    let f = function(store);
+    let e = f.handle(event(FIXTURE)).await.unwrap_err().to_string();
+    assert!(
+        e.contains("1 of 2 experiments failed: checkout-offers"),
+        "{e}"
+    );
+    let (failed_key, _) = report_keys("checkout-offers", window_end());
+    let (written_key, _) = report_keys("express-checkout", window_end());
+    assert!(f.reports.object(&failed_key).is_none());
+    assert!(f.reports.object(&written_key).is_some());
+    // The retry finishes the window.
+    let summary = f.handle(event(FIXTURE)).await.expect("retry");
+    let outcomes: Vec<&str> = summary.reports.iter().map(|o| o.outcome).collect();
+    assert_eq!(outcomes, ["written", "exists"]);
+}
