@@ -20,7 +20,7 @@ export SAM_CLI_TELEMETRY      = 0
 export SAM_CLI_DISABLE_VERSION_CHECK = 1
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help venv build demo test lint fmt-check clippy template-check sam-build unit-tests bench bench-model bench-decision fallback-model \
+.PHONY: help venv build demo test lint fmt-check clippy template-check sam-build unit-tests bench bench-model bench-decision bench-evaluate fallback-model \
         stack-up stack-down schema fixtures clean
 
 help: ## List the targets
@@ -85,7 +85,7 @@ sam-build: $(STAMP)
 unit-tests: $(STAMP)
 	cargo test --locked --workspace --no-fail-fast
 
-bench: bench-model bench-decision ## All benchmarks: ingest's pure part, the model and the scorer against scikit-learn
+bench: bench-model bench-decision bench-evaluate ## All benchmarks: ingest's pure part, the model and the scorer against scikit-learn, evaluate against gbstats
 	cargo bench --locked -p checkout-shared --bench ingest_pure
 
 bench-decision: $(STAMP) ## Scorer: decision compute vs scikit-learn predict_proba, cold start, binary size
@@ -97,6 +97,12 @@ bench-decision: $(STAMP) ## Scorer: decision compute vs scikit-learn predict_pro
 bench-model: $(STAMP) ## linfa vs scikit-learn: training time, same-fold AUC, single-row inference latency
 	cargo bench --locked -p checkout-train --bench model
 	$(PY) infra/bench_model.py target/bench/model-rust.json
+
+bench-evaluate: $(STAMP) ## checkout-ai evaluate vs pandas + gbstats on a generated 1,000,000-row export, same run
+	@mkdir -p target/bench
+	$(PY) infra/gen_experiment_csv.py --rows 1000000 --seed 1 --out target/bench/experiment-1m.csv
+	cargo build --locked --profile tool -p checkout-ai
+	$(PY) infra/bench_evaluate.py target/tool/checkout-ai target/bench/experiment-1m.csv
 
 fallback-model: ## Retrain the model compiled into the scorer (shared/models/) from the UCI file
 	cargo run --quiet --locked -p checkout-ai -- train --csv $(DATA)/online_shoppers_intention.csv \
