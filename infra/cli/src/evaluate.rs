@@ -18,7 +18,6 @@ use checkout_shared::stats::analysis::{
     analyse, DataSummary, Design, MetricDef, MetricKind, Report, Role, Settings, Tally,
 };
 use checkout_shared::stats::html;
-use std::collections::HashMap;
 use std::io::Read;
 use std::path::Path;
 
@@ -275,13 +274,90 @@ fn def(name: &str, kind: MetricKind, source: &str, spec: &Spec) -> MetricDef {
     }
 }
 
-/// A unit while the file streams: its arm ([`MULTI`] once it was seen in two) and combined values.
-struct Unit {
+/// The units found so far, in three flat arrays (no allocation per unit): their ids back to back, a
+/// record per unit, and `slots` combined values per unit. A hash table of record indices finds a unit.
+struct Units {
+    table: hashbrown::HashTable<usize>,
+    hasher: foldhash::fast::RandomState,
+    ids: Vec<u8>,
+    records: Vec<UnitRecord>,
+    values: Vec<f64>,
+    slots: usize,
+}
+
+#[derive(Clone, Copy)]
+struct UnitRecord {
+    id_start: usize,
+    id_len: usize,
+    /// Its arm, or [`MULTI`] once it was seen in two.
     arm: u8,
-    values: Box<[f64]>,
 }
 
 const MULTI: u8 = u8::MAX;
+
+impl Units {
+    fn new(slots: usize) -> Self {
+        Self {
+            table: hashbrown::HashTable::new(),
+            hasher: foldhash::fast::RandomState::default(),
+            ids: Vec::new(),
+            records: Vec::new(),
+            values: Vec::new(),
+            slots,
+        }
+    }
+
+    fn id<'a>(ids: &'a [u8], r: &UnitRecord) -> &'a [u8] {
+        &ids[r.id_start..r.id_start + r.id_len]
+    }
+
+    /// Adds a row's values to its unit (a new one, or combined into the one already seen). Returns
+    /// whether the unit was already there.
+    fn add(&mut self, id: &[u8], arm: u8, row: &[f64], combine: &[Combine]) -> bool {
+        use std::hash::BuildHasher;
+        let hash = self.hasher.hash_one(id);
+        let (ids, records) = (&self.ids, &self.records);
+        if let Some(&i) = self.table.find(hash, |&i| Self::id(ids, &records[i]) == id) {
+            let r = &mut self.records[i];
+            if r.arm != arm {
+                r.arm = MULTI;
+            }
+            let have = &mut self.values[i * self.slots..(i + 1) * self.slots];
+            for ((h, v), c) in have.iter_mut().zip(row).zip(combine) {
+                *h = match c {
+                    Combine::Sum => *h + v,
+                    Combine::Any | Combine::Max => h.max(*v),
+                };
+            }
+            return true;
+        }
+        let index = self.records.len();
+        self.records.push(UnitRecord {
+            id_start: self.ids.len(),
+            id_len: id.len(),
+            arm,
+        });
+        self.ids.extend_from_slice(id);
+        self.values.extend_from_slice(row);
+        let (ids, records, hasher) = (&self.ids, &self.records, &self.hasher);
+        self.table.insert_unique(hash, index, |&i| {
+            hasher.hash_one(Self::id(ids, &records[i]))
+        });
+        false
+    }
+
+    fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    /// Each unit's arm and combined values.
+    fn iter(&self) -> impl Iterator<Item = (u8, &[f64])> {
+        self.records
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.arm, &self.values[i * self.slots..(i + 1) * self.slots]))
+    }
+}
 
 fn parse_value(field: &[u8]) -> Option<f64> {
     let text = std::str::from_utf8(field).ok()?.trim();
@@ -321,7 +397,8 @@ pub fn tally_csv(
         );
     }
     let fixed = spec.weights.is_some();
-    let mut units: HashMap<Box<[u8]>, Unit, foldhash::fast::RandomState> = HashMap::default();
+    let combine: Vec<Combine> = layout.slots.iter().map(|s| s.combine).collect();
+    let mut units = Units::new(layout.slots.len());
     let mut record = csv::ByteRecord::new();
     let mut values = vec![0.0; layout.slots.len()];
     let mut line: u64 = 1;
@@ -399,31 +476,11 @@ pub fn tally_csv(
             continue;
         }
         let arm = u8::try_from(arm).unwrap_or(MULTI);
-        match units.get_mut(unit) {
-            None => {
-                units.insert(
-                    unit.into(),
-                    Unit {
-                        arm,
-                        values: values.clone().into_boxed_slice(),
-                    },
-                );
-            }
-            Some(u) => {
-                data.repeated_rows += 1;
-                if u.arm != arm {
-                    u.arm = MULTI;
-                }
-                for ((slot, have), v) in layout.slots.iter().zip(u.values.iter_mut()).zip(&values) {
-                    *have = match slot.combine {
-                        Combine::Sum => *have + v,
-                        Combine::Any | Combine::Max => have.max(*v),
-                    };
-                }
-            }
+        if units.add(unit, arm, &values, &combine) {
+            data.repeated_rows += 1;
         }
     }
-    if !units.values().any(|u| u.arm == 0) {
+    if !units.iter().any(|(arm, _)| arm == 0) {
         return Err(format!(
             "the control variant {:?} has no units (variants found: {})",
             spec.control,
@@ -457,16 +514,16 @@ pub fn tally_csv(
         metrics: layout.defs.clone(),
     });
     data.units = units.len() as u64;
-    for u in units.values() {
-        if u.arm == MULTI {
+    for (arm, values) in units.iter() {
+        if arm == MULTI {
             data.exclude("multi_variant");
             continue;
         }
-        let arm = position[usize::from(u.arm)];
+        let arm = position[usize::from(arm)];
         tally.unit(arm);
         for (m, slots) in layout.metrics.iter().enumerate() {
-            let y = slots.y.map_or(0.0, |y| u.values[y]);
-            tally.observe(m, arm, u.values[slots.x], y);
+            let y = slots.y.map_or(0.0, |y| values[y]);
+            tally.observe(m, arm, values[slots.x], y);
         }
     }
     Ok((tally, data))
