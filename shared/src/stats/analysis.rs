@@ -691,7 +691,11 @@ fn health(
     checks
 }
 
-fn percent(effect: f64, difference: Difference) -> String {
+/// An effect for people: `+1.23%` (relative) or `+0.0123` (absolute); `–` when not finite.
+pub fn effect_text(effect: f64, difference: Difference) -> String {
+    if !effect.is_finite() {
+        return "–".into();
+    }
     match difference {
         Difference::Relative => format!("{:+.2}%", effect * 100.0),
         Difference::Absolute => format!("{effect:+.4}"),
@@ -757,7 +761,7 @@ fn recommend(
                             Role::Guardrail => "guardrail",
                         },
                         m.name,
-                        percent(c.effect, settings.difference),
+                        effect_text(c.effect, settings.difference),
                         c.adjusted_p_value
                     ));
                 }
@@ -765,7 +769,7 @@ fn recommend(
                     reasons.push(format!(
                         "{variant}: {} improved, {} (adjusted p = {:.4}).",
                         m.name,
-                        percent(c.effect, settings.difference),
+                        effect_text(c.effect, settings.difference),
                         c.adjusted_p_value
                     ));
                     let first = best_goal.is_none();

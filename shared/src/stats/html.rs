@@ -1,7 +1,9 @@
 //! The report as one self-contained HTML page: inline CSS and SVG, no scripts, no network. Every string
 //! that came from data or configuration is escaped.
 
-use super::analysis::{Action, Comparison, Direction, MetricResult, Report, Status, Test};
+use super::analysis::{
+    effect_text, Action, Comparison, Direction, MetricResult, Report, Status, Test,
+};
 use super::correction::Correction;
 use super::frequentist::Difference;
 use std::fmt::Write;
@@ -20,16 +22,6 @@ pub fn escape(text: &str) -> String {
         }
     }
     out
-}
-
-fn effect_text(x: f64, difference: Difference) -> String {
-    if !x.is_finite() {
-        return "–".into();
-    }
-    match difference {
-        Difference::Relative => format!("{:+.2}%", x * 100.0),
-        Difference::Absolute => format!("{x:+.4}"),
-    }
 }
 
 fn number(x: f64) -> String {
