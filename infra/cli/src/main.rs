@@ -407,40 +407,18 @@ mod tests {
         Cli::command().debug_assert();
     }
 
+    fn parse(line: &str) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(line.split_whitespace())
+    }
+
     #[test]
     fn evaluate_parses_every_documented_option() {
-        let cli = Cli::try_parse_from([
-            "checkout-ai",
-            "evaluate",
-            "--csv",
-            "f.csv",
-            "--unit",
-            "u",
-            "--variant",
-            "v",
-            "--control",
-            "c",
-            "--metric",
-            "conv:converted:proportion",
-            "--metric",
-            "rev:revenue:mean",
-            "--ratio",
-            "aov:revenue:orders",
-            "--covariate",
-            "pre",
-            "--weights",
-            "c=0.5,t=0.5",
-            "--guardrail",
-            "rev",
-            "--inverse",
-            "rev",
-            "--sequential",
-            "--bayesian",
-            "--correction",
-            "bh",
-            "--out",
-            "o",
-        ])
+        let cli = parse(
+            "checkout-ai evaluate --csv f.csv --unit u --variant v --control c \
+             --metric conv:converted:proportion --metric rev:revenue:mean --ratio aov:revenue:orders \
+             --covariate pre --weights c=0.5,t=0.5 --guardrail rev --inverse rev --sequential --bayesian \
+             --correction bh --out o",
+        )
         .unwrap_or_else(|e| panic!("{e}"));
         let Command::Evaluate(args) = cli.command else {
             panic!("not evaluate");
@@ -452,22 +430,17 @@ mod tests {
             Some(vec![("c".to_string(), 0.5), ("t".to_string(), 0.5)])
         );
         assert!(args.sequential && args.bayesian);
-        assert!(Cli::try_parse_from([
-            "checkout-ai",
-            "evaluate",
-            "--csv",
-            "f",
-            "--unit",
-            "u",
-            "--variant",
-            "v",
-            "--control",
-            "c",
-            "--metric",
-            "x:y:median",
-            "--out",
-            "o"
-        ])
-        .is_err());
+        let base = "checkout-ai evaluate --csv f --unit u --variant v --control c --out o";
+        for wrong in [
+            "--metric x:y:median",
+            "--ratio a:b",
+            "--weights c=1",
+            "--correction bonferroni",
+        ] {
+            assert!(
+                parse(&format!("{base} {wrong}")).is_err(),
+                "{wrong} was accepted"
+            );
+        }
     }
 }

@@ -420,7 +420,7 @@ mod tests {
     }
 
     #[test]
-    fn the_fold_applies_every_exclusion_and_keeps_memory_to_the_arms() {
+    fn the_fold_applies_every_exclusion_and_counts_per_arm() {
         let design = unit_design(&experiment(), "USD");
         let mut fold = UnitFold::new(design, "mem".into(), at(12), at(12), "USD");
         for u in population() {
