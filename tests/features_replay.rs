@@ -106,7 +106,7 @@ async fn a_batch_that_keeps_failing_is_given_up_to_the_on_failure_queue_and_skip
         ),
     };
     let sdk = stack.sdk_config().await;
-    let run = checkout_ai::drive_features_with(&stack, &sdk, &down)
+    let run = checkout_ai::drive_features_with(&stack, &sdk, &down, &Default::default())
         .await
         .expect("drain");
     let retries = stack

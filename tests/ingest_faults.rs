@@ -47,7 +47,7 @@ async fn under_throttling_5xx_and_partial_batches_nothing_is_lost_and_nothing_du
         .with("WRITE_BACKOFF_BASE_MS", "1")
         .with("WRITE_MAX_ATTEMPTS", "20");
     let function = ingest::Function::new(&env, &sdk).await.expect("function");
-    let run = checkout_ai::drive_ingest_with(&stack, &sdk, &function)
+    let run = checkout_ai::drive_ingest_with(&stack, &sdk, &function, &Default::default())
         .await
         .expect("ingest");
 

@@ -219,6 +219,16 @@ impl<F: FeatureStore, O: ObjectStore + Send + Sync, K: BatchSink<OutRecord>> Sco
 
     /// The Lambda entry point: never an `Err` (that would be a 5xx from API Gateway).
     pub async fn handle(&self, request: Request) -> Result<Response<Body>, Error> {
+        self.handle_at(request, chrono::Utc::now()).await
+    }
+
+    /// [`Self::handle`] at a given time (a simulated storefront replaying recorded traffic decides at
+    /// the time of the recorded request).
+    pub async fn handle_at(
+        &self,
+        request: Request,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Response<Body>, Error> {
         let content_type = request
             .headers()
             .get(header::CONTENT_TYPE)
@@ -229,7 +239,7 @@ impl<F: FeatureStore, O: ObjectStore + Send + Sync, K: BatchSink<OutRecord>> Sco
                 request.uri().path(),
                 content_type,
                 request.body().as_ref(),
-                chrono::Utc::now(),
+                now,
             )
             .await;
         Ok(answer.into_response())

@@ -1,12 +1,15 @@
 //! The operator CLI's operations, as a library so the integration tests run exactly what the CLI runs.
 
+pub mod demo_loop;
 pub mod evaluate;
 pub mod model;
 
 use checkout_shared::aws::dynamo::count_items;
 use checkout_shared::aws::features::{entity_census, scan_features, DynamoFeatureStore};
 use checkout_shared::aws::kinesis::{KinesisProducer, OutRecord};
-use checkout_shared::aws::local_esm::{DrainReport, DynamoStreamMapping, KinesisMapping};
+use checkout_shared::aws::local_esm::{
+    DrainReport, DynamoStreamMapping, KinesisMapping, Positions,
+};
 use checkout_shared::aws::stack::LocalStack;
 use checkout_shared::delivery::{deliver, RetryPolicy};
 use checkout_shared::features::rebuild::{count_by_entity, diff, rebuild, Difference};
@@ -123,11 +126,19 @@ pub struct IngestRun {
 
 /// Runs the real ingest handler over the stream, as Lambda's event source mapping would.
 pub async fn drive_ingest(stack: &LocalStack) -> Result<IngestRun, BoxError> {
+    drive_ingest_after(stack, &Positions::new()).await
+}
+
+/// [`drive_ingest`], resuming each shard after where a previous run stopped.
+pub async fn drive_ingest_after(
+    stack: &LocalStack,
+    from: &Positions,
+) -> Result<IngestRun, BoxError> {
     let sdk = stack.sdk_config().await;
     let function = ingest::Function::new(&stack.env("IngestFunction")?, &sdk)
         .await
         .map_err(|e| -> BoxError { e.to_string().into() })?;
-    drive_ingest_with(stack, &sdk, &function).await
+    drive_ingest_with(stack, &sdk, &function, from).await
 }
 
 /// [`drive_ingest`] with a given function (tests pass one whose clients inject faults).
@@ -135,6 +146,7 @@ pub async fn drive_ingest_with<L, Q>(
     stack: &LocalStack,
     sdk: &aws_config::SdkConfig,
     function: &ingest::Function<L, Q>,
+    from: &Positions,
 ) -> Result<IngestRun, BoxError>
 where
     L: checkout_shared::delivery::BatchSink<checkout_shared::ingest::LogEntry>,
@@ -153,7 +165,7 @@ where
     };
     let totals = std::cell::RefCell::new(BatchCounts::default());
     let report = mapping
-        .drain(|event| {
+        .drain_after(from, |event| {
             let totals = &totals;
             async move {
                 let (response, c) = function.process(event, chrono::Utc::now()).await;
@@ -180,10 +192,18 @@ pub struct FeaturesRun {
 /// Runs the real feature-updater handler over the event log's DynamoDB stream, as Lambda's event source
 /// mapping would, applying the template's filter (moto does not).
 pub async fn drive_features(stack: &LocalStack) -> Result<FeaturesRun, BoxError> {
+    drive_features_after(stack, &Positions::new()).await
+}
+
+/// [`drive_features`], resuming each shard after where a previous run stopped.
+pub async fn drive_features_after(
+    stack: &LocalStack,
+    from: &Positions,
+) -> Result<FeaturesRun, BoxError> {
     let sdk = stack.sdk_config().await;
     let function = feature_updater::Function::new(&stack.env("FeatureUpdaterFunction")?, &sdk)
         .map_err(|e| -> BoxError { e.to_string().into() })?;
-    drive_features_with(stack, &sdk, &function).await
+    drive_features_with(stack, &sdk, &function, from).await
 }
 
 /// [`drive_features`] with a given function.
@@ -191,6 +211,7 @@ pub async fn drive_features_with<L: SessionLog, S: FeatureStore>(
     stack: &LocalStack,
     sdk: &aws_config::SdkConfig,
     function: &feature_updater::Function<L, S>,
+    from: &Positions,
 ) -> Result<FeaturesRun, BoxError> {
     let source = stack.event_source("FeatureUpdaterFunction", "DynamoDB")?;
     let table = stack.resource(source.source.as_deref().unwrap_or("EventLogTable"))?;
@@ -209,7 +230,7 @@ pub async fn drive_features_with<L: SessionLog, S: FeatureStore>(
     };
     let totals = std::cell::RefCell::new(FeaturesRun::default());
     let report = mapping
-        .drain(|event| {
+        .drain_after(from, |event| {
             let totals = &totals;
             async move {
                 let (response, c) = function.process(event).await;
@@ -315,30 +336,94 @@ pub struct DemoSummary {
     pub dynamodb_write_requests: u64,
     pub dynamodb_write_requests_per_event: f64,
     pub features: FeaturesSummary,
+    pub model: ModelSummary,
+    pub decisions: demo_loop::DecisionsSummary,
+    /// The decisions' events, back through Kinesis, ingest and the feature updater.
+    pub decision_events: FlowBack,
+    pub experiment: demo_loop::ExperimentSummary,
+    pub report: demo_loop::ReportSummary,
     pub timings_seconds: std::collections::BTreeMap<String, f64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelSummary {
+    pub sessions: usize,
+    pub sessions_with_order: usize,
+    pub version: String,
+    pub cv_mean_auc: f64,
+    pub holdout_auc: f64,
+    pub promoted: bool,
+    pub promotion_reason: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FlowBack {
+    pub events_appended: usize,
+    pub quarantined: usize,
+    pub experiment_units_written: usize,
 }
 
 /// Replay, ingest, count, summarise.
 pub async fn demo(stack: &LocalStack, file: &Path, out: &Path) -> Result<(), BoxError> {
     let mut timings = std::collections::BTreeMap::new();
     let t = Instant::now();
-    println!("1/4 replaying {} into Kinesis …", file.display());
+    println!("1/8 replaying {} into Kinesis …", file.display());
     let replay = replay(stack, file, None, None).await?;
     timings.insert("replay".to_string(), t.elapsed().as_secs_f64());
 
     let t = Instant::now();
-    println!("2/4 driving the ingest handler from the stream, batch by batch …");
+    println!("2/8 driving the ingest handler from the stream, batch by batch …");
     let run = drive_ingest(stack).await?;
     timings.insert("ingest".to_string(), t.elapsed().as_secs_f64());
 
     let t = Instant::now();
-    println!("3/4 driving the feature updater from the event log's stream (INSERTs only) …");
+    println!("3/8 driving the feature updater from the event log's stream (INSERTs only) …");
     let features_run = drive_features(stack).await?;
     let features_secs = t.elapsed().as_secs_f64();
     timings.insert("features".to_string(), features_secs);
 
     let t = Instant::now();
-    println!("4/4 reading the event log and the features table back …");
+    println!("4/8 training a model on the event log's sessions and promoting it …");
+    let model = train_and_promote(stack, out).await?;
+    timings.insert("model".to_string(), t.elapsed().as_secs_f64());
+
+    let t = Instant::now();
+    let visits = demo_loop::cart_visits(file)?;
+    println!(
+        "5/8 a storefront asks the scorer for {} decisions (each session that reaches the cart), through the HTTP API event …",
+        visits.len()
+    );
+    demo_loop::configure_experiment(stack).await?;
+    let sdk = stack.sdk_config().await;
+    let scorer = scorer::Scorer::new(&stack.env("ScorerFunction")?, &sdk)
+        .await
+        .map_err(|e| e.to_string())?;
+    let decisions = demo_loop::storefront(&scorer, &visits).await?;
+    timings.insert("decisions".to_string(), t.elapsed().as_secs_f64());
+
+    let t = Instant::now();
+    println!("6/8 decision events back through Kinesis, ingest and the feature updater …");
+    let ingest_back = drive_ingest_after(stack, &run.stream.positions).await?;
+    let features_back = drive_features_after(stack, &features_run.stream.positions).await?;
+    timings.insert("decisions_flow_back".to_string(), t.elapsed().as_secs_f64());
+    let decision_events = FlowBack {
+        events_appended: ingest_back.counts.appended,
+        quarantined: ingest_back.counts.quarantined,
+        experiment_units_written: features_back.counts.feature_items_written,
+    };
+
+    let t = Instant::now();
+    println!("7/8 the experiment evaluator over the window …");
+    let last_exposure = visits
+        .iter()
+        .map(|v| v.at)
+        .max()
+        .unwrap_or_else(chrono::Utc::now);
+    let (experiment, report) = demo_loop::evaluate(stack, last_exposure, out).await?;
+    timings.insert("evaluate".to_string(), t.elapsed().as_secs_f64());
+
+    let t = Instant::now();
+    println!("8/8 reading the event log and the features table back …");
     let sdk = stack.sdk_config().await;
     let ddb = aws_sdk_dynamodb::Client::new(&sdk);
     let event_log_items = count_items(&ddb, &stack.resource("EventLogTable")?.name).await?;
@@ -395,6 +480,11 @@ pub async fn demo(stack: &LocalStack, file: &Path, out: &Path) -> Result<(), Box
         replay,
         stream: run.stream,
         features,
+        model,
+        decisions,
+        decision_events,
+        experiment,
+        report,
         timings_seconds: timings,
     };
     std::fs::create_dir_all(out)?;
@@ -409,17 +499,113 @@ pub async fn demo(stack: &LocalStack, file: &Path, out: &Path) -> Result<(), Box
         )
         .into());
     }
-    if summary.event_log_items != summary.replay.distinct_event_ids {
+    let expected = summary.replay.distinct_event_ids + summary.decision_events.events_appended;
+    if summary.event_log_items != expected {
         return Err(format!(
-            "the event log holds {} items but the replay had {} distinct events",
-            summary.event_log_items, summary.replay.distinct_event_ids
+            "the event log holds {} items but the replay had {} distinct events and the decisions {}",
+            summary.event_log_items,
+            summary.replay.distinct_event_ids,
+            summary.decision_events.events_appended
+        )
+        .into());
+    }
+    if summary.experiment.srm_alarm {
+        return Err(format!(
+            "sample ratio mismatch in the A/A experiment (p = {:.2e}): assignment or exposure logging is broken",
+            summary.experiment.srm_p_value
+        )
+        .into());
+    }
+    if summary.decisions.not_ok > 0 {
+        return Err(format!(
+            "{} decisions were not answered 200",
+            summary.decisions.not_ok
         )
         .into());
     }
     Ok(())
 }
 
+/// Exports the log's sessions, trains on them, publishes the model and runs the promotion rule.
+async fn train_and_promote(stack: &LocalStack, out: &Path) -> Result<ModelSummary, BoxError> {
+    let csv = out.join("sessions.csv");
+    let export = model::export_sessions(stack, &csv).await?;
+    let artifact = model::train_file(
+        &csv,
+        checkout_shared::model::DEFAULT_MODEL_NAME,
+        None,
+        chrono::Utc::now(),
+    )?;
+    let store = model::registry_store(stack).await?;
+    checkout_shared::model::registry::publish(&store, &artifact).await?;
+    let version = artifact.version.clone();
+    let record = model::promote(
+        stack,
+        checkout_shared::model::DEFAULT_MODEL_NAME,
+        &version,
+        None,
+        None,
+    )
+    .await?;
+    Ok(ModelSummary {
+        sessions: export.sessions,
+        sessions_with_order: export.with_order,
+        version,
+        cv_mean_auc: artifact.metrics.cross_validation.mean_auc,
+        holdout_auc: artifact.metrics.holdout.auc,
+        promoted: record.pointer_moved,
+        promotion_reason: record.decision.reason,
+    })
+}
+
 fn print_summary(s: &DemoSummary) {
+    println!();
+    println!("checkout-ai demo: the whole loop");
+    println!(
+        "  model {} trained on {} sessions ({} with an order): CV AUC {:.4}, holdout AUC {:.4}; promoted: {} ({})",
+        s.model.version,
+        s.model.sessions,
+        s.model.sessions_with_order,
+        s.model.cv_mean_auc,
+        s.model.holdout_auc,
+        s.model.promoted,
+        s.model.promotion_reason
+    );
+    println!(
+        "  decisions {} (by action {:?}, by variant {:?}), degraded {}, not 200: {}",
+        s.decisions.total,
+        s.decisions.by_action,
+        s.decisions.by_variant,
+        s.decisions.degraded,
+        s.decisions.not_ok
+    );
+    println!(
+        "  decision events back: {} logged, {} quarantined, {} feature items written",
+        s.decision_events.events_appended,
+        s.decision_events.quarantined,
+        s.decision_events.experiment_units_written
+    );
+    let e = &s.experiment;
+    println!(
+        "  experiment {}: units {:?}, SRM p = {:.4}{}",
+        e.id,
+        e.units_per_arm,
+        e.srm_p_value,
+        if e.srm_alarm {
+            " ALARM"
+        } else {
+            " (no mismatch)"
+        }
+    );
+    for (metric, arms) in &e.p_values {
+        println!("    {metric:<22} {arms}");
+    }
+    println!("  {}", e.reading);
+    println!("  report: {}", e.recommendation);
+    println!(
+        "  report in S3 s3://{}/{} (and .html); copied to {} and {}",
+        s.report.s3_bucket, s.report.s3_key, s.report.json, s.report.html
+    );
     println!();
     println!("checkout-ai demo: {}", s.dataset);
     println!("  rows replayed                {:>8}", s.replay.rows);

@@ -39,7 +39,13 @@ pub struct DrainReport {
     pub partial_failures: usize,
     /// Batches given up after `max_retries` and sent to the on-failure destination.
     pub batches_abandoned: usize,
+    /// Each shard's last sequence number read: a later drain can resume after it.
+    #[serde(skip)]
+    pub positions: std::collections::BTreeMap<String, String>,
 }
+
+/// Where a drain resumes, per shard (shards not listed are read from the start).
+pub type Positions = std::collections::BTreeMap<String, String>;
 
 /// Where a shard iterator starts.
 #[derive(Debug, Clone, Copy)]
@@ -83,7 +89,11 @@ trait ShardSource {
 /// The event source mapping's loop, shared by both stream kinds: per shard, in order, one invocation
 /// per page; after a batch item failure the shard is re-read from that sequence number, and after
 /// `max_retries` consecutive failures the batch is given up to the on-failure destination and skipped.
-async fn drain<S, H, Fut>(source: &S, mut handler: H) -> Result<DrainReport, BoxError>
+async fn drain<S, H, Fut>(
+    source: &S,
+    from: &Positions,
+    mut handler: H,
+) -> Result<DrainReport, BoxError>
 where
     S: ShardSource,
     H: FnMut(S::Event) -> Fut,
@@ -93,12 +103,20 @@ where
     let mut report = DrainReport::default();
     for shard_id in source.shards().await? {
         report.shards += 1;
-        let mut iterator = Some(source.iterator(&shard_id, Position::Start).await?);
+        let start = match from.get(&shard_id) {
+            Some(seq) => Position::After(seq),
+            None => Position::Start,
+        };
+        if let Some(seq) = from.get(&shard_id) {
+            report.positions.insert(shard_id.clone(), seq.clone());
+        }
+        let mut iterator = Some(source.iterator(&shard_id, start).await?);
         let mut failures_here = 0u32;
         while let Some(it) = iterator.take() {
             let page = source.page(&shard_id, it).await?;
             let Some(last) = page.last else { break };
             let Some((event, delivered)) = page.event else {
+                report.positions.insert(shard_id.clone(), last);
                 iterator = page.next;
                 continue;
             };
@@ -108,6 +126,7 @@ where
             iterator = match S::failed_at(&response) {
                 None => {
                     failures_here = 0;
+                    report.positions.insert(shard_id.clone(), last);
                     page.next
                 }
                 Some(seq) if failures_here < settings.max_retries => {
@@ -127,7 +146,9 @@ where
                         info,
                     )
                     .await?;
-                    Some(source.iterator(&shard_id, Position::After(&last)).await?)
+                    let next = source.iterator(&shard_id, Position::After(&last)).await?;
+                    report.positions.insert(shard_id.clone(), last);
+                    Some(next)
                 }
             };
         }
@@ -142,7 +163,20 @@ impl KinesisMapping {
         H: FnMut(KinesisEvent) -> Fut,
         Fut: Future<Output = Result<KinesisEventResponse, BoxError>>,
     {
-        drain(self, handler).await
+        drain(self, &Positions::new(), handler).await
+    }
+
+    /// Like [`Self::drain`], resuming each shard after the position a previous drain reported.
+    pub async fn drain_after<H, Fut>(
+        &self,
+        from: &Positions,
+        handler: H,
+    ) -> Result<DrainReport, BoxError>
+    where
+        H: FnMut(KinesisEvent) -> Fut,
+        Fut: Future<Output = Result<KinesisEventResponse, BoxError>>,
+    {
+        drain(self, from, handler).await
     }
 }
 
@@ -317,7 +351,20 @@ impl DynamoStreamMapping {
         H: FnMut(aws_lambda_events::event::dynamodb::Event) -> Fut,
         Fut: Future<Output = Result<DynamoDbEventResponse, BoxError>>,
     {
-        drain(self, handler).await
+        drain(self, &Positions::new(), handler).await
+    }
+
+    /// Like [`Self::drain`], resuming each shard after the position a previous drain reported.
+    pub async fn drain_after<H, Fut>(
+        &self,
+        from: &Positions,
+        handler: H,
+    ) -> Result<DrainReport, BoxError>
+    where
+        H: FnMut(aws_lambda_events::event::dynamodb::Event) -> Fut,
+        Fut: Future<Output = Result<DynamoDbEventResponse, BoxError>>,
+    {
+        drain(self, from, handler).await
     }
 }
 
