@@ -1,0 +1,203 @@
+//! Every function binary under the Lambda Runtime API: `cargo lambda watch` (the emulator, from the
+//! repo's virtualenv) runs each function against a fresh local stack, and `cargo lambda invoke` sends it
+//! its `events/` fixture, as the README shows. The answers are checked: ingest and the feature updater
+//! report no batch item failures, the scorer answers the API Gateway event with a 200 decision and the
+//! invalid one with a 400, the evaluator answers the scheduler event with its run summary.
+
+use checkout_ai_integration_tests::{fresh_stack, repo_root};
+use checkout_shared::aws::models::{s3_client, S3ObjectStore};
+use checkout_shared::aws::stack::LocalStack;
+use checkout_shared::decision::config::{DecisionConfig, DEFAULT_CONFIG_KEY};
+use checkout_shared::model::registry::{Condition, ObjectStore};
+use serde_json::{json, Value};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn cargo_lambda() -> PathBuf {
+    let p = repo_root().join(".venv/bin/cargo-lambda");
+    assert!(p.exists(), "{} is missing: run `make venv`", p.display());
+    p
+}
+
+/// `cargo lambda watch` for one package, killed (with the function it started) when dropped.
+struct Watch {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        // The emulator runs the function as its own child: end the whole process group.
+        unsafe {
+            libc::kill(-(self.child.id() as i32), libc::SIGTERM);
+        }
+        let _ = self.child.wait();
+    }
+}
+
+fn env_file(stack: &LocalStack, function: &str, dir: &Path) -> PathBuf {
+    let mut lines = vec![
+        format!("AWS_ENDPOINT_URL={}", stack.endpoint),
+        format!("AWS_REGION={}", stack.region),
+        "AWS_ACCESS_KEY_ID=testing".to_string(),
+        "AWS_SECRET_ACCESS_KEY=testing".to_string(),
+    ];
+    for (k, v) in &stack.functions[function] {
+        lines.push(format!("{k}={v}"));
+    }
+    let path = dir.join(format!("{function}.env"));
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    path
+}
+
+fn watch(package: &str, env: &Path) -> Watch {
+    use std::os::unix::process::CommandExt;
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new(cargo_lambda())
+        .current_dir(repo_root())
+        .args(["lambda", "watch", "--ignore-changes", "-p", package])
+        .args([
+            "--invoke-address",
+            "127.0.0.1",
+            "--invoke-port",
+            &port.to_string(),
+        ])
+        .arg("--env-file")
+        .arg(env)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .expect("cargo lambda watch starts");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "cargo lambda watch -p {package} did not listen"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    Watch { child, port }
+}
+
+/// The first invocation builds the function (a debug build of its package), so this is generous.
+const INVOKE_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// `cargo lambda invoke <binary> --data-file events/<fixture>`: the function's JSON answer.
+fn invoke(w: &Watch, binary: &str, fixture: &str) -> Value {
+    let mut child = Command::new(cargo_lambda())
+        .current_dir(repo_root())
+        .args(["lambda", "invoke", binary, "--data-file"])
+        .arg(format!("events/{fixture}"))
+        .args([
+            "--invoke-address",
+            "127.0.0.1",
+            "--invoke-port",
+            &w.port.to_string(),
+        ])
+        .args(["--output-format", "json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cargo lambda invoke runs");
+    // A function that dies leaves the invocation waiting: give up after the timeout.
+    let deadline = Instant::now() + INVOKE_TIMEOUT;
+    while child.try_wait().expect("wait").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("{binary} {fixture}: no answer within {INVOKE_TIMEOUT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = child.wait_with_output().expect("invoke output");
+    assert!(
+        out.status.success(),
+        "{binary} {fixture}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{binary} {fixture}: not JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_function_runs_under_the_runtime_api_with_its_fixtures() {
+    let stack = fresh_stack("runtime");
+    let dir =
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("runtime-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // The evaluator's one-experiment fixture names a running experiment.
+    let sdk = stack.sdk_config().await;
+    let config = DecisionConfig {
+        experiments: vec![serde_json::from_value(json!({"id": "checkout-offers",
+            "variations": ["control", "treatment"], "placement": "cart", "status": "running"}))
+        .unwrap()],
+        ..DecisionConfig::default()
+    };
+    S3ObjectStore {
+        client: s3_client(&sdk),
+        bucket: stack.resource("ModelsBucket").unwrap().name.clone(),
+    }
+    .put(DEFAULT_CONFIG_KEY, config.encode(), Condition::Absent)
+    .await
+    .unwrap();
+
+    let w = watch("ingest", &env_file(&stack, "IngestFunction", &dir));
+    assert_eq!(
+        invoke(&w, "ingest", "kinesis-valid.json"),
+        json!({"batchItemFailures": []})
+    );
+    assert_eq!(
+        invoke(&w, "ingest", "kinesis-poison.json"),
+        json!({"batchItemFailures": []})
+    );
+    drop(w);
+
+    let w = watch(
+        "feature-updater",
+        &env_file(&stack, "FeatureUpdaterFunction", &dir),
+    );
+    let answer = invoke(&w, "feature-updater", "dynamodb-event-log-inserts.json");
+    assert_eq!(answer, json!({"batchItemFailures": []}));
+    drop(w);
+
+    let w = watch("scorer", &env_file(&stack, "ScorerFunction", &dir));
+    let ok = invoke(&w, "scorer", "apigw-decision.json");
+    assert_eq!(ok["statusCode"], 200, "{ok}");
+    let body: Value = serde_json::from_str(ok["body"].as_str().unwrap()).unwrap();
+    assert!(
+        body["decision_id"].is_string() && body["actions"][0]["action"]["type"].is_string(),
+        "{body}"
+    );
+    let bad = invoke(&w, "scorer", "apigw-decision-invalid.json");
+    assert_eq!(bad["statusCode"], 400, "{bad}");
+    let health = invoke(&w, "scorer", "apigw-health.json");
+    assert_eq!(health["statusCode"], 200, "{health}");
+    drop(w);
+
+    let w = watch(
+        "experiment-evaluator",
+        &env_file(&stack, "ExperimentEvaluatorFunction", &dir),
+    );
+    let run = invoke(&w, "experiment-evaluator", "scheduler-evaluate.json");
+    assert_eq!(run["window_end"], "2025-11-20T11:00:00Z", "{run}");
+    assert_eq!(
+        run["reports"][0]["experiment_id"], "checkout-offers",
+        "{run}"
+    );
+    assert_eq!(run["reports"][0]["outcome"], "written", "{run}");
+    let again = invoke(&w, "experiment-evaluator", "scheduler-evaluate-one.json");
+    assert_eq!(again["reports"][0]["outcome"], "exists", "{again}");
+    drop(w);
+    std::fs::remove_dir_all(&dir).ok();
+}
