@@ -139,7 +139,7 @@ pub async fn storefront(
             continue;
         }
         let body: Value = serde_json::from_slice(response.body().as_ref())?;
-        let action = body["actions"][0]["action"]
+        let action = body["actions"][0]["action"]["type"]
             .as_str()
             .unwrap_or("?")
             .to_string();
