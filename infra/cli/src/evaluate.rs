@@ -147,6 +147,7 @@ pub struct Spec {
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Combine {
+    /// A proportion column (values 0 or 1): 1 when any row is.
     Any,
     Sum,
     Max,
@@ -158,7 +159,6 @@ struct Slot {
     column: usize,
     name: String,
     combine: Combine,
-    binary: bool,
 }
 
 /// Where a metric's `x` and `y` come from.
@@ -190,7 +190,7 @@ fn layout(headers: &csv::StringRecord, spec: &Spec) -> Result<Layout, BoxError> 
             })
     };
     let mut slots: Vec<Slot> = Vec::new();
-    let mut slot = |name: &str, combine: Combine, binary: bool| -> Result<usize, BoxError> {
+    let mut slot = |name: &str, combine: Combine| -> Result<usize, BoxError> {
         let column = column(name)?;
         if let Some(i) = slots
             .iter()
@@ -202,7 +202,6 @@ fn layout(headers: &csv::StringRecord, spec: &Spec) -> Result<Layout, BoxError> 
             column,
             name: name.to_string(),
             combine,
-            binary,
         });
         Ok(slots.len() - 1)
     };
@@ -210,21 +209,21 @@ fn layout(headers: &csv::StringRecord, spec: &Spec) -> Result<Layout, BoxError> 
     let mut defs = Vec::new();
     let mut names = std::collections::BTreeSet::new();
     for m in &spec.metrics {
-        let (combine, binary) = match m.kind {
-            MetricKind::Proportion => (Combine::Any, true),
-            _ => (Combine::Sum, false),
+        let combine = match m.kind {
+            MetricKind::Proportion => Combine::Any,
+            _ => Combine::Sum,
         };
-        let x = slot(&m.column, combine, binary)?;
+        let x = slot(&m.column, combine)?;
         let y = match &spec.covariate {
-            Some(c) => Some(slot(c, Combine::Max, false)?),
+            Some(c) => Some(slot(c, Combine::Max)?),
             None => None,
         };
         metrics.push(MetricSlots { x, y });
         defs.push(def(&m.name, m.kind, &m.column, spec));
     }
     for r in &spec.ratios {
-        let x = slot(&r.numerator, Combine::Sum, false)?;
-        let y = Some(slot(&r.denominator, Combine::Sum, false)?);
+        let x = slot(&r.numerator, Combine::Sum)?;
+        let y = Some(slot(&r.denominator, Combine::Sum)?);
         metrics.push(MetricSlots { x, y });
         defs.push(def(
             &r.name,
@@ -458,7 +457,7 @@ pub fn tally_csv(
             let field = record.get(slot.column).unwrap_or_default();
             reason.clear();
             match parse_value(field) {
-                Some(v) if slot.binary && v != 0.0 && v != 1.0 => {
+                Some(v) if slot.combine == Combine::Any && v != 0.0 && v != 1.0 => {
                     reason.push_str("not_0_or_1:");
                 }
                 Some(v) => *value = v,

@@ -165,7 +165,7 @@ where
     };
     let totals = std::cell::RefCell::new(BatchCounts::default());
     let report = mapping
-        .drain_after(from, |event| {
+        .drain(from, |event| {
             let totals = &totals;
             async move {
                 let (response, c) = function.process(event, chrono::Utc::now()).await;
@@ -230,7 +230,7 @@ pub async fn drive_features_with<L: SessionLog, S: FeatureStore>(
     };
     let totals = std::cell::RefCell::new(FeaturesRun::default());
     let report = mapping
-        .drain_after(from, |event| {
+        .drain(from, |event| {
             let totals = &totals;
             async move {
                 let (response, c) = function.process(event).await;

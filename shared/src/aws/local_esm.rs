@@ -104,12 +104,12 @@ where
     for shard_id in source.shards().await? {
         report.shards += 1;
         let start = match from.get(&shard_id) {
-            Some(seq) => Position::After(seq),
+            Some(seq) => {
+                report.positions.insert(shard_id.clone(), seq.clone());
+                Position::After(seq)
+            }
             None => Position::Start,
         };
-        if let Some(seq) = from.get(&shard_id) {
-            report.positions.insert(shard_id.clone(), seq.clone());
-        }
         let mut iterator = Some(source.iterator(&shard_id, start).await?);
         let mut failures_here = 0u32;
         while let Some(it) = iterator.take() {
@@ -157,21 +157,9 @@ where
 }
 
 impl KinesisMapping {
-    /// Reads every shard from the start to its current end, invoking `handler` per batch.
-    pub async fn drain<H, Fut>(&self, handler: H) -> Result<DrainReport, BoxError>
-    where
-        H: FnMut(KinesisEvent) -> Fut,
-        Fut: Future<Output = Result<KinesisEventResponse, BoxError>>,
-    {
-        drain(self, &Positions::new(), handler).await
-    }
-
-    /// Like [`Self::drain`], resuming each shard after the position a previous drain reported.
-    pub async fn drain_after<H, Fut>(
-        &self,
-        from: &Positions,
-        handler: H,
-    ) -> Result<DrainReport, BoxError>
+    /// Reads every shard from the start to its current end, invoking `handler` per batch, resuming each shard after
+    /// the position a previous drain reported in `from` (empty: from the start).
+    pub async fn drain<H, Fut>(&self, from: &Positions, handler: H) -> Result<DrainReport, BoxError>
     where
         H: FnMut(KinesisEvent) -> Fut,
         Fut: Future<Output = Result<KinesisEventResponse, BoxError>>,
@@ -345,21 +333,9 @@ pub struct DynamoStreamMapping {
 }
 
 impl DynamoStreamMapping {
-    /// Reads every shard to its current end, invoking `handler` per batch of matching records.
-    pub async fn drain<H, Fut>(&self, handler: H) -> Result<DrainReport, BoxError>
-    where
-        H: FnMut(aws_lambda_events::event::dynamodb::Event) -> Fut,
-        Fut: Future<Output = Result<DynamoDbEventResponse, BoxError>>,
-    {
-        drain(self, &Positions::new(), handler).await
-    }
-
-    /// Like [`Self::drain`], resuming each shard after the position a previous drain reported.
-    pub async fn drain_after<H, Fut>(
-        &self,
-        from: &Positions,
-        handler: H,
-    ) -> Result<DrainReport, BoxError>
+    /// Reads every shard to its current end, invoking `handler` per batch of matching records, resuming each shard after
+    /// the position a previous drain reported in `from` (empty: from the start).
+    pub async fn drain<H, Fut>(&self, from: &Positions, handler: H) -> Result<DrainReport, BoxError>
     where
         H: FnMut(aws_lambda_events::event::dynamodb::Event) -> Fut,
         Fut: Future<Output = Result<DynamoDbEventResponse, BoxError>>,
