@@ -13,6 +13,8 @@ use checkout_shared::decision::config::{update_config, DEFAULT_CONFIG_KEY};
 use checkout_shared::experiment::evaluation::report_keys;
 use checkout_shared::model::registry::ObjectStore as _;
 use checkout_shared::rees46;
+use checkout_shared::stats::analysis::effect_text;
+use checkout_shared::stats::frequentist::Difference;
 use chrono::{DateTime, DurationRound, NaiveDateTime, TimeDelta, Utc};
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -113,9 +115,13 @@ pub fn http_api_event(visit: &CartVisit, request_id: usize) -> Value {
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct DecisionsSummary {
     pub total: usize,
+    /// Distinct users asked for: the experiment's unit is the user, so this is how many units to expect.
+    pub users: usize,
     pub by_action: BTreeMap<String, usize>,
     pub by_variant: BTreeMap<String, usize>,
     pub degraded: usize,
+    /// Why, per degraded decision (the scorer's `degraded_reason`).
+    pub degraded_by_reason: BTreeMap<String, usize>,
     /// Answers other than 200 (none expected).
     pub not_ok: usize,
 }
@@ -125,7 +131,14 @@ pub async fn storefront(
     scorer: &scorer::Scorer,
     visits: &[CartVisit],
 ) -> Result<DecisionsSummary, BoxError> {
-    let mut s = DecisionsSummary::default();
+    let mut s = DecisionsSummary {
+        users: visits
+            .iter()
+            .map(|v| v.user_id.as_str())
+            .collect::<std::collections::BTreeSet<_>>()
+            .len(),
+        ..DecisionsSummary::default()
+    };
     for (i, visit) in visits.iter().enumerate() {
         let event = http_api_event(visit, i).to_string();
         let request = lambda_http::request::from_str(&event)?;
@@ -151,6 +164,8 @@ pub async fn storefront(
         *s.by_variant.entry(variant).or_default() += 1;
         if body["degraded"].as_bool() == Some(true) {
             s.degraded += 1;
+            let reason = body["degraded_reason"].as_str().unwrap_or("?").to_string();
+            *s.degraded_by_reason.entry(reason).or_default() += 1;
         }
     }
     Ok(s)
@@ -240,6 +255,7 @@ pub async fn evaluate(
     std::fs::write(&json_path, &json_bytes)?;
     std::fs::write(&html_path, &html_bytes)?;
     let report: Value = serde_json::from_slice(&json_bytes)?;
+    let difference: Difference = serde_json::from_value(report["settings"]["difference"].clone())?;
     let mut p_values = BTreeMap::new();
     let mut significant = Vec::new();
     for m in report["metrics"].as_array().into_iter().flatten() {
@@ -253,7 +269,8 @@ pub async fn evaluate(
             per_arm.insert(
                 variant,
                 json!({"p_value": c["p_value"], "adjusted_p_value": c["adjusted_p_value"],
-                       "significant": c["significant"], "effect": c["effect"], "error": c["error"]}),
+                       "significant": c["significant"], "effect": c["effect"], "error": c["error"],
+                       "effect_text": c["effect"].as_f64().map(|e| effect_text(e, difference))}),
             );
         }
         p_values.insert(name, Value::Object(per_arm));

@@ -516,6 +516,14 @@ pub async fn demo(stack: &LocalStack, file: &Path, out: &Path) -> Result<(), Box
         )
         .into());
     }
+    let units: u64 = summary.experiment.units_per_arm.values().sum();
+    if units != summary.decisions.users as u64 {
+        return Err(format!(
+            "the report counts {units} units but the storefront asked for {} users: exposures were lost or doubled on the way back",
+            summary.decisions.users
+        )
+        .into());
+    }
     if summary.decisions.not_ok > 0 {
         return Err(format!(
             "{} decisions were not answered 200",
@@ -571,13 +579,14 @@ fn print_summary(s: &DemoSummary) {
         s.model.promoted,
         s.model.promotion_reason
     );
+    let d = &s.decisions;
     println!(
-        "  decisions {} (by action {:?}, by variant {:?}), degraded {}, not 200: {}",
-        s.decisions.total,
-        s.decisions.by_action,
-        s.decisions.by_variant,
-        s.decisions.degraded,
-        s.decisions.not_ok
+        "  decisions {} for {} users (by action {:?}, by variant {:?}), not 200: {}",
+        d.total, d.users, d.by_action, d.by_variant, d.not_ok
+    );
+    println!(
+        "  degraded {} {:?} (a safe `none` answered within the budget)",
+        d.degraded, d.degraded_by_reason
     );
     println!(
         "  decision events back: {} logged, {} quarantined, {} feature items written",
@@ -597,8 +606,27 @@ fn print_summary(s: &DemoSummary) {
             " (no mismatch)"
         }
     );
+    println!(
+        "    {:<22} {:<10} {:>9} {:>9} {:>11}  significant",
+        "metric", "arm", "effect", "p", "adjusted p"
+    );
     for (metric, arms) in &e.p_values {
-        println!("    {metric:<22} {arms}");
+        for (arm, c) in arms.as_object().into_iter().flatten() {
+            let number = |v: &serde_json::Value, f: fn(f64) -> String| {
+                v.as_f64().map_or_else(|| "-".to_string(), f)
+            };
+            println!(
+                "    {metric:<22} {arm:<10} {:>9} {:>9} {:>11}  {}",
+                c["effect_text"].as_str().unwrap_or("-"),
+                number(&c["p_value"], |x| format!("{x:.3}")),
+                number(&c["adjusted_p_value"], |x| format!("{x:.3}")),
+                match (c["significant"].as_bool(), c["error"].as_str()) {
+                    (_, Some(error)) => format!("no ({error})"),
+                    (Some(true), _) => "YES".to_string(),
+                    _ => "no".to_string(),
+                }
+            );
+        }
     }
     println!("  {}", e.reading);
     println!("  report: {}", e.recommendation);
