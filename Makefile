@@ -20,7 +20,7 @@ export SAM_CLI_TELEMETRY      = 0
 export SAM_CLI_DISABLE_VERSION_CHECK = 1
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help venv build demo test lint fmt-check clippy template-check sam-build unit-tests bench bench-model bench-decision bench-evaluate fallback-model \
+.PHONY: help venv build demo test lint fmt-check clippy template-check moto-check sam-build unit-tests bench bench-model bench-decision bench-evaluate fallback-model \
         stack-up stack-down schema fixtures clean
 
 help: ## List the targets
@@ -56,7 +56,7 @@ demo: $(STAMP) build ## Run the main job end to end on the local stack with real
 	@set -o pipefail; trap '$(MAKE) --no-print-directory stack-down' EXIT; \
 	    $(CLI) demo --stack $(STACK) --file $(DATA)/rees46-2019-10-01-head.csv --out out
 
-test: $(STAMP) fmt-check clippy template-check sam-build unit-tests ## All quality gates and all tests
+test: $(STAMP) fmt-check clippy template-check moto-check sam-build unit-tests ## All quality gates and all tests
 
 fmt-check:
 	cargo fmt --all -- --check
@@ -81,6 +81,9 @@ sam-build: $(STAMP)
 	for f in IngestFunction FeatureUpdaterFunction ScorerFunction ExperimentEvaluatorFunction; do \
 	    test -x "$$dir/build/$$f/bootstrap" || { echo "sam build made no bootstrap for $$f"; exit 1; }; \
 	done
+
+moto-check: $(STAMP)
+	$(PY) infra/check_moto_server.py
 
 unit-tests: $(STAMP)
 	cargo test --locked --workspace --no-fail-fast

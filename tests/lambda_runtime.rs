@@ -1,13 +1,17 @@
 //! Every function binary under the Lambda Runtime API: `cargo lambda watch` (the emulator, from the
 //! repo's virtualenv) runs each function against a fresh local stack, and `cargo lambda invoke` sends it
-//! its `events/` fixture, as the README shows. The answers are checked: ingest and the feature updater
-//! report no batch item failures, the scorer answers the API Gateway event with a 200 decision and the
+//! its `events/` fixture, as the README shows. The answers and their effects are checked: ingest reports
+//! no batch item failures and logs the valid events and quarantines the poison ones, the feature updater
+//! projects the logged session, the scorer answers the API Gateway event with a 200 decision and the
 //! invalid one with a 400, the evaluator answers the scheduler event with its run summary.
 
-use checkout_ai_integration_tests::{fresh_stack, repo_root};
+use checkout_ai_integration_tests::{fresh_stack, logged_ids, quarantine_messages, repo_root};
+use checkout_shared::aws::features::DynamoFeatureStore;
 use checkout_shared::aws::models::{s3_client, S3ObjectStore};
 use checkout_shared::aws::stack::LocalStack;
 use checkout_shared::decision::config::{DecisionConfig, DEFAULT_CONFIG_KEY};
+use checkout_shared::features::updater::FeatureStore as _;
+use checkout_shared::features::{Doc, Key};
 use checkout_shared::model::registry::{Condition, ObjectStore};
 use serde_json::{json, Value};
 use std::net::{TcpListener, TcpStream};
@@ -157,11 +161,18 @@ async fn every_function_runs_under_the_runtime_api_with_its_fixtures() {
         invoke(&w, "ingest", "kinesis-valid.json"),
         json!({"batchItemFailures": []})
     );
+    let valid: std::collections::BTreeSet<String> =
+        (1..=12).map(|i| format!("evt-{i:04}")).collect();
+    assert_eq!(logged_ids(&stack).await, valid);
     assert_eq!(
         invoke(&w, "ingest", "kinesis-poison.json"),
         json!({"batchItemFailures": []})
     );
     drop(w);
+    let mut logged = valid;
+    logged.extend(["evt-0100".to_string(), "evt-0107".to_string()]);
+    assert_eq!(logged_ids(&stack).await, logged);
+    assert_eq!(quarantine_messages(&stack).await.len(), 6);
 
     let w = watch(
         "feature-updater",
@@ -170,6 +181,23 @@ async fn every_function_runs_under_the_runtime_api_with_its_fixtures() {
     let answer = invoke(&w, "feature-updater", "dynamodb-event-log-inserts.json");
     assert_eq!(answer, json!({"batchItemFailures": []}));
     drop(w);
+    let store = DynamoFeatureStore {
+        client: aws_sdk_dynamodb::Client::new(&sdk),
+        table: stack.resource("FeaturesTable").unwrap().name.clone(),
+    };
+    let key = Key::session("sess-7f3a");
+    match store
+        .get_many(std::slice::from_ref(&key))
+        .await
+        .unwrap()
+        .remove(&key)
+    {
+        Some(stored) => match stored.doc {
+            Doc::Session(s) => assert_eq!(s.event_count as usize, logged.len(), "{s:?}"),
+            other => panic!("not a session: {other:?}"),
+        },
+        None => panic!("the feature updater did not project sess-7f3a"),
+    }
 
     let w = watch("scorer", &env_file(&stack, "ScorerFunction", &dir));
     let ok = invoke(&w, "scorer", "apigw-decision.json");
