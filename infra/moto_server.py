@@ -44,20 +44,20 @@ from moto.server import main
 _deepcopy = copy.deepcopy
 
 
-class _TableCopyIsIdentity:
-    """Stands in for the `copy` module inside moto.dynamodb.models."""
+class _CopyModule:
+    """Stands in for the `copy` module inside a moto module: `deepcopy` returns `x` itself when `shared(x)`."""
+
+    def __init__(self, shared):
+        self._shared = shared
 
     def __getattr__(self, name):
         return getattr(copy, name)
 
-    @staticmethod
-    def deepcopy(x, memo=None):
-        if isinstance(x, ddb.Table):
-            return x
-        return _deepcopy(x, memo)
+    def deepcopy(self, x, memo=None):
+        return x if self._shared(x) else _deepcopy(x, memo)
 
 
-ddb.copy = _TableCopyIsIdentity()
+ddb.copy = _CopyModule(lambda x: isinstance(x, ddb.Table))
 _transact = ddb.DynamoDBBackend.transact_write_items
 
 
@@ -128,22 +128,7 @@ Table.query = query
 
 # 3. A projected scan of top-level attributes shares the stored attribute objects.
 _projecting = threading.local()
-
-
-class _ItemCopyIsIdentityWhileProjecting:
-    """Stands in for the `copy` module inside moto.dynamodb.models.table."""
-
-    def __getattr__(self, name):
-        return getattr(copy, name)
-
-    @staticmethod
-    def deepcopy(x, memo=None):
-        if getattr(_projecting, "on", False) and isinstance(x, ddb.Item):
-            return x
-        return _deepcopy(x, memo)
-
-
-_table_module.copy = _ItemCopyIsIdentityWhileProjecting()
+_table_module.copy = _CopyModule(lambda x: getattr(_projecting, "on", False) and isinstance(x, ddb.Item))
 _project = ddb.Item.project
 
 

@@ -1,14 +1,13 @@
 //! Every function binary under the Lambda Runtime API: `cargo lambda watch` (the emulator, from the
 //! repo's virtualenv) runs each function against a fresh local stack, and `cargo lambda invoke` sends it
-//! its `events/` fixture, as the README shows. The answers and their effects are checked: ingest reports
+//! its `events/` fixture with the `<Function>.env` file `infra/localstack.py` writes, as the README shows. The answers and their effects are checked: ingest reports
 //! no batch item failures and logs the valid events and quarantines the poison ones, the feature updater
 //! projects the logged session, the scorer answers the API Gateway event with a 200 decision and the
 //! invalid one with a 400, the evaluator answers the scheduler event with its run summary.
 
-use checkout_ai_integration_tests::{fresh_stack, logged_ids, quarantine_messages, repo_root};
+use checkout_ai_integration_tests::{fresh_stack_in, logged_ids, quarantine_messages, repo_root};
 use checkout_shared::aws::features::DynamoFeatureStore;
 use checkout_shared::aws::models::{s3_client, S3ObjectStore};
-use checkout_shared::aws::stack::LocalStack;
 use checkout_shared::decision::config::{DecisionConfig, DEFAULT_CONFIG_KEY};
 use checkout_shared::features::updater::FeatureStore as _;
 use checkout_shared::features::{Doc, Key};
@@ -41,22 +40,8 @@ impl Drop for Watch {
     }
 }
 
-fn env_file(stack: &LocalStack, function: &str, dir: &Path) -> PathBuf {
-    let mut lines = vec![
-        format!("AWS_ENDPOINT_URL={}", stack.endpoint),
-        format!("AWS_REGION={}", stack.region),
-        "AWS_ACCESS_KEY_ID=testing".to_string(),
-        "AWS_SECRET_ACCESS_KEY=testing".to_string(),
-    ];
-    for (k, v) in &stack.functions[function] {
-        lines.push(format!("{k}={v}"));
-    }
-    let path = dir.join(format!("{function}.env"));
-    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
-    path
-}
-
-fn watch(package: &str, env: &Path) -> Watch {
+/// `cargo lambda watch -p <package> --env-file <dir>/<function>.env`, the file `infra/localstack.py` wrote.
+fn watch(package: &str, dir: &Path, function: &str) -> Watch {
     use std::os::unix::process::CommandExt;
     let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -73,7 +58,7 @@ fn watch(package: &str, env: &Path) -> Watch {
             &port.to_string(),
         ])
         .arg("--env-file")
-        .arg(env)
+        .arg(dir.join(format!("{function}.env")))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .process_group(0)
@@ -136,10 +121,9 @@ fn invoke(w: &Watch, binary: &str, fixture: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_function_runs_under_the_runtime_api_with_its_fixtures() {
-    let stack = fresh_stack("runtime");
     let dir =
         Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("runtime-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let stack = fresh_stack_in("runtime", &dir);
     // The evaluator's one-experiment fixture names a running experiment.
     let sdk = stack.sdk_config().await;
     let config = DecisionConfig {
@@ -156,7 +140,7 @@ async fn every_function_runs_under_the_runtime_api_with_its_fixtures() {
     .await
     .unwrap();
 
-    let w = watch("ingest", &env_file(&stack, "IngestFunction", &dir));
+    let w = watch("ingest", &dir, "IngestFunction");
     assert_eq!(
         invoke(&w, "ingest", "kinesis-valid.json"),
         json!({"batchItemFailures": []})
@@ -174,10 +158,7 @@ async fn every_function_runs_under_the_runtime_api_with_its_fixtures() {
     assert_eq!(logged_ids(&stack).await, logged);
     assert_eq!(quarantine_messages(&stack).await.len(), 6);
 
-    let w = watch(
-        "feature-updater",
-        &env_file(&stack, "FeatureUpdaterFunction", &dir),
-    );
+    let w = watch("feature-updater", &dir, "FeatureUpdaterFunction");
     let answer = invoke(&w, "feature-updater", "dynamodb-event-log-inserts.json");
     assert_eq!(answer, json!({"batchItemFailures": []}));
     drop(w);
@@ -199,7 +180,7 @@ async fn every_function_runs_under_the_runtime_api_with_its_fixtures() {
         None => panic!("the feature updater did not project sess-7f3a"),
     }
 
-    let w = watch("scorer", &env_file(&stack, "ScorerFunction", &dir));
+    let w = watch("scorer", &dir, "ScorerFunction");
     let ok = invoke(&w, "scorer", "apigw-decision.json");
     assert_eq!(ok["statusCode"], 200, "{ok}");
     let body: Value = serde_json::from_str(ok["body"].as_str().unwrap()).unwrap();
@@ -213,10 +194,7 @@ async fn every_function_runs_under_the_runtime_api_with_its_fixtures() {
     assert_eq!(health["statusCode"], 200, "{health}");
     drop(w);
 
-    let w = watch(
-        "experiment-evaluator",
-        &env_file(&stack, "ExperimentEvaluatorFunction", &dir),
-    );
+    let w = watch("experiment-evaluator", &dir, "ExperimentEvaluatorFunction");
     let run = invoke(&w, "experiment-evaluator", "scheduler-evaluate.json");
     assert_eq!(run["window_end"], "2025-11-20T11:00:00Z", "{run}");
     assert_eq!(

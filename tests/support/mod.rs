@@ -96,31 +96,47 @@ static STACKS: AtomicUsize = AtomicUsize::new(0);
 
 /// A fresh set of the template's resources on moto, under a unique prefix.
 pub fn fresh_stack(name: &str) -> LocalStack {
+    create_stack(name, None)
+}
+
+/// [`fresh_stack`], also writing the stack's files into `dir` as `make stack-up` writes them into
+/// `.local/`: `stack.json`, `stack.sam-env.json` and one `<Function>.env` per function.
+pub fn fresh_stack_in(name: &str, dir: &Path) -> LocalStack {
+    create_stack(name, Some(dir))
+}
+
+fn create_stack(name: &str, dir: Option<&Path>) -> LocalStack {
     let endpoint = moto();
     let prefix = format!(
         "{name}-{}-{}",
         std::process::id(),
         STACKS.fetch_add(1, Ordering::SeqCst)
     );
-    let out = Command::new(venv_bin("python"))
-        .arg(repo_root().join("infra/localstack.py"))
-        .args([
-            "create",
-            "--endpoint",
-            endpoint,
-            "--prefix",
-            &prefix,
-            "--param",
-            "EventRetentionDays=36500",
-        ])
-        .output()
-        .expect("runs infra/localstack.py");
+    let mut command = Command::new(venv_bin("python"));
+    command.arg(repo_root().join("infra/localstack.py")).args([
+        "create",
+        "--endpoint",
+        endpoint,
+        "--prefix",
+        &prefix,
+        "--param",
+        "EventRetentionDays=36500",
+    ]);
+    let description = dir.map(|d| d.join("stack.json"));
+    if let Some(path) = &description {
+        command.arg("--out").arg(path);
+    }
+    let out = command.output().expect("runs infra/localstack.py");
     assert!(
         out.status.success(),
         "localstack.py create failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    serde_json::from_slice(&out.stdout).expect("stack description")
+    let text = match &description {
+        Some(path) => std::fs::read(path).expect("stack.json"),
+        None => out.stdout,
+    };
+    serde_json::from_slice(&text).expect("stack description")
 }
 
 /// Every item of the stack's event log.

@@ -610,16 +610,17 @@ fn print_summary(s: &DemoSummary) {
         "    {:<22} {:<10} {:>9} {:>9} {:>11}  significant",
         "metric", "arm", "effect", "p", "adjusted p"
     );
+    let p = |v: &serde_json::Value| {
+        v.as_f64()
+            .map_or_else(|| "-".to_string(), |x| format!("{x:.3}"))
+    };
     for (metric, arms) in &e.p_values {
         for (arm, c) in arms.as_object().into_iter().flatten() {
-            let number = |v: &serde_json::Value, f: fn(f64) -> String| {
-                v.as_f64().map_or_else(|| "-".to_string(), f)
-            };
             println!(
                 "    {metric:<22} {arm:<10} {:>9} {:>9} {:>11}  {}",
                 c["effect_text"].as_str().unwrap_or("-"),
-                number(&c["p_value"], |x| format!("{x:.3}")),
-                number(&c["adjusted_p_value"], |x| format!("{x:.3}")),
+                p(&c["p_value"]),
+                p(&c["adjusted_p_value"]),
                 match (c["significant"].as_bool(), c["error"].as_str()) {
                     (_, Some(error)) => format!("no ({error})"),
                     (Some(true), _) => "YES".to_string(),
