@@ -89,7 +89,7 @@ unit-tests: $(STAMP)
 	cargo test --locked --workspace --no-fail-fast
 
 bench: bench-model bench-decision bench-evaluate ## All benchmarks: ingest's pure part, the model and the scorer against scikit-learn, evaluate against gbstats
-	cargo bench --locked -p checkout-shared --bench ingest_pure
+	cargo bench --locked -p checkout-ai --bench ingest_pure
 
 bench-decision: $(STAMP) ## Scorer: decision compute vs scikit-learn predict_proba, cold start, binary size
 	@$(MAKE) --no-print-directory stack-up
@@ -107,9 +107,9 @@ bench-evaluate: $(STAMP) ## checkout-ai evaluate vs pandas + gbstats on a genera
 	cargo build --locked --profile tool -p checkout-ai
 	$(PY) infra/bench_evaluate.py target/tool/checkout-ai target/bench/experiment-1m.csv
 
-fallback-model: ## Retrain the model compiled into the scorer (shared/models/) from the UCI file
+fallback-model: ## Retrain the model compiled into the scorer (shared/domain/models/) from the UCI file
 	cargo run --quiet --locked -p checkout-ai -- train --csv $(DATA)/online_shoppers_intention.csv \
-	    --version builtin-uci-1 --out shared/models/purchase-propensity.json
+	    --version builtin-uci-1 --out shared/domain/models/purchase-propensity.json
 
 # ---- generated files -------------------------------------------------------------------------------
 schema: ## Regenerate events/schema/event-v1.schema.json from the Rust types

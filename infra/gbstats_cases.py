@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Differential cases for the Rust statistics: random sufficient statistics (with edge cases), and what
 gbstats 0.8.0 computes for them. Prints one JSON document: {"cases": [{"test", "config", "a", "b",
-"expected"}]}. The Rust test (shared/tests/gbstats_differential.rs) runs this script and compares.
+"expected"}]}. The Rust test (shared/domain/tests/gbstats_differential.rs) runs this script and compares.
 
     gbstats_cases.py --count 2000 --seed 7
 """

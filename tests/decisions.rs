@@ -3,12 +3,12 @@
 //! stack stopped, the scorer still starts and answers, degraded.
 
 use checkout_ai_integration_tests::fresh_stack;
-use checkout_shared::aws::models::{s3_client, S3ObjectStore};
-use checkout_shared::aws::Env;
-use checkout_shared::decision::config::{DecisionConfig, DEFAULT_CONFIG_KEY};
-use checkout_shared::features::Doc;
-use checkout_shared::model::registry::{Condition, ObjectStore};
-use checkout_shared::pseudonym::Pseudonymizer;
+use checkout_aws::s3::{s3_client, S3ObjectStore};
+use checkout_aws::Env;
+use checkout_domain::decision::config::{DecisionConfig, DEFAULT_CONFIG_KEY};
+use checkout_domain::features::Doc;
+use checkout_domain::ports::{Condition, ObjectStore};
+use checkout_domain::pseudonym::Pseudonymizer;
 use lambda_http::http::Method;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -85,7 +85,7 @@ async fn decision_events_travel_through_ingest_into_the_log_and_the_experiment_u
     let p = Pseudonymizer::new(key.as_bytes()).expect("key");
     let ddb = aws_sdk_dynamodb::Client::new(&sdk);
     let table = stack.resource("FeaturesTable").expect("table").name.clone();
-    let units: BTreeMap<String, _> = checkout_shared::aws::features::scan_features(&ddb, &table)
+    let units: BTreeMap<String, _> = checkout_ai::census::scan_features(&ddb, &table)
         .await
         .expect("scan")
         .into_values()
@@ -148,7 +148,7 @@ async fn with_the_local_stack_stopped_the_scorer_starts_and_answers_degraded() {
         .and_then(|l| l.local_addr())
         .expect("port")
         .port();
-    let stopped = checkout_shared::aws::config::local_sdk_config(
+    let stopped = checkout_ai::local::stack::local_sdk_config(
         &format!("http://127.0.0.1:{port}"),
         &stack.region,
     )
@@ -159,7 +159,7 @@ async fn with_the_local_stack_stopped_the_scorer_starts_and_answers_degraded() {
     assert!(
         matches!(
             s.model.origin,
-            checkout_shared::model::registry::Origin::Fallback { .. }
+            checkout_domain::model::registry::Origin::Fallback { .. }
         ),
         "the compiled-in model serves"
     );

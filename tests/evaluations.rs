@@ -4,14 +4,14 @@
 //! nothing.
 
 use checkout_ai_integration_tests::fresh_stack;
-use checkout_shared::aws::features::to_item;
-use checkout_shared::aws::models::{s3_client, S3ObjectStore};
-use checkout_shared::decision::config::{DecisionConfig, DEFAULT_CONFIG_KEY};
-use checkout_shared::experiment::evaluation::{evaluate_experiment, latest_key, report_keys};
-use checkout_shared::features::aggregate::Money;
-use checkout_shared::features::{Doc, ExperimentUnit};
-use checkout_shared::memory::{MemoryFeatureStore, MemoryObjectStore};
-use checkout_shared::model::registry::{Condition, ObjectStore};
+use checkout_aws::features::to_item;
+use checkout_aws::s3::{s3_client, S3ObjectStore};
+use checkout_domain::decision::config::{DecisionConfig, DEFAULT_CONFIG_KEY};
+use checkout_domain::experiment::evaluation::{evaluate_experiment, latest_key, report_keys};
+use checkout_domain::features::aggregate::Money;
+use checkout_domain::features::{Doc, ExperimentUnit};
+use checkout_domain::memory::{MemoryFeatureStore, MemoryObjectStore};
+use checkout_domain::ports::{Condition, ObjectStore};
 use chrono::{TimeZone, Utc};
 use experiment_evaluator::{Function, Invocation};
 use serde_json::{json, Value};

@@ -1,9 +1,9 @@
 //! REES46 → Kinesis → ingest → event log → its DynamoDB stream → feature updater, on moto. The live
 //! features table must equal a rebuild from the log, and delivering the stream again must change nothing.
 
+use checkout_ai::census::scan_features;
 use checkout_ai_integration_tests::{fresh_stack, log_items, rees46};
-use checkout_shared::aws::features::scan_features;
-use checkout_shared::features::Doc;
+use checkout_domain::features::Doc;
 use std::collections::BTreeSet;
 
 /// Enough of the clickstream for sessions that span several stream batches, small enough for CI; the
@@ -85,8 +85,8 @@ async fn projected_features_equal_a_rebuild_and_a_redelivered_stream_changes_not
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_that_keeps_failing_is_given_up_to_the_on_failure_queue_and_skipped() {
-    use checkout_shared::features::updater::FeatureUpdater;
-    use checkout_shared::memory::{Faults, MemoryFeatureStore, MemoryLog};
+    use checkout_domain::features::updater::FeatureUpdater;
+    use checkout_domain::memory::{Faults, MemoryFeatureStore, MemoryLog};
 
     let Some(file) = rees46() else { return };
     let stack = fresh_stack("features-abandon");

@@ -1,8 +1,8 @@
 //! Injected DynamoDB throttling, 5xx and partial batches between the real SDK client and moto.
 
+use checkout_ai::rees46::read_rows;
 use checkout_ai_integration_tests::faults::{faulty_sdk_config, Fault, Plan};
 use checkout_ai_integration_tests::{fresh_stack, kinesis_event, log_items, logged_ids, rees46};
-use checkout_shared::rees46::read_rows;
 use std::collections::BTreeSet;
 
 fn payloads(file: &std::path::Path, n: usize) -> Vec<Vec<u8>> {

@@ -2,8 +2,9 @@
 
 use aws_lambda_events::event::kinesis::KinesisEvent;
 use checkout_ai_integration_tests::{fresh_stack, logged_ids, quarantine_messages};
-use checkout_shared::aws::kinesis::{KinesisProducer, OutRecord};
-use checkout_shared::delivery::{deliver, RetryPolicy};
+use checkout_aws::kinesis::KinesisProducer;
+use checkout_domain::delivery::{deliver, RetryPolicy};
+use checkout_domain::ports::OutRecord;
 use std::collections::{BTreeMap, BTreeSet};
 
 const POISON: &str = include_str!("../events/kinesis-poison.json");

@@ -1,10 +1,10 @@
 //! REES46 replayed through Kinesis into the event log on moto, twice, with duplicates.
 
+use checkout_ai::rees46::read_rows;
 use checkout_ai_integration_tests::{fresh_stack, log_items, rees46};
-use checkout_shared::aws::Env;
-use checkout_shared::ingest::LogEntry;
-use checkout_shared::pseudonym::Pseudonymizer;
-use checkout_shared::rees46::read_rows;
+use checkout_aws::Env;
+use checkout_domain::ingest::LogEntry;
+use checkout_domain::pseudonym::Pseudonymizer;
 use std::collections::{BTreeMap, HashSet};
 
 /// What the log must hold: the pure pipeline's entry for every distinct REES46 event.

@@ -6,12 +6,12 @@
 //! invalid one with a 400, the evaluator answers the scheduler event with its run summary.
 
 use checkout_ai_integration_tests::{fresh_stack_in, logged_ids, quarantine_messages, repo_root};
-use checkout_shared::aws::features::DynamoFeatureStore;
-use checkout_shared::aws::models::{s3_client, S3ObjectStore};
-use checkout_shared::decision::config::{DecisionConfig, DEFAULT_CONFIG_KEY};
-use checkout_shared::features::updater::FeatureStore as _;
-use checkout_shared::features::{Doc, Key};
-use checkout_shared::model::registry::{Condition, ObjectStore};
+use checkout_aws::features::DynamoFeatureStore;
+use checkout_aws::s3::{s3_client, S3ObjectStore};
+use checkout_domain::decision::config::{DecisionConfig, DEFAULT_CONFIG_KEY};
+use checkout_domain::features::{Doc, Key};
+use checkout_domain::ports::FeatureReader as _;
+use checkout_domain::ports::{Condition, ObjectStore};
 use serde_json::{json, Value};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};

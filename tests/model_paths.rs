@@ -2,19 +2,19 @@
 //! same session, a model trains on sessions exported from the event log, and the registry works on S3
 //! (moto on 127.0.0.1) with the loader falling back when the champion is unusable or S3 is unreachable.
 
+use checkout_ai::rees46;
 use checkout_ai_integration_tests::{fresh_stack, rees46};
-use checkout_shared::aws::features::{from_feature_item, to_item};
-use checkout_shared::aws::models::{s3_client, S3ObjectStore};
-use checkout_shared::features::rebuild::rebuild;
-use checkout_shared::features::UciSession;
-use checkout_shared::features::{Doc, Key};
-use checkout_shared::ingest::LogEntry;
-use checkout_shared::model::columns::{labelled_sessions, read_csv, write_csv, Dataset};
-use checkout_shared::model::registry::{
+use checkout_aws::features::{from_feature_item, to_item};
+use checkout_aws::s3::{s3_client, S3ObjectStore};
+use checkout_domain::features::rebuild::rebuild;
+use checkout_domain::features::UciSession;
+use checkout_domain::features::{Doc, Key};
+use checkout_domain::ingest::LogEntry;
+use checkout_domain::model::columns::{labelled_sessions, read_csv, write_csv, Dataset};
+use checkout_domain::model::registry::{
     self, artifact_key, fallback_model, load_or_fallback, publish, Origin,
 };
-use checkout_shared::model::vectorizer::{VectorizerConfig, VectorizerSpec};
-use checkout_shared::rees46;
+use checkout_domain::model::vectorizer::{VectorizerConfig, VectorizerSpec};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
@@ -126,7 +126,7 @@ fn a_model_trains_on_sessions_exported_from_the_event_log() {
     // Better than chance out of sample (the export's label is "ordered in the session").
     let cv = &artifact.metrics.cross_validation;
     assert!(cv.mean_auc > 0.6, "mean CV AUC {}", cv.mean_auc);
-    let model = checkout_shared::model::Model::decode(&artifact.encode().unwrap()).unwrap();
+    let model = checkout_domain::model::Model::decode(&artifact.encode().unwrap()).unwrap();
     assert_eq!(model.artifact(), &artifact);
 }
 
@@ -193,8 +193,7 @@ async fn the_registry_on_s3_promotes_loads_and_falls_back() {
         .local_addr()
         .unwrap();
     let offline =
-        checkout_shared::aws::config::local_sdk_config(&format!("http://{closed}"), "us-east-1")
-            .await;
+        checkout_ai::local::stack::local_sdk_config(&format!("http://{closed}"), "us-east-1").await;
     let unreachable = S3ObjectStore {
         client: s3_client(&offline),
         bucket: store.bucket.clone(),

@@ -167,7 +167,7 @@ impl HttpConnector for FaultyConnector {
 
 /// The stack's SDK config with the fault layer in front of moto and fast SDK-level retries.
 pub async fn faulty_sdk_config(
-    stack: &checkout_shared::aws::stack::LocalStack,
+    stack: &checkout_ai::local::stack::LocalStack,
     plan: Arc<Plan>,
 ) -> aws_config::SdkConfig {
     let base = stack.sdk_config().await;

@@ -5,9 +5,9 @@ pub mod faults;
 
 use aws_lambda_events::event::kinesis::KinesisEvent;
 use base64::Engine as _;
-use checkout_shared::aws::dynamo::scan_log;
-use checkout_shared::aws::stack::LocalStack;
-use checkout_shared::ingest::{LogEntry, QuarantineRecord};
+use checkout_ai::census::scan_log;
+use checkout_ai::local::stack::LocalStack;
+use checkout_domain::ingest::{LogEntry, QuarantineRecord};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -1,6 +1,6 @@
 //! `ExperimentEvaluatorFunction`: on an EventBridge Scheduler schedule, evaluates every running experiment
 //! of the decision config over the window ending at the scheduled time, and writes its report to S3
-//! (see `checkout_shared::experiment::evaluation` for the keys and the idempotency rule).
+//! (see `checkout_domain::experiment::evaluation` for the keys and the idempotency rule).
 //!
 //! Input (the schedule's target input): `{"window_end": "<aws.scheduler.scheduled-time>"}`, optionally
 //! with `"experiment_id"` to evaluate one experiment. Without `window_end` the window ends now.
@@ -8,14 +8,15 @@
 //! A run evaluates every due experiment even when one fails, then fails if any did, so the retry
 //! (Lambda's asynchronous retries, then the dead-letter queue) redoes only the windows not yet written.
 
-use checkout_shared::aws::features::DynamoUnitSource;
-use checkout_shared::aws::models::{s3_client, S3ObjectStore};
-use checkout_shared::aws::{load_sdk_config, ConfigError, Env};
-use checkout_shared::decision::config::{DecisionConfig, DEFAULT_CONFIG_KEY};
-use checkout_shared::experiment::evaluation::{due, evaluate_experiment, Outcome, UnitSource};
-use checkout_shared::model::registry::ObjectStore;
-use checkout_shared::stats::analysis::{Settings, Test};
-use checkout_shared::stats::correction::Correction;
+use checkout_aws::features::DynamoUnitSource;
+use checkout_aws::s3::{s3_client, S3ObjectStore};
+use checkout_aws::{load_sdk_config, ConfigError, Env};
+use checkout_domain::decision::config::{DecisionConfig, DEFAULT_CONFIG_KEY};
+use checkout_domain::experiment::evaluation::{due, evaluate_experiment, Outcome};
+use checkout_domain::ports::ObjectStore;
+use checkout_domain::ports::UnitSource;
+use checkout_domain::stats::analysis::{Settings, Test};
+use checkout_domain::stats::correction::Correction;
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use lambda_runtime::{Error, LambdaEvent};
 use serde::{Deserialize, Serialize};
@@ -73,7 +74,7 @@ impl Config {
                 bayesian: env.parsed("REPORT_BAYESIAN", true)?,
                 min_sample_per_arm: env.parsed(
                     "MIN_SAMPLE_PER_ARM",
-                    checkout_shared::stats::analysis::MIN_SAMPLE_PER_ARM,
+                    checkout_domain::stats::analysis::MIN_SAMPLE_PER_ARM,
                 )?,
                 ..Settings::default()
             },

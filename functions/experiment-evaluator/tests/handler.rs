@@ -2,12 +2,12 @@
 //! input, a missing or invalid decision config, and a failing unit store (the run lists the failure and
 //! fails, after writing what it could).
 
-use checkout_shared::aws::Env;
-use checkout_shared::decision::config::{DecisionConfig, DEFAULT_CONFIG_KEY};
-use checkout_shared::experiment::evaluation::report_keys;
-use checkout_shared::features::aggregate::Money;
-use checkout_shared::features::{Doc, ExperimentUnit};
-use checkout_shared::memory::{Faults, MemoryFeatureStore, MemoryObjectStore};
+use checkout_aws::Env;
+use checkout_domain::decision::config::{DecisionConfig, DEFAULT_CONFIG_KEY};
+use checkout_domain::experiment::evaluation::report_keys;
+use checkout_domain::features::aggregate::Money;
+use checkout_domain::features::{Doc, ExperimentUnit};
+use checkout_domain::memory::{Faults, MemoryFeatureStore, MemoryObjectStore};
 use chrono::{DateTime, TimeZone, Utc};
 use experiment_evaluator::{Config, Function};
 use lambda_runtime::{Context, LambdaEvent};

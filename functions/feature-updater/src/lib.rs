@@ -2,15 +2,16 @@
 //! features of their sessions and of everything those sessions contribute to out.
 //!
 //! The records only say *which sessions* have new events; the updater re-reads each session from the log
-//! and folds it (see `checkout_shared::features`). A batch item failure is reported at the first record
+//! and folds it (see `checkout_domain::features`). A batch item failure is reported at the first record
 //! whose session is not fully projected, so Lambda retries from there and everything after it, which
 //! the updater treats as a no-op where it is already done.
 
 use aws_lambda_events::event::dynamodb::Event as StreamEvent;
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
-use checkout_shared::aws::features::{DynamoFeatureStore, DynamoSessionLog};
-use checkout_shared::aws::{load_sdk_config, ConfigError, Env};
-use checkout_shared::features::updater::{FeatureStore, FeatureUpdater, SessionLog, UpdateCounts};
+use checkout_aws::features::{DynamoFeatureStore, DynamoSessionLog};
+use checkout_aws::{load_sdk_config, ConfigError, Env};
+use checkout_domain::features::updater::{FeatureUpdater, UpdateCounts};
+use checkout_domain::ports::{FeatureWriter, SessionLog};
 use lambda_runtime::{Error, LambdaEvent};
 
 /// Everything the function reads from its environment, once, at cold start.
@@ -66,7 +67,7 @@ impl Function {
     }
 }
 
-impl<L: SessionLog, S: FeatureStore> Function<L, S> {
+impl<L: SessionLog, S: FeatureWriter> Function<L, S> {
     pub async fn handle(
         &self,
         event: LambdaEvent<StreamEvent>,

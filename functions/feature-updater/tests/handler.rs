@@ -2,12 +2,12 @@
 //! `cargo lambda invoke --data-file` and `sam local invoke -e`.
 
 use aws_lambda_events::event::dynamodb::Event as StreamEvent;
-use checkout_shared::aws::dynamo::from_item;
-use checkout_shared::delivery::BatchSink;
-use checkout_shared::features::updater::FeatureUpdater;
-use checkout_shared::features::{Doc, Key};
-use checkout_shared::ingest::LogEntry;
-use checkout_shared::memory::{Faults, MemoryFeatureStore, MemoryLog};
+use checkout_aws::dynamo::from_item;
+use checkout_domain::features::updater::FeatureUpdater;
+use checkout_domain::features::{Doc, Key};
+use checkout_domain::ingest::LogEntry;
+use checkout_domain::memory::{Faults, MemoryFeatureStore, MemoryLog};
+use checkout_domain::ports::BatchSink;
 use feature_updater::Function;
 use lambda_runtime::{Context, LambdaEvent};
 use std::collections::HashMap;
@@ -88,7 +88,7 @@ async fn given_the_checkout_funnel_then_the_session_features_follow_it() {
     assert_eq!(s.traffic_type, Some(2));
     assert_eq!(
         s.visitor_type,
-        Some(checkout_shared::event::VisitorType::Returning)
+        Some(checkout_domain::event::VisitorType::Returning)
     );
     let user = s.user_id.clone().expect("user");
     assert!(user.starts_with("u_"));

@@ -3,16 +3,17 @@
 
 use aws_lambda_events::event::kinesis::KinesisEvent;
 use aws_lambda_events::event::streams::{KinesisBatchItemFailure, KinesisEventResponse};
-use checkout_shared::aws::config::secret;
-use checkout_shared::aws::dynamo::DynamoEventLog;
-use checkout_shared::aws::quarantine::SqsQuarantine;
-use checkout_shared::aws::{load_sdk_config, ConfigError, Env};
-use checkout_shared::delivery::{BatchSink, RetryPolicy};
-use checkout_shared::ingest::{
+use checkout_aws::config::secret;
+use checkout_aws::dynamo::DynamoEventLog;
+use checkout_aws::quarantine::SqsQuarantine;
+use checkout_aws::{load_sdk_config, ConfigError, Env};
+use checkout_domain::delivery::RetryPolicy;
+use checkout_domain::ingest::{
     Admission, BatchCounts, Ingestor, LogEntry, QuarantineRecord, SourceRecord,
     DEFAULT_MAX_RECORD_BYTES,
 };
-use checkout_shared::pseudonym::Pseudonymizer;
+use checkout_domain::ports::BatchSink;
+use checkout_domain::pseudonym::Pseudonymizer;
 use lambda_runtime::{Error, LambdaEvent};
 use std::time::Duration;
 

@@ -2,7 +2,7 @@ use lambda_runtime::{run, service_fn, Error, LambdaEvent};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
-    checkout_shared::telemetry::init_tracing();
+    checkout_aws::telemetry::init_tracing();
     let function = ingest::Function::from_env().await?;
     run(service_fn(|event: LambdaEvent<_>| function.handle(event))).await
 }

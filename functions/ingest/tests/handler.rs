@@ -3,10 +3,10 @@
 
 use aws_lambda_events::event::kinesis::KinesisEvent;
 use aws_lambda_events::event::streams::KinesisEventResponse;
-use checkout_shared::delivery::RetryPolicy;
-use checkout_shared::ingest::{Admission, Ingestor};
-use checkout_shared::memory::{Faults, MemoryLog, MemoryQuarantine};
-use checkout_shared::pseudonym::Pseudonymizer;
+use checkout_domain::delivery::RetryPolicy;
+use checkout_domain::ingest::{Admission, Ingestor};
+use checkout_domain::memory::{Faults, MemoryLog, MemoryQuarantine};
+use checkout_domain::pseudonym::Pseudonymizer;
 use chrono::{DateTime, Utc};
 use ingest::Function;
 use std::collections::BTreeSet;

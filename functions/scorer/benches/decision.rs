@@ -14,17 +14,17 @@
 //! `predict_proba`, measured in the same run, and prints the ratios.
 
 use base64::Engine as _;
-use checkout_shared::decision::config::DecisionConfig;
-use checkout_shared::decision::engine::{decide, Features, Inputs};
-use checkout_shared::decision::policy::Arm;
-use checkout_shared::decision::request::parse_request;
-use checkout_shared::event::Event;
-use checkout_shared::features::rebuild::rebuild;
-use checkout_shared::features::Doc;
-use checkout_shared::ingest::LogEntry;
-use checkout_shared::model::metrics::{per_call_ns, quantile};
-use checkout_shared::model::registry::fallback_model;
-use checkout_shared::pseudonym::Pseudonymizer;
+use checkout_domain::decision::config::DecisionConfig;
+use checkout_domain::decision::engine::{decide, Features, Inputs};
+use checkout_domain::decision::policy::Arm;
+use checkout_domain::decision::request::parse_request;
+use checkout_domain::event::Event;
+use checkout_domain::features::rebuild::rebuild;
+use checkout_domain::features::Doc;
+use checkout_domain::ingest::LogEntry;
+use checkout_domain::model::metrics::{per_call_ns, quantile};
+use checkout_domain::model::registry::fallback_model;
+use checkout_domain::pseudonym::Pseudonymizer;
 use serde_json::json;
 use std::hint::black_box;
 use std::io::{BufRead, BufReader};
@@ -202,17 +202,34 @@ fn cold_start(
 
 /// Makes the cold start do its real work on the local stack: a champion to load (pointer, then artifact)
 /// and a decision config with an experiment.
-fn publish_champion_and_config(stack: &checkout_shared::aws::stack::LocalStack) {
-    use checkout_shared::model::registry::{promote, publish, Condition, ObjectStore};
+fn publish_champion_and_config(stack: &serde_json::Value) {
+    use checkout_domain::model::registry::{promote, publish};
+    use checkout_domain::ports::{Condition, ObjectStore};
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime");
     rt.block_on(async {
-        let sdk = stack.sdk_config().await;
-        let store = checkout_shared::aws::models::S3ObjectStore {
-            client: checkout_shared::aws::models::s3_client(&sdk),
-            bucket: stack.resource("ModelsBucket").expect("bucket").name.clone(),
+        let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .endpoint_url(stack["endpoint"].as_str().expect("endpoint"))
+            .region(aws_config::Region::new(
+                stack["region"].as_str().expect("region").to_string(),
+            ))
+            .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+                "testing",
+                "testing",
+                None,
+                None,
+                "local-stack",
+            ))
+            .load()
+            .await;
+        let store = checkout_aws::s3::S3ObjectStore {
+            client: checkout_aws::s3::s3_client(&sdk),
+            bucket: stack["resources"]["ModelsBucket"]["name"]
+                .as_str()
+                .expect("bucket")
+                .to_string(),
         };
         let mut artifact = fallback_model().expect("model").artifact().clone();
         artifact.version = "bench-1".into();
@@ -239,7 +256,7 @@ fn publish_champion_and_config(stack: &checkout_shared::aws::stack::LocalStack) 
         };
         store
             .put(
-                checkout_shared::decision::config::DEFAULT_CONFIG_KEY,
+                checkout_domain::decision::config::DEFAULT_CONFIG_KEY,
                 config.encode(),
                 Condition::Absent,
             )
@@ -284,11 +301,19 @@ fn main() {
     report["cold_start_ms_stack_stopped"] =
         cold_start(&binary, &stopped, 20, "serving the compiled-in fallback");
     if let Ok(path) = std::env::var("BENCH_STACK") {
-        let stack = checkout_shared::aws::stack::LocalStack::load(Path::new(&path)).expect("stack");
+        // The description `infra/localstack.py` writes (read as JSON: the CLI's reader is not a
+        // dependency of a Lambda crate).
+        let stack: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).expect("stack")).expect("json");
         publish_champion_and_config(&stack);
-        let mut env = base(&stack.endpoint);
-        let vars = &stack.functions["ScorerFunction"];
-        env.extend(vars.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let mut env = base(stack["endpoint"].as_str().expect("endpoint"));
+        let vars = stack["functions"]["ScorerFunction"]
+            .as_object()
+            .expect("ScorerFunction");
+        env.extend(
+            vars.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string())),
+        );
         report["cold_start_ms_local_stack"] =
             cold_start(&binary, &env, 20, "loaded the champion model");
     } else {

@@ -6,22 +6,24 @@
 //! its budget gives a safe `none` decision flagged `degraded`; a failed event put is retried once,
 //! counted and logged with the whole event, and never fails the answer.
 
-use checkout_shared::aws::config::secret;
-use checkout_shared::aws::features::DynamoFeatureStore;
-use checkout_shared::aws::kinesis::{KinesisProducer, OutRecord};
-use checkout_shared::aws::models::{s3_client, S3ObjectStore};
-use checkout_shared::aws::{load_sdk_config, ConfigError, Env};
-use checkout_shared::decision::config::{ConfigCache, DEFAULT_CONFIG_KEY};
-use checkout_shared::decision::engine::{decide, DecisionResponse, Inputs};
-use checkout_shared::decision::read::{read_features, PageCache};
-use checkout_shared::decision::request::{parse_request, RequestError};
-use checkout_shared::delivery::BatchSink;
-use checkout_shared::event::Event;
-use checkout_shared::features::updater::FeatureStore;
-use checkout_shared::features::Key;
-use checkout_shared::model::registry::{load_or_fallback, Loaded, ObjectStore};
-use checkout_shared::model::DEFAULT_MODEL_NAME;
-use checkout_shared::pseudonym::Pseudonymizer;
+use checkout_aws::config::secret;
+use checkout_aws::features::DynamoFeatureStore;
+use checkout_aws::kinesis::KinesisProducer;
+use checkout_aws::s3::{s3_client, S3ObjectStore};
+use checkout_aws::{load_sdk_config, ConfigError, Env};
+use checkout_domain::decision::config::{ConfigCache, DEFAULT_CONFIG_KEY};
+use checkout_domain::decision::engine::{decide, DecisionResponse, Inputs};
+use checkout_domain::decision::read::{read_features, PageCache};
+use checkout_domain::decision::request::{parse_request, RequestError};
+use checkout_domain::event::Event;
+use checkout_domain::features::Key;
+use checkout_domain::model::registry::{load_or_fallback, Loaded};
+use checkout_domain::model::DEFAULT_MODEL_NAME;
+use checkout_domain::ports::BatchSink;
+use checkout_domain::ports::FeatureReader;
+use checkout_domain::ports::ObjectStore;
+use checkout_domain::ports::OutRecord;
+use checkout_domain::pseudonym::Pseudonymizer;
 use lambda_http::http::{header, Method, StatusCode};
 use lambda_http::{Body, Error, Request, Response};
 use serde::Serialize;
@@ -168,7 +170,7 @@ impl Scorer {
     }
 }
 
-impl<F: FeatureStore, O: ObjectStore + Send + Sync, K: BatchSink<OutRecord>> Scorer<F, O, K> {
+impl<F: FeatureReader, O: ObjectStore + Send + Sync, K: BatchSink<OutRecord>> Scorer<F, O, K> {
     /// Builds the scorer over any ports (the cold start of [`Scorer::new`], and tests).
     pub async fn assemble(
         settings: Config,

@@ -2,20 +2,19 @@
 //! bodies, the degraded paths, the kill switch, deterministic assignment, the guardrails seen through the
 //! API, and the decision event's retry.
 
-use checkout_shared::decision::config::{DecisionConfig, DEFAULT_CONFIG_KEY};
-use checkout_shared::decision::policy::Arm;
-use checkout_shared::delivery::StoreError;
-use checkout_shared::event::Event;
-use checkout_shared::experiment::config::Experiment;
-use checkout_shared::features::updater::{
-    CommitError, FeatureStore, FeatureUpdater, Stored, Write,
-};
-use checkout_shared::features::Key;
-use checkout_shared::ingest::LogEntry;
-use checkout_shared::memory::{
+use checkout_domain::decision::config::{DecisionConfig, DEFAULT_CONFIG_KEY};
+use checkout_domain::decision::policy::Arm;
+use checkout_domain::event::Event;
+use checkout_domain::experiment::config::Experiment;
+use checkout_domain::features::updater::FeatureUpdater;
+use checkout_domain::features::Key;
+use checkout_domain::ingest::LogEntry;
+use checkout_domain::memory::{
     Faults, MemoryFeatureStore, MemoryLog, MemoryObjectStore, MemoryStream,
 };
-use checkout_shared::pseudonym::Pseudonymizer;
+use checkout_domain::ports::StoreError;
+use checkout_domain::ports::{FeatureReader, Stored};
+use checkout_domain::pseudonym::Pseudonymizer;
 use chrono::{DateTime, TimeZone, Utc};
 use lambda_http::http::Method;
 use proptest::prelude::*;
@@ -32,7 +31,7 @@ fn now() -> DateTime<Utc> {
 }
 
 fn settings() -> Config {
-    let env = checkout_shared::aws::Env::from_pairs([
+    let env = checkout_aws::Env::from_pairs([
         ("FEATURES_TABLE", "features"),
         ("EVENT_STREAM", "events"),
         ("MODELS_BUCKET", "models"),
@@ -165,7 +164,7 @@ async fn features() -> MemoryFeatureStore {
         MemoryLog::new(100, Faults::default()),
         MemoryFeatureStore::new(Faults::default()),
     );
-    use checkout_shared::delivery::BatchSink;
+    use checkout_domain::ports::BatchSink;
     let refs: Vec<&LogEntry> = entries.iter().collect();
     assert!(updater.log.put(&refs).await.unwrap().is_empty());
     let sessions: Vec<String> = entries.iter().map(|e| e.session_id.clone()).collect();
@@ -198,7 +197,7 @@ fn treat_all() -> Vec<u8> {
     .encode()
 }
 
-async fn scorer_over<F: FeatureStore>(
+async fn scorer_over<F: FeatureReader>(
     features: F,
     config: Vec<u8>,
     stream: Faults,
@@ -232,7 +231,7 @@ fn cart_body(session: &str, user: Option<&str>, placement: &str, with_costs: boo
     .into_bytes()
 }
 
-async fn post<F: FeatureStore>(
+async fn post<F: FeatureReader>(
     s: &Scorer<F, MemoryObjectStore, MemoryStream>,
     body: &[u8],
 ) -> (u16, Value) {
@@ -248,7 +247,7 @@ async fn post<F: FeatureStore>(
     (a.status.as_u16(), conforms(&a))
 }
 
-fn events(s: &Scorer<impl FeatureStore, MemoryObjectStore, MemoryStream>) -> Vec<Event> {
+fn events(s: &Scorer<impl FeatureReader, MemoryObjectStore, MemoryStream>) -> Vec<Event> {
     s.events
         .items()
         .into_values()
@@ -305,7 +304,7 @@ async fn a_treated_cart_gets_ranked_actions_reasons_and_an_event() {
         Some("alice"),
         "raw on the stream; ingest pseudonymizes"
     );
-    let checkout_shared::event::EventBody::DecisionServed(d) = &e.body else {
+    let checkout_domain::event::EventBody::DecisionServed(d) = &e.body else {
         panic!("{e:?}")
     };
     assert_eq!(d.action, actions[0]["action"]["type"].as_str().unwrap());
@@ -325,7 +324,7 @@ async fn a_treated_cart_gets_ranked_actions_reasons_and_an_event() {
     let hashes: Vec<_> = again
         .iter()
         .map(|e| match &e.body {
-            checkout_shared::event::EventBody::DecisionServed(d) => d.feature_hash.clone(),
+            checkout_domain::event::EventBody::DecisionServed(d) => d.feature_hash.clone(),
             _ => unreachable!(),
         })
         .collect();
@@ -445,14 +444,8 @@ async fn the_kill_switch_forces_control_within_one_ttl() {
 /// A features table that never answers.
 struct Hanging;
 
-impl FeatureStore for Hanging {
+impl FeatureReader for Hanging {
     async fn get_many(&self, _: &[Key]) -> Result<HashMap<Key, Stored>, StoreError> {
-        std::future::pending().await
-    }
-    async fn query(&self, _: &str, _: &str) -> Result<Vec<Stored>, StoreError> {
-        std::future::pending().await
-    }
-    async fn commit(&self, _: Vec<Write>) -> Result<(), CommitError> {
         std::future::pending().await
     }
 }
@@ -589,7 +582,7 @@ async fn refusals_carry_a_stable_code_and_the_field() {
 
 // --------------------------------------------------------------------------------- hostile input
 
-#[path = "../../../shared/tests/support/hostile.rs"]
+#[path = "../../../shared/domain/tests/support/hostile.rs"]
 mod hostile;
 
 fn valid_request() -> Value {

@@ -6,15 +6,15 @@
 //! the experiment is an **A/A test**. Its report must show no sample ratio mismatch (the demo fails if it
 //! does), and any "significant" metric is a false positive, expected at about the alpha rate.
 
+use crate::local::stack::LocalStack;
+use crate::rees46;
 use crate::BoxError;
-use checkout_shared::aws::models::{s3_client, S3ObjectStore};
-use checkout_shared::aws::stack::LocalStack;
-use checkout_shared::decision::config::{update_config, DEFAULT_CONFIG_KEY};
-use checkout_shared::experiment::evaluation::report_keys;
-use checkout_shared::model::registry::ObjectStore as _;
-use checkout_shared::rees46;
-use checkout_shared::stats::analysis::effect_text;
-use checkout_shared::stats::frequentist::Difference;
+use checkout_aws::s3::{s3_client, S3ObjectStore};
+use checkout_domain::decision::config::{update_config, DEFAULT_CONFIG_KEY};
+use checkout_domain::experiment::evaluation::report_keys;
+use checkout_domain::ports::ObjectStore as _;
+use checkout_domain::stats::analysis::effect_text;
+use checkout_domain::stats::frequentist::Difference;
 use chrono::{DateTime, DurationRound, NaiveDateTime, TimeDelta, Utc};
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -354,7 +354,7 @@ mod tests {
         let body: Value = serde_json::from_slice(request.body().as_ref()).unwrap();
         assert_eq!(body["user_id"], "u-1");
         assert_eq!(body["context"]["cart"]["items"][1]["unit_price_minor"], 500);
-        let parsed = checkout_shared::decision::request::parse_request(request.body().as_ref());
+        let parsed = checkout_domain::decision::request::parse_request(request.body().as_ref());
         assert!(parsed.is_ok(), "{parsed:?}");
     }
 

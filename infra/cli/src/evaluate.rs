@@ -14,10 +14,10 @@
 //! per-arm moments, bounded by arms × metrics.
 
 use crate::BoxError;
-use checkout_shared::stats::analysis::{
+use checkout_domain::stats::analysis::{
     analyse, DataSummary, Design, MetricDef, MetricKind, Report, Role, Settings, Tally,
 };
-use checkout_shared::stats::html;
+use checkout_domain::stats::html;
 use std::io::Read;
 use std::path::Path;
 

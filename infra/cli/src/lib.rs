@@ -1,22 +1,24 @@
 //! The operator CLI's operations, as a library so the integration tests run exactly what the CLI runs.
 
+pub mod census;
 pub mod demo_loop;
 pub mod evaluate;
+pub mod local;
 pub mod model;
+pub mod rees46;
 
-use checkout_shared::aws::dynamo::count_items;
-use checkout_shared::aws::features::{entity_census, scan_features, DynamoFeatureStore};
-use checkout_shared::aws::kinesis::{KinesisProducer, OutRecord};
-use checkout_shared::aws::local_esm::{
-    DrainReport, DynamoStreamMapping, KinesisMapping, Positions,
-};
-use checkout_shared::aws::stack::LocalStack;
-use checkout_shared::delivery::{deliver, RetryPolicy};
-use checkout_shared::features::rebuild::{count_by_entity, diff, rebuild, Difference};
-use checkout_shared::features::updater::{FeatureStore, SessionLog, Stored, UpdateCounts};
-use checkout_shared::features::{Doc, Key};
-use checkout_shared::ingest::BatchCounts;
-use checkout_shared::rees46;
+use crate::census::{count_items, entity_census, scan_features};
+use crate::local::esm::{DrainReport, DynamoStreamMapping, KinesisMapping, Positions};
+use crate::local::stack::LocalStack;
+use checkout_aws::features::DynamoFeatureStore;
+use checkout_aws::kinesis::KinesisProducer;
+use checkout_domain::delivery::{deliver, RetryPolicy};
+use checkout_domain::features::rebuild::{count_by_entity, diff, rebuild, Difference};
+use checkout_domain::features::updater::UpdateCounts;
+use checkout_domain::features::{Doc, Key};
+use checkout_domain::ingest::BatchCounts;
+use checkout_domain::ports::OutRecord;
+use checkout_domain::ports::{FeatureReader, FeatureWriter, SessionLog, Stored};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use std::path::Path;
@@ -27,7 +29,7 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub fn schema() -> Result<(), BoxError> {
     println!(
         "{}",
-        serde_json::to_string_pretty(&checkout_shared::event::json_schema())?
+        serde_json::to_string_pretty(&checkout_domain::event::json_schema())?
     );
     Ok(())
 }
@@ -103,7 +105,7 @@ pub async fn replay(
     )?);
     let retry = RetryPolicy::default();
     // Sent in call-sized slices so the bar moves; order within the stream is per partition key anyway.
-    for chunk in records.chunks(checkout_shared::aws::kinesis::PUT_RECORDS_MAX) {
+    for chunk in records.chunks(checkout_aws::kinesis::PUT_RECORDS_MAX) {
         let d = deliver(&producer, chunk, &retry).await;
         report.put_records_calls += d.stats.requests;
         report.put_records_retries += d.stats.retries;
@@ -149,8 +151,8 @@ pub async fn drive_ingest_with<L, Q>(
     from: &Positions,
 ) -> Result<IngestRun, BoxError>
 where
-    L: checkout_shared::delivery::BatchSink<checkout_shared::ingest::LogEntry>,
-    Q: checkout_shared::delivery::BatchSink<checkout_shared::ingest::QuarantineRecord>,
+    L: checkout_domain::ports::BatchSink<checkout_domain::ingest::LogEntry>,
+    Q: checkout_domain::ports::BatchSink<checkout_domain::ingest::QuarantineRecord>,
 {
     let source = stack.event_source("IngestFunction", "Kinesis")?;
     let stream = stack.resource(source.source.as_deref().unwrap_or("EventStream"))?;
@@ -207,7 +209,7 @@ pub async fn drive_features_after(
 }
 
 /// [`drive_features`] with a given function.
-pub async fn drive_features_with<L: SessionLog, S: FeatureStore>(
+pub async fn drive_features_with<L: SessionLog, S: FeatureWriter>(
     stack: &LocalStack,
     sdk: &aws_config::SdkConfig,
     function: &feature_updater::Function<L, S>,
@@ -263,8 +265,7 @@ pub struct RebuildReport {
 /// Recomputes every projection from the event log in memory and diffs it against the live table.
 pub async fn rebuild_features(stack: &LocalStack) -> Result<RebuildReport, BoxError> {
     let (ddb, env) = feature_tables(stack).await?;
-    let log =
-        checkout_shared::aws::dynamo::scan_log(&ddb, env.required("EVENT_LOG_TABLE")?).await?;
+    let log = crate::census::scan_log(&ddb, env.required("EVENT_LOG_TABLE")?).await?;
     let live = scan_features(&ddb, env.required("FEATURES_TABLE")?).await?;
     Ok(compare(log, &live))
 }
@@ -273,7 +274,7 @@ pub async fn rebuild_features(stack: &LocalStack) -> Result<RebuildReport, BoxEr
 /// log and the features table).
 pub async fn feature_tables(
     stack: &LocalStack,
-) -> Result<(aws_sdk_dynamodb::Client, checkout_shared::aws::Env), BoxError> {
+) -> Result<(aws_sdk_dynamodb::Client, checkout_aws::Env), BoxError> {
     let sdk = stack.sdk_config().await;
     Ok((
         aws_sdk_dynamodb::Client::new(&sdk),
@@ -283,7 +284,7 @@ pub async fn feature_tables(
 
 /// The rebuild of `log` compared with `live`.
 pub fn compare(
-    log: Vec<checkout_shared::ingest::LogEntry>,
+    log: Vec<checkout_domain::ingest::LogEntry>,
     live: &std::collections::BTreeMap<Key, Doc>,
 ) -> RebuildReport {
     let log_entries = log.len();
@@ -313,7 +314,7 @@ pub struct FeaturesSummary {
     pub feature_items_written_per_event: f64,
     pub events_per_second: f64,
     /// The session with the most events, as the scorer would read it.
-    pub example_session: Option<checkout_shared::features::SessionFeatures>,
+    pub example_session: Option<checkout_domain::features::SessionFeatures>,
 }
 
 /// The demo summary written to `out/demo-summary.json`.
@@ -540,16 +541,16 @@ async fn train_and_promote(stack: &LocalStack, out: &Path) -> Result<ModelSummar
     let export = model::export_sessions(stack, &csv).await?;
     let artifact = model::train_file(
         &csv,
-        checkout_shared::model::DEFAULT_MODEL_NAME,
+        checkout_domain::model::DEFAULT_MODEL_NAME,
         None,
         chrono::Utc::now(),
     )?;
     let store = model::registry_store(stack).await?;
-    checkout_shared::model::registry::publish(&store, &artifact).await?;
+    checkout_domain::model::registry::publish(&store, &artifact).await?;
     let version = artifact.version.clone();
     let record = model::promote(
         stack,
-        checkout_shared::model::DEFAULT_MODEL_NAME,
+        checkout_domain::model::DEFAULT_MODEL_NAME,
         &version,
         None,
         None,

@@ -1,6 +1,6 @@
 //! `checkout-ai`: the operator CLI.
 
-use checkout_shared::aws::stack::LocalStack;
+use checkout_ai::local::stack::LocalStack;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
@@ -55,7 +55,7 @@ enum Command {
     Train {
         #[arg(long, default_value = "../shared/data/online_shoppers_intention.csv")]
         csv: PathBuf,
-        #[arg(long, default_value = checkout_shared::model::DEFAULT_MODEL_NAME)]
+        #[arg(long, default_value = checkout_domain::model::DEFAULT_MODEL_NAME)]
         name: String,
         /// Default: `<UTC time>-<first 8 hex of the data's SHA-256>`.
         #[arg(long)]
@@ -86,7 +86,7 @@ enum Command {
     Promote {
         #[command(flatten)]
         stack: StackArg,
-        #[arg(long, default_value = checkout_shared::model::DEFAULT_MODEL_NAME)]
+        #[arg(long, default_value = checkout_domain::model::DEFAULT_MODEL_NAME)]
         name: String,
         #[arg(long)]
         version: String,
@@ -160,7 +160,7 @@ struct EvaluateArgs {
     /// Sequential test (confidence sequences): valid under continuous monitoring.
     #[arg(long)]
     sequential: bool,
-    #[arg(long, default_value_t = checkout_shared::stats::frequentist::SEQUENTIAL_TUNING)]
+    #[arg(long, default_value_t = checkout_domain::stats::frequentist::SEQUENTIAL_TUNING)]
     sequential_tuning: f64,
     /// Add Bayesian chance to win and risk.
     #[arg(long)]
@@ -169,9 +169,9 @@ struct EvaluateArgs {
     alpha: f64,
     /// Multiple-comparison correction across arms and metrics: holm, bh or none.
     #[arg(long, default_value = "holm")]
-    correction: checkout_shared::stats::correction::Correction,
+    correction: checkout_domain::stats::correction::Correction,
     /// No decision below this many units in any arm.
-    #[arg(long, default_value_t = checkout_shared::stats::analysis::MIN_SAMPLE_PER_ARM)]
+    #[arg(long, default_value_t = checkout_domain::stats::analysis::MIN_SAMPLE_PER_ARM)]
     min_sample: u64,
     /// Where report.json and report.html go.
     #[arg(long)]
@@ -180,7 +180,7 @@ struct EvaluateArgs {
 
 impl EvaluateArgs {
     fn run(self) -> Result<(), ops::BoxError> {
-        use checkout_shared::stats::analysis::{Settings, Test};
+        use checkout_domain::stats::analysis::{Settings, Test};
         if !(self.alpha > 0.0 && self.alpha < 1.0) {
             return Err(format!("--alpha must be in (0, 1), got {}", self.alpha).into());
         }
@@ -259,7 +259,7 @@ async fn train(
     let published = match publish {
         Some(stack) => {
             let store = ops::model::registry_store(&stack.load()?).await?;
-            let key = checkout_shared::model::registry::publish(&store, &artifact).await?;
+            let key = checkout_domain::model::registry::publish(&store, &artifact).await?;
             Some(format!("s3://{}/{key}", store.bucket))
         }
         None => None,

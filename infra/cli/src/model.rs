@@ -1,14 +1,14 @@
 //! `checkout-ai train`, `export-sessions` and `promote`: the propensity model's operator side.
 
+use crate::local::stack::LocalStack;
 use crate::BoxError;
-use checkout_shared::aws::models::{s3_client, S3ObjectStore};
-use checkout_shared::aws::stack::LocalStack;
-use checkout_shared::decision::config::{update_config, DecisionConfig, DEFAULT_CONFIG_KEY};
-use checkout_shared::features::rebuild::rebuild;
-use checkout_shared::model::artifact::ModelArtifact;
-use checkout_shared::model::columns::{labelled_sessions, read_csv, write_csv, Dataset};
-use checkout_shared::model::registry::ObjectStore as _;
-use checkout_shared::model::registry::{self, PromotionRecord};
+use checkout_aws::s3::{s3_client, S3ObjectStore};
+use checkout_domain::decision::config::{update_config, DecisionConfig, DEFAULT_CONFIG_KEY};
+use checkout_domain::features::rebuild::rebuild;
+use checkout_domain::model::artifact::ModelArtifact;
+use checkout_domain::model::columns::{labelled_sessions, read_csv, write_csv, Dataset};
+use checkout_domain::model::registry::{self, PromotionRecord};
+use checkout_domain::ports::ObjectStore as _;
 use checkout_train::{train, Naming, TrainConfig};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -156,8 +156,7 @@ pub struct ExportReport {
 /// "placed an order", in the UCI layout that `train` reads.
 pub async fn export_sessions(stack: &LocalStack, out: &Path) -> Result<ExportReport, BoxError> {
     let (ddb, env) = crate::feature_tables(stack).await?;
-    let log =
-        checkout_shared::aws::dynamo::scan_log(&ddb, env.required("EVENT_LOG_TABLE")?).await?;
+    let log = crate::census::scan_log(&ddb, env.required("EVENT_LOG_TABLE")?).await?;
     let (docs, unreadable) = rebuild(log);
     let rows = labelled_sessions(&docs);
     if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {

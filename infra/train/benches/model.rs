@@ -7,9 +7,9 @@
 //! Medians throughout; per-call latencies are single `Instant` reads around each call (timer overhead,
 //! measured and reported, is about 20–30 ns here).
 
-use checkout_shared::model::columns::{read_csv, Dataset};
-use checkout_shared::model::metrics::{per_call_ns, quantile, stratified_folds};
-use checkout_shared::model::registry::fallback_model;
+use checkout_domain::model::columns::{read_csv, Dataset};
+use checkout_domain::model::metrics::{per_call_ns, quantile, stratified_folds};
+use checkout_domain::model::registry::fallback_model;
 use checkout_train::{cross_validate, fit, TrainConfig};
 use serde_json::json;
 use std::hint::black_box;

@@ -1,17 +1,17 @@
 //! Training the purchase-propensity model with linfa: the reference protocol's cross-validation, a stratified
 //! holdout, and the artifact of the model trained on the rest.
 
-use checkout_shared::features::{UciSession, FEATURE_SCHEMA_VERSION};
-use checkout_shared::model::artifact::{
+use checkout_domain::features::{UciSession, FEATURE_SCHEMA_VERSION};
+use checkout_domain::model::artifact::{
     Algorithm, Coefficient, CrossValidation, Holdout, HoldoutMetrics, Metrics, ModelArtifact,
     TrainingInfo,
 };
-use checkout_shared::model::columns::Dataset;
-use checkout_shared::model::metrics::{
+use checkout_domain::model::columns::Dataset;
+use checkout_domain::model::metrics::{
     brier, log_loss, reliability, roc_auc, stratified_folds, stratified_holdout,
 };
-use checkout_shared::model::scorer::{linear_logit, sigmoid};
-use checkout_shared::model::vectorizer::{VectorizerConfig, VectorizerSpec};
+use checkout_domain::model::scorer::{linear_logit, sigmoid};
+use checkout_domain::model::vectorizer::{VectorizerConfig, VectorizerSpec};
 use chrono::{DateTime, Utc};
 use linfa::prelude::*;
 use linfa_logistic::LogisticRegression;

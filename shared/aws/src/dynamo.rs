@@ -1,0 +1,165 @@
+//! The event log in DynamoDB.
+//!
+//! Item layout (table key: `session_id` HASH, `event_id` RANGE):
+//!
+//! | attribute | type | meaning |
+//! |---|---|---|
+//! | `session_id` | S | partition key: a session's events live together, so a fold over a session is one query |
+//! | `event_id` | S | sort key: the event's own identity, so a redelivery maps to the same item |
+//! | `event_type` | S | v1 `event_type` |
+//! | `occurred_at` | S | event time, RFC 3339 UTC with milliseconds (sorts as text) |
+//! | `user_id` | S | pseudonymous user id, when the event has one |
+//! | `expires_at` | N | TTL: event time plus retention, in epoch seconds |
+//! | `body` | S | the whole pseudonymized event, canonical JSON (schema v1) |
+//!
+//! Every attribute is a pure function of the event, so putting an event again writes an identical item.
+
+use crate::error::store_error;
+use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
+use aws_sdk_dynamodb::Client;
+use checkout_domain::ingest::LogEntry;
+use checkout_domain::ports::{BatchSink, StoreError};
+use std::collections::HashMap;
+
+/// `BatchWriteItem` takes at most 25 items.
+pub const BATCH_WRITE_MAX: usize = 25;
+
+pub type Item = HashMap<String, AttributeValue>;
+
+/// The item for one log entry.
+pub fn to_item(e: &LogEntry) -> Item {
+    let mut item = HashMap::with_capacity(7);
+    item.insert("session_id".into(), AttributeValue::S(e.session_id.clone()));
+    item.insert("event_id".into(), AttributeValue::S(e.event_id.clone()));
+    item.insert("event_type".into(), AttributeValue::S(e.event_type.clone()));
+    item.insert(
+        "occurred_at".into(),
+        AttributeValue::S(e.occurred_at.clone()),
+    );
+    if let Some(u) = &e.user_id {
+        item.insert("user_id".into(), AttributeValue::S(u.clone()));
+    }
+    item.insert(
+        "expires_at".into(),
+        AttributeValue::N(e.expires_at.to_string()),
+    );
+    item.insert("body".into(), AttributeValue::S(e.body.clone()));
+    item
+}
+
+/// Why an item read back from the table is not a log entry.
+#[derive(Debug, thiserror::Error)]
+#[error("event log item is malformed: attribute `{0}` is missing or has the wrong type")]
+pub struct MalformedItem(pub &'static str);
+
+/// The log entry an item holds.
+pub fn from_item(item: &Item) -> Result<LogEntry, MalformedItem> {
+    let s = |name: &'static str| {
+        item.get(name)
+            .and_then(|v| v.as_s().ok())
+            .cloned()
+            .ok_or(MalformedItem(name))
+    };
+    Ok(LogEntry {
+        session_id: s("session_id")?,
+        event_id: s("event_id")?,
+        event_type: s("event_type")?,
+        occurred_at: s("occurred_at")?,
+        user_id: item.get("user_id").and_then(|v| v.as_s().ok()).cloned(),
+        expires_at: item
+            .get("expires_at")
+            .and_then(|v| v.as_n().ok())
+            .and_then(|n| n.parse().ok())
+            .ok_or(MalformedItem("expires_at"))?,
+        body: s("body")?,
+    })
+}
+
+/// The event log table, written with `BatchWriteItem`.
+#[derive(Debug, Clone)]
+pub struct DynamoEventLog {
+    pub client: Client,
+    pub table: String,
+}
+
+impl BatchSink<LogEntry> for DynamoEventLog {
+    fn max_batch(&self) -> usize {
+        BATCH_WRITE_MAX
+    }
+
+    async fn put(&self, items: &[&LogEntry]) -> Result<Vec<usize>, StoreError> {
+        let mut requests = Vec::with_capacity(items.len());
+        for e in items {
+            let put = PutRequest::builder()
+                .set_item(Some(to_item(e)))
+                .build()
+                .map_err(|err| StoreError::permanent("BatchWriteItem", err))?;
+            requests.push(WriteRequest::builder().put_request(put).build());
+        }
+        let out = self
+            .client
+            .batch_write_item()
+            .request_items(&self.table, requests)
+            .send()
+            .await
+            .map_err(|e| store_error("BatchWriteItem", e))?;
+        let Some(unprocessed) = out.unprocessed_items().and_then(|m| m.get(&self.table)) else {
+            return Ok(Vec::new());
+        };
+        // Map unprocessed items back to positions by key.
+        let position: HashMap<(&str, &str), usize> = items
+            .iter()
+            .enumerate()
+            .map(|(i, e)| ((e.session_id.as_str(), e.event_id.as_str()), i))
+            .collect();
+        let key_of = |item: &Item, name| item.get(name).and_then(|v| v.as_s().ok()).cloned();
+        Ok(unprocessed
+            .iter()
+            .filter_map(|w| w.put_request())
+            .filter_map(|p| {
+                let item = p.item();
+                let (s, e) = (key_of(item, "session_id")?, key_of(item, "event_id")?);
+                position.get(&(s.as_str(), e.as_str())).copied()
+            })
+            .collect())
+    }
+}
+
+/// Every item a query matches, strongly consistent, across pages, each decoded by `decode`.
+pub async fn query_all<T, E>(
+    query: aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder,
+    decode: impl Fn(Item) -> Result<T, E>,
+) -> Result<Vec<T>, StoreError>
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    let mut pages = query.consistent_read(true).into_paginator().items().send();
+    let mut out = Vec::new();
+    while let Some(item) = pages.next().await {
+        let item = item.map_err(|e| store_error("Query", e))?;
+        out.push(decode(item).map_err(|e| StoreError::permanent("Query", e))?);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn items_round_trip() {
+        let e = LogEntry {
+            session_id: "s".into(),
+            event_id: "e".into(),
+            event_type: "product_viewed".into(),
+            occurred_at: "2019-10-01T00:00:00.000Z".into(),
+            user_id: Some("u_00".into()),
+            expires_at: 1_900_000_000,
+            body: "{}".into(),
+        };
+        assert_eq!(from_item(&to_item(&e)).expect("round trip"), e);
+        let mut item = to_item(&e);
+        item.remove("body");
+        assert!(from_item(&item).is_err());
+    }
+}

@@ -1,0 +1,287 @@
+//! The decision policy: candidate actions per placement, eligibility rules and guardrails, and the choice by
+//! expected value with optional ε-exploration, recording the propensity of the chosen action.
+//!
+//! **Expected value** is the expected change in merchant margin, in minor units of the cart's currency:
+//! `p' · (margin − cost) − p · margin`, where `p` is the model's purchase propensity, `p' = p + u·(1 − p)`
+//! with `u` the action's configured uplift (the share of would-be non-buyers it converts), and `cost` what
+//! the action gives away (the discount, or the shipping the merchant pays). Without line costs, the margin
+//! is estimated as `assumed_margin_ratio` of the cart value, and incentives (which must clear the margin
+//! floor) are not offered at all.
+//!
+//! **Guardrails**, each reported by name when it removes a candidate: `discount_cap`, `margin_floor`,
+//! `margin_unknown`, `risk_high` (no incentive once the session has had `high_risk_declines` payment
+//! declines), `one_offer_per_session`, `empty_cart`. At checkout with high risk, the treatment arm always
+//! steps up verification.
+//!
+//! **Arms.** Control is no intervention (propensity 1). Treatment takes the candidate with the highest
+//! positive expected value (else none); with ε > 0 it instead picks uniformly among the eligible actions
+//! with probability ε, and the recorded propensity is `(1 − ε)·[best] + ε / eligible`.
+
+use super::request::{Cart, Placement};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Action {
+    None,
+    FreeShipping,
+    PercentDiscount { percent: u8 },
+    ExpressCheckout,
+    Reminder,
+    StepUpVerification,
+    CrossSell { product_ids: Vec<String> },
+}
+
+impl Action {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Action::None => "none",
+            Action::FreeShipping => "free_shipping",
+            Action::PercentDiscount { .. } => "percent_discount",
+            Action::ExpressCheckout => "express_checkout",
+            Action::Reminder => "reminder",
+            Action::StepUpVerification => "step_up_verification",
+            Action::CrossSell { .. } => "cross_sell",
+        }
+    }
+
+    /// An incentive costs the merchant money.
+    pub fn is_incentive(&self) -> bool {
+        is_incentive_kind(self.kind())
+    }
+}
+
+pub use crate::event::is_incentive_kind;
+
+/// Assumed uplifts `u` (share of would-be non-buyers converted) per action.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Uplifts {
+    pub free_shipping: f64,
+    pub per_discount_percent: f64,
+    pub express_checkout: f64,
+    pub reminder: f64,
+    pub cross_sell: f64,
+}
+
+/// Missing fields take their defaults; unknown fields are refused (a typo must not pass silently).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PolicyConfig {
+    pub rules_version: String,
+    pub discount_steps: Vec<u8>,
+    pub max_discount_percent: u8,
+    /// Least margin, as a share of what the customer pays, that an incentive must leave.
+    pub margin_floor: f64,
+    pub assumed_margin_ratio: f64,
+    pub shipping_cost_minor: i64,
+    pub high_risk_declines: u32,
+    pub uplift: Uplifts,
+    pub epsilon: f64,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        Self {
+            rules_version: "rules-1".into(),
+            discount_steps: vec![5, 10, 15],
+            max_discount_percent: 10,
+            margin_floor: 0.15,
+            assumed_margin_ratio: 0.3,
+            shipping_cost_minor: 499,
+            high_risk_declines: 2,
+            uplift: Uplifts {
+                free_shipping: 0.06,
+                per_discount_percent: 0.01,
+                express_checkout: 0.03,
+                reminder: 0.01,
+                cross_sell: 0.02,
+            },
+            epsilon: 0.0,
+        }
+    }
+}
+
+/// What the policy knows about the session.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Signals<'a> {
+    pub propensity: f64,
+    pub cart: Option<&'a Cart>,
+    pub payment_declines: u32,
+    pub offers_in_session: u32,
+    /// Co-viewed or co-purchased products not already in the cart, best first.
+    pub cross_sell: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Candidate {
+    pub action: Action,
+    pub expected_value_minor: f64,
+}
+
+/// A candidate a guardrail removed.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Blocked {
+    pub action: &'static str,
+    pub guardrail: &'static str,
+}
+
+/// The eligible candidates (always including `none`) and what the guardrails removed.
+pub fn candidates(
+    placement: Placement,
+    s: &Signals<'_>,
+    cfg: &PolicyConfig,
+) -> (Vec<Candidate>, Vec<Blocked>) {
+    let p = s.propensity.clamp(0.0, 1.0);
+    let value = s.cart.map_or(0, Cart::value_minor) as f64;
+    let known_margin = s.cart.and_then(Cart::margin_minor).map(|m| m as f64);
+    let margin = known_margin.unwrap_or(value * cfg.assumed_margin_ratio);
+    let ev = |uplift: f64, cost: f64| {
+        let lifted = p + uplift.clamp(0.0, 1.0) * (1.0 - p);
+        lifted * (margin - cost) - p * margin
+    };
+    let high_risk = s.payment_declines >= cfg.high_risk_declines;
+    let mut out = vec![Candidate {
+        action: Action::None,
+        expected_value_minor: 0.0,
+    }];
+    let mut blocked = Vec::new();
+
+    let mut incentives: Vec<(Action, f64, f64)> = Vec::new();
+    if matches!(placement, Placement::Cart | Placement::Checkout) {
+        incentives.push((
+            Action::FreeShipping,
+            cfg.uplift.free_shipping,
+            cfg.shipping_cost_minor as f64,
+        ));
+        for &percent in &cfg.discount_steps {
+            let action = Action::PercentDiscount { percent };
+            if percent > cfg.max_discount_percent {
+                blocked.push(Blocked {
+                    action: action.kind(),
+                    guardrail: "discount_cap",
+                });
+                continue;
+            }
+            let uplift = cfg.uplift.per_discount_percent * f64::from(percent);
+            incentives.push((action, uplift, value * f64::from(percent) / 100.0));
+        }
+    }
+    for (action, uplift, cost) in incentives {
+        let guardrail = if value <= 0.0 {
+            Some("empty_cart")
+        } else if high_risk {
+            Some("risk_high")
+        } else if s.offers_in_session > 0 {
+            Some("one_offer_per_session")
+        } else if known_margin.is_none() {
+            Some("margin_unknown")
+        } else {
+            let paid = value
+                - if matches!(action, Action::PercentDiscount { .. }) {
+                    cost
+                } else {
+                    0.0
+                };
+            ((margin - cost) < cfg.margin_floor * paid).then_some("margin_floor")
+        };
+        match guardrail {
+            Some(g) => blocked.push(Blocked {
+                action: action.kind(),
+                guardrail: g,
+            }),
+            None => out.push(Candidate {
+                expected_value_minor: ev(uplift, cost),
+                action,
+            }),
+        }
+    }
+    match placement {
+        Placement::Checkout => {
+            if high_risk {
+                out.push(Candidate {
+                    action: Action::StepUpVerification,
+                    expected_value_minor: f64::INFINITY,
+                });
+            } else {
+                out.push(Candidate {
+                    action: Action::ExpressCheckout,
+                    expected_value_minor: ev(cfg.uplift.express_checkout, 0.0),
+                });
+            }
+        }
+        Placement::Cart | Placement::PostPurchase => {
+            if placement == Placement::Cart && value > 0.0 {
+                out.push(Candidate {
+                    action: Action::Reminder,
+                    expected_value_minor: ev(cfg.uplift.reminder, 0.0),
+                });
+            }
+            if !s.cross_sell.is_empty() {
+                out.push(Candidate {
+                    action: Action::CrossSell {
+                        product_ids: s.cross_sell.iter().take(3).cloned().collect(),
+                    },
+                    expected_value_minor: ev(cfg.uplift.cross_sell, 0.0),
+                });
+            }
+        }
+    }
+    (out, blocked)
+}
+
+/// The experiment arm the unit is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Arm {
+    Control,
+    Treatment,
+}
+
+/// The chosen action and the probability the policy had of choosing it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Choice {
+    pub action: Action,
+    pub expected_value_minor: f64,
+    pub propensity: f64,
+    pub explored: bool,
+}
+
+/// Chooses among `candidates` (which always hold `none` first). `draw` and `pick` are uniform in `[0, 1)`,
+/// derived by the caller from the decision id so that a decision can be replayed.
+pub fn choose(arm: Arm, candidates: &[Candidate], epsilon: f64, draw: f64, pick: f64) -> Choice {
+    let none = Choice {
+        action: Action::None,
+        expected_value_minor: 0.0,
+        propensity: 1.0,
+        explored: false,
+    };
+    if arm == Arm::Control || candidates.is_empty() {
+        return none;
+    }
+    let best = candidates
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.expected_value_minor > 0.0)
+        .max_by(|a, b| {
+            a.1.expected_value_minor
+                .total_cmp(&b.1.expected_value_minor)
+        })
+        .map_or(0, |(i, _)| i);
+    let forced = candidates[best].expected_value_minor.is_infinite();
+    let epsilon = if forced { 0.0 } else { epsilon.clamp(0.0, 1.0) };
+    let n = candidates.len() as f64;
+    let (index, explored) = if draw < epsilon {
+        (((pick.clamp(0.0, 1.0 - f64::EPSILON)) * n) as usize, true)
+    } else {
+        (best, false)
+    };
+    let propensity = (1.0 - epsilon) * f64::from(u8::from(index == best)) + epsilon / n;
+    let c = &candidates[index];
+    Choice {
+        action: c.action.clone(),
+        expected_value_minor: c.expected_value_minor,
+        propensity,
+        explored,
+    }
+}

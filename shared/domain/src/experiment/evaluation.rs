@@ -1,0 +1,483 @@
+//! The scheduled evaluation of running experiments: the experiment-unit projection, read page by page
+//! and folded into per-arm tallies (memory bounded by arms × metrics, never by units), analysed, and
+//! written as a report per window.
+//!
+//! | key (reports bucket) | what |
+//! |---|---|
+//! | `reports/<experiment>/<window-end>.html` | the page, written first |
+//! | `reports/<experiment>/<window-end>.json` | the report; written once (`If-None-Match: *`): its presence means the window is done |
+//! | `reports/<experiment>/latest.json` | the newest window's report; never replaced by an older window |
+//!
+//! `<window-end>` is the window's end in UTC, `YYYYMMDDTHHMMZ`. A unit belongs to the window when it was
+//! first exposed before its end. Re-running a window that has its JSON report changes nothing.
+
+use super::config::{Experiment, Status};
+use crate::features::ExperimentUnit;
+use crate::ports::{Condition, ObjectStore, PutError, StoreError, UnitSource};
+use crate::stats::analysis::{
+    analyse, Action, DataSummary, Design, MetricDef, MetricKind, Report, Role, Settings, Tally,
+    Window,
+};
+use crate::stats::html;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+/// The metrics every experiment on the decision API is read on, from its experiment units.
+pub fn unit_design(experiment: &Experiment, currency: &str) -> Design {
+    let metric = |name: &str, kind, role, covariate: Option<&str>, source: String| MetricDef {
+        name: name.into(),
+        kind,
+        role,
+        inverse: false,
+        covariate: covariate.map(str::to_string),
+        source,
+    };
+    Design {
+        experiment_id: experiment.id.clone(),
+        variants: experiment.variations.clone(),
+        weights: experiment.weights.clone().unwrap_or_else(|| {
+            vec![1.0 / experiment.variations.len() as f64; experiment.variations.len()]
+        }),
+        metrics: vec![
+            metric(
+                "conversion",
+                MetricKind::Proportion,
+                Role::Goal,
+                Some("orders_before"),
+                "users with an order at or after their first exposure".into(),
+            ),
+            metric(
+                "revenue_per_user",
+                MetricKind::Mean,
+                Role::Goal,
+                Some("revenue_before"),
+                format!("revenue at or after first exposure, {currency} minor units per user"),
+            ),
+            metric(
+                "average_order_value",
+                MetricKind::Ratio,
+                Role::Guardrail,
+                None,
+                format!("revenue / orders after first exposure, {currency} minor units"),
+            ),
+        ],
+    }
+}
+
+/// Folds units into a tally, one at a time.
+pub struct UnitFold {
+    pub tally: Tally,
+    pub data: DataSummary,
+    window_end: DateTime<Utc>,
+    now: i64,
+    currency: String,
+}
+
+/// Revenue in `currency` minor units, or `None` when some of it is in another currency.
+fn revenue_in(money: &crate::features::aggregate::Money, currency: &str) -> Option<f64> {
+    let mut total = 0.0;
+    for (c, minor) in money {
+        if *minor == 0 {
+            continue;
+        }
+        if c != currency {
+            return None;
+        }
+        total += *minor as f64;
+    }
+    Some(total)
+}
+
+impl UnitFold {
+    pub fn new(
+        design: Design,
+        source: String,
+        window_end: DateTime<Utc>,
+        now: DateTime<Utc>,
+        currency: &str,
+    ) -> Self {
+        Self {
+            tally: Tally::new(design),
+            data: DataSummary {
+                source,
+                ..DataSummary::default()
+            },
+            window_end,
+            now: now.timestamp(),
+            currency: currency.to_string(),
+        }
+    }
+
+    pub fn add(&mut self, item: Result<ExperimentUnit, String>) {
+        self.data.rows += 1;
+        let u = match item {
+            Ok(u) => u,
+            Err(reason) => {
+                self.data.bad_row(self.data.rows, &reason);
+                return;
+            }
+        };
+        // Retention is enforced on read: DynamoDB's TTL deletion lags.
+        if u.expires_at <= self.now {
+            self.data.exclude("expired");
+            return;
+        }
+        self.data.units += 1;
+        if u.first_exposure_at >= self.window_end {
+            self.data.exclude("exposed_after_window");
+            return;
+        }
+        if u.variants_seen > 1 {
+            self.data.exclude("multi_variant");
+            return;
+        }
+        let Some(arm) = self.tally.arm(&u.variant) else {
+            self.data.exclude("unknown_variant");
+            return;
+        };
+        self.tally.unit(arm);
+        let orders_after = f64::from(u.orders_after);
+        self.tally.observe(
+            0,
+            arm,
+            f64::from(u8::from(u.orders_after > 0)),
+            f64::from(u.orders_before),
+        );
+        match (
+            revenue_in(&u.revenue_after, &self.currency),
+            revenue_in(&u.revenue_before, &self.currency),
+        ) {
+            (Some(after), Some(before)) => {
+                self.tally.observe(1, arm, after, before);
+                self.tally.observe(2, arm, after, orders_after);
+            }
+            _ => self.data.exclude("revenue_in_another_currency"),
+        }
+        if !u.complete {
+            *self
+                .data
+                .flagged_units
+                .entry("orders_window_incomplete".into())
+                .or_default() += 1;
+        }
+    }
+}
+
+/// The window's name in keys.
+pub fn window_name(end: DateTime<Utc>) -> String {
+    end.format("%Y%m%dT%H%MZ").to_string()
+}
+
+pub fn report_keys(experiment_id: &str, end: DateTime<Utc>) -> (String, String) {
+    let base = format!("reports/{experiment_id}/{}", window_name(end));
+    (format!("{base}.json"), format!("{base}.html"))
+}
+
+pub fn latest_key(experiment_id: &str) -> String {
+    format!("reports/{experiment_id}/latest.json")
+}
+
+/// What happened to one experiment in one run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Outcome {
+    pub experiment_id: String,
+    /// `written`, or `exists` when the window was already evaluated.
+    pub outcome: &'static str,
+    pub json_key: String,
+    pub html_key: String,
+    pub units: Option<Vec<u64>>,
+    pub srm_alarm: Option<bool>,
+    pub action: Option<Action>,
+    /// Whether `latest.json` now holds this window.
+    pub latest_updated: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EvaluationError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("encode the report: {0}")]
+    Encode(#[from] serde_json::Error),
+    #[error("latest.json kept changing under us")]
+    LatestRaced,
+}
+
+impl From<PutError> for EvaluationError {
+    fn from(e: PutError) -> Self {
+        match e {
+            PutError::Store(s) => Self::Store(s),
+            PutError::Precondition => Self::LatestRaced,
+        }
+    }
+}
+
+/// The experiments a run evaluates: running, and started before the window's end.
+pub fn due(experiments: &[Experiment], window_end: DateTime<Utc>) -> Vec<&Experiment> {
+    experiments
+        .iter()
+        .filter(|e| e.status == Status::Running && e.start.is_none_or(|s| s < window_end))
+        .collect()
+}
+
+/// Evaluates one experiment for the window ending at `window_end`, unless that window is done.
+#[allow(clippy::too_many_arguments)]
+pub async fn evaluate_experiment<U: UnitSource, R: ObjectStore>(
+    units: &U,
+    reports: &R,
+    experiment: &Experiment,
+    settings: &Settings,
+    currency: &str,
+    source: &str,
+    window_end: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<Outcome, EvaluationError> {
+    let (json_key, html_key) = report_keys(&experiment.id, window_end);
+    let mut outcome = Outcome {
+        experiment_id: experiment.id.clone(),
+        outcome: "exists",
+        json_key: json_key.clone(),
+        html_key: html_key.clone(),
+        units: None,
+        srm_alarm: None,
+        action: None,
+        latest_updated: false,
+    };
+    if reports.get(&json_key).await?.is_some() {
+        return Ok(outcome);
+    }
+    let mut fold = UnitFold::new(
+        unit_design(experiment, currency),
+        format!("{source}/experiment#{}", experiment.id),
+        window_end,
+        now,
+        currency,
+    );
+    let mut after: Option<String> = None;
+    loop {
+        let page = units.page(&experiment.id, after.as_deref()).await?;
+        for unit in page.units {
+            fold.add(unit);
+        }
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    let report = analyse(
+        &fold.tally,
+        settings,
+        fold.data,
+        Some(Window { end: window_end }),
+        now,
+    );
+    let json = serde_json::to_vec_pretty(&report)?;
+    // The page first, the JSON last: the JSON's presence is what marks the window done.
+    reports
+        .put(
+            &html_key,
+            html::render(&report).into_bytes(),
+            Condition::Always,
+        )
+        .await?;
+    match reports
+        .put(&json_key, json.clone(), Condition::Absent)
+        .await
+    {
+        Ok(()) | Err(PutError::Precondition) => {}
+        Err(PutError::Store(e)) => return Err(e.into()),
+    }
+    outcome.outcome = "written";
+    outcome.units = Some(report.arms.iter().map(|a| a.units).collect());
+    outcome.srm_alarm = Some(report.srm.alarm);
+    outcome.action = Some(report.recommendation.action);
+    outcome.latest_updated = update_latest(reports, &experiment.id, &report, json).await?;
+    Ok(outcome)
+}
+
+/// Points `latest.json` at this report unless it already holds a window at least as new.
+async fn update_latest<R: ObjectStore>(
+    reports: &R,
+    experiment_id: &str,
+    report: &Report,
+    json: Vec<u8>,
+) -> Result<bool, EvaluationError> {
+    let key = latest_key(experiment_id);
+    let ours = report.window.map(|w| w.end);
+    for _ in 0..3 {
+        let condition = match reports.get(&key).await? {
+            Some(existing) => {
+                let theirs = serde_json::from_slice::<serde_json::Value>(&existing.bytes)
+                    .ok()
+                    .and_then(|v| v["window"]["end"].as_str().map(str::to_string))
+                    .and_then(|s| DateTime::parse_from_rfc3339(&s).ok())
+                    .map(|t| t.with_timezone(&Utc));
+                if theirs.is_some() && theirs >= ours {
+                    return Ok(false);
+                }
+                Condition::Matches(existing.etag)
+            }
+            None => Condition::Absent,
+        };
+        match reports.put(&key, json.clone(), condition).await {
+            Ok(()) => return Ok(true),
+            Err(PutError::Precondition) => continue,
+            Err(PutError::Store(e)) => return Err(e.into()),
+        }
+    }
+    Err(EvaluationError::LatestRaced)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::features::aggregate::Money;
+    use crate::features::Doc;
+    use crate::memory::{MemoryFeatureStore, MemoryObjectStore};
+    use crate::placement::Placement;
+    use chrono::TimeZone;
+
+    fn at(h: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 24, h, 0, 0).unwrap()
+    }
+
+    fn experiment() -> Experiment {
+        serde_json::from_value(serde_json::json!({
+            "id": "checkout-offer", "variations": ["control", "treatment"], "placement": "cart",
+            "status": "running"
+        }))
+        .unwrap()
+    }
+
+    fn unit(i: usize, variant: &str, orders: u32, exposed: DateTime<Utc>) -> ExperimentUnit {
+        ExperimentUnit {
+            experiment_id: "checkout-offer".into(),
+            user_id: format!("u{i:05}"),
+            variant: variant.into(),
+            first_exposure_at: exposed,
+            decision_id: format!("d{i}"),
+            variants_seen: 1,
+            orders_after: orders,
+            revenue_after: Money::from([(
+                "USD".to_string(),
+                i64::from(orders) * (2_000 + (i % 7) as i64 * 300),
+            )]),
+            orders_before: u32::from(i.is_multiple_of(3)),
+            revenue_before: Money::from([(
+                "USD".to_string(),
+                if i.is_multiple_of(3) { 1_500 } else { 0 },
+            )]),
+            complete: true,
+            expires_at: 4_000_000_000,
+        }
+    }
+
+    fn population() -> Vec<ExperimentUnit> {
+        let mut units: Vec<ExperimentUnit> = (0..1_000)
+            .map(|i| {
+                let variant = if i % 2 == 0 { "control" } else { "treatment" };
+                unit(
+                    i,
+                    variant,
+                    u32::from(i % 9 == 0) + u32::from(i % 17 == 0),
+                    at(9),
+                )
+            })
+            .collect();
+        units.push(ExperimentUnit {
+            variants_seen: 2,
+            ..unit(5_000, "control", 1, at(9))
+        });
+        units.push(unit(5_001, "treatment", 1, at(13)));
+        units.push(ExperimentUnit {
+            expires_at: 1,
+            ..unit(5_002, "treatment", 1, at(9))
+        });
+        units.push(unit(5_003, "retired-arm", 0, at(9)));
+        units.push(ExperimentUnit {
+            revenue_after: Money::from([("EUR".to_string(), 900)]),
+            ..unit(5_004, "control", 1, at(9))
+        });
+        units
+    }
+
+    #[test]
+    fn the_fold_applies_every_exclusion_and_counts_per_arm() {
+        let design = unit_design(&experiment(), "USD");
+        let mut fold = UnitFold::new(design, "mem".into(), at(12), at(12), "USD");
+        for u in population() {
+            fold.add(Ok(u));
+        }
+        fold.add(Err("undecodable item".into()));
+        let d = &fold.data;
+        assert_eq!(d.rows, 1_006);
+        assert_eq!(d.bad_rows["undecodable item"], 1);
+        assert_eq!(d.excluded_units["expired"], 1);
+        assert_eq!(d.excluded_units["exposed_after_window"], 1);
+        assert_eq!(d.excluded_units["multi_variant"], 1);
+        assert_eq!(d.excluded_units["unknown_variant"], 1);
+        assert_eq!(d.excluded_units["revenue_in_another_currency"], 1);
+        assert_eq!(fold.tally.units, [501, 500]);
+        // The EUR unit counts for conversion, not for revenue.
+        assert_eq!(fold.tally.cells[0][0].n, 501);
+        assert_eq!(fold.tally.cells[1][0].n, 500);
+        let orders: f64 = fold.tally.cells[2].iter().map(|m| m.sum_y).sum();
+        let expected: u32 = population()[..1_000].iter().map(|u| u.orders_after).sum();
+        assert_eq!(orders, f64::from(expected));
+    }
+
+    #[tokio::test]
+    async fn a_window_is_written_once_and_latest_never_goes_back() {
+        let units = MemoryFeatureStore::default();
+        for u in population() {
+            units.insert(Doc::ExperimentUnit(u));
+        }
+        let reports = MemoryObjectStore::default();
+        let settings = Settings::default();
+        let e = experiment();
+        let run =
+            |end| evaluate_experiment(&units, &reports, &e, &settings, "USD", "mem", end, end);
+        let first = run(at(12)).await.unwrap();
+        assert_eq!(first.outcome, "written");
+        assert_eq!(first.units, Some(vec![501, 500]));
+        assert!(first.latest_updated);
+        // 1,005 units in pages of 100.
+        assert_eq!(units.calls(), 11);
+        let (json, html) = report_keys("checkout-offer", at(12));
+        assert_eq!(json, "reports/checkout-offer/20261124T1200Z.json");
+        let written = reports.object(&json).unwrap();
+        assert!(String::from_utf8(reports.object(&html).unwrap())
+            .unwrap()
+            .starts_with("<!DOCTYPE html>"));
+        // Again for the same window: nothing is read or written.
+        let again = run(at(12)).await.unwrap();
+        assert_eq!(again.outcome, "exists");
+        assert_eq!(reports.object(&json).unwrap(), written);
+        assert_eq!(units.calls(), 11);
+        // A later window moves latest; a late retry of an earlier one does not move it back.
+        run(at(14)).await.unwrap();
+        let late = run(at(11)).await.unwrap();
+        assert_eq!(late.outcome, "written");
+        assert!(!late.latest_updated);
+        let latest: serde_json::Value =
+            serde_json::from_slice(&reports.object(&latest_key("checkout-offer")).unwrap())
+                .unwrap();
+        assert_eq!(latest["window"]["end"], "2026-11-24T14:00:00Z");
+        // The 13:00 exposure is in the 14:00 window only.
+        assert_eq!(latest["arms"][1]["units"], 501);
+    }
+
+    #[test]
+    fn only_running_experiments_that_have_started_are_due() {
+        let mut stopped = experiment();
+        stopped.id = "stopped".into();
+        stopped.status = Status::Stopped;
+        let mut later = experiment();
+        later.id = "later".into();
+        later.start = Some(at(15));
+        let mut cart = experiment();
+        cart.placement = Placement::Checkout;
+        let all = [experiment(), stopped, later, cart];
+        let due: Vec<&str> = due(&all, at(12)).iter().map(|e| e.id.as_str()).collect();
+        assert_eq!(due, ["checkout-offer", "checkout-offer"]);
+    }
+}

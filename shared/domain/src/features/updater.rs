@@ -1,0 +1,842 @@
+//! The feature updater: from "these sessions have new events" to an up-to-date features table.
+//!
+//! For a batch of session ids (taken from the event log's stream):
+//! 1. Read the stored session items, *then* each session's events from the log. Reading the item first
+//!    means the log read sees at least the events the stored fold saw.
+//! 2. Fold each session ([`super::session::fold`]). A session whose stored fold saw as many events is
+//!    already done: this is what makes a redelivered batch cost reads only.
+//! 3. Group the sessions' contributions by aggregate, read each aggregate with the contributions stored
+//!    for these sessions, and commit `new − old` with the new contributions in one conditional write per
+//!    aggregate (see [`super`] for why this is exact).
+//! 4. Write the session items last, so a session item that is up to date proves its contributions landed.
+//!
+//! A conflict (another invocation moved an item since it was read) re-reads and recomputes; only
+//! sessions whose every write landed are reported done.
+
+use super::aggregate::{
+    pair_deltas, supersedes, top_k, top_k_update, Contribution, ItemContribution, PageContribution,
+    PairCount, PairKind, Partner, UserContribution,
+};
+use super::session::{fold, SessionProjection};
+use super::{Doc, Key};
+use crate::ingest::LogEntry;
+use crate::ports::{CommitError, Expect, FeatureWriter, SessionLog, StoreError, Stored, Write};
+use futures::stream::{self, StreamExt};
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+/// A conditional write carries at most this many items (DynamoDB `TransactWriteItems` allows 100).
+pub const MAX_WRITES_PER_COMMIT: usize = 100;
+
+/// What an update did, for the per-batch log line and the cost report.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+pub struct UpdateCounts {
+    pub sessions: usize,
+    /// Sessions whose stored fold was already current (a redelivery).
+    pub sessions_current: usize,
+    pub log_entries_read: usize,
+    /// Log entries that could not be decoded (left out of the fold and logged).
+    pub unreadable_events: usize,
+    pub feature_items_read: usize,
+    pub feature_items_written: usize,
+    /// Of those, items written inside multi-item transactions (DynamoDB bills these twice).
+    pub transactional_items_written: usize,
+    pub commits: usize,
+    pub conflicts: usize,
+}
+
+impl std::ops::AddAssign<&UpdateCounts> for UpdateCounts {
+    fn add_assign(&mut self, o: &UpdateCounts) {
+        self.sessions += o.sessions;
+        self.sessions_current += o.sessions_current;
+        self.log_entries_read += o.log_entries_read;
+        self.unreadable_events += o.unreadable_events;
+        self.feature_items_read += o.feature_items_read;
+        self.feature_items_written += o.feature_items_written;
+        self.transactional_items_written += o.transactional_items_written;
+        self.commits += o.commits;
+        self.conflicts += o.conflicts;
+    }
+}
+
+/// Why a session is not done.
+#[derive(Debug, thiserror::Error)]
+pub enum UpdateError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0} kept conflicting after {1} attempts")]
+    Contended(Key, u32),
+    #[error("item {0} holds a {1} item where a {2} item belongs")]
+    WrongEntity(Key, &'static str, &'static str),
+}
+
+impl UpdateError {
+    /// A copy for every session the error affects (the source is kept as text).
+    fn clone_shallow(&self) -> Self {
+        match self {
+            UpdateError::Store(e) => UpdateError::Store(e.clone_shallow()),
+            UpdateError::Contended(k, n) => UpdateError::Contended(k.clone(), *n),
+            UpdateError::WrongEntity(k, a, b) => UpdateError::WrongEntity(k.clone(), a, b),
+        }
+    }
+
+    /// Whether a later retry may succeed.
+    pub fn retryable(&self) -> bool {
+        match self {
+            UpdateError::Store(e) => e.retryable,
+            UpdateError::Contended(..) => true,
+            UpdateError::WrongEntity(..) => false,
+        }
+    }
+}
+
+/// The result of one update: which sessions are done, and why the others are not.
+#[derive(Debug, Default)]
+pub struct UpdateOutcome {
+    pub counts: UpdateCounts,
+    /// Sessions not brought up to date, with the first error each hit.
+    pub failed: BTreeMap<String, UpdateError>,
+    /// Event ids that could not be decoded, with the reason.
+    pub unreadable: Vec<(String, String)>,
+}
+
+/// The updater, generic over its two ports.
+#[derive(Debug, Clone)]
+pub struct FeatureUpdater<L, S> {
+    pub log: L,
+    pub store: S,
+    /// How many reads and commits are in flight at once.
+    pub concurrency: usize,
+    /// Conflicts tolerated per aggregate or session before giving up on it for this batch.
+    pub max_attempts: u32,
+}
+
+/// A contribution waiting to be applied to one aggregate.
+#[derive(Debug, Clone)]
+enum Change {
+    User(UserContribution),
+    Item(ItemContribution),
+    Page(PageContribution),
+}
+
+impl Change {
+    fn user(&self) -> Option<&UserContribution> {
+        match self {
+            Change::User(c) => Some(c),
+            _ => None,
+        }
+    }
+
+    fn item(&self) -> Option<&ItemContribution> {
+        match self {
+            Change::Item(c) => Some(c),
+            _ => None,
+        }
+    }
+
+    fn page(&self) -> Option<&PageContribution> {
+        match self {
+            Change::Page(c) => Some(c),
+            _ => None,
+        }
+    }
+
+    fn session_id(&self) -> &str {
+        match self {
+            Change::User(c) => &c.session_id,
+            Change::Item(c) => &c.session_id,
+            Change::Page(c) => &c.session_id,
+        }
+    }
+}
+
+/// One aggregate with the session contributions waiting for it, and what was read for them.
+struct Job {
+    agg: Key,
+    changes: Vec<Change>,
+    read: HashMap<Key, Stored>,
+    /// Conflicts in a row.
+    attempts: u32,
+}
+
+impl Job {
+    /// The aggregate and the contributions of the waiting sessions.
+    fn keys(&self) -> Vec<Key> {
+        let mut keys = vec![self.agg.clone()];
+        keys.extend(
+            self.changes
+                .iter()
+                .map(|c| self.agg.contribution(c.session_id())),
+        );
+        keys
+    }
+
+    /// The pair counts the waiting item contributions would move.
+    fn pair_keys(&self) -> Vec<Key> {
+        let mut keys = Vec::new();
+        for new in self.changes.iter().filter_map(Change::item) {
+            let old =
+                stored_contribution::<ItemContribution>(&self.agg, &new.session_id, &self.read)
+                    .ok()
+                    .flatten()
+                    .map(|(_, c)| c);
+            for kind in PairKind::ALL {
+                for other in pair_deltas(old, new, kind).into_keys() {
+                    keys.push(Key::pair(&new.product_id, kind, &other));
+                }
+            }
+        }
+        keys
+    }
+}
+
+impl<L: SessionLog, S: FeatureWriter> FeatureUpdater<L, S> {
+    pub fn new(log: L, store: S) -> Self {
+        Self {
+            log,
+            store,
+            concurrency: 16,
+            max_attempts: 5,
+        }
+    }
+
+    /// Brings the given sessions' features, and the aggregates they contribute to, up to date.
+    pub async fn update(&self, session_ids: &[String]) -> UpdateOutcome {
+        let mut out = UpdateOutcome::default();
+        let mut pending: Vec<String> = {
+            let mut seen = HashSet::new();
+            session_ids
+                .iter()
+                .filter(|s| seen.insert(s.as_str()))
+                .cloned()
+                .collect()
+        };
+        out.counts.sessions = pending.len();
+        for attempt in 1..=self.max_attempts {
+            if pending.is_empty() {
+                break;
+            }
+            let conflicted = self.round(&pending, &mut out).await;
+            if attempt == self.max_attempts {
+                for s in conflicted {
+                    let key = Key::session(&s);
+                    out.failed
+                        .insert(s, UpdateError::Contended(key, self.max_attempts));
+                }
+                break;
+            }
+            pending = conflicted;
+        }
+        out
+    }
+
+    /// One pass over `sessions`. Returns the sessions whose own item conflicted (to be redone).
+    async fn round(&self, sessions: &[String], out: &mut UpdateOutcome) -> Vec<String> {
+        // 1. Stored session items, then the log.
+        let keys: Vec<Key> = sessions.iter().map(|s| Key::session(s)).collect();
+        let stored = match self.store.get_many(&keys).await {
+            Ok(m) => m,
+            Err(e) => {
+                fail_all(out, sessions, &e);
+                return Vec::new();
+            }
+        };
+        out.counts.feature_items_read += stored.len();
+        let folds: Vec<(String, Result<Vec<LogEntry>, StoreError>)> = stream::iter(sessions)
+            .map(|s| async move { (s.clone(), self.log.session_events(s).await) })
+            .buffered(self.concurrency.max(1))
+            .collect()
+            .await;
+
+        // 2. Fold; skip what is current.
+        let mut todo: Vec<(SessionProjection, Option<u64>)> = Vec::new();
+        for (session_id, entries) in folds {
+            let entries = match entries {
+                Ok(e) => e,
+                Err(e) => {
+                    out.failed.insert(session_id, e.into());
+                    continue;
+                }
+            };
+            out.counts.log_entries_read += entries.len();
+            let (projection, unreadable) = fold(&entries);
+            out.counts.unreadable_events += unreadable.len();
+            out.unreadable
+                .extend(unreadable.into_iter().map(|u| (u.event_id, u.detail)));
+            let Some(projection) = projection else {
+                continue;
+            };
+            let key = Key::session(&session_id);
+            let current = match stored.get(&key) {
+                None => None,
+                Some(Stored {
+                    version,
+                    doc: Doc::Session(s),
+                }) => Some((*version, s)),
+                Some(other) => {
+                    let e = UpdateError::WrongEntity(key, other.doc.entity(), "session");
+                    out.failed.insert(session_id, e);
+                    continue;
+                }
+            };
+            match current {
+                Some((_, s)) if s.event_count >= projection.session.event_count => {
+                    out.counts.sessions_current += 1;
+                }
+                _ => todo.push((projection, current.map(|(v, _)| v))),
+            }
+        }
+
+        // 3. Aggregates: group the changes, read them, commit each aggregate.
+        let mut groups: BTreeMap<Key, Vec<Change>> = BTreeMap::new();
+        for (p, _) in &todo {
+            for c in &p.users {
+                groups
+                    .entry(Key::user(&c.user_id))
+                    .or_default()
+                    .push(Change::User(c.clone()));
+            }
+            for c in &p.items {
+                groups
+                    .entry(Key::item(&c.product_id))
+                    .or_default()
+                    .push(Change::Item(c.clone()));
+            }
+            for c in &p.pages {
+                groups
+                    .entry(Key::page(&c.path))
+                    .or_default()
+                    .push(Change::Page(c.clone()));
+            }
+        }
+        let mut jobs: Vec<Job> = groups
+            .into_iter()
+            .map(|(agg, changes)| Job {
+                agg,
+                changes,
+                read: HashMap::new(),
+                attempts: 0,
+            })
+            .collect();
+        if let Err(e) = self.read_jobs(&mut jobs, &mut out.counts).await {
+            let sessions: Vec<String> = todo
+                .iter()
+                .map(|(p, _)| p.session.session_id.clone())
+                .collect();
+            fail_all(out, &sessions, &e);
+            return Vec::new();
+        }
+        let blocked = self.aggregates(jobs, &mut out.counts).await;
+
+        // 4. Session items, last.
+        let mut ids = Vec::new();
+        let mut units = Vec::new();
+        for (p, version) in todo {
+            let id = p.session.session_id.clone();
+            if let Some(e) = blocked.get(&id) {
+                out.failed.insert(id, e.clone_shallow());
+                continue;
+            }
+            let expect = version.map_or(Expect::Absent, Expect::Version);
+            ids.push(id);
+            units.push(vec![Write::put(Doc::Session(p.session), expect)]);
+        }
+        let results = self.commit_packed(units, &mut out.counts).await;
+        let mut conflicted = Vec::new();
+        for (id, r) in ids.into_iter().zip(results) {
+            match r {
+                Ok(()) => {}
+                Err(CommitError::Conflict) => conflicted.push(id),
+                Err(CommitError::Store(e)) => {
+                    out.failed.insert(id, e.into());
+                }
+            }
+        }
+        // Keep the caller's order for the next round.
+        let order: HashMap<&str, usize> = sessions
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.as_str(), i))
+            .collect();
+        conflicted.sort_by_key(|s| order.get(s.as_str()).copied().unwrap_or(usize::MAX));
+        conflicted
+    }
+
+    /// Applies every job's changes, packing the commits of many aggregates into few transactions, in as
+    /// many passes as the write limit needs, re-reading and recomputing what conflicted. Returns, per
+    /// session, the error that kept one of its aggregates from landing.
+    async fn aggregates(
+        &self,
+        mut jobs: Vec<Job>,
+        counts: &mut UpdateCounts,
+    ) -> HashMap<String, UpdateError> {
+        let mut failed: HashMap<String, UpdateError> = HashMap::new();
+        let mut fail = |job: &Job, e: UpdateError| {
+            for c in &job.changes {
+                failed
+                    .entry(c.session_id().to_string())
+                    .or_insert_with(|| e.clone_shallow());
+            }
+        };
+        while !jobs.is_empty() {
+            // The pair counts the item jobs may move, read in one go.
+            let pair_keys: Vec<Key> = jobs.iter().flat_map(Job::pair_keys).collect();
+            let pairs = match self.store.get_many(&pair_keys).await {
+                Ok(p) => p,
+                Err(e) => {
+                    let e = UpdateError::from(e);
+                    jobs.iter().for_each(|j| fail(j, e.clone_shallow()));
+                    break;
+                }
+            };
+            counts.feature_items_read += pairs.len();
+
+            let mut next = Vec::new();
+            let mut planned: Vec<(Job, usize)> = Vec::new();
+            let mut units = Vec::new();
+            for mut job in jobs {
+                match self
+                    .plan(&job.agg, &job.changes, &job.read, &pairs, counts)
+                    .await
+                {
+                    Err(e) => fail(&job, e),
+                    Ok((taken, writes)) if writes.is_empty() => {
+                        job.changes.drain(..taken);
+                        if !job.changes.is_empty() {
+                            next.push(job);
+                        }
+                    }
+                    Ok((taken, writes)) => {
+                        planned.push((job, taken));
+                        units.push(writes);
+                    }
+                }
+            }
+            let results = self.commit_packed(units, counts).await;
+            for ((mut job, taken), r) in planned.into_iter().zip(results) {
+                match r {
+                    Ok(()) => {
+                        job.changes.drain(..taken);
+                        job.attempts = 0;
+                        if !job.changes.is_empty() {
+                            next.push(job);
+                        }
+                    }
+                    Err(CommitError::Conflict) => {
+                        job.attempts += 1;
+                        if job.attempts >= self.max_attempts {
+                            let e = UpdateError::Contended(job.agg.clone(), self.max_attempts);
+                            fail(&job, e);
+                        } else {
+                            next.push(job);
+                        }
+                    }
+                    Err(CommitError::Store(e)) => fail(&job, e.into()),
+                }
+            }
+            if next.is_empty() {
+                break;
+            }
+            // Re-read what the remaining changes need.
+            if let Err(e) = self.read_jobs(&mut next, counts).await {
+                let e = UpdateError::from(e);
+                next.iter().for_each(|j| fail(j, e.clone_shallow()));
+                break;
+            }
+            jobs = next;
+        }
+        failed
+    }
+
+    /// Reads, in one go, each job's aggregate and the contributions stored for its waiting sessions.
+    async fn read_jobs(
+        &self,
+        jobs: &mut [Job],
+        counts: &mut UpdateCounts,
+    ) -> Result<(), StoreError> {
+        let keys: Vec<Key> = jobs.iter().flat_map(Job::keys).collect();
+        let mut read = self.store.get_many(&keys).await?;
+        counts.feature_items_read += read.len();
+        for job in jobs {
+            job.read = job
+                .keys()
+                .into_iter()
+                .filter_map(|k| read.remove_entry(&k))
+                .collect();
+        }
+        Ok(())
+    }
+
+    /// Commits each unit atomically, packing units into as few transactions as the write limit allows.
+    /// When a packed transaction conflicts, its units are retried one by one, so that one contended item
+    /// does not hold back the others. One result per unit.
+    async fn commit_packed(
+        &self,
+        units: Vec<Vec<Write>>,
+        counts: &mut UpdateCounts,
+    ) -> Vec<Result<(), CommitError>> {
+        let mut packs: Vec<Vec<usize>> = Vec::new();
+        let mut size = 0;
+        for (i, u) in units.iter().enumerate() {
+            match packs.last_mut() {
+                Some(p) if size + u.len() <= MAX_WRITES_PER_COMMIT => {
+                    p.push(i);
+                    size += u.len();
+                }
+                _ => {
+                    packs.push(vec![i]);
+                    size = u.len();
+                }
+            }
+        }
+        let units = &units;
+        type PackOutcome = (Vec<usize>, Vec<Result<(), CommitError>>, UpdateCounts);
+        let outcomes: Vec<PackOutcome> = stream::iter(packs)
+            .map(|pack| async move {
+                let mut c = UpdateCounts::default();
+                let writes: Vec<Write> = pack
+                    .iter()
+                    .flat_map(|i| units[*i].iter().cloned())
+                    .collect();
+                let first = self.commit_counted(writes, &mut c).await;
+                let results = match first {
+                    Err(CommitError::Conflict) if pack.len() > 1 => {
+                        let mut one_by_one = Vec::with_capacity(pack.len());
+                        for i in &pack {
+                            one_by_one.push(self.commit_counted(units[*i].clone(), &mut c).await);
+                        }
+                        one_by_one
+                    }
+                    Err(CommitError::Store(e)) => pack
+                        .iter()
+                        .map(|_| Err(CommitError::Store(e.clone_shallow())))
+                        .collect(),
+                    Err(CommitError::Conflict) => vec![Err(CommitError::Conflict)],
+                    Ok(()) => pack.iter().map(|_| Ok(())).collect(),
+                };
+                (pack, results, c)
+            })
+            .buffer_unordered(self.concurrency.max(1))
+            .collect()
+            .await;
+        let mut results: Vec<Option<Result<(), CommitError>>> =
+            units.iter().map(|_| None).collect();
+        for (pack, rs, c) in outcomes {
+            *counts += &c;
+            for (i, r) in pack.into_iter().zip(rs) {
+                results[i] = Some(r);
+            }
+        }
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or(Err(CommitError::Conflict)))
+            .collect()
+    }
+
+    async fn commit_counted(
+        &self,
+        writes: Vec<Write>,
+        c: &mut UpdateCounts,
+    ) -> Result<(), CommitError> {
+        let n = writes.len();
+        c.commits += 1;
+        let r = self.store.commit(writes).await;
+        match &r {
+            Ok(()) => {
+                c.feature_items_written += n;
+                if n > 1 {
+                    c.transactional_items_written += n;
+                }
+            }
+            Err(CommitError::Conflict) => c.conflicts += 1,
+            Err(CommitError::Store(_)) => {}
+        }
+        r
+    }
+
+    /// The next commit for one aggregate: how many of `changes` it covers, and its writes (empty when
+    /// those changes are already applied).
+    async fn plan(
+        &self,
+        agg_key: &Key,
+        changes: &[Change],
+        read: &HashMap<Key, Stored>,
+        pairs: &HashMap<Key, Stored>,
+        counts: &mut UpdateCounts,
+    ) -> Result<(usize, Vec<Write>), UpdateError> {
+        let agg_stored = read.get(agg_key);
+        match changes.first() {
+            Some(Change::User(_)) => {
+                let f = fold_changes(agg_key, changes, read, Change::user, |_, _| 0)?;
+                let mut writes = f.writes;
+                if let Some(after) = f.after {
+                    // Experiment units follow the user: rewrite the ones that changed.
+                    let old_units = f.before.map(|b| b.experiment_units()).unwrap_or_default();
+                    for unit in after.experiment_units() {
+                        if !old_units.contains(&unit) {
+                            writes.push(Write::put(Doc::ExperimentUnit(unit), Expect::Any));
+                        }
+                    }
+                    writes.push(Write::put(Doc::User(after), Expect::of(agg_stored)));
+                }
+                Ok((f.taken, writes))
+            }
+            Some(Change::Page(_)) => {
+                let f = fold_changes(agg_key, changes, read, Change::page, |_, _| 0)?;
+                let mut writes = f.writes;
+                if let Some(after) = f.after {
+                    writes.push(Write::put(Doc::Page(after), Expect::of(agg_stored)));
+                }
+                Ok((f.taken, writes))
+            }
+            Some(Change::Item(_)) => self.plan_item(agg_key, changes, read, pairs, counts).await,
+            None => Ok((0, Vec::new())),
+        }
+    }
+
+    async fn plan_item(
+        &self,
+        agg_key: &Key,
+        changes: &[Change],
+        read: &HashMap<Key, Stored>,
+        pairs: &HashMap<Key, Stored>,
+        counts: &mut UpdateCounts,
+    ) -> Result<(usize, Vec<Write>), UpdateError> {
+        let agg_stored = read.get(agg_key);
+        let pair_writes = |old: Option<&ItemContribution>, new: &ItemContribution| {
+            PairKind::ALL
+                .iter()
+                .map(|k| pair_deltas(old, new, *k).len())
+                .sum()
+        };
+        let f = fold_changes(agg_key, changes, read, Change::item, pair_writes)?;
+        let (taken, mut writes) = (f.taken, f.writes);
+        let Some(mut after) = f.after else {
+            return Ok((taken, writes));
+        };
+        // Pair counts move with the applied contributions.
+        // (kind, partner) → (count change, latest expiry of the sessions adding to it)
+        let mut deltas: BTreeMap<(PairKind, String), (i64, i64)> = BTreeMap::new();
+        for (old, new) in f.applied {
+            for kind in PairKind::ALL {
+                for (other, d) in pair_deltas(old, new, kind) {
+                    let slot = deltas.entry((kind, other)).or_insert((0, i64::MIN));
+                    slot.0 += d;
+                    if d > 0 {
+                        slot.1 = slot.1.max(new.expires_at);
+                    }
+                }
+            }
+        }
+        deltas.retain(|_, (d, _)| *d != 0);
+        let product = after.product_id.clone();
+        let mut changed: BTreeMap<PairKind, BTreeMap<String, (u32, u32)>> = BTreeMap::new();
+        for ((kind, other), (d, adds_expire_at)) in deltas {
+            let key = Key::pair(&product, kind, &other);
+            let before = match pairs.get(&key) {
+                Some(Stored {
+                    doc: Doc::ItemPair(p),
+                    ..
+                }) => Some(p),
+                Some(s) => return Err(UpdateError::WrongEntity(key, s.doc.entity(), "item_pair")),
+                None => None,
+            };
+            let n_before = before.map_or(0, |p| p.sessions);
+            let n_after = u32::try_from((i64::from(n_before) + d).max(0)).unwrap_or(u32::MAX);
+            changed
+                .entry(kind)
+                .or_default()
+                .insert(other.clone(), (n_before, n_after));
+            if n_after == 0 {
+                writes.push(Write {
+                    key,
+                    expect: Expect::Any,
+                    doc: None,
+                });
+            } else {
+                let expires_at =
+                    before.map_or(adds_expire_at, |p| p.expires_at.max(adds_expire_at));
+                let pair = PairCount {
+                    product_id: product.clone(),
+                    kind,
+                    other_id: other,
+                    sessions: n_after,
+                    expires_at,
+                };
+                writes.push(Write::put(Doc::ItemPair(pair), Expect::Any));
+            }
+        }
+        for (kind, changed) in changed {
+            let top = match top_k_update(after.top(kind), &changed) {
+                Some(top) => top,
+                None => {
+                    // A listed pair went down: recompute from every pair of this kind.
+                    let all = self
+                        .store
+                        .query(&agg_key.pk, &format!("{}#", kind.prefix()))
+                        .await?;
+                    counts.feature_items_read += all.len();
+                    let mut counts_now: BTreeMap<String, u32> = all
+                        .into_iter()
+                        .filter_map(|s| match s.doc {
+                            Doc::ItemPair(p) => Some((p.other_id, p.sessions)),
+                            _ => None,
+                        })
+                        .collect();
+                    for (other, (_, n)) in &changed {
+                        counts_now.insert(other.clone(), *n);
+                    }
+                    top_k(
+                        counts_now
+                            .into_iter()
+                            .map(|(product_id, sessions)| Partner {
+                                product_id,
+                                sessions,
+                            }),
+                    )
+                }
+            };
+            *after.top_mut(kind) = top;
+        }
+        writes.push(Write::put(Doc::Item(after), Expect::of(agg_stored)));
+        Ok((taken, writes))
+    }
+}
+
+fn fail_all(out: &mut UpdateOutcome, sessions: &[String], e: &StoreError) {
+    for s in sessions {
+        out.failed
+            .insert(s.clone(), UpdateError::Store(e.clone_shallow()));
+    }
+}
+
+/// Typed access to the aggregate and contribution docs.
+trait Typed: Contribution + Clone + Sized {
+    const ENTITY: &'static str;
+    fn contribution_doc(self) -> Doc;
+    fn as_contribution(doc: &Doc) -> Option<&Self>;
+    fn as_aggregate(doc: &Doc) -> Option<&Self::Aggregate>;
+}
+
+/// `Typed` for a contribution, from its `Doc` variant and its aggregate's.
+macro_rules! typed {
+    ($contribution:ident, $aggregate:ident, $entity:literal) => {
+        impl Typed for $contribution {
+            const ENTITY: &'static str = $entity;
+            fn contribution_doc(self) -> Doc {
+                Doc::$contribution(self)
+            }
+            fn as_contribution(doc: &Doc) -> Option<&Self> {
+                match doc {
+                    Doc::$contribution(c) => Some(c),
+                    _ => None,
+                }
+            }
+            fn as_aggregate(doc: &Doc) -> Option<&Self::Aggregate> {
+                match doc {
+                    Doc::$aggregate(a) => Some(a),
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+typed!(UserContribution, User, "user");
+typed!(ItemContribution, Item, "item");
+typed!(PageContribution, Page, "page");
+
+/// The stored contribution of `session_id` to `agg`, typed.
+fn stored_contribution<'a, C: Typed>(
+    agg: &Key,
+    session_id: &str,
+    read: &'a HashMap<Key, Stored>,
+) -> Result<Option<(&'a Stored, &'a C)>, UpdateError> {
+    let key = agg.contribution(session_id);
+    match read.get(&key) {
+        None => Ok(None),
+        Some(s) => match C::as_contribution(&s.doc) {
+            Some(c) => Ok(Some((s, c))),
+            None => Err(UpdateError::WrongEntity(
+                key,
+                s.doc.entity(),
+                "contribution",
+            )),
+        },
+    }
+}
+
+/// Writes a commit keeps free for the aggregate itself and the experiment units riding with a user.
+const RESERVED_WRITES: usize = 16;
+
+/// What [`fold_changes`] made of the changes that fit in one commit.
+struct Folded<'r, C: Contribution> {
+    /// How many of the changes it covers (applied, or already superseded by what is stored).
+    taken: usize,
+    /// The new contributions, each guarded by the version of the one it replaces.
+    writes: Vec<Write>,
+    /// The stored aggregate.
+    before: Option<&'r C::Aggregate>,
+    /// The aggregate after the applied changes; `None` when nothing was applied.
+    after: Option<C::Aggregate>,
+    /// (stored, new) for each applied contribution.
+    applied: Vec<(Option<&'r C>, &'r C)>,
+}
+
+/// Takes as many of `changes` as fit in one commit and applies those that supersede what is stored.
+/// `extra` is how many more writes a change brings along (its pair counts).
+fn fold_changes<'r, C: Typed>(
+    agg_key: &Key,
+    changes: &'r [Change],
+    read: &'r HashMap<Key, Stored>,
+    pick: fn(&Change) -> Option<&C>,
+    extra: impl Fn(Option<&C>, &C) -> usize,
+) -> Result<Folded<'r, C>, UpdateError>
+where
+    C::Aggregate: Clone,
+{
+    let before =
+        match read.get(agg_key) {
+            None => None,
+            Some(s) => Some(C::as_aggregate(&s.doc).ok_or_else(|| {
+                UpdateError::WrongEntity(agg_key.clone(), s.doc.entity(), C::ENTITY)
+            })?),
+        };
+    let mut agg: Option<C::Aggregate> = before.cloned();
+    let mut writes = Vec::new();
+    let mut applied = Vec::new();
+    let mut taken = 0;
+    let mut used = 0;
+    let budget = MAX_WRITES_PER_COMMIT - RESERVED_WRITES;
+    for change in changes {
+        let Some(new) = pick(change) else {
+            taken += 1;
+            continue;
+        };
+        let stored = stored_contribution::<C>(agg_key, new.session_id(), read)?;
+        let old = stored.map(|(_, c)| c);
+        if !supersedes(new, old) {
+            taken += 1;
+            continue;
+        }
+        let cost = 1 + extra(old, new);
+        if used > 0 && used + cost > budget {
+            break;
+        }
+        used += cost;
+        taken += 1;
+        new.apply(old, agg.get_or_insert_with(|| new.empty()));
+        writes.push(Write::put(
+            new.clone().contribution_doc(),
+            Expect::of(stored.map(|(s, _)| s)),
+        ));
+        applied.push((old, new));
+    }
+    Ok(Folded {
+        taken,
+        writes,
+        before,
+        after: if applied.is_empty() { None } else { agg },
+        applied,
+    })
+}

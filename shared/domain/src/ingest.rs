@@ -1,0 +1,336 @@
+//! Ingest: from raw stream records to durable event-log entries, without any AWS type.
+//!
+//! For one batch of records from one shard, in shard order:
+//! 1. [`Admission::admit`] decodes and validates each record, pseudonymizes personal fields and builds the
+//!    log entry, or explains with a reason code why the record is rejected.
+//! 2. Accepted entries are de-duplicated by their key (`session_id`, `event_id`): a redelivered event, in
+//!    this batch or any later one, maps to the same item, and the entry is a pure function of the event, so
+//!    re-putting it changes nothing.
+//! 3. Rejected records go to quarantine and entries to the event log, concurrently, through [`deliver`].
+//! 4. The checkpoint is the first record, in shard order, that is neither durably logged nor durably
+//!    quarantined. Lambda retries from there; everything before it is done and is never reported.
+
+use crate::delivery::{deliver, Delivery, RetryPolicy};
+
+use crate::event::{Event, EventBody};
+use crate::ports::{BatchSink, StoreError};
+use crate::pseudonym::{IdKind, Pseudonymizer};
+use base64::Engine as _;
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+
+/// One record as the stream delivered it.
+#[derive(Debug, Clone, Copy)]
+pub struct SourceRecord<'a> {
+    /// Position in the shard: the Kinesis sequence number. This is what a batch item failure reports.
+    pub sequence_number: &'a str,
+    pub partition_key: &'a str,
+    pub data: &'a [u8],
+    pub arrived_at: Option<DateTime<Utc>>,
+}
+
+/// An event ready for the log: key, index attributes and the canonical pseudonymized JSON body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogEntry {
+    pub session_id: String,
+    pub event_id: String,
+    pub event_type: String,
+    /// RFC 3339 with millisecond precision in UTC, so it sorts lexicographically.
+    pub occurred_at: String,
+    /// Pseudonymous.
+    pub user_id: Option<String>,
+    /// Epoch seconds after which the item is past retention (the table's TTL attribute). Derived from the
+    /// event time, never the ingest time, so a redelivery writes an identical item.
+    pub expires_at: i64,
+    /// The pseudonymized event as canonical JSON (schema v1).
+    pub body: String,
+}
+
+impl LogEntry {
+    pub fn key(&self) -> (&str, &str) {
+        (&self.session_id, &self.event_id)
+    }
+
+    /// The entry for an already admitted (pseudonymized) event.
+    pub fn of(event: &Event, expires_at: i64) -> Result<Self, serde_json::Error> {
+        Ok(LogEntry {
+            session_id: event.session_id.clone(),
+            event_id: event.event_id.clone(),
+            event_type: event.body.event_type().to_string(),
+            occurred_at: event
+                .occurred_at
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            user_id: event.user_id.clone(),
+            expires_at,
+            body: serde_json::to_string(event)?,
+        })
+    }
+
+    /// Decodes the stored body back into an event.
+    pub fn event(&self) -> Result<Event, crate::event::DecodeError> {
+        Event::decode(self.body.as_bytes(), usize::MAX)
+    }
+}
+
+/// Why a record was not admitted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    pub reason: &'static str,
+    pub field: Option<String>,
+    pub detail: String,
+}
+
+/// Admission rules: size, retention window and clock skew, plus the pseudonymization key.
+#[derive(Debug, Clone)]
+pub struct Admission {
+    pub max_record_bytes: usize,
+    /// How long events are kept, counted from their event time.
+    pub retention: Duration,
+    /// How far in the future an event time may be (producer clock skew) before it is rejected.
+    pub max_future_skew: Duration,
+    pub pseudonymizer: Pseudonymizer,
+}
+
+/// The largest record ingest accepts. Kinesis allows 1 MiB, but no v1 event needs more than a few KiB,
+/// and a small cap keeps event-log items far from DynamoDB's 400 KB limit.
+pub const DEFAULT_MAX_RECORD_BYTES: usize = 32 * 1024;
+
+impl Admission {
+    /// Decodes, validates and pseudonymizes one record.
+    pub fn admit(&self, data: &[u8], now: DateTime<Utc>) -> Result<LogEntry, Rejection> {
+        let mut event = Event::decode(data, self.max_record_bytes).map_err(|e| Rejection {
+            reason: e.reason_code(),
+            field: e.field().map(str::to_string),
+            detail: e.to_string(),
+        })?;
+        let expires = event.occurred_at + self.retention;
+        if expires <= now {
+            return Err(Rejection {
+                reason: "outside_retention",
+                field: Some("occurred_at".into()),
+                detail: format!(
+                    "event time {} is older than the {}-day retention",
+                    event.occurred_at.to_rfc3339(),
+                    self.retention.num_days()
+                ),
+            });
+        }
+        if event.occurred_at > now + self.max_future_skew {
+            return Err(Rejection {
+                reason: "occurred_in_future",
+                field: Some("occurred_at".into()),
+                detail: format!(
+                    "event time {} is more than {} s ahead of ingest time",
+                    event.occurred_at.to_rfc3339(),
+                    self.max_future_skew.num_seconds()
+                ),
+            });
+        }
+        self.pseudonymize(&mut event);
+        LogEntry::of(&event, expires.timestamp()).map_err(|e| Rejection {
+            reason: "invalid_field",
+            field: None,
+            detail: format!("event cannot be re-encoded: {e}"),
+        })
+    }
+
+    /// Replaces every personal identifier the schema knows of with its keyed pseudonym.
+    pub fn pseudonymize(&self, event: &mut Event) {
+        let p = &self.pseudonymizer;
+        if let Some(u) = event.user_id.as_mut() {
+            *u = p.pseudonymize(IdKind::UserId, u);
+        }
+        if let Some(ip) = event.context.ip.as_mut() {
+            *ip = p.pseudonymize(IdKind::Ip, ip);
+        }
+        if let EventBody::OrderPlaced(order) = &mut event.body {
+            if let Some(email) = order.email.as_mut() {
+                *email = p.pseudonymize(IdKind::Email, email);
+            }
+        }
+    }
+}
+
+/// A rejected record as it is kept in quarantine: the reason, where it came from, and the original bytes.
+///
+/// The original payload may hold raw identifiers (that is why some records are unreadable), so the
+/// quarantine queue and bucket are encrypted, access-restricted and expire after 14 days.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuarantineRecord {
+    /// Stable machine-readable code, e.g. `invalid_json`.
+    pub reason: String,
+    /// The offending field, when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// Human-readable explanation.
+    pub detail: String,
+    pub sequence_number: String,
+    pub partition_key: String,
+    /// The stream the record came from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arrived_at: Option<DateTime<Utc>>,
+    pub quarantined_at: DateTime<Utc>,
+    pub payload_bytes: usize,
+    /// The original payload, base64. Absent when it was too large for a message and is in `payload_ref`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload_base64: Option<String>,
+    /// Where the original payload is stored (`s3://bucket/key`) when it is not inline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload_ref: Option<String>,
+}
+
+impl QuarantineRecord {
+    /// The original payload, when it is inline.
+    pub fn payload(&self) -> Option<Vec<u8>> {
+        self.payload_base64
+            .as_deref()
+            .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+    }
+}
+
+/// Counters for one batch, logged as one structured line.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+pub struct BatchCounts {
+    pub records: usize,
+    /// Distinct entries durably written to the log.
+    pub appended: usize,
+    /// Records whose event was already in this batch.
+    pub duplicates_in_batch: usize,
+    /// Records durably quarantined.
+    pub quarantined: usize,
+    pub quarantined_by_reason: BTreeMap<String, usize>,
+    /// Records handed back to Lambda for retry (from the checkpoint on).
+    pub retry_from_checkpoint: usize,
+    pub log_write_requests: u64,
+    pub log_write_retries: u64,
+    pub quarantine_requests: u64,
+}
+
+/// Sums the counters of several batches (the local stream driver reports a whole run).
+impl std::ops::AddAssign<&BatchCounts> for BatchCounts {
+    fn add_assign(&mut self, c: &BatchCounts) {
+        self.records += c.records;
+        self.appended += c.appended;
+        self.duplicates_in_batch += c.duplicates_in_batch;
+        self.quarantined += c.quarantined;
+        for (k, v) in &c.quarantined_by_reason {
+            *self.quarantined_by_reason.entry(k.clone()).or_default() += v;
+        }
+        self.retry_from_checkpoint += c.retry_from_checkpoint;
+        self.log_write_requests += c.log_write_requests;
+        self.log_write_retries += c.log_write_retries;
+        self.quarantine_requests += c.quarantine_requests;
+    }
+}
+
+/// The result of one batch.
+#[derive(Debug)]
+pub struct BatchOutcome {
+    /// Index (into the batch) of the first record not durably handled; `None` when all are.
+    pub checkpoint: Option<usize>,
+    pub counts: BatchCounts,
+    /// The store errors that stopped delivery, for logging.
+    pub errors: Vec<StoreError>,
+}
+
+/// The ingest use case over its two ports.
+pub struct Ingestor<L, Q> {
+    pub admission: Admission,
+    pub log: L,
+    pub quarantine: Q,
+    pub retry: RetryPolicy,
+}
+
+impl<L: BatchSink<LogEntry>, Q: BatchSink<QuarantineRecord>> Ingestor<L, Q> {
+    /// Processes one batch; see the module docs. `source` names the stream for quarantine records.
+    pub async fn ingest(
+        &self,
+        records: &[SourceRecord<'_>],
+        source: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> BatchOutcome {
+        let mut counts = BatchCounts {
+            records: records.len(),
+            ..BatchCounts::default()
+        };
+        // Where each record's outcome lives: an entry in `entries` or a record in `rejected`.
+        enum Target {
+            Entry(usize),
+            Rejected(usize),
+        }
+        let mut entries: Vec<LogEntry> = Vec::new();
+        let mut rejected: Vec<QuarantineRecord> = Vec::new();
+        let mut seen: HashMap<(String, String), usize> = HashMap::new();
+        let mut targets = Vec::with_capacity(records.len());
+        for r in records {
+            match self.admission.admit(r.data, now) {
+                Ok(entry) => {
+                    let key = (entry.session_id.clone(), entry.event_id.clone());
+                    match seen.get(&key) {
+                        Some(&pos) => {
+                            counts.duplicates_in_batch += 1;
+                            targets.push(Target::Entry(pos));
+                        }
+                        None => {
+                            seen.insert(key, entries.len());
+                            targets.push(Target::Entry(entries.len()));
+                            entries.push(entry);
+                        }
+                    }
+                }
+                Err(rej) => {
+                    rejected.push(QuarantineRecord {
+                        reason: rej.reason.to_string(),
+                        field: rej.field,
+                        detail: rej.detail,
+                        sequence_number: r.sequence_number.to_string(),
+                        partition_key: r.partition_key.to_string(),
+                        source: source.map(str::to_string),
+                        arrived_at: r.arrived_at,
+                        quarantined_at: now,
+                        payload_bytes: r.data.len(),
+                        payload_base64: Some(
+                            base64::engine::general_purpose::STANDARD.encode(r.data),
+                        ),
+                        payload_ref: None,
+                    });
+                    targets.push(Target::Rejected(rejected.len() - 1));
+                }
+            }
+        }
+
+        let (logged, quarantined): (Delivery, Delivery) = futures::future::join(
+            deliver(&self.log, &entries, &self.retry),
+            deliver(&self.quarantine, &rejected, &self.retry),
+        )
+        .await;
+
+        counts.appended = logged.accepted.iter().filter(|a| **a).count();
+        counts.quarantined = quarantined.accepted.iter().filter(|a| **a).count();
+        for (q, ok) in rejected.iter().zip(&quarantined.accepted) {
+            if *ok {
+                *counts
+                    .quarantined_by_reason
+                    .entry(q.reason.clone())
+                    .or_default() += 1;
+            }
+        }
+        counts.log_write_requests = logged.stats.requests;
+        counts.log_write_retries = logged.stats.retries;
+        counts.quarantine_requests = quarantined.stats.requests;
+
+        let checkpoint = targets.iter().position(|t| match t {
+            Target::Entry(i) => !logged.accepted[*i],
+            Target::Rejected(i) => !quarantined.accepted[*i],
+        });
+        counts.retry_from_checkpoint = checkpoint.map_or(0, |c| records.len() - c);
+        BatchOutcome {
+            checkpoint,
+            counts,
+            errors: logged.error.into_iter().chain(quarantined.error).collect(),
+        }
+    }
+}

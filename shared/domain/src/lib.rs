@@ -1,0 +1,28 @@
+//! checkout-ai's domain: everything the system decides, with no AWS type in it.
+//!
+//! This crate has no AWS dependency at all (a `make test` gate, `infra/check_boundaries.py`, fails if it
+//! gains one). The functions reach the outside world through the traits in [`ports`]; the AWS adapters
+//! live in `checkout-aws`, and the in-memory ones in [`memory`] (feature `test-util`, for tests only).
+//!
+//! Layers, lowest first (a module only imports from its own layer or below):
+//! - [`event`], [`pseudonym`], [`placement`]: the event schema and its decoder, identity, placements;
+//! - [`ports`], [`delivery`], [`ingest`]: the ports, batch delivery with retries, ingest planning;
+//! - [`features`]: the projections of the event log;
+//! - [`model`], [`experiment`]: scoring, assignment, experiment evaluation;
+//! - [`decision`]: the decision engine that uses all of the above;
+//! - [`stats`] (feature `stats`): gbstats-exact statistics, used by experiment evaluation.
+
+pub mod decision;
+pub mod delivery;
+pub mod event;
+pub mod experiment;
+pub mod features;
+pub mod ingest;
+#[cfg(any(test, feature = "test-util"))]
+pub mod memory;
+pub mod model;
+pub mod placement;
+pub mod ports;
+pub mod pseudonym;
+#[cfg(feature = "stats")]
+pub mod stats;

@@ -1,0 +1,247 @@
+//! Properties of the feature projections, for random event sequences delivered in random order, in
+//! random batches, with random duplicates:
+//! - the features table equals a from-scratch rebuild of the log (so any two deliveries agree);
+//! - delivering the last batch again writes nothing;
+//! - two updaters racing over the same batches still end at the rebuild.
+
+use checkout_domain::event::*;
+use checkout_domain::features::rebuild::{diff, rebuild};
+use checkout_domain::features::updater::FeatureUpdater;
+use checkout_domain::ingest::LogEntry;
+use checkout_domain::memory::{Faults, MemoryFeatureStore, MemoryLog};
+use checkout_domain::ports::BatchSink;
+use chrono::{Duration, TimeZone, Utc};
+use proptest::prelude::*;
+
+/// (session, user, minute, kind, a, b): a small vocabulary so that sessions, users and products collide.
+type Spec = (u8, Option<u8>, u16, u8, u8, u8);
+
+fn event(i: usize, (session, user, minute, kind, a, b): Spec) -> Event {
+    let usd = |minor: i64| Money {
+        amount_minor: minor,
+        currency: "USD".into(),
+    };
+    let product = format!("p{}", a % 6);
+    let body = match kind % 9 {
+        0 => EventBody::PageViewed(PageViewed {
+            page_type: [
+                PageType::Administrative,
+                PageType::Informational,
+                PageType::Cart,
+            ][usize::from(b % 3)],
+            path: Some(format!("/page/{}", a % 3)),
+            time_on_page_ms: (b % 2 == 0).then_some(u64::from(a) * 1000),
+        }),
+        1 | 2 => EventBody::ProductViewed(ProductViewed {
+            product_id: product,
+            category_id: None,
+            category_code: None,
+            brand: None,
+            price: None,
+        }),
+        3 => EventBody::CartItemAdded(CartItemAdded {
+            product_id: product,
+            quantity: u32::from(b % 3) + 1,
+            unit_price: usd(i64::from(a) * 100 + 1),
+            category_id: None,
+            category_code: None,
+            brand: None,
+        }),
+        4 => EventBody::CartItemRemoved(CartItemRemoved {
+            product_id: product,
+            quantity: 1,
+        }),
+        5 => EventBody::CheckoutStepCompleted(CheckoutStepCompleted {
+            step: CheckoutStep::Payment,
+            step_index: b % 5 + 1,
+        }),
+        6 => EventBody::PaymentDeclined(PaymentDeclined {
+            payment_attempt_id: format!("pa{i}"),
+            decline_code: "do_not_honor".into(),
+            amount: usd(100),
+        }),
+        7 => EventBody::OrderPlaced(OrderPlaced {
+            order_id: format!("o{i}"),
+            total: usd(i64::from(b) * 50 + 1),
+            lines: vec![OrderLine {
+                product_id: product,
+                quantity: 1,
+                unit_price_minor: i64::from(b) * 50 + 1,
+            }],
+            email: None,
+        }),
+        _ => EventBody::DecisionServed(DecisionServed {
+            decision_id: format!("d{i}"),
+            placement: "cart".into(),
+            action: "none".into(),
+            experiment_id: Some(format!("exp{}", a % 2)),
+            variant: Some(["control", "treatment"][usize::from(b % 2)].into()),
+            propensity: 0.5,
+            model_id: "m".into(),
+            model_version: "1".into(),
+            feature_schema_version: 1,
+            rules_version: "r".into(),
+            feature_hash: "h".into(),
+            degraded: false,
+        }),
+    };
+    let start = Utc
+        .with_ymd_and_hms(2019, 10, 1, 0, 0, 0)
+        .single()
+        .expect("time");
+    Event {
+        event_id: format!("e{i}"),
+        schema_version: 1,
+        // Minutes span ~45 days, so the 30-day window drops days.
+        occurred_at: start + Duration::minutes(i64::from(minute) * 10),
+        session_id: format!("s{}", session % 5),
+        user_id: user.map(|u| format!("u{}", u % 3)),
+        context: Context::default(),
+        body,
+    }
+}
+
+fn entries(specs: &[Spec]) -> Vec<LogEntry> {
+    specs
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let e = event(i, *s);
+            LogEntry::of(&e, (e.occurred_at + Duration::days(400)).timestamp()).expect("encodes")
+        })
+        .collect()
+}
+
+/// Picks deliveries: an order over the events, with duplicates, cut into batches.
+fn plan(n: usize) -> impl Strategy<Value = (Vec<usize>, Vec<usize>)> {
+    (
+        Just((0..n).collect::<Vec<_>>()).prop_shuffle(),
+        prop::collection::vec(0..n, 0..n / 2 + 1),
+        prop::collection::vec(1usize..8, 1..40),
+    )
+        .prop_map(|(order, dups, cuts)| {
+            let mut seq = order;
+            for (k, d) in dups.into_iter().enumerate() {
+                let at = (k * 7) % (seq.len() + 1);
+                seq.insert(at, d);
+            }
+            (seq, cuts)
+        })
+}
+
+fn batches(seq: &[usize], cuts: &[usize]) -> Vec<Vec<usize>> {
+    let mut out = Vec::new();
+    let mut rest = seq;
+    let mut k = 0;
+    while !rest.is_empty() {
+        let take = cuts[k % cuts.len()].min(rest.len());
+        out.push(rest[..take].to_vec());
+        rest = &rest[take..];
+        k += 1;
+    }
+    out
+}
+
+fn updater() -> FeatureUpdater<MemoryLog, MemoryFeatureStore> {
+    let mut u = FeatureUpdater::new(
+        MemoryLog::new(25, Faults::default()),
+        MemoryFeatureStore::default(),
+    );
+    u.max_attempts = 20;
+    u
+}
+
+/// Delivers one batch as the stream would: the events land in the log, then the updater sees their
+/// sessions.
+async fn deliver(
+    u: &FeatureUpdater<MemoryLog, MemoryFeatureStore>,
+    all: &[LogEntry],
+    batch: &[usize],
+) -> checkout_domain::features::updater::UpdateOutcome {
+    let refs: Vec<&LogEntry> = batch.iter().map(|i| &all[*i]).collect();
+    let left = u.log.put(&refs).await.expect("log put");
+    assert!(left.is_empty());
+    let sessions: Vec<String> = refs.iter().map(|e| e.session_id.clone()).collect();
+    u.update(&sessions).await
+}
+
+async fn run(
+    u: &FeatureUpdater<MemoryLog, MemoryFeatureStore>,
+    all: &[LogEntry],
+    batches: &[Vec<usize>],
+) -> usize {
+    let mut failed = 0;
+    for b in batches {
+        failed += deliver(u, all, b).await.failed.len();
+    }
+    failed
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime")
+}
+
+fn spec() -> impl Strategy<Value = Spec> {
+    (
+        any::<u8>(),
+        prop::option::weighted(0.9, any::<u8>()),
+        0u16..6500,
+        any::<u8>(),
+        any::<u8>(),
+        any::<u8>(),
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(150))]
+
+    #[test]
+    fn any_delivery_equals_the_rebuild_and_a_redelivery_writes_nothing(
+        (specs, (seq, cuts)) in prop::collection::vec(spec(), 1..40)
+            .prop_flat_map(|specs| { let n = specs.len(); (Just(specs), plan(n)) })
+    ) {
+        let all = entries(&specs);
+        let u = updater();
+        let rt = runtime();
+        let batches = batches(&seq, &cuts);
+        for b in &batches {
+            let out = rt.block_on(deliver(&u, &all, b));
+            prop_assert!(out.failed.is_empty(), "{:?}", out.failed);
+        }
+        let (expected, unreadable) = rebuild(all.clone());
+        prop_assert!(unreadable.is_empty());
+        let d = diff(&expected, &u.store.docs());
+        prop_assert!(d.is_empty(), "differences: {:#?}", d);
+
+        let writes = u.store.writes();
+        let last = batches.last().expect("one batch at least");
+        let again = rt.block_on(deliver(&u, &all, last));
+        prop_assert_eq!(again.counts.feature_items_written, 0);
+        prop_assert_eq!(u.store.writes(), writes);
+    }
+
+    #[test]
+    fn racing_updaters_end_at_the_rebuild(
+        (specs, (seq, cuts)) in prop::collection::vec(spec(), 1..30)
+            .prop_flat_map(|specs| { let n = specs.len(); (Just(specs), plan(n)) })
+    ) {
+        let all = entries(&specs);
+        let u = updater();
+        let rt = runtime();
+        let batches = batches(&seq, &cuts);
+        // Two invocations take alternate batches and run at the same time, interleaving at every call.
+        let (odd, even): (Vec<Vec<usize>>, Vec<Vec<usize>>) = {
+            let (o, e): (Vec<_>, Vec<_>) = batches.into_iter().enumerate().partition(|(i, _)| i % 2 == 1);
+            (o.into_iter().map(|(_, b)| b).collect(), e.into_iter().map(|(_, b)| b).collect())
+        };
+        let (fa, fb) = rt.block_on(async {
+            tokio::join!(run(&u, &all, &odd), run(&u, &all, &even))
+        });
+        prop_assert_eq!(fa + fb, 0);
+        let (expected, _) = rebuild(all.clone());
+        let d = diff(&expected, &u.store.docs());
+        prop_assert!(d.is_empty(), "differences: {:#?}", d);
+    }
+}
