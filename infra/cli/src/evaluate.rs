@@ -14,10 +14,10 @@
 //! per-arm moments, bounded by arms × metrics.
 
 use crate::BoxError;
-use checkout_domain::stats::analysis::{
-    analyse, DataSummary, Design, MetricDef, MetricKind, Report, Role, Settings, Tally,
-};
+use checkout_domain::stats::analysis::{analyse, Settings};
 use checkout_domain::stats::html;
+use checkout_domain::stats::report::{DataSummary, Report};
+use checkout_domain::stats::tally::{Design, MetricDef, MetricKind, Role, Tally};
 use std::io::Read;
 use std::path::Path;
 

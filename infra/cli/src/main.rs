@@ -3,6 +3,7 @@
 use checkout_ai::local::stack::LocalStack;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use checkout_ai as ops;
 
@@ -242,7 +243,7 @@ async fn train(
     out: Option<&std::path::Path>,
     publish: Option<&StackArg>,
     min_auc: Option<f64>,
-) -> Result<(), ops::BoxError> {
+) -> Result<ExitCode, ops::BoxError> {
     let artifact = ops::model::train_file(csv, name, version, chrono::Utc::now())?;
     // The gate comes first, so that a model below it is neither written nor published; files are written
     // before anything is printed, so that a closed stdout (`| head`) cannot lose them.
@@ -250,7 +251,7 @@ async fn train(
     if let Some(floor) = min_auc.filter(|&f| mean < f) {
         ops::model::print_report(&artifact);
         eprintln!("checkout-ai: mean CV AUC {mean:.4} is below --min-auc {floor}; nothing written");
-        std::process::exit(2);
+        return Ok(ExitCode::from(2));
     }
     let bytes = artifact.encode()?;
     if let Some(path) = out {
@@ -271,54 +272,41 @@ async fn train(
     if let Some(url) = published {
         println!("  published {url}");
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints a result as pretty JSON on stdout.
+fn print_json(value: &impl serde::Serialize) -> Result<(), ops::BoxError> {
+    println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
 }
 
-#[tokio::main]
-async fn main() {
-    let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Schema => ops::schema(),
+/// Runs one command. `Ok` carries the exit code: 0, or the documented code of a refusal that is not an
+/// error (2: a gate or a difference, 3: not promoted).
+async fn run(command: Command) -> Result<ExitCode, ops::BoxError> {
+    match command {
+        Command::Schema => ops::schema()?,
         Command::Replay {
             stack,
             file,
             dup_every,
             limit,
-        } => match stack.load() {
-            Ok(s) => ops::replay(&s, &file, dup_every, limit).await.map(|r| {
-                println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
-            }),
-            Err(e) => Err(e),
-        },
-        Command::DriveIngest { stack } => match stack.load() {
-            Ok(s) => ops::drive_ingest(&s).await.map(|r| {
-                println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
-            }),
-            Err(e) => Err(e),
-        },
-        Command::DriveFeatures { stack } => match stack.load() {
-            Ok(s) => ops::drive_features(&s).await.map(|r| {
-                println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
-            }),
-            Err(e) => Err(e),
-        },
-        Command::RebuildFeatures { stack } => match stack.load() {
-            Ok(s) => match ops::rebuild_features(&s).await {
-                Ok(r) => {
-                    println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
-                    if r.differences > 0 {
-                        eprintln!(
-                            "checkout-ai: the live features table differs from the rebuild in {} items",
-                            r.differences
-                        );
-                        std::process::exit(2);
-                    }
-                    Ok(())
-                }
-                Err(e) => Err(e),
-            },
-            Err(e) => Err(e),
-        },
+        } => print_json(&ops::replay(&stack.load()?, &file, dup_every, limit).await?)?,
+        Command::DriveIngest { stack } => print_json(&ops::drive_ingest(&stack.load()?).await?)?,
+        Command::DriveFeatures { stack } => {
+            print_json(&ops::drive_features(&stack.load()?).await?)?
+        }
+        Command::RebuildFeatures { stack } => {
+            let report = ops::rebuild_features(&stack.load()?).await?;
+            print_json(&report)?;
+            if report.differences > 0 {
+                eprintln!(
+                    "checkout-ai: the live features table differs from the rebuild in {} items",
+                    report.differences
+                );
+                return Ok(ExitCode::from(2));
+            }
+        }
         Command::Train {
             csv,
             name,
@@ -328,7 +316,7 @@ async fn main() {
             min_auc,
             stack,
         } => {
-            train(
+            return train(
                 &csv,
                 &name,
                 version,
@@ -338,62 +326,62 @@ async fn main() {
             )
             .await
         }
-        Command::ExportSessions { stack, out } => match stack.load() {
-            Ok(s) => ops::model::export_sessions(&s, &out).await.map(|r| {
-                println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
-            }),
-            Err(e) => Err(e),
-        },
+        Command::ExportSessions { stack, out } => {
+            print_json(&ops::model::export_sessions(&stack.load()?, &out).await?)?
+        }
         Command::Promote {
             stack,
             name,
             version,
             eval_csv,
             override_reason,
-        } => match stack.load() {
-            Ok(s) => {
-                let record = ops::model::promote(
-                    &s,
-                    &name,
-                    &version,
-                    eval_csv.as_deref(),
-                    override_reason.as_deref(),
-                )
-                .await;
-                record.map(|r| {
-                    println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
-                    if !r.pointer_moved {
-                        eprintln!("checkout-ai: not promoted: {}", r.decision.reason);
-                        std::process::exit(3);
-                    }
-                })
+        } => {
+            let record = ops::model::promote(
+                &stack.load()?,
+                &name,
+                &version,
+                eval_csv.as_deref(),
+                override_reason.as_deref(),
+            )
+            .await?;
+            print_json(&record)?;
+            if !record.pointer_moved {
+                eprintln!("checkout-ai: not promoted: {}", record.decision.reason);
+                return Ok(ExitCode::from(3));
             }
-            Err(e) => Err(e),
-        },
+        }
         Command::DecisionConfig {
             stack,
             file,
             kill_switch,
-        } => match stack.load() {
-            Ok(s) => ops::model::decision_config(&s, file.as_deref(), kill_switch.as_deref())
-                .await
-                .map(|c| print!("{}", String::from_utf8_lossy(&c.encode()))),
-            Err(e) => Err(e),
-        },
-        Command::Evaluate(args) => args.run(),
-        Command::Demo { stack, file, out } => match stack.load() {
-            Ok(s) => ops::demo(&s, &file, &out).await,
-            Err(e) => Err(e),
-        },
-    };
-    if let Err(e) = result {
-        eprintln!("checkout-ai: error: {e}");
-        let mut source = e.source();
-        while let Some(s) = source {
-            eprintln!("  caused by: {s}");
-            source = s.source();
+        } => {
+            let config = ops::model::decision_config(
+                &stack.load()?,
+                file.as_deref(),
+                kill_switch.as_deref(),
+            )
+            .await?;
+            print!("{}", String::from_utf8_lossy(&config.encode()));
         }
-        std::process::exit(1);
+        Command::Evaluate(args) => args.run()?,
+        Command::Demo { stack, file, out } => ops::demo(&stack.load()?, &file, &out).await?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match run(Cli::parse().command).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("checkout-ai: error: {e}");
+            let mut source = e.source();
+            while let Some(s) = source {
+                eprintln!("  caused by: {s}");
+                source = s.source();
+            }
+            ExitCode::FAILURE
+        }
     }
 }
 

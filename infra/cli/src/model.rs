@@ -155,7 +155,7 @@ pub struct ExportReport {
 /// Folds every session of the event log (as the feature updater does) and writes them, labelled with
 /// "placed an order", in the UCI layout that `train` reads.
 pub async fn export_sessions(stack: &LocalStack, out: &Path) -> Result<ExportReport, BoxError> {
-    let (ddb, env) = crate::feature_tables(stack).await?;
+    let (ddb, env) = crate::rebuild::feature_tables(stack).await?;
     let log = crate::census::scan_log(&ddb, env.required("EVENT_LOG_TABLE")?).await?;
     let (docs, unreadable) = rebuild(log);
     let rows = labelled_sessions(&docs);

@@ -7,8 +7,9 @@
 //!   every kind, under Benjamini-Hochberg.
 
 use checkout_ai::evaluate::{evaluate, parse_weights, Spec};
-use checkout_domain::stats::analysis::{Report, Settings, Test};
+use checkout_domain::stats::analysis::{Settings, Test};
 use checkout_domain::stats::correction::Correction;
+use checkout_domain::stats::report::Report;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -50,7 +51,7 @@ fn reference(csv: &Path, spec: &Spec) -> Value {
     ];
     for m in &spec.metrics {
         let kind = match m.kind {
-            checkout_domain::stats::analysis::MetricKind::Proportion => "proportion",
+            checkout_domain::stats::tally::MetricKind::Proportion => "proportion",
             _ => "mean",
         };
         args.extend(["--metric".into(), format!("{}:{}:{kind}", m.name, m.column)]);

@@ -14,11 +14,10 @@
 use super::config::{Experiment, Status};
 use crate::features::ExperimentUnit;
 use crate::ports::{Condition, ObjectStore, PutError, StoreError, UnitSource};
-use crate::stats::analysis::{
-    analyse, Action, DataSummary, Design, MetricDef, MetricKind, Report, Role, Settings, Tally,
-    Window,
-};
+use crate::stats::analysis::{analyse, Settings};
 use crate::stats::html;
+use crate::stats::report::{Action, DataSummary, Report, Window};
+use crate::stats::tally::{Design, MetricDef, MetricKind, Role, Tally};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 

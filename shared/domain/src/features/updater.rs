@@ -13,10 +13,8 @@
 //! A conflict (another invocation moved an item since it was read) re-reads and recomputes; only
 //! sessions whose every write landed are reported done.
 
-use super::aggregate::{
-    pair_deltas, supersedes, top_k, top_k_update, Contribution, ItemContribution, PageContribution,
-    PairCount, PairKind, Partner, UserContribution,
-};
+pub use super::plan::MAX_WRITES_PER_COMMIT;
+use super::plan::{plan, Change, Job, PlanError};
 use super::session::{fold, SessionProjection};
 use super::{Doc, Key};
 use crate::ingest::LogEntry;
@@ -24,9 +22,6 @@ use crate::ports::{CommitError, Expect, FeatureWriter, SessionLog, StoreError, S
 use futures::stream::{self, StreamExt};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, HashSet};
-
-/// A conditional write carries at most this many items (DynamoDB `TransactWriteItems` allows 100).
-pub const MAX_WRITES_PER_COMMIT: usize = 100;
 
 /// What an update did, for the per-batch log line and the cost report.
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
@@ -66,8 +61,8 @@ pub enum UpdateError {
     Store(#[from] StoreError),
     #[error("{0} kept conflicting after {1} attempts")]
     Contended(Key, u32),
-    #[error("item {0} holds a {1} item where a {2} item belongs")]
-    WrongEntity(Key, &'static str, &'static str),
+    #[error(transparent)]
+    Plan(#[from] PlanError),
 }
 
 impl UpdateError {
@@ -76,7 +71,7 @@ impl UpdateError {
         match self {
             UpdateError::Store(e) => UpdateError::Store(e.clone_shallow()),
             UpdateError::Contended(k, n) => UpdateError::Contended(k.clone(), *n),
-            UpdateError::WrongEntity(k, a, b) => UpdateError::WrongEntity(k.clone(), a, b),
+            UpdateError::Plan(e) => UpdateError::Plan(e.clone()),
         }
     }
 
@@ -85,7 +80,7 @@ impl UpdateError {
         match self {
             UpdateError::Store(e) => e.retryable,
             UpdateError::Contended(..) => true,
-            UpdateError::WrongEntity(..) => false,
+            UpdateError::Plan(_) => false,
         }
     }
 }
@@ -109,85 +104,6 @@ pub struct FeatureUpdater<L, S> {
     pub concurrency: usize,
     /// Conflicts tolerated per aggregate or session before giving up on it for this batch.
     pub max_attempts: u32,
-}
-
-/// A contribution waiting to be applied to one aggregate.
-#[derive(Debug, Clone)]
-enum Change {
-    User(UserContribution),
-    Item(ItemContribution),
-    Page(PageContribution),
-}
-
-impl Change {
-    fn user(&self) -> Option<&UserContribution> {
-        match self {
-            Change::User(c) => Some(c),
-            _ => None,
-        }
-    }
-
-    fn item(&self) -> Option<&ItemContribution> {
-        match self {
-            Change::Item(c) => Some(c),
-            _ => None,
-        }
-    }
-
-    fn page(&self) -> Option<&PageContribution> {
-        match self {
-            Change::Page(c) => Some(c),
-            _ => None,
-        }
-    }
-
-    fn session_id(&self) -> &str {
-        match self {
-            Change::User(c) => &c.session_id,
-            Change::Item(c) => &c.session_id,
-            Change::Page(c) => &c.session_id,
-        }
-    }
-}
-
-/// One aggregate with the session contributions waiting for it, and what was read for them.
-struct Job {
-    agg: Key,
-    changes: Vec<Change>,
-    read: HashMap<Key, Stored>,
-    /// Conflicts in a row.
-    attempts: u32,
-}
-
-impl Job {
-    /// The aggregate and the contributions of the waiting sessions.
-    fn keys(&self) -> Vec<Key> {
-        let mut keys = vec![self.agg.clone()];
-        keys.extend(
-            self.changes
-                .iter()
-                .map(|c| self.agg.contribution(c.session_id())),
-        );
-        keys
-    }
-
-    /// The pair counts the waiting item contributions would move.
-    fn pair_keys(&self) -> Vec<Key> {
-        let mut keys = Vec::new();
-        for new in self.changes.iter().filter_map(Change::item) {
-            let old =
-                stored_contribution::<ItemContribution>(&self.agg, &new.session_id, &self.read)
-                    .ok()
-                    .flatten()
-                    .map(|(_, c)| c);
-            for kind in PairKind::ALL {
-                for other in pair_deltas(old, new, kind).into_keys() {
-                    keys.push(Key::pair(&new.product_id, kind, &other));
-                }
-            }
-        }
-        keys
-    }
 }
 
 impl<L: SessionLog, S: FeatureWriter> FeatureUpdater<L, S> {
@@ -274,7 +190,7 @@ impl<L: SessionLog, S: FeatureWriter> FeatureUpdater<L, S> {
                     doc: Doc::Session(s),
                 }) => Some((*version, s)),
                 Some(other) => {
-                    let e = UpdateError::WrongEntity(key, other.doc.entity(), "session");
+                    let e = PlanError::WrongEntity(key, other.doc.entity(), "session").into();
                     out.failed.insert(session_id, e);
                     continue;
                 }
@@ -395,10 +311,7 @@ impl<L: SessionLog, S: FeatureWriter> FeatureUpdater<L, S> {
             let mut planned: Vec<(Job, usize)> = Vec::new();
             let mut units = Vec::new();
             for mut job in jobs {
-                match self
-                    .plan(&job.agg, &job.changes, &job.read, &pairs, counts)
-                    .await
-                {
+                match self.plan(&job, &pairs, counts).await {
                     Err(e) => fail(&job, e),
                     Ok((taken, writes)) if writes.is_empty() => {
                         job.changes.drain(..taken);
@@ -554,152 +467,25 @@ impl<L: SessionLog, S: FeatureWriter> FeatureUpdater<L, S> {
         r
     }
 
-    /// The next commit for one aggregate: how many of `changes` it covers, and its writes (empty when
-    /// those changes are already applied).
+    /// The next commit for one job: the pure plan, plus the pair counts it asks for to finish an item's
+    /// top-k lists.
     async fn plan(
         &self,
-        agg_key: &Key,
-        changes: &[Change],
-        read: &HashMap<Key, Stored>,
+        job: &Job,
         pairs: &HashMap<Key, Stored>,
         counts: &mut UpdateCounts,
     ) -> Result<(usize, Vec<Write>), UpdateError> {
-        let agg_stored = read.get(agg_key);
-        match changes.first() {
-            Some(Change::User(_)) => {
-                let f = fold_changes(agg_key, changes, read, Change::user, |_, _| 0)?;
-                let mut writes = f.writes;
-                if let Some(after) = f.after {
-                    // Experiment units follow the user: rewrite the ones that changed.
-                    let old_units = f.before.map(|b| b.experiment_units()).unwrap_or_default();
-                    for unit in after.experiment_units() {
-                        if !old_units.contains(&unit) {
-                            writes.push(Write::put(Doc::ExperimentUnit(unit), Expect::Any));
-                        }
-                    }
-                    writes.push(Write::put(Doc::User(after), Expect::of(agg_stored)));
-                }
-                Ok((f.taken, writes))
+        let mut plan = plan(&job.agg, &job.changes, &job.read, pairs)?;
+        if let Some(item) = plan.item.take() {
+            let mut all_pairs = BTreeMap::new();
+            for (kind, pk, prefix) in item.queries() {
+                let stored = self.store.query(&pk, &prefix).await?;
+                counts.feature_items_read += stored.len();
+                all_pairs.insert(kind, stored);
             }
-            Some(Change::Page(_)) => {
-                let f = fold_changes(agg_key, changes, read, Change::page, |_, _| 0)?;
-                let mut writes = f.writes;
-                if let Some(after) = f.after {
-                    writes.push(Write::put(Doc::Page(after), Expect::of(agg_stored)));
-                }
-                Ok((f.taken, writes))
-            }
-            Some(Change::Item(_)) => self.plan_item(agg_key, changes, read, pairs, counts).await,
-            None => Ok((0, Vec::new())),
+            plan.writes.push(item.finish(all_pairs));
         }
-    }
-
-    async fn plan_item(
-        &self,
-        agg_key: &Key,
-        changes: &[Change],
-        read: &HashMap<Key, Stored>,
-        pairs: &HashMap<Key, Stored>,
-        counts: &mut UpdateCounts,
-    ) -> Result<(usize, Vec<Write>), UpdateError> {
-        let agg_stored = read.get(agg_key);
-        let pair_writes = |old: Option<&ItemContribution>, new: &ItemContribution| {
-            PairKind::ALL
-                .iter()
-                .map(|k| pair_deltas(old, new, *k).len())
-                .sum()
-        };
-        let f = fold_changes(agg_key, changes, read, Change::item, pair_writes)?;
-        let (taken, mut writes) = (f.taken, f.writes);
-        let Some(mut after) = f.after else {
-            return Ok((taken, writes));
-        };
-        // Pair counts move with the applied contributions.
-        // (kind, partner) → (count change, latest expiry of the sessions adding to it)
-        let mut deltas: BTreeMap<(PairKind, String), (i64, i64)> = BTreeMap::new();
-        for (old, new) in f.applied {
-            for kind in PairKind::ALL {
-                for (other, d) in pair_deltas(old, new, kind) {
-                    let slot = deltas.entry((kind, other)).or_insert((0, i64::MIN));
-                    slot.0 += d;
-                    if d > 0 {
-                        slot.1 = slot.1.max(new.expires_at);
-                    }
-                }
-            }
-        }
-        deltas.retain(|_, (d, _)| *d != 0);
-        let product = after.product_id.clone();
-        let mut changed: BTreeMap<PairKind, BTreeMap<String, (u32, u32)>> = BTreeMap::new();
-        for ((kind, other), (d, adds_expire_at)) in deltas {
-            let key = Key::pair(&product, kind, &other);
-            let before = match pairs.get(&key) {
-                Some(Stored {
-                    doc: Doc::ItemPair(p),
-                    ..
-                }) => Some(p),
-                Some(s) => return Err(UpdateError::WrongEntity(key, s.doc.entity(), "item_pair")),
-                None => None,
-            };
-            let n_before = before.map_or(0, |p| p.sessions);
-            let n_after = u32::try_from((i64::from(n_before) + d).max(0)).unwrap_or(u32::MAX);
-            changed
-                .entry(kind)
-                .or_default()
-                .insert(other.clone(), (n_before, n_after));
-            if n_after == 0 {
-                writes.push(Write {
-                    key,
-                    expect: Expect::Any,
-                    doc: None,
-                });
-            } else {
-                let expires_at =
-                    before.map_or(adds_expire_at, |p| p.expires_at.max(adds_expire_at));
-                let pair = PairCount {
-                    product_id: product.clone(),
-                    kind,
-                    other_id: other,
-                    sessions: n_after,
-                    expires_at,
-                };
-                writes.push(Write::put(Doc::ItemPair(pair), Expect::Any));
-            }
-        }
-        for (kind, changed) in changed {
-            let top = match top_k_update(after.top(kind), &changed) {
-                Some(top) => top,
-                None => {
-                    // A listed pair went down: recompute from every pair of this kind.
-                    let all = self
-                        .store
-                        .query(&agg_key.pk, &format!("{}#", kind.prefix()))
-                        .await?;
-                    counts.feature_items_read += all.len();
-                    let mut counts_now: BTreeMap<String, u32> = all
-                        .into_iter()
-                        .filter_map(|s| match s.doc {
-                            Doc::ItemPair(p) => Some((p.other_id, p.sessions)),
-                            _ => None,
-                        })
-                        .collect();
-                    for (other, (_, n)) in &changed {
-                        counts_now.insert(other.clone(), *n);
-                    }
-                    top_k(
-                        counts_now
-                            .into_iter()
-                            .map(|(product_id, sessions)| Partner {
-                                product_id,
-                                sessions,
-                            }),
-                    )
-                }
-            };
-            *after.top_mut(kind) = top;
-        }
-        writes.push(Write::put(Doc::Item(after), Expect::of(agg_stored)));
-        Ok((taken, writes))
+        Ok((plan.taken, plan.writes))
     }
 }
 
@@ -708,135 +494,4 @@ fn fail_all(out: &mut UpdateOutcome, sessions: &[String], e: &StoreError) {
         out.failed
             .insert(s.clone(), UpdateError::Store(e.clone_shallow()));
     }
-}
-
-/// Typed access to the aggregate and contribution docs.
-trait Typed: Contribution + Clone + Sized {
-    const ENTITY: &'static str;
-    fn contribution_doc(self) -> Doc;
-    fn as_contribution(doc: &Doc) -> Option<&Self>;
-    fn as_aggregate(doc: &Doc) -> Option<&Self::Aggregate>;
-}
-
-/// `Typed` for a contribution, from its `Doc` variant and its aggregate's.
-macro_rules! typed {
-    ($contribution:ident, $aggregate:ident, $entity:literal) => {
-        impl Typed for $contribution {
-            const ENTITY: &'static str = $entity;
-            fn contribution_doc(self) -> Doc {
-                Doc::$contribution(self)
-            }
-            fn as_contribution(doc: &Doc) -> Option<&Self> {
-                match doc {
-                    Doc::$contribution(c) => Some(c),
-                    _ => None,
-                }
-            }
-            fn as_aggregate(doc: &Doc) -> Option<&Self::Aggregate> {
-                match doc {
-                    Doc::$aggregate(a) => Some(a),
-                    _ => None,
-                }
-            }
-        }
-    };
-}
-
-typed!(UserContribution, User, "user");
-typed!(ItemContribution, Item, "item");
-typed!(PageContribution, Page, "page");
-
-/// The stored contribution of `session_id` to `agg`, typed.
-fn stored_contribution<'a, C: Typed>(
-    agg: &Key,
-    session_id: &str,
-    read: &'a HashMap<Key, Stored>,
-) -> Result<Option<(&'a Stored, &'a C)>, UpdateError> {
-    let key = agg.contribution(session_id);
-    match read.get(&key) {
-        None => Ok(None),
-        Some(s) => match C::as_contribution(&s.doc) {
-            Some(c) => Ok(Some((s, c))),
-            None => Err(UpdateError::WrongEntity(
-                key,
-                s.doc.entity(),
-                "contribution",
-            )),
-        },
-    }
-}
-
-/// Writes a commit keeps free for the aggregate itself and the experiment units riding with a user.
-const RESERVED_WRITES: usize = 16;
-
-/// What [`fold_changes`] made of the changes that fit in one commit.
-struct Folded<'r, C: Contribution> {
-    /// How many of the changes it covers (applied, or already superseded by what is stored).
-    taken: usize,
-    /// The new contributions, each guarded by the version of the one it replaces.
-    writes: Vec<Write>,
-    /// The stored aggregate.
-    before: Option<&'r C::Aggregate>,
-    /// The aggregate after the applied changes; `None` when nothing was applied.
-    after: Option<C::Aggregate>,
-    /// (stored, new) for each applied contribution.
-    applied: Vec<(Option<&'r C>, &'r C)>,
-}
-
-/// Takes as many of `changes` as fit in one commit and applies those that supersede what is stored.
-/// `extra` is how many more writes a change brings along (its pair counts).
-fn fold_changes<'r, C: Typed>(
-    agg_key: &Key,
-    changes: &'r [Change],
-    read: &'r HashMap<Key, Stored>,
-    pick: fn(&Change) -> Option<&C>,
-    extra: impl Fn(Option<&C>, &C) -> usize,
-) -> Result<Folded<'r, C>, UpdateError>
-where
-    C::Aggregate: Clone,
-{
-    let before =
-        match read.get(agg_key) {
-            None => None,
-            Some(s) => Some(C::as_aggregate(&s.doc).ok_or_else(|| {
-                UpdateError::WrongEntity(agg_key.clone(), s.doc.entity(), C::ENTITY)
-            })?),
-        };
-    let mut agg: Option<C::Aggregate> = before.cloned();
-    let mut writes = Vec::new();
-    let mut applied = Vec::new();
-    let mut taken = 0;
-    let mut used = 0;
-    let budget = MAX_WRITES_PER_COMMIT - RESERVED_WRITES;
-    for change in changes {
-        let Some(new) = pick(change) else {
-            taken += 1;
-            continue;
-        };
-        let stored = stored_contribution::<C>(agg_key, new.session_id(), read)?;
-        let old = stored.map(|(_, c)| c);
-        if !supersedes(new, old) {
-            taken += 1;
-            continue;
-        }
-        let cost = 1 + extra(old, new);
-        if used > 0 && used + cost > budget {
-            break;
-        }
-        used += cost;
-        taken += 1;
-        new.apply(old, agg.get_or_insert_with(|| new.empty()));
-        writes.push(Write::put(
-            new.clone().contribution_doc(),
-            Expect::of(stored.map(|(s, _)| s)),
-        ));
-        applied.push((old, new));
-    }
-    Ok(Folded {
-        taken,
-        writes,
-        before,
-        after: if applied.is_empty() { None } else { agg },
-        applied,
-    })
 }

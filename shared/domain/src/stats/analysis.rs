@@ -1,129 +1,24 @@
-//! From units to a report: per-arm, per-metric moments accumulated in streaming form (memory bounded by
-//! arms × metrics, not by units), then every arm against control for every metric, with the SRM check,
-//! the guards, the multiple-comparison correction and a plain-language recommendation.
+//! From a tally to a report: every arm against control for every metric, with the SRM check, the
+//! guards, the multiple-comparison correction and a plain-language recommendation.
 //!
-//! The report's JSON layout is versioned ([`REPORT_FORMAT`], [`REPORT_VERSION`]) and documented in the
-//! README; [`super::html`] renders the same report for people.
+//! The tally is [`super::tally`]; the report's versioned layout is [`super::report`]; [`super::html`]
+//! renders the same report for people.
 
 use super::bayesian::{self, Prior};
 use super::correction::{adjust, Correction};
 use super::frequentist::{self, Difference, SEQUENTIAL_TUNING};
+use super::report::*;
 use super::srm::{srm_p_value, SRM_ALPHA, SRM_MIN_UNITS};
+use super::tally::{Role, Tally};
 use super::{prepare, Statistic};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 
-pub const REPORT_FORMAT: &str = "checkout-ai.experiment-report";
-pub const REPORT_VERSION: u32 = 1;
 /// The minimum-sample guard's default: below this many units in any arm the report will not recommend
 /// shipping or stopping on the metrics.
 pub const MIN_SAMPLE_PER_ARM: u64 = 150;
 /// Units exposed to more than one variant, as a share of all units, above which the report warns.
 pub const MULTI_VARIANT_WARN_SHARE: f64 = 0.01;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum MetricKind {
-    /// Share of units with the event (values 0 or 1).
-    Proportion,
-    /// Mean of a per-unit value.
-    Mean,
-    /// Sum of a numerator over sum of a denominator (delta method), e.g. revenue per order.
-    Ratio,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Role {
-    /// A metric the experiment is meant to move: a significant win can ship an arm.
-    Goal,
-    /// A metric that must not get worse: a significant loss blocks an arm.
-    Guardrail,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct MetricDef {
-    pub name: String,
-    pub kind: MetricKind,
-    pub role: Role,
-    /// Lower is better (e.g. a decline rate).
-    #[serde(default)]
-    pub inverse: bool,
-    /// The pre-exposure covariate of a regression adjustment (CUPED), by name; proportion and mean
-    /// metrics only.
-    #[serde(default)]
-    pub covariate: Option<String>,
-    /// What the metric's columns or fields are, for the reader.
-    pub source: String,
-}
-
-/// Sums over units of a value `x` and a second value `y` (a ratio's denominator or a covariate).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
-pub struct Moments {
-    pub n: u64,
-    pub sum: f64,
-    pub sum_squares: f64,
-    pub sum_y: f64,
-    pub sum_y_squares: f64,
-    pub sum_products: f64,
-}
-
-impl Moments {
-    pub fn add(&mut self, x: f64, y: f64) {
-        self.n += 1;
-        self.sum += x;
-        self.sum_squares += x * x;
-        self.sum_y += y;
-        self.sum_y_squares += y * y;
-        self.sum_products += x * y;
-    }
-
-    /// The metric's sufficient statistic, as gbstats models it.
-    pub fn statistic(&self, metric: &MetricDef) -> Statistic {
-        let n = self.n;
-        let post = match metric.kind {
-            MetricKind::Proportion => Statistic::Proportion { n, sum: self.sum },
-            MetricKind::Mean | MetricKind::Ratio => Statistic::Mean {
-                n,
-                sum: self.sum,
-                sum_squares: self.sum_squares,
-            },
-        };
-        let second = Statistic::Mean {
-            n,
-            sum: self.sum_y,
-            sum_squares: self.sum_y_squares,
-        };
-        match (metric.kind, &metric.covariate) {
-            (MetricKind::Ratio, _) => Statistic::Ratio {
-                n,
-                numerator: Box::new(post),
-                denominator: Box::new(second),
-                sum_of_products: self.sum_products,
-            },
-            (_, Some(_)) => Statistic::RegressionAdjusted {
-                n,
-                post: Box::new(post),
-                pre: Box::new(second),
-                sum_of_products: self.sum_products,
-                theta: 0.0,
-            },
-            (_, None) => post,
-        }
-    }
-}
-
-/// What is being analysed.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Design {
-    pub experiment_id: String,
-    /// Variant keys; the first is the control.
-    pub variants: Vec<String>,
-    /// Configured traffic weights, one per variant (equal when not configured).
-    pub weights: Vec<f64>,
-    pub metrics: Vec<MetricDef>,
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -160,250 +55,6 @@ impl Default for Settings {
             min_sample_per_arm: MIN_SAMPLE_PER_ARM,
         }
     }
-}
-
-/// A rejected input row (or item), for the report.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct BadRow {
-    /// 1-based line (CSV) or item ordinal.
-    pub line: u64,
-    pub reason: String,
-}
-
-/// How the input was read and what was left out, and why.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct DataSummary {
-    /// A CSV file name or `dynamodb:<table>/experiment#<id>`.
-    pub source: String,
-    /// Data rows (CSV) or items read.
-    pub rows: u64,
-    /// Rows that could not be used, by reason.
-    pub bad_rows: BTreeMap<String, u64>,
-    /// The first few bad rows.
-    pub bad_row_examples: Vec<BadRow>,
-    /// Rows after a unit's first, combined into that unit (see the README for how).
-    pub repeated_rows: u64,
-    /// Distinct units found.
-    pub units: u64,
-    /// Units left out of the analysis, by reason (`multi_variant`, `exposed_after_window`, ...).
-    pub excluded_units: BTreeMap<String, u64>,
-    /// Units kept in the analysis but worth knowing about, by reason (e.g. `orders_window_incomplete`).
-    #[serde(default)]
-    pub flagged_units: BTreeMap<String, u64>,
-}
-
-pub const BAD_ROW_EXAMPLES: usize = 10;
-
-impl DataSummary {
-    pub fn bad_row(&mut self, line: u64, reason: &str) {
-        *self.bad_rows.entry(reason.to_string()).or_default() += 1;
-        if self.bad_row_examples.len() < BAD_ROW_EXAMPLES {
-            self.bad_row_examples.push(BadRow {
-                line,
-                reason: reason.to_string(),
-            });
-        }
-    }
-
-    pub fn exclude(&mut self, reason: &str) {
-        *self.excluded_units.entry(reason.to_string()).or_default() += 1;
-    }
-
-    pub fn bad_row_count(&self) -> u64 {
-        self.bad_rows.values().sum()
-    }
-}
-
-/// Streaming accumulation: units per arm and moments per metric and arm.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Tally {
-    pub design: Design,
-    pub units: Vec<u64>,
-    /// `[metric][arm]`.
-    pub cells: Vec<Vec<Moments>>,
-}
-
-impl Tally {
-    pub fn new(design: Design) -> Self {
-        let arms = design.variants.len();
-        let metrics = design.metrics.len();
-        Self {
-            units: vec![0; arms],
-            cells: vec![vec![Moments::default(); arms]; metrics],
-            design,
-        }
-    }
-
-    /// The arm of a variant key.
-    pub fn arm(&self, variant: &str) -> Option<usize> {
-        self.design.variants.iter().position(|v| v == variant)
-    }
-
-    /// Counts a unit in `arm` (for SRM and the sample guard).
-    pub fn unit(&mut self, arm: usize) {
-        self.units[arm] += 1;
-    }
-
-    /// Adds a unit's value of `metric` (and its denominator or covariate, or 0).
-    pub fn observe(&mut self, metric: usize, arm: usize, x: f64, y: f64) {
-        self.cells[metric][arm].add(x, y);
-    }
-}
-
-// -------------------------------------------------------------------------------------------- report
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Report {
-    pub format: &'static str,
-    pub version: u32,
-    pub experiment: ExperimentSection,
-    /// The evaluation window (scheduled reports); `None` for a CSV.
-    pub window: Option<Window>,
-    pub generated_at: DateTime<Utc>,
-    pub settings: Settings,
-    pub data: DataSummary,
-    pub arms: Vec<ArmSection>,
-    pub srm: SrmSection,
-    pub health: Vec<Check>,
-    pub metrics: Vec<MetricResult>,
-    pub recommendation: Recommendation,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct ExperimentSection {
-    pub id: String,
-    pub control: String,
-    pub variants: Vec<String>,
-    pub weights: Vec<f64>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct Window {
-    /// Units first exposed before this instant are analysed.
-    pub end: DateTime<Utc>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct ArmSection {
-    pub variant: String,
-    pub weight: f64,
-    pub units: u64,
-    /// Units expected from the weights and the total.
-    pub expected_units: f64,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct SrmSection {
-    pub p_value: f64,
-    pub alarm: bool,
-    pub threshold: f64,
-    /// Units every arm needs before the check can alarm.
-    pub min_units_per_arm: u64,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Status {
-    Ok,
-    Warning,
-    Failed,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Check {
-    /// `srm`, `min_sample`, `multi_variant_units`, `bad_rows`, `errors`.
-    pub name: &'static str,
-    pub status: Status,
-    pub message: String,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct MetricResult {
-    pub name: String,
-    pub kind: MetricKind,
-    pub role: Role,
-    pub inverse: bool,
-    pub covariate: Option<String>,
-    pub source: String,
-    pub arms: Vec<ArmMetric>,
-    /// Every non-control arm against control.
-    pub comparisons: Vec<Comparison>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct ArmMetric {
-    pub variant: String,
-    /// Units in this metric (a unit can be left out of one metric, e.g. a revenue in another currency).
-    pub n: u64,
-    /// The unadjusted mean (the ratio for a ratio metric).
-    pub mean: f64,
-    pub variance: f64,
-    /// The sufficient statistic the tests used (reproducible with gbstats).
-    pub statistic: Statistic,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Direction {
-    Better,
-    Worse,
-    Inconclusive,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Comparison {
-    pub variant: String,
-    /// Relative (`(b − a) / a`) or absolute effect, as [`Settings::difference`].
-    pub effect: f64,
-    /// The (1 − alpha) confidence interval, or confidence sequence when sequential. Not widened for the
-    /// correction.
-    pub ci: [f64; 2],
-    pub p_value: f64,
-    /// After the multiple-comparison correction across every arm and metric.
-    pub adjusted_p_value: f64,
-    /// `adjusted_p_value < alpha` and no error.
-    pub significant: bool,
-    pub direction: Direction,
-    pub effect_stddev: f64,
-    /// The CUPED coefficient pooled over both arms (0 without a covariate, or when it could not be
-    /// estimated and the test fell back to the unadjusted metric).
-    pub cuped_theta: f64,
-    /// gbstats' error for a degenerate comparison (e.g. `ZERO_NEGATIVE_VARIANCE`).
-    pub error: Option<String>,
-    pub bayesian: Option<BayesianComparison>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct BayesianComparison {
-    /// Probability the variant beats control (accounting for `inverse`).
-    pub chance_to_win: f64,
-    pub effect: f64,
-    /// Credible interval.
-    pub ci: [f64; 2],
-    /// Expected loss of choosing control.
-    pub risk_control: f64,
-    /// Expected loss of choosing the variant.
-    pub risk_variant: f64,
-    pub error: Option<String>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Action {
-    Ship,
-    KeepRunning,
-    Stop,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Recommendation {
-    pub action: Action,
-    /// The arm to ship.
-    pub variant: Option<String>,
-    /// One plain sentence.
-    pub summary: String,
-    /// Why, one reason per line.
-    pub reasons: Vec<String>,
 }
 
 /// Analyses a tally.
@@ -832,6 +483,7 @@ fn recommend(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::stats::tally::{Design, MetricDef, MetricKind, Moments};
 
     fn design(metrics: Vec<MetricDef>) -> Design {
         Design {

@@ -1,11 +1,11 @@
 //! The report as one self-contained HTML page: inline CSS and SVG, no scripts, no network. Every string
 //! that came from data or configuration is escaped.
 
-use super::analysis::{
-    effect_text, Action, Comparison, Direction, MetricResult, Report, Status, Test,
-};
+use super::analysis::{effect_text, Test};
+
 use super::correction::Correction;
 use super::frequentist::Difference;
+use super::report::{Action, Comparison, Direction, MetricResult, Report, Status};
 use std::fmt::Write;
 
 /// Escapes text for HTML element content and double-quoted attributes.
@@ -365,6 +365,8 @@ fn chart(metrics: &[MetricResult], difference: Difference) -> String {
 #[cfg(test)]
 mod tests {
     use super::super::analysis::*;
+    use super::super::report::DataSummary;
+    use super::super::tally::{Design, MetricDef, MetricKind, Role, Tally};
     use super::*;
     use chrono::DateTime;
 

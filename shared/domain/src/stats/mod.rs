@@ -4,15 +4,18 @@
 //! - [`Statistic`]: proportion, mean, ratio (delta method) and regression adjustment (CUPED);
 //! - [`frequentist`]: the two-sided and sequential tests; [`bayesian`]: chance to win and risk;
 //! - [`srm`]: sample-ratio mismatch; [`correction`]: Holm-Bonferroni and Benjamini-Hochberg;
-//! - [`analysis`]: streaming per-arm tallies → the versioned report, with the guards and a
-//!   recommendation; [`html`]: the report as a self-contained page.
+//! - [`tally`]: the design and the streaming per-arm tally; [`analysis`]: tally → report, with the guards
+//!   and a recommendation; [`report`]: the versioned report contract; [`html`]: the report as a
+//!   self-contained page.
 
 pub mod analysis;
 pub mod bayesian;
 pub mod correction;
 pub mod frequentist;
 pub mod html;
+pub mod report;
 pub mod srm;
+pub mod tally;
 
 use serde::{Deserialize, Serialize};
 

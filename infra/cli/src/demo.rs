@@ -1,0 +1,402 @@
+//! `make demo`: the whole loop on the local stack with real data. The first half (replay, ingest,
+//! features, model) is here; the second (decisions, flow back, evaluation) is in [`crate::demo_loop`].
+
+use crate::census::{count_items, entity_census};
+use crate::drivers::{
+    drive_features, drive_features_after, drive_ingest, drive_ingest_after, FeaturesRun,
+};
+use crate::local::esm::DrainReport;
+use crate::local::stack::LocalStack;
+use crate::replay::{replay, ReplayReport};
+use crate::{demo_loop, model, BoxError};
+use checkout_aws::features::DynamoFeatureStore;
+use checkout_domain::features::{Doc, Key};
+use checkout_domain::ports::{FeatureReader, Stored};
+use serde::Serialize;
+use std::path::Path;
+use std::time::Instant;
+
+/// The demo summary's `features` object.
+#[derive(Debug, Clone, Serialize)]
+pub struct FeaturesSummary {
+    /// Items in the features table per entity type.
+    pub items_by_entity: std::collections::BTreeMap<String, usize>,
+    pub run: FeaturesRun,
+    /// Per event in the log: items read from the log and from the features table, items written.
+    pub log_items_read_per_event: f64,
+    pub feature_items_read_per_event: f64,
+    pub feature_items_written_per_event: f64,
+    pub events_per_second: f64,
+    /// The session with the most events, as the scorer would read it.
+    pub example_session: Option<checkout_domain::features::SessionFeatures>,
+}
+
+/// The demo summary written to `out/demo-summary.json`.
+#[derive(Debug, Serialize)]
+pub struct DemoSummary {
+    pub dataset: String,
+    /// Records the ingest function read from the stream (re-deliveries after a failure included).
+    pub events_read: usize,
+    /// Event-log writes that succeeded. A cross-batch redelivery re-puts an identical item, which
+    /// counts here but changes nothing.
+    pub events_appended: usize,
+    /// Records whose event was already in the same batch, skipped before writing.
+    pub duplicates_skipped: usize,
+    pub quarantined: usize,
+    pub quarantined_by_reason: std::collections::BTreeMap<String, usize>,
+    /// Items in the event log after the run (a scan).
+    pub event_log_items: usize,
+    pub replay: ReplayReport,
+    pub stream: DrainReport,
+    pub dynamodb_write_requests: u64,
+    pub dynamodb_write_requests_per_event: f64,
+    pub features: FeaturesSummary,
+    pub model: ModelSummary,
+    pub decisions: demo_loop::DecisionsSummary,
+    /// The decisions' events, back through Kinesis, ingest and the feature updater.
+    pub decision_events: FlowBack,
+    pub experiment: demo_loop::ExperimentSummary,
+    pub report: demo_loop::ReportSummary,
+    pub timings_seconds: std::collections::BTreeMap<String, f64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelSummary {
+    pub sessions: usize,
+    pub sessions_with_order: usize,
+    pub version: String,
+    pub cv_mean_auc: f64,
+    pub holdout_auc: f64,
+    pub promoted: bool,
+    pub promotion_reason: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FlowBack {
+    pub events_appended: usize,
+    pub quarantined: usize,
+    pub experiment_units_written: usize,
+}
+
+/// Replay, ingest, count, summarise.
+pub async fn demo(stack: &LocalStack, file: &Path, out: &Path) -> Result<(), BoxError> {
+    let mut timings = std::collections::BTreeMap::new();
+    let t = Instant::now();
+    println!("1/8 replaying {} into Kinesis …", file.display());
+    let replay = replay(stack, file, None, None).await?;
+    timings.insert("replay".to_string(), t.elapsed().as_secs_f64());
+
+    let t = Instant::now();
+    println!("2/8 driving the ingest handler from the stream, batch by batch …");
+    let run = drive_ingest(stack).await?;
+    timings.insert("ingest".to_string(), t.elapsed().as_secs_f64());
+
+    let t = Instant::now();
+    println!("3/8 driving the feature updater from the event log's stream (INSERTs only) …");
+    let features_run = drive_features(stack).await?;
+    let features_secs = t.elapsed().as_secs_f64();
+    timings.insert("features".to_string(), features_secs);
+
+    let t = Instant::now();
+    println!("4/8 training a model on the event log's sessions and promoting it …");
+    let model = train_and_promote(stack, out).await?;
+    timings.insert("model".to_string(), t.elapsed().as_secs_f64());
+
+    let t = Instant::now();
+    let visits = demo_loop::cart_visits(file)?;
+    println!(
+        "5/8 a storefront asks the scorer for {} decisions (each session that reaches the cart), through the HTTP API event …",
+        visits.len()
+    );
+    demo_loop::configure_experiment(stack).await?;
+    let sdk = stack.sdk_config().await;
+    let scorer = scorer::Scorer::new(&stack.env("ScorerFunction")?, &sdk)
+        .await
+        .map_err(|e| e.to_string())?;
+    let decisions = demo_loop::storefront(&scorer, &visits).await?;
+    timings.insert("decisions".to_string(), t.elapsed().as_secs_f64());
+
+    let t = Instant::now();
+    println!("6/8 decision events back through Kinesis, ingest and the feature updater …");
+    let ingest_back = drive_ingest_after(stack, &run.stream.positions).await?;
+    let features_back = drive_features_after(stack, &features_run.stream.positions).await?;
+    timings.insert("decisions_flow_back".to_string(), t.elapsed().as_secs_f64());
+    let decision_events = FlowBack {
+        events_appended: ingest_back.counts.appended,
+        quarantined: ingest_back.counts.quarantined,
+        experiment_units_written: features_back.counts.feature_items_written,
+    };
+
+    let t = Instant::now();
+    println!("7/8 the experiment evaluator over the window …");
+    let last_exposure = visits
+        .iter()
+        .map(|v| v.at)
+        .max()
+        .unwrap_or_else(chrono::Utc::now);
+    let (experiment, report) = demo_loop::evaluate(stack, last_exposure, out).await?;
+    timings.insert("evaluate".to_string(), t.elapsed().as_secs_f64());
+
+    let t = Instant::now();
+    println!("8/8 reading the event log and the features table back …");
+    let sdk = stack.sdk_config().await;
+    let ddb = aws_sdk_dynamodb::Client::new(&sdk);
+    let event_log_items = count_items(&ddb, &stack.resource("EventLogTable")?.name).await?;
+    let features_table = &stack.resource("FeaturesTable")?.name;
+    let (items_by_entity, busiest) = entity_census(&ddb, features_table).await?;
+    let example_session = match busiest {
+        None => None,
+        Some(id) => {
+            let store = DynamoFeatureStore {
+                client: ddb.clone(),
+                table: features_table.clone(),
+            };
+            match store
+                .get_many(&[Key::session(&id)])
+                .await?
+                .remove(&Key::session(&id))
+            {
+                Some(Stored {
+                    doc: Doc::Session(s),
+                    ..
+                }) => Some(s),
+                _ => None,
+            }
+        }
+    };
+    timings.insert("verify".to_string(), t.elapsed().as_secs_f64());
+    let per_event = |n: usize| n as f64 / event_log_items.max(1) as f64;
+    let fc = &features_run.counts;
+    let features = FeaturesSummary {
+        items_by_entity,
+        log_items_read_per_event: per_event(fc.log_entries_read),
+        feature_items_read_per_event: per_event(fc.feature_items_read),
+        feature_items_written_per_event: per_event(fc.feature_items_written),
+        events_per_second: event_log_items as f64 / features_secs.max(1e-9),
+        example_session,
+        run: features_run,
+    };
+
+    let c = &run.counts;
+    let summary = DemoSummary {
+        dataset: file
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        events_read: c.records,
+        events_appended: c.appended,
+        duplicates_skipped: c.duplicates_in_batch,
+        quarantined: c.quarantined,
+        quarantined_by_reason: c.quarantined_by_reason.clone(),
+        event_log_items,
+        dynamodb_write_requests: c.log_write_requests,
+        dynamodb_write_requests_per_event: c.log_write_requests as f64
+            / event_log_items.max(1) as f64,
+        replay,
+        stream: run.stream,
+        features,
+        model,
+        decisions,
+        decision_events,
+        experiment,
+        report,
+        timings_seconds: timings,
+    };
+    std::fs::create_dir_all(out)?;
+    let path = out.join("demo-summary.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&summary)? + "\n")?;
+    print_summary(&summary);
+    println!("summary written to {}", path.display());
+    if summary.features.run.failed_sessions > 0 {
+        return Err(format!(
+            "the feature updater handed back {} sessions",
+            summary.features.run.failed_sessions
+        )
+        .into());
+    }
+    let expected = summary.replay.distinct_event_ids + summary.decision_events.events_appended;
+    if summary.event_log_items != expected {
+        return Err(format!(
+            "the event log holds {} items but the replay had {} distinct events and the decisions {}",
+            summary.event_log_items,
+            summary.replay.distinct_event_ids,
+            summary.decision_events.events_appended
+        )
+        .into());
+    }
+    if summary.experiment.srm_alarm {
+        return Err(format!(
+            "sample ratio mismatch in the A/A experiment (p = {:.2e}): assignment or exposure logging is broken",
+            summary.experiment.srm_p_value
+        )
+        .into());
+    }
+    let units: u64 = summary.experiment.units_per_arm.values().sum();
+    if units != summary.decisions.users as u64 {
+        return Err(format!(
+            "the report counts {units} units but the storefront asked for {} users: exposures were lost or doubled on the way back",
+            summary.decisions.users
+        )
+        .into());
+    }
+    if summary.decisions.not_ok > 0 {
+        return Err(format!(
+            "{} decisions were not answered 200",
+            summary.decisions.not_ok
+        )
+        .into());
+    }
+    Ok(())
+}
+
+/// Exports the log's sessions, trains on them, publishes the model and runs the promotion rule.
+async fn train_and_promote(stack: &LocalStack, out: &Path) -> Result<ModelSummary, BoxError> {
+    let csv = out.join("sessions.csv");
+    let export = model::export_sessions(stack, &csv).await?;
+    let artifact = model::train_file(
+        &csv,
+        checkout_domain::model::DEFAULT_MODEL_NAME,
+        None,
+        chrono::Utc::now(),
+    )?;
+    let store = model::registry_store(stack).await?;
+    checkout_domain::model::registry::publish(&store, &artifact).await?;
+    let version = artifact.version.clone();
+    let record = model::promote(
+        stack,
+        checkout_domain::model::DEFAULT_MODEL_NAME,
+        &version,
+        None,
+        None,
+    )
+    .await?;
+    Ok(ModelSummary {
+        sessions: export.sessions,
+        sessions_with_order: export.with_order,
+        version,
+        cv_mean_auc: artifact.metrics.cross_validation.mean_auc,
+        holdout_auc: artifact.metrics.holdout.auc,
+        promoted: record.pointer_moved,
+        promotion_reason: record.decision.reason,
+    })
+}
+
+fn print_summary(s: &DemoSummary) {
+    println!();
+    println!("checkout-ai demo: the whole loop");
+    println!(
+        "  model {} trained on {} sessions ({} with an order): CV AUC {:.4}, holdout AUC {:.4}; promoted: {} ({})",
+        s.model.version,
+        s.model.sessions,
+        s.model.sessions_with_order,
+        s.model.cv_mean_auc,
+        s.model.holdout_auc,
+        s.model.promoted,
+        s.model.promotion_reason
+    );
+    let d = &s.decisions;
+    println!(
+        "  decisions {} for {} users (by action {:?}, by variant {:?}), not 200: {}",
+        d.total, d.users, d.by_action, d.by_variant, d.not_ok
+    );
+    println!(
+        "  degraded {} {:?} (a safe `none` answered within the budget)",
+        d.degraded, d.degraded_by_reason
+    );
+    println!(
+        "  decision events back: {} logged, {} quarantined, {} feature items written",
+        s.decision_events.events_appended,
+        s.decision_events.quarantined,
+        s.decision_events.experiment_units_written
+    );
+    let e = &s.experiment;
+    println!(
+        "  experiment {}: units {:?}, SRM p = {:.4}{}",
+        e.id,
+        e.units_per_arm,
+        e.srm_p_value,
+        if e.srm_alarm {
+            " ALARM"
+        } else {
+            " (no mismatch)"
+        }
+    );
+    println!(
+        "    {:<22} {:<10} {:>9} {:>9} {:>11}  significant",
+        "metric", "arm", "effect", "p", "adjusted p"
+    );
+    let p = |v: &serde_json::Value| {
+        v.as_f64()
+            .map_or_else(|| "-".to_string(), |x| format!("{x:.3}"))
+    };
+    for (metric, arms) in &e.p_values {
+        for (arm, c) in arms.as_object().into_iter().flatten() {
+            println!(
+                "    {metric:<22} {arm:<10} {:>9} {:>9} {:>11}  {}",
+                c["effect_text"].as_str().unwrap_or("-"),
+                p(&c["p_value"]),
+                p(&c["adjusted_p_value"]),
+                match (c["significant"].as_bool(), c["error"].as_str()) {
+                    (_, Some(error)) => format!("no ({error})"),
+                    (Some(true), _) => "YES".to_string(),
+                    _ => "no".to_string(),
+                }
+            );
+        }
+    }
+    println!("  {}", e.reading);
+    println!("  report: {}", e.recommendation);
+    println!(
+        "  report in S3 s3://{}/{} (and .html); copied to {} and {}",
+        s.report.s3_bucket, s.report.s3_key, s.report.json, s.report.html
+    );
+    println!();
+    println!("checkout-ai demo: {}", s.dataset);
+    println!("  rows replayed                {:>8}", s.replay.rows);
+    println!(
+        "  distinct events (by id)      {:>8}",
+        s.replay.distinct_event_ids
+    );
+    println!(
+        "  records read by ingest       {:>8}  in {} invocations over {} shards",
+        s.events_read, s.stream.invocations, s.stream.shards
+    );
+    println!("  appended to the event log    {:>8}", s.events_appended);
+    println!("  duplicates skipped in batch  {:>8}", s.duplicates_skipped);
+    println!(
+        "  quarantined                  {:>8}  {:?}",
+        s.quarantined, s.quarantined_by_reason
+    );
+    println!("  event log items              {:>8}", s.event_log_items);
+    println!(
+        "  BatchWriteItem requests      {:>8}  ({:.4} per event)",
+        s.dynamodb_write_requests, s.dynamodb_write_requests_per_event
+    );
+    let f = &s.features;
+    println!(
+        "  feature updater              {:>8}  invocations, {} sessions projected ({} already current)",
+        f.run.stream.invocations, f.run.counts.sessions, f.run.counts.sessions_current
+    );
+    println!(
+        "  per event: log items read {:.2}, feature items read {:.2}, written {:.2}; {:.0} events/s",
+        f.log_items_read_per_event,
+        f.feature_items_read_per_event,
+        f.feature_items_written_per_event,
+        f.events_per_second
+    );
+    println!("  features table items by entity:");
+    for (entity, n) in &f.items_by_entity {
+        println!("    {entity:<26} {n:>8}");
+    }
+    println!("  (check them against a rebuild from the log: checkout-ai rebuild-features)");
+    if let Some(session) = &f.example_session {
+        println!("  example session (the one with the most events):");
+        let text = serde_json::to_string_pretty(session).unwrap_or_default();
+        for line in text.lines() {
+            println!("    {line}");
+        }
+    }
+    for (phase, secs) in &s.timings_seconds {
+        println!("  {phase:<28} {secs:>8.1} s");
+    }
+}

@@ -1,0 +1,424 @@
+//! Event schema v1: the contract between producers and the event log.
+//!
+//! Wire shape (one JSON object per Kinesis record):
+//!
+//! ```json
+//! { "event_id": "…", "event_type": "product_viewed", "schema_version": 1,
+//!   "occurred_at": "2019-10-01T00:00:00Z", "session_id": "…", "user_id": "…",
+//!   "context": { "device": { "type": "mobile" }, "country": "DE" },
+//!   "data": { "product_id": "44600062", … } }
+//! ```
+//!
+//! The envelope is common to every event; `data` is the payload of the variant named by `event_type`
+//! ([`EventBody`] is one serde enum tagged on `event_type`). The schema is closed: unknown fields are
+//! rejected rather than dropped, because an unknown field could carry personal data that pseudonymization
+//! does not know about, and silently discarding it would lose data. Additions go through a new
+//! `schema_version`; a version this build does not know is quarantined, never guessed at.
+//!
+//! Money is always integer minor units plus an ISO 4217 currency code, never a float.
+
+//!
+//! This module is the schema (the types, which also generate the committed JSON Schema); [`decode`] is
+//! the hand-written decoder that turns raw bytes into an [`Event`] or a [`DecodeError`] with a stable
+//! reason code, never panicking.
+
+mod decode;
+
+pub use decode::DecodeError;
+
+use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// The only schema version this build reads and writes.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// One event: the common envelope plus a typed payload.
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+#[schemars(title = "checkout-ai event, schema v1", deny_unknown_fields)]
+pub struct Event {
+    /// Producer-assigned identity of the event (a UUID or another stable id). Redeliveries carry the same id.
+    pub event_id: String,
+    /// Always 1 for this schema.
+    #[schemars(range(min = 1, max = 1))]
+    pub schema_version: u32,
+    /// When the event happened, stamped by the producer (RFC 3339). Projections order by this, not by arrival.
+    pub occurred_at: DateTime<Utc>,
+    /// The storefront session the event belongs to. Also the Kinesis partition key.
+    pub session_id: String,
+    /// The shopper's id. Raw on the wire; replaced by a keyed pseudonym at ingest.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
+    /// Device and request context.
+    #[serde(default, skip_serializing_if = "Context::is_empty")]
+    pub context: Context,
+    /// `event_type` and its `data`.
+    #[serde(flatten)]
+    pub body: EventBody,
+}
+
+/// Where the event was produced. Every field is optional.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Context {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<Device>,
+    /// ISO 3166-1 alpha-2 country code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub country: Option<String>,
+    /// Producer-defined region code (the UCI dataset's `Region`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// Client IP address. Personal data: replaced by a keyed pseudonym at ingest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<String>,
+    /// BCP 47 locale, e.g. `en-GB`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locale: Option<String>,
+    /// Acquisition channel / traffic source id (the UCI dataset's `TrafficType`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traffic_type: Option<u16>,
+}
+
+impl Context {
+    pub fn is_empty(&self) -> bool {
+        *self == Context::default()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Device {
+    #[serde(rename = "type")]
+    pub kind: DeviceType,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub os: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub browser: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceType {
+    Desktop,
+    Mobile,
+    Tablet,
+    Other,
+}
+
+/// An amount of money in integer minor units (cents for USD, yen for JPY) and an ISO 4217 code.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Money {
+    pub amount_minor: i64,
+    /// ISO 4217 alphabetic code: three upper-case ASCII letters.
+    #[schemars(regex(pattern = r"^[A-Z]{3}$"))]
+    pub currency: String,
+}
+
+/// The payload, tagged on `event_type` with the body under `data`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "event_type", content = "data", rename_all = "snake_case")]
+pub enum EventBody {
+    SessionStarted(SessionStarted),
+    PageViewed(PageViewed),
+    ProductViewed(ProductViewed),
+    CartItemAdded(CartItemAdded),
+    CartItemRemoved(CartItemRemoved),
+    CheckoutStarted(CheckoutStarted),
+    CheckoutStepCompleted(CheckoutStepCompleted),
+    FormError(FormError),
+    CouponApplied(CouponApplied),
+    PaymentAttempted(PaymentAttempted),
+    PaymentDeclined(PaymentDeclined),
+    OrderPlaced(OrderPlaced),
+    DecisionServed(DecisionServed),
+    OfferAccepted(OfferAccepted),
+}
+
+/// Every `event_type` this schema version knows, in declaration order.
+pub const EVENT_TYPES: [&str; 14] = [
+    "session_started",
+    "page_viewed",
+    "product_viewed",
+    "cart_item_added",
+    "cart_item_removed",
+    "checkout_started",
+    "checkout_step_completed",
+    "form_error",
+    "coupon_applied",
+    "payment_attempted",
+    "payment_declined",
+    "order_placed",
+    "decision_served",
+    "offer_accepted",
+];
+
+impl EventBody {
+    /// The `event_type` tag of this payload.
+    pub fn event_type(&self) -> &'static str {
+        let i = match self {
+            EventBody::SessionStarted(_) => 0,
+            EventBody::PageViewed(_) => 1,
+            EventBody::ProductViewed(_) => 2,
+            EventBody::CartItemAdded(_) => 3,
+            EventBody::CartItemRemoved(_) => 4,
+            EventBody::CheckoutStarted(_) => 5,
+            EventBody::CheckoutStepCompleted(_) => 6,
+            EventBody::FormError(_) => 7,
+            EventBody::CouponApplied(_) => 8,
+            EventBody::PaymentAttempted(_) => 9,
+            EventBody::PaymentDeclined(_) => 10,
+            EventBody::OrderPlaced(_) => 11,
+            EventBody::DecisionServed(_) => 12,
+            EventBody::OfferAccepted(_) => 13,
+        };
+        EVENT_TYPES[i]
+    }
+
+    /// Decodes `data` for a known `event_type`. `None` when the type is unknown.
+    fn from_parts(event_type: &str, data: &str) -> Option<serde_json::Result<EventBody>> {
+        fn parse<'a, T: Deserialize<'a>>(
+            data: &'a str,
+            wrap: fn(T) -> EventBody,
+        ) -> serde_json::Result<EventBody> {
+            serde_json::from_str(data).map(wrap)
+        }
+        Some(match event_type {
+            "session_started" => parse(data, EventBody::SessionStarted),
+            "page_viewed" => parse(data, EventBody::PageViewed),
+            "product_viewed" => parse(data, EventBody::ProductViewed),
+            "cart_item_added" => parse(data, EventBody::CartItemAdded),
+            "cart_item_removed" => parse(data, EventBody::CartItemRemoved),
+            "checkout_started" => parse(data, EventBody::CheckoutStarted),
+            "checkout_step_completed" => parse(data, EventBody::CheckoutStepCompleted),
+            "form_error" => parse(data, EventBody::FormError),
+            "coupon_applied" => parse(data, EventBody::CouponApplied),
+            "payment_attempted" => parse(data, EventBody::PaymentAttempted),
+            "payment_declined" => parse(data, EventBody::PaymentDeclined),
+            "order_placed" => parse(data, EventBody::OrderPlaced),
+            "decision_served" => parse(data, EventBody::DecisionServed),
+            "offer_accepted" => parse(data, EventBody::OfferAccepted),
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum VisitorType {
+    New,
+    Returning,
+    Other,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SessionStarted {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub visitor_type: Option<VisitorType>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub landing_page: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub referrer: Option<String>,
+}
+
+/// Page families, as the UCI online-shoppers dataset groups them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PageType {
+    Administrative,
+    Informational,
+    ProductRelated,
+    Cart,
+    Checkout,
+    Other,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PageViewed {
+    pub page_type: PageType,
+    /// Path of the page, without query string.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// Time spent on the page, when the producer knows it (sent on page exit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_on_page_ms: Option<u64>,
+}
+
+/// Catalogue attributes shared by product-level events.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProductViewed {
+    pub product_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category_id: Option<String>,
+    /// Dotted category path, e.g. `electronics.smartphone`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category_code: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub brand: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub price: Option<Money>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CartItemAdded {
+    pub product_id: String,
+    pub quantity: u32,
+    pub unit_price: Money,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category_code: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub brand: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CartItemRemoved {
+    pub product_id: String,
+    pub quantity: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CheckoutStarted {
+    pub cart_value: Money,
+    pub item_count: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckoutStep {
+    Contact,
+    Shipping,
+    Delivery,
+    Payment,
+    Review,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CheckoutStepCompleted {
+    pub step: CheckoutStep,
+    /// 1-based position of the step in this storefront's flow.
+    pub step_index: u8,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FormError {
+    pub step: CheckoutStep,
+    /// The form field, e.g. `postal_code`. Never the value the shopper typed.
+    pub field: String,
+    /// Producer-defined machine code, e.g. `invalid_format`.
+    pub error_code: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CouponOutcome {
+    Accepted,
+    Rejected,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CouponApplied {
+    pub code: String,
+    pub outcome: CouponOutcome,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discount: Option<Money>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PaymentMethod {
+    Card,
+    Wallet,
+    BankTransfer,
+    BuyNowPayLater,
+    Other,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PaymentAttempted {
+    pub payment_attempt_id: String,
+    pub method: PaymentMethod,
+    pub amount: Money,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PaymentDeclined {
+    pub payment_attempt_id: String,
+    /// Processor decline code, e.g. `insufficient_funds`.
+    pub decline_code: String,
+    pub amount: Money,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OrderLine {
+    pub product_id: String,
+    pub quantity: u32,
+    pub unit_price_minor: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OrderPlaced {
+    pub order_id: String,
+    /// Order total, in the currency every line is priced in.
+    pub total: Money,
+    pub lines: Vec<OrderLine>,
+    /// Contact e-mail. Personal data: replaced by a keyed pseudonym at ingest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DecisionServed {
+    pub decision_id: String,
+    /// `cart`, `checkout` or `post_purchase`.
+    pub placement: String,
+    /// The action served, e.g. `free_shipping` or `none`.
+    pub action: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub experiment_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
+    /// Probability with which the policy chose this action (for off-policy evaluation).
+    pub propensity: f64,
+    pub model_id: String,
+    pub model_version: String,
+    pub feature_schema_version: u32,
+    pub rules_version: String,
+    /// Hash of the feature vector the model scored.
+    pub feature_hash: String,
+    pub degraded: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OfferAccepted {
+    pub decision_id: String,
+    pub action: String,
+}
+
+/// The JSON Schema of [`Event`], as committed under `events/schema/`.
+pub fn json_schema() -> serde_json::Value {
+    serde_json::to_value(schemars::schema_for!(Event)).unwrap_or_default()
+}
+
+/// Whether an action kind (as a `decision_served` event names it) is an incentive: what the one-offer-per-
+/// session guardrail counts.
+pub fn is_incentive_kind(kind: &str) -> bool {
+    matches!(kind, "free_shipping" | "percent_discount")
+}
