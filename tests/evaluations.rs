@@ -201,16 +201,18 @@ async fn the_evaluator_pages_the_units_writes_the_window_once_and_matches_the_me
     let after = reports.get(&json_key).await.unwrap().unwrap();
     assert_eq!(after.etag, stored.etag);
 
-    // A window in the future is refused; an unknown experiment id is an error.
+    // A window in the future and an unknown experiment id are refused, and not retried.
     let future = Invocation {
         window_end: Some(now + chrono::Duration::hours(1)),
         experiment_id: None,
     };
-    assert!(function.run(&future, now).await.is_err());
+    let e = function.run(&future, now).await.unwrap_err();
+    assert_eq!((e.reason_code(), e.retryable()), ("future_window", false));
     let unknown = Invocation {
         window_end: Some(window_end),
         experiment_id: Some("nope".into()),
     };
-    let e = function.run(&unknown, now).await.unwrap_err().to_string();
-    assert!(e.contains("not running"), "{e}");
+    let e = function.run(&unknown, now).await.unwrap_err();
+    assert_eq!((e.reason_code(), e.retryable()), ("not_running", false));
+    assert!(e.to_string().contains("not running"), "{e}");
 }

@@ -85,8 +85,9 @@ async fn projected_features_equal_a_rebuild_and_a_redelivered_stream_changes_not
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_that_keeps_failing_is_given_up_to_the_on_failure_queue_and_skipped() {
+    use checkout_domain::delivery::RetryPolicy;
     use checkout_domain::features::updater::FeatureUpdater;
-    use checkout_domain::memory::{Faults, MemoryFeatureStore, MemoryLog};
+    use checkout_domain::memory::{Faults, MemoryFailures, MemoryFeatureStore, MemoryLog};
 
     let Some(file) = rees46() else { return };
     let stack = fresh_stack("features-abandon");
@@ -104,6 +105,8 @@ async fn a_batch_that_keeps_failing_is_given_up_to_the_on_failure_queue_and_skip
                 ..Faults::default()
             }),
         ),
+        failures: MemoryFailures::new(10, Faults::default()),
+        retry: RetryPolicy::default(),
     };
     let sdk = stack.sdk_config().await;
     let run = checkout_ai::drive_features_with(&stack, &sdk, &down, &Default::default())

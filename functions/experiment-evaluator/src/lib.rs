@@ -5,16 +5,21 @@
 //! Input (the schedule's target input): `{"window_end": "<aws.scheduler.scheduled-time>"}`, optionally
 //! with `"experiment_id"` to evaluate one experiment. Without `window_end` the window ends now.
 //!
-//! A run evaluates every due experiment even when one fails, then fails if any did, so the retry
-//! (Lambda's asynchronous retries, then the dead-letter queue) redoes only the windows not yet written.
+//! Errors decide retries ([`RunError::retryable`]):
+//! - a **refusal** no retry can fix (bad input, a window in the future, an experiment that is not
+//!   running, an invalid decision config, a report that cannot be encoded) is logged as an error and
+//!   listed in the summary's `refused`, and the run **succeeds**, so Lambda does not retry it into the
+//!   dead-letter queue;
+//! - a **transient fault** (a throttled or unreachable store, a raced `latest.json`) fails the run after
+//!   every other due experiment was evaluated, so the retry (Lambda's asynchronous retries, then the
+//!   dead-letter queue) redoes only the windows not yet written.
 
 use checkout_aws::features::DynamoUnitSource;
 use checkout_aws::s3::{s3_client, S3ObjectStore};
 use checkout_aws::{load_sdk_config, ConfigError, Env};
-use checkout_domain::decision::config::{DecisionConfig, DEFAULT_CONFIG_KEY};
-use checkout_domain::experiment::evaluation::{due, evaluate_experiment, Outcome};
-use checkout_domain::ports::ObjectStore;
-use checkout_domain::ports::UnitSource;
+use checkout_domain::decision::config::{DecisionConfig, InvalidConfig, DEFAULT_CONFIG_KEY};
+use checkout_domain::experiment::evaluation::{due, evaluate_experiment, EvaluationError, Outcome};
+use checkout_domain::ports::{ObjectStore, StoreError, UnitSource};
 use checkout_domain::stats::analysis::{Settings, Test};
 use checkout_domain::stats::correction::Correction;
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
@@ -95,15 +100,94 @@ pub struct Invocation {
 /// What a run did.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunSummary {
-    pub window_end: DateTime<Utc>,
+    /// The window's end, once known (a refused input has none).
+    pub window_end: Option<DateTime<Utc>>,
     pub reports: Vec<Outcome>,
+    /// What was refused for a reason no retry fixes: the whole run (no `experiment_id`) or one
+    /// experiment.
+    pub refused: Vec<Failure>,
+    /// Experiments that hit a transient fault; the run fails when there is any, and is retried.
     pub failed: Vec<Failure>,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Failure {
-    pub experiment_id: String,
+    pub experiment_id: Option<String>,
+    /// [`RunError::reason_code`].
+    pub reason: &'static str,
     pub error: String,
+}
+
+/// Why a run, or one experiment of it, produced no report.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("invalid input: {0} (expected {{\"window_end\": RFC 3339 time, \"experiment_id\": optional}})")]
+    InvalidInput(#[source] serde_json::Error),
+    #[error("window_end {end} is in the future (now {now})")]
+    FutureWindow {
+        end: DateTime<Utc>,
+        now: DateTime<Utc>,
+    },
+    #[error("experiment {0:?} is not running (or not configured)")]
+    NotRunning(String),
+    #[error("reading the decision config: {0}")]
+    ConfigUnreadable(#[source] StoreError),
+    #[error(transparent)]
+    InvalidConfig(InvalidConfig),
+    #[error(transparent)]
+    Evaluation(#[from] EvaluationError),
+    #[error("{} of {total} experiments hit a transient fault: {}", .failed.len(),
+        .failed.iter().map(|f| format!("{}: {}", f.experiment_id.as_deref().unwrap_or("-"), f.error))
+            .collect::<Vec<_>>().join("; "))]
+    Transient { failed: Vec<Failure>, total: usize },
+}
+
+impl RunError {
+    /// Whether a retry of the same run may succeed.
+    pub fn retryable(&self) -> bool {
+        match self {
+            RunError::InvalidInput(_)
+            | RunError::FutureWindow { .. }
+            | RunError::NotRunning(_)
+            | RunError::InvalidConfig(_) => false,
+            RunError::ConfigUnreadable(e) => e.retryable,
+            RunError::Evaluation(e) => e.retryable(),
+            RunError::Transient { .. } => true,
+        }
+    }
+
+    /// A stable, machine-readable reason code.
+    pub fn reason_code(&self) -> &'static str {
+        match self {
+            RunError::InvalidInput(_) => "invalid_input",
+            RunError::FutureWindow { .. } => "future_window",
+            RunError::NotRunning(_) => "not_running",
+            RunError::ConfigUnreadable(_) => "config_unreadable",
+            RunError::InvalidConfig(_) => "invalid_config",
+            RunError::Evaluation(EvaluationError::Store(_)) => "store",
+            RunError::Evaluation(EvaluationError::Encode(_)) => "encode",
+            RunError::Evaluation(EvaluationError::LatestRaced) => "latest_raced",
+            RunError::Transient { .. } => "transient",
+        }
+    }
+
+    fn failure(&self, experiment_id: Option<&str>) -> Failure {
+        Failure {
+            experiment_id: experiment_id.map(str::to_string),
+            reason: self.reason_code(),
+            error: self.to_string(),
+        }
+    }
+}
+
+/// What Lambda records for a failed run: the reason code as the error type.
+impl From<RunError> for lambda_runtime::Diagnostic {
+    fn from(e: RunError) -> Self {
+        Self {
+            error_type: e.reason_code().to_string(),
+            error_message: e.to_string(),
+        }
+    }
 }
 
 /// The handler with its ports; generic so tests run it over in-memory stores.
@@ -144,54 +228,76 @@ impl Function {
 }
 
 impl<U: UnitSource, C: ObjectStore, R: ObjectStore> Function<U, C, R> {
-    /// The Lambda entry point: any JSON object with the optional fields of [`Invocation`].
-    pub async fn handle(&self, event: LambdaEvent<serde_json::Value>) -> Result<RunSummary, Error> {
-        let invocation: Invocation = serde_json::from_value(event.payload).map_err(|e| {
-            format!("invalid input: {e} (expected {{\"window_end\": RFC 3339 time, \"experiment_id\": optional}})")
-        })?;
-        let summary = self.run(&invocation, Utc::now()).await?;
+    /// The Lambda entry point: any JSON object with the optional fields of [`Invocation`]. Succeeds
+    /// unless a transient fault stopped something a retry can finish.
+    pub async fn handle(
+        &self,
+        event: LambdaEvent<serde_json::Value>,
+    ) -> Result<RunSummary, RunError> {
+        let result = match serde_json::from_value::<Invocation>(event.payload) {
+            Ok(invocation) => self
+                .run(&invocation, Utc::now())
+                .await
+                .map_err(|e| (e, invocation.experiment_id)),
+            Err(e) => Err((RunError::InvalidInput(e), None)),
+        };
+        let summary = match result {
+            Ok(summary) if summary.failed.is_empty() => summary,
+            Ok(summary) => {
+                tracing::warn!(summary = %serde_json::to_string(&summary).unwrap_or_default(), "evaluation run hit transient faults; failing for a retry");
+                let total = summary.reports.len() + summary.refused.len() + summary.failed.len();
+                return Err(RunError::Transient {
+                    failed: summary.failed,
+                    total,
+                });
+            }
+            Err((e, _)) if e.retryable() => {
+                tracing::warn!(error = %e, "evaluation run failed; Lambda retries it");
+                return Err(e);
+            }
+            Err((e, experiment_id)) => {
+                tracing::error!(reason = e.reason_code(), error = %e, "evaluation run refused");
+                RunSummary {
+                    window_end: None,
+                    reports: Vec::new(),
+                    refused: vec![e.failure(experiment_id.as_deref())],
+                    failed: Vec::new(),
+                }
+            }
+        };
         tracing::info!(summary = %serde_json::to_string(&summary).unwrap_or_default(), "evaluation run");
-        if summary.failed.is_empty() {
-            Ok(summary)
-        } else {
-            Err(format!(
-                "{} of {} experiments failed: {}",
-                summary.failed.len(),
-                summary.failed.len() + summary.reports.len(),
-                summary
-                    .failed
-                    .iter()
-                    .map(|f| format!("{}: {}", f.experiment_id, f.error))
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            )
-            .into())
-        }
+        Ok(summary)
     }
 
-    /// One run at `now`. Fails as a whole only when the decision config cannot be read or the window is
-    /// in the future; per-experiment failures are listed.
+    /// One run at `now`. Fails as a whole only when the input is refused or the decision config cannot
+    /// be read; each experiment's refusal or transient failure is listed.
     pub async fn run(
         &self,
         invocation: &Invocation,
         now: DateTime<Utc>,
-    ) -> Result<RunSummary, Error> {
+    ) -> Result<RunSummary, RunError> {
         let end = invocation.window_end.unwrap_or(now);
         if end > now + MAX_CLOCK_SKEW {
-            return Err(format!("window_end {end} is in the future (now {now})").into());
+            return Err(RunError::FutureWindow { end, now });
         }
         let window_end = end.duration_trunc(TimeDelta::minutes(1)).unwrap_or(end);
         let experiments = match self
             .config_store
             .get(&self.config.decision_config_key)
-            .await?
+            .await
+            .map_err(RunError::ConfigUnreadable)?
         {
-            Some(object) => DecisionConfig::decode(&object.bytes)?.experiments,
+            Some(object) => {
+                DecisionConfig::decode(&object.bytes)
+                    .map_err(RunError::InvalidConfig)?
+                    .experiments
+            }
             None => Vec::new(),
         };
         let mut summary = RunSummary {
-            window_end,
+            window_end: Some(window_end),
             reports: Vec::new(),
+            refused: Vec::new(),
             failed: Vec::new(),
         };
         let source = format!("dynamodb:{}", self.config.features_table);
@@ -214,20 +320,23 @@ impl<U: UnitSource, C: ObjectStore, R: ObjectStore> Function<U, C, R> {
                 now,
             )
             .await;
-            match result {
+            match result.map_err(RunError::from) {
                 Ok(outcome) => summary.reports.push(outcome),
                 Err(e) => {
-                    tracing::error!(experiment = %experiment.id, error = %e, "evaluation failed");
-                    summary.failed.push(Failure {
-                        experiment_id: experiment.id.clone(),
-                        error: e.to_string(),
-                    });
+                    tracing::error!(experiment = %experiment.id, reason = e.reason_code(), error = %e, "evaluation failed");
+                    let failure = e.failure(Some(&experiment.id));
+                    if e.retryable() {
+                        summary.failed.push(failure);
+                    } else {
+                        summary.refused.push(failure);
+                    }
                 }
             }
         }
         if let Some(id) = &invocation.experiment_id {
-            if summary.reports.is_empty() && summary.failed.is_empty() {
-                return Err(format!("experiment {id:?} is not running (or not configured)").into());
+            if summary.reports.is_empty() && summary.failed.is_empty() && summary.refused.is_empty()
+            {
+                return Err(RunError::NotRunning(id.clone()));
             }
         }
         Ok(summary)

@@ -1,6 +1,7 @@
-//! The evaluator's Lambda entry point over in-memory stores: the `events/scheduler-*.json` fixtures, bad
-//! input, a missing or invalid decision config, and a failing unit store (the run lists the failure and
-//! fails, after writing what it could).
+//! The evaluator's Lambda entry point over in-memory stores: the `events/scheduler-*.json` fixtures;
+//! refusals (bad input, a future window, an experiment that is not running, an invalid config, a
+//! permanent store error), which succeed with the reason listed; and transient faults (an unreachable
+//! config, a failing unit store), which fail the run after writing what it could, for Lambda to retry.
 
 use checkout_aws::Env;
 use checkout_domain::decision::config::{DecisionConfig, DEFAULT_CONFIG_KEY};
@@ -101,7 +102,7 @@ async fn the_scheduler_fixture_writes_a_report_per_running_experiment() {
     }
     let f = function(store);
     let summary = f.handle(event(FIXTURE)).await.expect("run");
-    assert_eq!(summary.window_end, window_end());
+    assert_eq!(summary.window_end, Some(window_end()));
     assert_eq!(summary.reports.len(), 2);
     for (outcome, units) in summary.reports.iter().zip([[200, 200], [175, 175]]) {
         assert_eq!(outcome.outcome, "written");
@@ -121,28 +122,100 @@ async fn the_scheduler_fixture_writes_a_report_per_running_experiment() {
     assert_eq!(one.reports[0].outcome, "exists");
 }
 
+/// Runs `payload` and expects a refusal: success (so Lambda does not retry it into the dead-letter
+/// queue), the reason listed, nothing written.
+async fn refused(
+    f: &Function<MemoryFeatureStore, MemoryObjectStore, MemoryObjectStore>,
+    payload: &str,
+) -> experiment_evaluator::Failure {
+    let summary = f
+        .handle(event(payload))
+        .await
+        .unwrap_or_else(|e| panic!("{payload}: a refusal must not fail the run: {e}"));
+    assert!(
+        summary.reports.is_empty() && summary.failed.is_empty(),
+        "{summary:?}"
+    );
+    assert_eq!(summary.refused.len(), 1, "{summary:?}");
+    assert!(f.reports.keys().is_empty(), "nothing is written");
+    summary.refused[0].clone()
+}
+
 #[tokio::test]
-async fn bad_input_and_a_bad_config_are_errors_with_a_message() {
+async fn a_refusal_succeeds_with_its_reason_and_is_not_retried() {
     let f = function(MemoryFeatureStore::default());
     for payload in [
         r#"{"window_end": "yesterday"}"#,
         r#"[1, 2]"#,
         r#"{"window_end": 17}"#,
     ] {
-        let e = f.handle(event(payload)).await.unwrap_err().to_string();
-        assert!(e.contains("invalid input"), "{payload}: {e}");
+        let r = refused(&f, payload).await;
+        assert_eq!(r.reason, "invalid_input", "{payload}");
+        assert!(r.error.contains("invalid input"), "{payload}: {}", r.error);
     }
+    let r = refused(&f, r#"{"window_end": "2999-01-01T00:00:00Z"}"#).await;
+    assert_eq!(r.reason, "future_window");
+    let r = refused(
+        &f,
+        r#"{"window_end": "2025-11-20T11:00:00Z", "experiment_id": "no-such"}"#,
+    )
+    .await;
+    assert_eq!(
+        (r.reason, r.experiment_id.as_deref()),
+        ("not_running", Some("no-such"))
+    );
     f.config_store
         .insert(DEFAULT_CONFIG_KEY, b"{\"format\": \"nope\"}".to_vec());
-    let e = f.handle(event(FIXTURE)).await.unwrap_err().to_string();
-    assert!(e.contains("invalid decision config"), "{e}");
+    let r = refused(&f, FIXTURE).await;
+    assert_eq!(r.reason, "invalid_config");
+    assert!(r.error.contains("invalid decision config"), "{}", r.error);
     // No config at all: nothing is running, nothing to do.
     let empty = Function {
         config_store: MemoryObjectStore::default(),
         ..function(MemoryFeatureStore::default())
     };
     let summary = empty.handle(event(FIXTURE)).await.expect("run");
-    assert!(summary.reports.is_empty() && summary.failed.is_empty());
+    assert!(summary.reports.is_empty() && summary.failed.is_empty() && summary.refused.is_empty());
+}
+
+#[tokio::test]
+async fn an_unreachable_decision_config_fails_the_run_for_a_retry() {
+    let f = function(MemoryFeatureStore::default());
+    f.config_store
+        .unreachable
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let e = f.handle(event(FIXTURE)).await.unwrap_err();
+    assert!(e.retryable(), "{e}");
+    assert_eq!(e.reason_code(), "config_unreadable");
+}
+
+#[tokio::test]
+async fn a_permanent_store_error_refuses_that_experiment_and_the_run_succeeds() {
+    // Call 1 (the first experiment's only page) fails for good; the second experiment is evaluated.
+    let store = MemoryFeatureStore::new(Faults {
+        permanent_calls: vec![1],
+        ..Faults::default()
+    });
+    for doc in units("checkout-offers", 40)
+        .into_iter()
+        .chain(units("express-checkout", 40))
+    {
+        store.insert(doc);
+    }
+    let f = function(store);
+    let summary = f
+        .handle(event(FIXTURE))
+        .await
+        .expect("a refusal is a success");
+    assert_eq!(summary.refused.len(), 1, "{summary:?}");
+    assert_eq!(
+        summary.refused[0].experiment_id.as_deref(),
+        Some("checkout-offers")
+    );
+    assert_eq!(summary.refused[0].reason, "store");
+    assert!(summary.failed.is_empty());
+    let outcomes: Vec<&str> = summary.reports.iter().map(|o| o.outcome).collect();
+    assert_eq!(outcomes, ["written"]);
 }
 
 #[tokio::test]
@@ -159,9 +232,11 @@ async fn a_failing_store_fails_the_run_after_writing_what_it_could() {
         store.insert(doc);
     }
     let f = function(store);
-    let e = f.handle(event(FIXTURE)).await.unwrap_err().to_string();
+    let e = f.handle(event(FIXTURE)).await.unwrap_err();
+    assert!(e.retryable(), "{e}");
+    let e = e.to_string();
     assert!(
-        e.contains("1 of 2 experiments failed: checkout-offers"),
+        e.contains("1 of 2 experiments hit a transient fault: checkout-offers"),
         "{e}"
     );
     let (failed_key, _) = report_keys("checkout-offers", window_end());

@@ -2,16 +2,25 @@
 //! features of their sessions and of everything those sessions contribute to out.
 //!
 //! The records only say *which sessions* have new events; the updater re-reads each session from the log
-//! and folds it (see `checkout_domain::features`). A batch item failure is reported at the first record
-//! whose session is not fully projected, so Lambda retries from there and everything after it, which
-//! the updater treats as a no-op where it is already done.
+//! and folds it (see `checkout_domain::features`).
+//!
+//! Errors decide retries:
+//! - a **retryable** failure (a transient store fault, contention) is a batch item failure at the first
+//!   record whose session it stopped, so Lambda retries from there and everything after it, which the
+//!   updater treats as a no-op where it is already done;
+//! - a **permanent** one (a permanent store error, an item of the wrong entity under a key) cannot be
+//!   fixed by a retry: its session goes to the on-failure destination (`FAILURE_QUEUE_URL`) as an
+//!   `UpdateFailure` with the reason, and the rest of the batch proceeds. Only if that send itself fails
+//!   does the record become a batch item failure, so nothing is lost.
 
 use aws_lambda_events::event::dynamodb::Event as StreamEvent;
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
 use checkout_aws::features::{DynamoFeatureStore, DynamoSessionLog};
+use checkout_aws::sqs::SqsFailureQueue;
 use checkout_aws::{load_sdk_config, ConfigError, Env};
-use checkout_domain::features::updater::{FeatureUpdater, UpdateCounts};
-use checkout_domain::ports::{FeatureWriter, SessionLog};
+use checkout_domain::delivery::{deliver, RetryPolicy};
+use checkout_domain::features::updater::{FeatureUpdater, UpdateCounts, UpdateFailure};
+use checkout_domain::ports::{BatchSink, FeatureWriter, SessionLog};
 use lambda_runtime::{Error, LambdaEvent};
 
 /// Everything the function reads from its environment, once, at cold start.
@@ -19,6 +28,8 @@ use lambda_runtime::{Error, LambdaEvent};
 pub struct Config {
     pub event_log_table: String,
     pub features_table: String,
+    /// Where sessions that failed for a permanent reason go (the mapping's on-failure queue).
+    pub failure_queue_url: String,
     /// Reads and commits in flight at once.
     pub concurrency: usize,
     /// Conflicting attempts per aggregate before its sessions are handed back to Lambda.
@@ -30,6 +41,7 @@ impl Config {
         Ok(Self {
             event_log_table: env.required("EVENT_LOG_TABLE")?.to_string(),
             features_table: env.required("FEATURES_TABLE")?.to_string(),
+            failure_queue_url: env.required("FAILURE_QUEUE_URL")?.to_string(),
             concurrency: env.parsed("UPDATE_CONCURRENCY", 16usize)?.max(1),
             max_attempts: env.parsed("MAX_CONFLICT_ATTEMPTS", 5u32)?.max(1),
         })
@@ -37,8 +49,11 @@ impl Config {
 }
 
 /// The handler with its ports; generic so unit tests run it over in-memory stores.
-pub struct Function<L = DynamoSessionLog, S = DynamoFeatureStore> {
+pub struct Function<L = DynamoSessionLog, S = DynamoFeatureStore, F = SqsFailureQueue> {
     pub updater: FeatureUpdater<L, S>,
+    /// The on-failure destination for permanent failures.
+    pub failures: F,
+    pub retry: RetryPolicy,
 }
 
 impl Function {
@@ -63,11 +78,18 @@ impl Function {
         );
         updater.concurrency = config.concurrency;
         updater.max_attempts = config.max_attempts;
-        Ok(Function { updater })
+        Ok(Function {
+            updater,
+            failures: SqsFailureQueue {
+                client: aws_sdk_sqs::Client::new(sdk),
+                queue_url: config.failure_queue_url,
+            },
+            retry: RetryPolicy::default(),
+        })
     }
 }
 
-impl<L: SessionLog, S: FeatureWriter> Function<L, S> {
+impl<L: SessionLog, S: FeatureWriter, F: BatchSink<UpdateFailure>> Function<L, S, F> {
     pub async fn handle(
         &self,
         event: LambdaEvent<StreamEvent>,
@@ -113,12 +135,40 @@ impl<L: SessionLog, S: FeatureWriter> Function<L, S> {
         for (event_id, detail) in &outcome.unreadable {
             tracing::error!(event_id = %event_id, detail = %detail, "event-log entry cannot be decoded; left out of its session's features");
         }
-        let mut response = DynamoDbEventResponse::default();
-        let checkpoint = sessions
+        // Retryable failures: Lambda retries from the first record they stopped.
+        let mut checkpoint = sessions
             .iter()
-            .find(|(_, s)| outcome.failed.contains_key(s))
-            .map(|(seq, s)| (seq.clone(), s));
-        if let Some((seq, session)) = checkpoint {
+            .position(|(_, s)| outcome.failed.get(s).is_some_and(|e| e.retryable()));
+        // Permanent failures before that point go to the on-failure destination (those after it are
+        // retried with it anyway), once per session, at the session's first record.
+        let now = chrono::Utc::now();
+        let mut sent = std::collections::HashSet::new();
+        let mut permanent: Vec<(usize, UpdateFailure)> = Vec::new();
+        for (i, (seq, s)) in sessions[..checkpoint.unwrap_or(sessions.len())]
+            .iter()
+            .enumerate()
+        {
+            if let Some(e) = outcome.failed.get(s).filter(|e| !e.retryable()) {
+                if sent.insert(s) {
+                    tracing::error!(session = %s, reason = e.reason_code(), error = %e,
+                        "session cannot be projected; sent to the on-failure destination");
+                    permanent.push((i, UpdateFailure::new(s, seq.clone(), e, now)));
+                }
+            }
+        }
+        if !permanent.is_empty() {
+            let records: Vec<UpdateFailure> = permanent.iter().map(|(_, f)| f.clone()).collect();
+            let delivery = deliver(&self.failures, &records, &self.retry).await;
+            if let Some(undelivered) = delivery.accepted.iter().position(|ok| !ok) {
+                // Not lost: the record is handed back to Lambda with the retryable ones.
+                tracing::warn!(error = ?delivery.error, "the on-failure destination did not take every failure");
+                let at = permanent[undelivered].0;
+                checkpoint = Some(checkpoint.map_or(at, |c| c.min(at)));
+            }
+        }
+        let mut response = DynamoDbEventResponse::default();
+        if let Some(at) = checkpoint {
+            let (seq, session) = &sessions[at];
             let errors: Vec<String> = outcome
                 .failed
                 .iter()
@@ -131,7 +181,7 @@ impl<L: SessionLog, S: FeatureWriter> Function<L, S> {
                 "batch partially projected; reporting a batch item failure at the first unfinished session"
             );
             let mut failure = DynamoDbBatchItemFailure::default();
-            failure.item_identifier = seq;
+            failure.item_identifier = seq.clone();
             response.batch_item_failures.push(failure);
         }
         (response, outcome.counts)

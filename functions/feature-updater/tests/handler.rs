@@ -3,11 +3,13 @@
 
 use aws_lambda_events::event::dynamodb::Event as StreamEvent;
 use checkout_aws::dynamo::from_item;
+use checkout_domain::delivery::RetryPolicy;
+use checkout_domain::features::aggregate::{PairCount, PairKind};
 use checkout_domain::features::updater::FeatureUpdater;
 use checkout_domain::features::{Doc, Key};
 use checkout_domain::ingest::LogEntry;
-use checkout_domain::memory::{Faults, MemoryFeatureStore, MemoryLog};
-use checkout_domain::ports::BatchSink;
+use checkout_domain::memory::{Faults, MemoryFailures, MemoryFeatureStore, MemoryLog};
+use checkout_domain::ports::{BatchSink, Expect, FeatureWriter, Write};
 use feature_updater::Function;
 use lambda_runtime::{Context, LambdaEvent};
 use std::collections::HashMap;
@@ -33,14 +35,39 @@ fn logged(event: &StreamEvent) -> Vec<LogEntry> {
 }
 
 /// A function whose event log already holds the fixture's entries.
-async fn function(event: &StreamEvent) -> Function<MemoryLog, MemoryFeatureStore> {
+async fn function(event: &StreamEvent) -> Function<MemoryLog, MemoryFeatureStore, MemoryFailures> {
     let log = MemoryLog::new(25, Faults::default());
     let entries = logged(event);
     let refs: Vec<&LogEntry> = entries.iter().collect();
     log.put(&refs).await.expect("log");
     Function {
         updater: FeatureUpdater::new(log, MemoryFeatureStore::default()),
+        failures: MemoryFailures::new(10, Faults::default()),
+        retry: RetryPolicy {
+            max_attempts: 2,
+            ..RetryPolicy::default()
+        },
     }
+}
+
+/// Puts a pair-count item where the fixture's session item belongs: a fault no retry fixes.
+async fn corrupt_session_item(f: &Function<MemoryLog, MemoryFeatureStore, MemoryFailures>) {
+    let pair = PairCount {
+        product_id: "sku-1".into(),
+        kind: PairKind::CoViewed,
+        other_id: "sku-2".into(),
+        sessions: 1,
+        expires_at: i64::MAX,
+    };
+    f.updater
+        .store
+        .commit(vec![Write {
+            key: Key::session("sess-7f3a"),
+            expect: Expect::Any,
+            doc: Some(Doc::ItemPair(pair)),
+        }])
+        .await
+        .expect("seeded");
 }
 
 fn failures(r: &aws_lambda_events::event::streams::DynamoDbEventResponse) -> Vec<String> {
@@ -125,4 +152,61 @@ async fn given_a_store_fault_then_the_batch_is_retried_from_the_first_unfinished
         failures(&response),
         vec![first_insert.expect("sequence number")]
     );
+    assert!(
+        f.failures.items().is_empty(),
+        "a transient fault is retried, not sent to the failure destination"
+    );
+}
+
+#[tokio::test]
+async fn given_a_permanent_fault_then_the_session_goes_to_the_failure_destination_and_the_batch_proceeds(
+) {
+    let event = fixture();
+    let f = function(&event).await;
+    corrupt_session_item(&f).await;
+    let (response, _) = f.process(event.clone()).await;
+    assert!(
+        failures(&response).is_empty(),
+        "a permanent fault is not handed back to Lambda: {response:?}"
+    );
+    let sent: Vec<_> = f.failures.items().into_values().collect();
+    assert_eq!(sent.len(), 1, "one message for the one session: {sent:?}");
+    assert_eq!(sent[0].source, "feature-updater");
+    assert_eq!(sent[0].session_id, "sess-7f3a");
+    assert_eq!(sent[0].reason, "wrong_entity");
+    assert!(sent[0].error.contains("session"), "{}", sent[0].error);
+    assert_eq!(
+        sent[0].sequence_number, event.records[0].change.sequence_number,
+        "at the session's first record"
+    );
+    // The rest of the batch went on: the session's aggregates were written.
+    assert!(matches!(
+        f.updater.store.docs().get(&Key::item("sku-1")),
+        Some(Doc::Item(_))
+    ));
+}
+
+#[tokio::test]
+async fn given_a_permanent_fault_and_an_unreachable_destination_then_the_record_is_retried() {
+    let event = fixture();
+    let mut f = function(&event).await;
+    f.failures = MemoryFailures::new(
+        10,
+        Faults {
+            down_from_call: Some(1),
+            ..Faults::default()
+        },
+    );
+    corrupt_session_item(&f).await;
+    let (response, _) = f.process(event.clone()).await;
+    assert_eq!(
+        failures(&response),
+        vec![event.records[0]
+            .change
+            .sequence_number
+            .clone()
+            .expect("sequence number")],
+        "nothing is lost: the record goes back to Lambda"
+    );
+    assert!(f.failures.items().is_empty());
 }

@@ -227,12 +227,15 @@ pub async fn evaluate(
         window_end: Some(window_end),
         experiment_id: Some(DEMO_EXPERIMENT.into()),
     };
-    let run = function
-        .run(&invocation, Utc::now())
-        .await
-        .map_err(|e| e.to_string())?;
-    if let Some(f) = run.failed.first() {
-        return Err(format!("the evaluator failed on {}: {}", f.experiment_id, f.error).into());
+    let run = function.run(&invocation, Utc::now()).await?;
+    if let Some(f) = run.failed.iter().chain(&run.refused).next() {
+        return Err(format!(
+            "the evaluator did not report on {}: {} ({})",
+            f.experiment_id.as_deref().unwrap_or(DEMO_EXPERIMENT),
+            f.error,
+            f.reason
+        )
+        .into());
     }
     let bucket = stack.resource("ReportsBucket")?.name.clone();
     let reports = S3ObjectStore {

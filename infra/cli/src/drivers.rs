@@ -5,8 +5,9 @@ use crate::local::esm::{DrainReport, DynamoStreamMapping, KinesisMapping, Positi
 use crate::local::stack::LocalStack;
 use crate::BoxError;
 use checkout_domain::features::updater::UpdateCounts;
+use checkout_domain::features::updater::UpdateFailure;
 use checkout_domain::ingest::BatchCounts;
-use checkout_domain::ports::{FeatureWriter, SessionLog};
+use checkout_domain::ports::{BatchSink, FeatureWriter, SessionLog};
 use serde::Serialize;
 
 /// What a local ingest run did.
@@ -99,10 +100,10 @@ pub async fn drive_features_after(
 }
 
 /// [`drive_features`] with a given function.
-pub async fn drive_features_with<L: SessionLog, S: FeatureWriter>(
+pub async fn drive_features_with<L: SessionLog, S: FeatureWriter, F: BatchSink<UpdateFailure>>(
     stack: &LocalStack,
     sdk: &aws_config::SdkConfig,
-    function: &feature_updater::Function<L, S>,
+    function: &feature_updater::Function<L, S, F>,
     from: &Positions,
 ) -> Result<FeaturesRun, BoxError> {
     let source = stack.event_source("FeatureUpdaterFunction", "DynamoDB")?;

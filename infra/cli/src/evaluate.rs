@@ -364,6 +364,46 @@ fn parse_value(field: &[u8]) -> Option<f64> {
     value.is_finite().then_some(value)
 }
 
+/// A proportion cell: `0`/`1` (as any number equal to them), or `true`/`false` or `yes`/`no` in any
+/// case, as exports from spreadsheets, BI tools and pandas write them. `Err` tells a number that is not
+/// 0 or 1 from something that is not a flag at all.
+fn parse_flag(field: &[u8]) -> Result<f64, &'static str> {
+    let text = std::str::from_utf8(field).map_err(|_| "invalid:")?.trim();
+    for (word, value) in [("true", 1.0), ("yes", 1.0), ("false", 0.0), ("no", 0.0)] {
+        if text.eq_ignore_ascii_case(word) {
+            return Ok(value);
+        }
+    }
+    match text.parse::<f64>() {
+        Ok(v) if v == 0.0 || v == 1.0 => Ok(v),
+        Ok(_) => Err("not_0_or_1:"),
+        Err(_) if text.is_empty() => Err("missing:"),
+        Err(_) => Err("invalid:"),
+    }
+}
+
+/// What the rows that could not be used were, for an error when none could: each reason with its count,
+/// and the first offending line.
+fn bad_rows_text(data: &DataSummary) -> String {
+    if data.bad_row_count() == 0 {
+        return format!("{} data rows, none bad", data.rows);
+    }
+    let mut reasons: Vec<(&String, &u64)> = data.bad_rows.iter().collect();
+    reasons.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+    let reasons: Vec<String> = reasons.iter().map(|(r, n)| format!("{r} ×{n}")).collect();
+    let first = data
+        .bad_row_examples
+        .first()
+        .map(|b| format!("; first at line {} ({})", b.line, b.reason))
+        .unwrap_or_default();
+    format!(
+        "{} of {} data rows were bad: {}{first}",
+        data.bad_row_count(),
+        data.rows,
+        reasons.join(", ")
+    )
+}
+
 /// Reads the CSV and tallies it. Fails only on an unreadable file, a header without the named columns,
 /// or a control variant that never appears.
 pub fn tally_csv(
@@ -456,13 +496,17 @@ pub fn tally_csv(
         for (slot, value) in layout.slots.iter().zip(values.iter_mut()) {
             let field = record.get(slot.column).unwrap_or_default();
             reason.clear();
-            match parse_value(field) {
-                Some(v) if slot.combine == Combine::Any && v != 0.0 && v != 1.0 => {
-                    reason.push_str("not_0_or_1:");
+            if slot.combine == Combine::Any {
+                match parse_flag(field) {
+                    Ok(v) => *value = v,
+                    Err(why) => reason.push_str(why),
                 }
-                Some(v) => *value = v,
-                None if field.trim_ascii().is_empty() => reason.push_str("missing:"),
-                None => reason.push_str("invalid:"),
+            } else {
+                match parse_value(field) {
+                    Some(v) => *value = v,
+                    None if field.trim_ascii().is_empty() => reason.push_str("missing:"),
+                    None => reason.push_str("invalid:"),
+                }
             }
             if !reason.is_empty() {
                 reason.push_str(&slot.name);
@@ -479,11 +523,15 @@ pub fn tally_csv(
             data.repeated_rows += 1;
         }
     }
+    if units.iter().next().is_none() {
+        return Err(format!("no usable rows: {}", bad_rows_text(&data)).into());
+    }
     if !units.iter().any(|(arm, _)| arm == 0) {
         return Err(format!(
-            "the control variant {:?} has no units (variants found: {})",
+            "the control variant {:?} has no units (variants found: {}; {})",
             spec.control,
-            variants.join(", ")
+            variants.join(", "),
+            bad_rows_text(&data)
         )
         .into());
     }
@@ -664,6 +712,65 @@ mod tests {
         assert_eq!(t.design.weights.len(), 3);
         assert_eq!(t.cells[0][0].sum_y, 4.0);
         assert_eq!(t.cells[0][2].sum_products, 3.0);
+    }
+
+    #[test]
+    fn proportion_cells_take_the_booleans_real_exports_write() {
+        let s = spec();
+        let ones = "user,group,converted,revenue,orders\n\
+            u1,control,1,10,1\nu2,control,0,0,0\nu3,treatment,1,5,1\nu4,treatment,0,0,0\n\
+            u5,control,1,7,1\nu6,treatment,0,0,0\n";
+        let (expected, data) = tally_csv(ones.as_bytes(), "mem", &s).unwrap();
+        assert_eq!(data.bad_row_count(), 0);
+        for (t, f) in [
+            ("true", "false"),
+            ("TRUE", "FALSE"),
+            ("True", "False"),
+            ("yes", "no"),
+            ("YES", "No"),
+            (" 1.0", "0.0 "),
+        ] {
+            let csv = ones
+                .lines()
+                .map(|l| {
+                    let mut cells: Vec<&str> = l.split(',').collect();
+                    if cells[2] == "1" {
+                        cells[2] = t;
+                    } else if cells[2] == "0" {
+                        cells[2] = f;
+                    }
+                    cells.join(",")
+                })
+                .collect::<Vec<_>>()
+                .join("\n");
+            let (tally, data) = tally_csv(csv.as_bytes(), "mem", &s).unwrap();
+            assert_eq!(data.bad_row_count(), 0, "{t}/{f}: {:?}", data.bad_rows);
+            assert_eq!(tally, expected, "{t}/{f} reads as 1/0");
+        }
+        for bad in ["2", "-1", "0.5", "maybe", "t", "y"] {
+            let csv = format!(
+                "user,group,converted,revenue,orders\nu1,control,{bad},1,1\nu2,control,1,1,1\n"
+            );
+            let (_, data) = tally_csv(csv.as_bytes(), "mem", &s).unwrap();
+            assert_eq!(data.bad_row_count(), 1, "{bad} is refused");
+        }
+    }
+
+    #[test]
+    fn when_every_row_is_bad_the_error_names_the_reasons_and_the_first_line() {
+        let csv = "user,group,converted,revenue,orders\n\
+            u1,control,maybe,1,1\nu2,treatment,perhaps,1,1\nu3,control,1,x,1\nu4,control\n";
+        let e = tally_csv(csv.as_bytes(), "mem", &spec())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("no usable rows: 4 of 4 data rows were bad"),
+            "{e}"
+        );
+        assert!(e.contains("invalid:converted ×2"), "{e}");
+        assert!(e.contains("invalid:revenue ×1"), "{e}");
+        assert!(e.contains("wrong_field_count ×1"), "{e}");
+        assert!(e.contains("first at line 2 (invalid:converted)"), "{e}");
     }
 
     #[test]

@@ -13,6 +13,7 @@
 //! | `features` | `dynamodb` | `SessionLog`, `FeatureReader`, `FeatureWriter`, `UnitSource` |
 //! | `kinesis` | `kinesis` | `BatchSink<OutRecord>` (decision events) |
 //! | `s3` | `s3` | `ObjectStore` (registry, decision config, reports) |
+//! | `sqs` | `sqs` | `BatchSink<UpdateFailure>` (the updater's on-failure destination) |
 //! | `quarantine` | `sqs` + `s3` | `BatchSink<QuarantineRecord>` (SQS, large payloads claim-checked in S3) |
 //! | [`telemetry`] | – | JSON logs for CloudWatch |
 
@@ -28,6 +29,8 @@ pub mod kinesis;
 pub mod quarantine;
 #[cfg(feature = "s3")]
 pub mod s3;
+#[cfg(feature = "sqs")]
+pub mod sqs;
 pub mod telemetry;
 
 pub use config::{load_sdk_config, ConfigError, Env};

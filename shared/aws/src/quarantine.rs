@@ -2,12 +2,10 @@
 //! payloads too large to travel inline.
 
 use crate::error::store_error;
-use aws_sdk_sqs::types::{MessageAttributeValue, SendMessageBatchRequestEntry};
+use crate::sqs::{send_batch, SEND_BATCH_MAX};
 use checkout_domain::ingest::QuarantineRecord;
 use checkout_domain::ports::{BatchSink, StoreError};
 
-/// `SendMessageBatch` takes at most 10 entries and 256 KiB in total.
-pub const SEND_BATCH_MAX: usize = 10;
 /// Inline payloads up to this many encoded bytes; larger ones go to S3 (ten of them still fit a batch).
 pub const INLINE_LIMIT: usize = 24 * 1024;
 
@@ -52,41 +50,21 @@ impl BatchSink<QuarantineRecord> for SqsQuarantine {
     }
 
     async fn put(&self, items: &[&QuarantineRecord]) -> Result<Vec<usize>, StoreError> {
-        let mut entries = Vec::with_capacity(items.len());
-        for (i, r) in items.iter().enumerate() {
+        let mut records = Vec::with_capacity(items.len());
+        for r in items {
             let inline = r.payload_base64.as_ref().map_or(0, String::len);
-            let record = if inline > INLINE_LIMIT {
+            records.push(if inline > INLINE_LIMIT {
                 self.claim_check(r).await?
             } else {
                 (*r).clone()
-            };
-            let body = serde_json::to_string(&record)
-                .map_err(|e| StoreError::permanent("SendMessageBatch", e))?;
-            let reason = MessageAttributeValue::builder()
-                .data_type("String")
-                .string_value(&record.reason)
-                .build()
-                .map_err(|e| StoreError::permanent("SendMessageBatch", e))?;
-            let entry = SendMessageBatchRequestEntry::builder()
-                .id(i.to_string())
-                .message_body(body)
-                .message_attributes("reason", reason)
-                .build()
-                .map_err(|e| StoreError::permanent("SendMessageBatch", e))?;
-            entries.push(entry);
+            });
         }
-        let out = self
-            .sqs
-            .send_message_batch()
-            .queue_url(&self.queue_url)
-            .set_entries(Some(entries))
-            .send()
-            .await
-            .map_err(|e| store_error("SendMessageBatch", e))?;
-        Ok(out
-            .failed()
-            .iter()
-            .filter_map(|f| f.id().parse::<usize>().ok())
-            .collect())
+        let mut messages = Vec::with_capacity(records.len());
+        for r in &records {
+            let body = serde_json::to_string(r)
+                .map_err(|e| StoreError::permanent("SendMessageBatch", e))?;
+            messages.push((body, r.reason.as_str()));
+        }
+        send_batch(&self.sqs, &self.queue_url, &messages).await
     }
 }

@@ -2,6 +2,7 @@
 //! accept and can be scripted to fail like the real stores do: whole calls (throttling, 5xx) or part of a
 //! batch (`UnprocessedItems`).
 
+use crate::features::updater::UpdateFailure;
 use crate::features::{Doc, Key};
 use crate::ingest::{LogEntry, QuarantineRecord};
 use crate::ports::{BatchSink, StoreError};
@@ -16,6 +17,8 @@ use std::sync::Mutex;
 pub struct Faults {
     /// 1-based call numbers that fail whole with a transient error.
     pub transient_calls: Vec<u64>,
+    /// 1-based call numbers that fail whole with a permanent error (access denied, say).
+    pub permanent_calls: Vec<u64>,
     /// From this call number on, every call fails with a transient error.
     pub down_from_call: Option<u64>,
     /// At most this many items are accepted per call; the rest come back unprocessed.
@@ -25,6 +28,12 @@ pub struct Faults {
 impl Faults {
     /// Fails call number `call` (1-based) if the script says so.
     fn check(&self, call: u64, operation: &'static str) -> Result<(), StoreError> {
+        if self.permanent_calls.contains(&call) {
+            return Err(StoreError::permanent(
+                operation,
+                format!("injected permanent fault on call {call}"),
+            ));
+        }
         let down = self.down_from_call.is_some_and(|c| call >= c);
         if down || self.transient_calls.contains(&call) {
             return Err(StoreError {
@@ -131,6 +140,19 @@ impl BatchSink<QuarantineRecord> for MemoryQuarantine {
     /// Keyed by sequence number: a queue consumer de-duplicates redelivered records the same way.
     async fn put(&self, items: &[&QuarantineRecord]) -> Result<Vec<usize>, StoreError> {
         self.put_keyed(items, |q| q.sequence_number.clone())
+    }
+}
+
+/// The feature updater's on-failure destination, keyed by (session, sequence number) as a consumer would
+/// de-duplicate.
+pub type MemoryFailures = MemoryStore<(String, Option<String>), UpdateFailure>;
+
+impl BatchSink<UpdateFailure> for MemoryFailures {
+    fn max_batch(&self) -> usize {
+        self.max_batch
+    }
+    async fn put(&self, items: &[&UpdateFailure]) -> Result<Vec<usize>, StoreError> {
+        self.put_keyed(items, |f| (f.session_id.clone(), f.sequence_number.clone()))
     }
 }
 
@@ -331,6 +353,16 @@ pub struct MemoryObjectStore {
 impl MemoryObjectStore {
     pub fn object(&self, key: &str) -> Option<Vec<u8>> {
         self.objects.lock().expect("not poisoned").get(key).cloned()
+    }
+
+    /// Every key held.
+    pub fn keys(&self) -> Vec<String> {
+        self.objects
+            .lock()
+            .expect("not poisoned")
+            .keys()
+            .cloned()
+            .collect()
     }
 
     /// Writes an object unconditionally (a test's back door, e.g. to corrupt an artifact).

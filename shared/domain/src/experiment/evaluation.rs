@@ -201,6 +201,18 @@ pub enum EvaluationError {
     LatestRaced,
 }
 
+impl EvaluationError {
+    /// Whether a retry may succeed: a transient store fault or a raced `latest.json`; not a permanent
+    /// store error or a report that cannot be encoded.
+    pub fn retryable(&self) -> bool {
+        match self {
+            EvaluationError::Store(e) => e.retryable,
+            EvaluationError::Encode(_) => false,
+            EvaluationError::LatestRaced => true,
+        }
+    }
+}
+
 impl From<PutError> for EvaluationError {
     fn from(e: PutError) -> Self {
         match e {

@@ -19,6 +19,7 @@ use super::session::{fold, SessionProjection};
 use super::{Doc, Key};
 use crate::ingest::LogEntry;
 use crate::ports::{CommitError, Expect, FeatureWriter, SessionLog, StoreError, Stored, Write};
+use chrono::{DateTime, Utc};
 use futures::stream::{self, StreamExt};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -75,12 +76,61 @@ impl UpdateError {
         }
     }
 
-    /// Whether a later retry may succeed.
+    /// A stable, machine-readable reason code.
+    pub fn reason_code(&self) -> &'static str {
+        match self {
+            UpdateError::Store(e) if e.retryable => "store_transient",
+            UpdateError::Store(_) => "store_permanent",
+            UpdateError::Contended(..) => "contended",
+            UpdateError::Plan(PlanError::WrongEntity(..)) => "wrong_entity",
+        }
+    }
+
+    /// Whether a later retry may succeed: a transient store fault or contention. A retryable failure is
+    /// handed back to Lambda (a batch item failure); any other goes to the on-failure destination as an
+    /// [`UpdateFailure`] and the batch proceeds.
     pub fn retryable(&self) -> bool {
         match self {
             UpdateError::Store(e) => e.retryable,
             UpdateError::Contended(..) => true,
             UpdateError::Plan(_) => false,
+        }
+    }
+}
+
+/// A session the updater gave up on for a reason no retry fixes, as sent to the on-failure destination
+/// (the `FeatureUpdaterFailureQueue`, beside the records the event source mapping itself sends there
+/// after its retries). An operator fixes the cause, then replays the session (`rebuild-features` shows
+/// what differs).
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct UpdateFailure {
+    /// Always `feature-updater`: tells these messages from the mapping's own.
+    pub source: String,
+    pub session_id: String,
+    /// The stream record that named the session, when known.
+    pub sequence_number: Option<String>,
+    /// [`UpdateError::reason_code`].
+    pub reason: String,
+    pub error: String,
+    pub failed_at: DateTime<Utc>,
+}
+
+impl UpdateFailure {
+    pub const SOURCE: &'static str = "feature-updater";
+
+    pub fn new(
+        session_id: &str,
+        sequence_number: Option<String>,
+        error: &UpdateError,
+        failed_at: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            source: Self::SOURCE.to_string(),
+            session_id: session_id.to_string(),
+            sequence_number,
+            reason: error.reason_code().to_string(),
+            error: error.to_string(),
+            failed_at,
         }
     }
 }
