@@ -6,6 +6,10 @@ every response (request metadata aside) and the table's final contents must be e
 The calls cover each fix: transactions that commit and that are cancelled (their rollback), key queries
 in both directions with pagination, scans with and without a projection, filters and pagination, and
 every read that returns items, over every attribute type (binary values, sets, nested maps and lists).
+They run on three tables: a plain one; one with a stream, as the event log has (batch writes, an
+identical re-put, a committed and a cancelled transaction, and the stream's records read back); and one
+with a global secondary index (index queries and scans, and a cancelled transaction that would have
+moved an item between index partitions).
 
     python infra/check_moto_server.py          # runs both and compares; exit 1 on a difference
 """
@@ -86,7 +90,14 @@ def scenario():
                        "UpdateExpression": "SET v = v + :one", "ExpressionAttributeValues": {":one": {"N": "1"}}}}
     call("transact_write_items", TransactItems=[put, bump])
     call("transact_write_items", TransactItems=[bump, put])  # cancelled: the update must be rolled back
-    kw = {"TableName": "t"}
+    out.append(["final table", table_items(c, "t")])
+    stream_table(c, call, out)
+    index_table(c, call, out)
+    return out
+
+
+def table_items(c, name):
+    kw = {"TableName": name}
     items = []
     while True:
         r = c.scan(**kw)
@@ -94,8 +105,104 @@ def scenario():
         if "LastEvaluatedKey" not in r:
             break
         kw["ExclusiveStartKey"] = r["LastEvaluatedKey"]
-    out.append(["final table", sorted(items, key=lambda i: (i["pk"]["S"], i["sk"]["S"]))])
-    return out
+    return sorted(items, key=lambda i: json.dumps(i, sort_keys=True, default=str))
+
+
+def stream_table(c, call, out):
+    """A table keyed like the event log, with a stream: what the feature updater reads."""
+    import boto3
+
+    c.create_table(
+        TableName="log",
+        KeySchema=[{"AttributeName": "session_id", "KeyType": "HASH"},
+                   {"AttributeName": "event_id", "KeyType": "RANGE"}],
+        AttributeDefinitions=[{"AttributeName": "session_id", "AttributeType": "S"},
+                              {"AttributeName": "event_id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
+    )
+    entry = lambda s, e: {"session_id": {"S": f"s{s}"}, "event_id": {"S": f"e{e:03d}"},  # noqa: E731
+                          "body": {"S": "{}" * e}, "expires_at": {"N": str(1_900_000_000 + e)}}
+    for chunk in range(3):
+        call("batch_write_item", RequestItems={"log": [{"PutRequest": {"Item": entry(e % 4, e)}}
+                                                       for e in range(chunk * 25, chunk * 25 + 25)]})
+    call("put_item", TableName="log", Item=entry(1, 1))  # an identical re-put
+    kw = {"TableName": "log", "KeyConditionExpression": "session_id = :s", "Limit": 7,
+          "ExpressionAttributeValues": {":s": {"S": "s1"}}, "ConsistentRead": True}
+    while True:
+        r = call("query", **kw)
+        if "LastEvaluatedKey" not in r:
+            break
+        kw["ExclusiveStartKey"] = r["LastEvaluatedKey"]
+    new = {"Put": {"TableName": "log", "Item": entry(9, 900), "ConditionExpression": "attribute_not_exists(event_id)"}}
+    old = {"Put": {"TableName": "log", "Item": entry(1, 1), "ConditionExpression": "attribute_not_exists(event_id)"}}
+    call("transact_write_items", TransactItems=[new])
+    call("transact_write_items", TransactItems=[{"Put": {"TableName": "log", "Item": entry(8, 800)}}, old])
+    out.append(["final log", table_items(c, "log")])
+    # The stream: every record's kind, keys and images, in order (ids and times vary between runs).
+    streams = boto3.client("dynamodbstreams", region_name="us-east-1")
+    arn = c.describe_table(TableName="log")["Table"]["LatestStreamArn"]
+    records = []
+    for shard in streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"]:
+        it = streams.get_shard_iterator(StreamArn=arn, ShardId=shard["ShardId"],
+                                        ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+        while it:
+            r = streams.get_records(ShardIterator=it, Limit=40)
+            records += [[x["eventName"], x["dynamodb"]["Keys"], x["dynamodb"].get("NewImage"),
+                         x["dynamodb"].get("OldImage")] for x in r["Records"]]
+            it = r.get("NextShardIterator") if r["Records"] else None
+    out.append(["stream records", records])
+
+
+def index_table(c, call, out):
+    """A table with a global secondary index, queried through the index."""
+    c.create_table(
+        TableName="g",
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
+                              {"AttributeName": "sk", "AttributeType": "S"},
+                              {"AttributeName": "gpk", "AttributeType": "S"},
+                              {"AttributeName": "gsk", "AttributeType": "N"}],
+        GlobalSecondaryIndexes=[{
+            "IndexName": "by_g",
+            "KeySchema": [{"AttributeName": "gpk", "KeyType": "HASH"}, {"AttributeName": "gsk", "KeyType": "RANGE"}],
+            "Projection": {"ProjectionType": "INCLUDE", "NonKeyAttributes": ["v"]},
+        }],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    for i in range(40):
+        item = {"pk": {"S": f"p{i % 5}"}, "sk": {"S": f"{i:03d}"}, "v": {"N": str(i)}, "w": {"S": "x" * i}}
+        if i % 4:
+            item.update({"gpk": {"S": f"g{i % 3}"}, "gsk": {"N": str(100 - i)}})
+        call("put_item", TableName="g", Item=item)
+    for forward in (True, False):
+        kw = {"TableName": "g", "IndexName": "by_g", "KeyConditionExpression": "gpk = :g AND gsk > :n",
+              "ExpressionAttributeValues": {":g": {"S": "g1"}, ":n": {"N": "65"}}, "Limit": 4,
+              "ScanIndexForward": forward}
+        while True:
+            r = call("query", **kw)
+            if "LastEvaluatedKey" not in r:
+                break
+            kw["ExclusiveStartKey"] = r["LastEvaluatedKey"]
+    call("query", TableName="g", KeyConditionExpression="pk = :p",
+         ExpressionAttributeValues={":p": {"S": "p2"}}, ProjectionExpression="sk, gpk, w")
+    kw = {"TableName": "g", "IndexName": "by_g", "Limit": 11}
+    while True:
+        r = call("scan", **kw)
+        if "LastEvaluatedKey" not in r:
+            break
+        kw["ExclusiveStartKey"] = r["LastEvaluatedKey"]
+    move = {"Update": {"TableName": "g", "Key": {"pk": {"S": "p1"}, "sk": {"S": "001"}},
+                       "UpdateExpression": "SET gpk = :g", "ExpressionAttributeValues": {":g": {"S": "g2"}}}}
+    fail = {"ConditionCheck": {"TableName": "g", "Key": {"pk": {"S": "p0"}, "sk": {"S": "000"}},
+                               "ConditionExpression": "attribute_exists(nope)"}}
+    call("transact_write_items", TransactItems=[move, fail])  # cancelled: the item stays in g1
+    call("query", TableName="g", IndexName="by_g", KeyConditionExpression="gpk = :g",
+         ExpressionAttributeValues={":g": {"S": "g1"}})
+    call("transact_write_items", TransactItems=[move])
+    call("query", TableName="g", IndexName="by_g", KeyConditionExpression="gpk = :g",
+         ExpressionAttributeValues={":g": {"S": "g2"}})
+    out.append(["final index table", table_items(c, "g")])
 
 
 def run(patched):

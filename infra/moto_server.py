@@ -12,7 +12,8 @@ plain moto and this server and compares every response.
    each call take seconds and the server grow to gigabytes. Here the rollback keeps the *touched items*:
    the table copy becomes the table itself (moto's own rollback then assigns it back, a no-op), and
    before the transaction runs each touched item's previous attributes (or its absence) are recorded and,
-   if moto raises, written back in reverse order.
+   if moto raises, written back in reverse order, and the stream records the attempt and the write-back
+   added are dropped (as plain moto's restored table copies drop them, and as DynamoDB emits none).
 2. `Query` on a table's primary key sorts and filters *every item of the table* (`Table.all_items`) to
    find one partition: 0.4 s per query on the 17k-event log. Here, while a base-table query runs,
    `all_items` yields only the queried partition (in the same sorted order), so moto's filter and sort
@@ -28,12 +29,28 @@ plain moto and this server and compares every response.
    value `json` cannot write) falls back to the serializer.
 
 Everything else is plain `moto_server`; the arguments are the same.
+
+The fixes replace private moto internals, so they are written for one moto version: importing this
+module with any other refuses to start (`MOTO_VERSION`). To move to another version, pin it in
+`requirements-dev.txt`, re-read the replaced functions against its source, update `MOTO_VERSION`, and
+run `infra/check_moto_server.py`.
 """
 import base64
 import copy
 import json
 import sys
 import threading
+
+import moto
+
+# The moto version these fixes were written and checked against (requirements-dev.txt pins the same).
+MOTO_VERSION = "5.2.5"
+if moto.__version__ != MOTO_VERSION:
+    sys.exit(
+        f"infra/moto_server.py: moto {moto.__version__} is installed, but these fixes patch private "
+        f"internals of moto {MOTO_VERSION} and are not safe on another version. Install the pinned one "
+        f"(`make venv` after `rm -rf .venv`), or port the fixes and update MOTO_VERSION."
+    )
 
 from moto.dynamodb import models as ddb
 from moto.dynamodb.models import table as _table_module
@@ -73,12 +90,18 @@ def _key(table, op_type, op):
 
 def transact_write_items(self, transact_items):
     before = []
+    # Stream records a cancelled transaction must not leave behind (plain moto restores whole table copies,
+    # streams included; DynamoDB emits nothing for a cancelled transaction): each touched table's length.
+    streams = {}
     for entry in transact_items:
         op_type, op = next(iter(entry.items()))
         table = self.tables.get(op.get("TableName"))
         key = _key(table, op_type, op) if table is not None else None
         if key is None:
             continue
+        shard = getattr(table, "stream_shard", None)
+        if shard is not None:
+            streams.setdefault(id(shard), (shard, len(shard.items)))
         current = self.get_item(op["TableName"], key)
         before.append((op["TableName"], key, None if current is None else current.to_json()["Attributes"]))
     try:
@@ -89,6 +112,8 @@ def transact_write_items(self, transact_items):
                 self.delete_item(table_name, key)
             else:
                 self.put_item(table_name, attrs)
+        for shard, length in streams.values():
+            del shard.items[length:]
         raise
 
 

@@ -283,6 +283,33 @@ fn metric_table(h: &mut String, m: &MetricResult, report: &Report) {
     h.push_str("</table>\n");
 }
 
+/// A round step for an axis that spans ±`extent`: 1, 2 or 5 × 10^k, so that the axis has two or three
+/// ticks a side, each a round number.
+fn tick_step(extent: f64) -> f64 {
+    let target = extent / 3.0;
+    let magnitude = 10f64.powf(target.log10().floor());
+    [1.0, 2.0, 5.0, 10.0]
+        .into_iter()
+        .map(|m| m * magnitude)
+        .find(|&step| step >= target)
+        .unwrap_or(10.0 * magnitude)
+}
+
+/// A tick's label with as many decimals as the step needs: `-20%`, `+2.5%`, `+0.05`.
+fn tick_text(value: f64, step: f64, difference: Difference) -> String {
+    let (value, step, unit) = match difference {
+        Difference::Relative => (value * 100.0, step * 100.0, "%"),
+        Difference::Absolute => (value, step, ""),
+    };
+    let decimals = (-step.log10().floor()).max(0.0) as usize;
+    // Ticks are whole multiples of the step: round away the float noise, and print 0 without a sign.
+    let value = (value / step).round() * step;
+    if value == 0.0 {
+        return format!("0{unit}");
+    }
+    format!("{value:+.decimals$}{unit}")
+}
+
 /// A forest plot: one row per metric and treatment arm, its effect and interval on a shared axis
 /// around zero.
 fn chart(metrics: &[MetricResult], difference: Difference) -> String {
@@ -296,7 +323,10 @@ fn chart(metrics: &[MetricResult], difference: Difference) -> String {
         .flat_map(|(_, c)| [c.ci[0].abs(), c.ci[1].abs(), c.effect.abs()])
         .filter(|x| x.is_finite())
         .fold(0.0_f64, f64::max);
-    let extent = if extent > 0.0 { extent * 1.1 } else { 0.01 };
+    let step = tick_step(if extent > 0.0 { extent * 1.05 } else { 0.01 });
+    // The axis ends on a tick: ±(a whole number of round steps).
+    let ticks_a_side = ((extent * 1.05) / step).ceil().max(1.0);
+    let extent = ticks_a_side * step;
     let (label_w, plot_w, row_h, top) = (260.0, 440.0, 28.0, 24.0);
     let width = label_w + plot_w + 20.0;
     let height = top + row_h * rows.len() as f64 + 30.0;
@@ -307,8 +337,10 @@ fn chart(metrics: &[MetricResult], difference: Difference) -> String {
         "<svg xmlns=\"http://www.w3.org/2000/svg\" role=\"img\" width=\"100%\" viewBox=\"0 0 {width} {height}\" \
          aria-label=\"Effect and interval per metric and variant\">"
     );
-    for tick in [-1.0, -0.5, 0.0, 0.5, 1.0] {
-        let v = tick * extent;
+    let n = ticks_a_side as i64;
+    for i in -n..=n {
+        let tick = i as f64;
+        let v = tick * step;
         let _ = write!(
             s,
             "<line x1=\"{0:.1}\" x2=\"{0:.1}\" y1=\"{1}\" y2=\"{2:.1}\" stroke=\"{3}\" stroke-width=\"1\"/>\
@@ -318,7 +350,7 @@ fn chart(metrics: &[MetricResult], difference: Difference) -> String {
             height - 26.0,
             if tick == 0.0 { "#5c6577" } else { "#e3e6ec" },
             height - 10.0,
-            escape(&effect_text(v, difference))
+            escape(&tick_text(v, step, difference))
         );
     }
     for (i, (m, c)) in rows.iter().enumerate() {
@@ -423,6 +455,57 @@ mod tests {
         assert!(page.contains("<svg") && page.contains("<circle"));
         assert!(page.contains("Traffic split as configured"));
         assert!(page.contains("Chance to win"));
+    }
+
+    #[test]
+    fn the_axis_has_round_ticks() {
+        let relative = Difference::Relative;
+        // The issue's case: an interval of [-199.57%, +99.79%] used to label the axis with fractions of it.
+        let step = tick_step(1.9957 * 1.05);
+        assert_eq!(step, 1.0);
+        let labels: Vec<String> = (-3..=3)
+            .map(|i| tick_text(f64::from(i) * step, step, relative))
+            .collect();
+        assert_eq!(
+            labels,
+            ["-300%", "-200%", "-100%", "0%", "+100%", "+200%", "+300%"]
+        );
+        assert_eq!(tick_step(0.034 * 1.05), 0.02);
+        assert_eq!(tick_text(0.02 * 2.0, 0.02, relative), "+4%");
+        assert_eq!(tick_step(0.0123), 0.005);
+        assert_eq!(tick_text(-0.005 * 3.0, 0.005, relative), "-1.5%");
+        assert_eq!(tick_text(0.05, 0.05, Difference::Absolute), "+0.05");
+        assert_eq!(tick_text(-4.0, 2.0, Difference::Absolute), "-4");
+        // Every step gives two or three ticks a side, whatever the extent.
+        for e in [1e-6, 0.0007, 0.01, 0.33, 1.0, 2.5, 9.99, 120.0] {
+            let a_side = (e / tick_step(e)).ceil();
+            assert!((1.0..=3.0).contains(&a_side), "{e}: {a_side}");
+        }
+        // And the page uses them: symmetric, evenly spaced, round labels around 0.
+        let page = render(&hostile_report());
+        let labels: Vec<&str> = page
+            .split("text-anchor=\"middle\">")
+            .skip(1)
+            .filter_map(|rest| rest.split('<').next())
+            .filter(|l| *l != "not computable")
+            .collect();
+        assert!(labels.len() >= 5 && labels.len() % 2 == 1, "{labels:?}");
+        assert_eq!(labels[labels.len() / 2], "0%", "{labels:?}");
+        let values: Vec<f64> = labels
+            .iter()
+            .map(|l| l.trim_end_matches('%').parse().expect("a number"))
+            .collect();
+        let step = values[1] - values[0];
+        for (i, v) in values.iter().enumerate() {
+            let expected = values[0] + step * i as f64;
+            assert!((v - expected).abs() < 1e-9, "{labels:?}");
+        }
+        assert!(
+            labels
+                .iter()
+                .all(|l| l.split('.').nth(1).is_none_or(|d| d.len() <= 2)),
+            "{labels:?}"
+        );
     }
 
     #[test]
