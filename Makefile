@@ -20,7 +20,7 @@ export SAM_CLI_TELEMETRY      = 0
 export SAM_CLI_DISABLE_VERSION_CHECK = 1
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help venv build demo test lint fmt-check clippy template-check moto-check sam-build unit-tests bench bench-model bench-decision bench-evaluate fallback-model \
+.PHONY: help venv build demo test lint fmt-check clippy boundaries template-check moto-check sam-build unit-tests bench bench-model bench-decision bench-evaluate fallback-model \
         stack-up stack-down schema fixtures clean
 
 help: ## List the targets
@@ -56,13 +56,17 @@ demo: $(STAMP) build ## Run the main job end to end on the local stack with real
 	@set -o pipefail; trap '$(MAKE) --no-print-directory stack-down' EXIT; \
 	    $(CLI) demo --stack $(STACK) --file $(DATA)/rees46-2019-10-01-head.csv --out out
 
-test: $(STAMP) fmt-check clippy template-check moto-check sam-build unit-tests ## All quality gates and all tests
+test: $(STAMP) fmt-check clippy boundaries template-check moto-check sam-build unit-tests ## All quality gates and all tests
 
 fmt-check:
 	cargo fmt --all -- --check
 
 clippy:
 	cargo clippy --locked --workspace --all-targets -- -D warnings
+
+# The domain crate has no AWS dependency; each Lambda links only the SDK clients it calls.
+boundaries:
+	python3 infra/check_boundaries.py
 
 template-check: $(STAMP)
 	cfn-lint template.yaml
@@ -71,22 +75,24 @@ template-check: $(STAMP)
 # The release profile is tuned for Lambda (fat LTO, one codegen unit). Checking that the SAM build works
 # does not need that optimisation, so `make test` builds unoptimised; `sam build` itself, as
 # used for deployment, uses the tuned one. SAM records absolute paths in its `.aws-sam/build.toml`, so
-# the check runs SAM from a temporary folder outside the repository (sources resolved with --base-dir)
-# and removes it; cargo's own cache (target/) still makes repeated runs fast.
+# the check runs SAM from a temporary folder outside the repository (sources resolved with --base-dir).
+# The bootstraps it builds land in target/sam-build (git-ignored), where the Runtime API test
+# (tests/lambda_runtime.rs) runs them: one build of the function packages serves both.
+SAM_BUILD := $(CURDIR)/target/sam-build
 sam-build: $(STAMP)
-	@dir=$$(mktemp -d) && trap 'rm -rf "$$dir"' EXIT && cd "$$dir" && \
+	@rm -rf "$(SAM_BUILD)" && dir=$$(mktemp -d) && trap 'rm -rf "$$dir"' EXIT && cd "$$dir" && \
 	CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=256 CARGO_PROFILE_RELEASE_INCREMENTAL=false CARGO_PROFILE_RELEASE_OPT_LEVEL=0 \
 	    sam build --template "$(CURDIR)/template.yaml" --base-dir "$(CURDIR)" \
-	        --parameter-overrides Architecture=x86_64 --build-dir "$$dir/build" --no-cached && \
+	        --parameter-overrides Architecture=x86_64 --build-dir "$(SAM_BUILD)" --no-cached && \
 	for f in IngestFunction FeatureUpdaterFunction ScorerFunction ExperimentEvaluatorFunction; do \
-	    test -x "$$dir/build/$$f/bootstrap" || { echo "sam build made no bootstrap for $$f"; exit 1; }; \
+	    test -x "$(SAM_BUILD)/$$f/bootstrap" || { echo "sam build made no bootstrap for $$f"; exit 1; }; \
 	done
 
 moto-check: $(STAMP)
 	$(PY) infra/check_moto_server.py
 
-unit-tests: $(STAMP)
-	cargo test --locked --workspace --no-fail-fast
+unit-tests: $(STAMP) sam-build
+	CHECKOUT_AI_BOOTSTRAPS=$(SAM_BUILD) cargo test --locked --workspace --no-fail-fast
 
 bench: bench-model bench-decision bench-evaluate ## All benchmarks: ingest's pure part, the model and the scorer against scikit-learn, evaluate against gbstats
 	cargo bench --locked -p checkout-ai --bench ingest_pure

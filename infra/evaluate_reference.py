@@ -4,7 +4,7 @@ computes every number. Prints one JSON document with the same quantities as repo
 each stage took), for the differential test (infra/cli/tests/evaluate_reference.rs) and the benchmark
 (make bench-evaluate).
 
-Cleaning rules (the README's "Offline evaluation"), implemented here independently of the Rust code:
+Cleaning rules (docs/experiments.md, "Offline"), implemented here independently of the Rust code:
 - a bad row (wrong field count; empty unit or variant; a value that is missing, not a finite number, or
   not 0/1 for a proportion; a variant not in --weights) is dropped and counted;
 - a unit's rows combine: proportion = any (max), mean and ratio columns = sum, covariate = max;

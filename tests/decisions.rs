@@ -2,7 +2,7 @@
 //! travel through Kinesis, ingest and the event log into the experiment-unit projection; and with the
 //! stack stopped, the scorer still starts and answers, degraded.
 
-use checkout_ai_integration_tests::fresh_stack;
+use checkout_ai_integration_tests::{fresh_stack, generous_budgets};
 use checkout_aws::s3::{s3_client, S3ObjectStore};
 use checkout_aws::Env;
 use checkout_domain::decision::config::{DecisionConfig, DEFAULT_CONFIG_KEY};
@@ -39,7 +39,7 @@ async fn decide(s: &scorer::Scorer, i: usize) -> Value {
 async fn decision_events_travel_through_ingest_into_the_log_and_the_experiment_units() {
     let stack = fresh_stack("decisions");
     let sdk = stack.sdk_config().await;
-    let env = stack.env("ScorerFunction").expect("scorer env");
+    let env = generous_budgets(stack.env("ScorerFunction").expect("scorer env"));
     let bucket = stack.resource("ModelsBucket").expect("bucket").name.clone();
     let config = DecisionConfig {
         experiments: vec![serde_json::from_value(json!({
@@ -139,20 +139,17 @@ async fn decision_events_travel_through_ingest_into_the_log_and_the_experiment_u
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_the_local_stack_stopped_the_scorer_starts_and_answers_degraded() {
     let stack = fresh_stack("stopped");
-    let env: Env = stack
-        .env("ScorerFunction")
-        .expect("scorer env")
-        .with("MODEL_LOAD_BUDGET_MS", "500");
+    // Generous budgets: with the stack stopped every call is refused at once, so the outcome does not
+    // depend on them.
+    let env: Env = generous_budgets(stack.env("ScorerFunction").expect("scorer env"));
     // The stack's endpoint after it stopped: a port nothing listens on.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("port")
         .port();
-    let stopped = checkout_ai::local::stack::local_sdk_config(
-        &format!("http://127.0.0.1:{port}"),
-        &stack.region,
-    )
-    .await;
+    let stopped =
+        checkout_aws::config::local_sdk_config(&format!("http://127.0.0.1:{port}"), &stack.region)
+            .await;
     let s = scorer::Scorer::new(&env, &stopped)
         .await
         .expect("cold start without the stack");

@@ -1,9 +1,15 @@
-//! Every function binary under the Lambda Runtime API: `cargo lambda watch` (the emulator, from the
-//! repo's virtualenv) runs each function against a fresh local stack, and `cargo lambda invoke` sends it
-//! its `events/` fixture with the `<Function>.env` file `infra/localstack.py` writes, as the README shows. The answers and their effects are checked: ingest reports
-//! no batch item failures and logs the valid events and quarantines the poison ones, the feature updater
-//! projects the logged session, the scorer answers the API Gateway event with a 200 decision and the
-//! invalid one with a 400, the evaluator answers the scheduler event with its run summary.
+//! Every function binary under the Lambda Runtime API: `cargo lambda watch --only-lambda-apis` (the
+//! emulator, from the repo's virtualenv) serves the Runtime API, the function's binary runs against it
+//! with the `<Function>.env` file `infra/localstack.py` writes for a fresh local stack, and `cargo lambda
+//! invoke` sends it its `events/` fixture, as docs/local-stack.md and each function's README show. The
+//! answers and their effects are checked: ingest reports no batch item failures and logs the valid
+//! events and quarantines the poison ones, the feature updater projects the logged session, the scorer
+//! answers the API Gateway event with a 200 decision and the invalid one with a 400, the evaluator
+//! answers the scheduler event with its run summary.
+//!
+//! The binaries are the ones `sam build` made when `CHECKOUT_AI_BOOTSTRAPS` names its build folder
+//! (`make test` runs the SAM build check first and passes it: one build serves both); otherwise the test
+//! builds each package itself (`cargo build -p <package>`), so a plain `cargo test` is never stale.
 
 use checkout_ai_integration_tests::{fresh_stack_in, logged_ids, quarantine_messages, repo_root};
 use checkout_aws::features::DynamoFeatureStore;
@@ -24,65 +30,126 @@ fn cargo_lambda() -> PathBuf {
     p
 }
 
-/// `cargo lambda watch` for one package, killed (with the function it started) when dropped.
+/// The Runtime API emulator and one function running against it; both killed when dropped.
 struct Watch {
-    child: Child,
+    emulator: Child,
+    function: Child,
     port: u16,
+    log: PathBuf,
 }
 
 impl Drop for Watch {
     fn drop(&mut self) {
-        // The emulator runs the function as its own child: end the whole process group.
-        unsafe {
-            libc::kill(-(self.child.id() as i32), libc::SIGTERM);
+        for child in [&mut self.function, &mut self.emulator] {
+            // Each runs in its own process group: end the group.
+            unsafe {
+                libc::kill(-(child.id() as i32), libc::SIGTERM);
+            }
+            let _ = child.wait();
         }
-        let _ = self.child.wait();
     }
 }
 
-/// `cargo lambda watch -p <package> --env-file <dir>/<function>.env`, the file `infra/localstack.py` wrote.
+/// The function's binary: `sam build`'s `bootstrap` when `CHECKOUT_AI_BOOTSTRAPS` names its build
+/// folder, else the package built here (a no-op when it is up to date).
+fn binary(package: &str, function: &str) -> PathBuf {
+    if let Some(dir) = std::env::var_os("CHECKOUT_AI_BOOTSTRAPS") {
+        let p = Path::new(&dir).join(function).join("bootstrap");
+        assert!(
+            p.exists(),
+            "{} is missing (CHECKOUT_AI_BOOTSTRAPS)",
+            p.display()
+        );
+        return p;
+    }
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(cargo)
+        .current_dir(repo_root())
+        .args(["build", "--locked", "-p", package, "--bin", package])
+        .status()
+        .expect("cargo build runs");
+    assert!(status.success(), "cargo build -p {package} failed");
+    // CARGO_TARGET_TMPDIR is `<target>/tmp`.
+    Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("../debug")
+        .join(package)
+}
+
+/// `KEY=VALUE` lines of a dotenv file.
+fn dotenv(path: &Path) -> Vec<(String, String)> {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// `cargo lambda watch --only-lambda-apis` on a free port, and the function's binary against it with the
+/// environment of `<dir>/<function>.env`.
 fn watch(package: &str, dir: &Path, function: &str) -> Watch {
     use std::os::unix::process::CommandExt;
+    let binary = binary(package, function);
     let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
-    let child = Command::new(cargo_lambda())
+    let emulator = Command::new(cargo_lambda())
         .current_dir(repo_root())
-        .args(["lambda", "watch", "--ignore-changes", "-p", package])
+        .args(["lambda", "watch", "--only-lambda-apis"])
         .args([
             "--invoke-address",
             "127.0.0.1",
             "--invoke-port",
             &port.to_string(),
         ])
-        .arg("--env-file")
-        .arg(dir.join(format!("{function}.env")))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .process_group(0)
         .spawn()
         .expect("cargo lambda watch starts");
-    let deadline = Instant::now() + Duration::from_secs(120);
+    let deadline = Instant::now() + Duration::from_secs(60);
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(
             Instant::now() < deadline,
-            "cargo lambda watch -p {package} did not listen"
+            "cargo lambda watch --only-lambda-apis did not listen"
         );
-        std::thread::sleep(Duration::from_millis(200));
+        std::thread::sleep(Duration::from_millis(100));
     }
-    Watch { child, port }
+    let log = dir.join(format!("{function}.log"));
+    let out = std::fs::File::create(&log).expect("log file");
+    let function = Command::new(&binary)
+        .envs(dotenv(&dir.join(format!("{function}.env"))))
+        // What the emulator asks a function it does not start to be given (the default function, `_`).
+        .env(
+            "AWS_LAMBDA_RUNTIME_API",
+            format!("http://127.0.0.1:{port}/.rt"),
+        )
+        .env("AWS_LAMBDA_FUNCTION_NAME", "_")
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "1024")
+        .stdout(out.try_clone().expect("log file"))
+        .stderr(out)
+        .process_group(0)
+        .spawn()
+        .unwrap_or_else(|e| panic!("{}: {e}", binary.display()));
+    Watch {
+        emulator,
+        function,
+        port,
+        log,
+    }
 }
 
-/// The first invocation builds the function (a debug build of its package), so this is generous.
-const INVOKE_TIMEOUT: Duration = Duration::from_secs(600);
+/// Generous: a cold start against the local stack on a loaded machine.
+const INVOKE_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// `cargo lambda invoke <binary> --data-file events/<fixture>`: the function's JSON answer.
-fn invoke(w: &Watch, binary: &str, fixture: &str) -> Value {
+/// `cargo lambda invoke --data-file events/<fixture>`: the function's JSON answer.
+fn invoke(w: &Watch, fixture: &str) -> Value {
     let mut child = Command::new(cargo_lambda())
         .current_dir(repo_root())
-        .args(["lambda", "invoke", binary, "--data-file"])
+        .args(["lambda", "invoke", "_", "--data-file"])
         .arg(format!("events/{fixture}"))
         .args([
             "--invoke-address",
@@ -95,25 +162,30 @@ fn invoke(w: &Watch, binary: &str, fixture: &str) -> Value {
         .stderr(Stdio::piped())
         .spawn()
         .expect("cargo lambda invoke runs");
+    let log = || std::fs::read_to_string(&w.log).unwrap_or_default();
     // A function that dies leaves the invocation waiting: give up after the timeout.
     let deadline = Instant::now() + INVOKE_TIMEOUT;
     while child.try_wait().expect("wait").is_none() {
         if Instant::now() > deadline {
             let _ = child.kill();
-            panic!("{binary} {fixture}: no answer within {INVOKE_TIMEOUT:?}");
+            panic!(
+                "{fixture}: no answer within {INVOKE_TIMEOUT:?}; the function's log:\n{}",
+                log()
+            );
         }
         std::thread::sleep(Duration::from_millis(100));
     }
     let out = child.wait_with_output().expect("invoke output");
     assert!(
         out.status.success(),
-        "{binary} {fixture}: {}{}",
+        "{fixture}: {}{}\nthe function's log:\n{}",
         String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+        String::from_utf8_lossy(&out.stderr),
+        log()
     );
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!(
-            "{binary} {fixture}: not JSON ({e}): {}",
+            "{fixture}: not JSON ({e}): {}",
             String::from_utf8_lossy(&out.stdout)
         )
     })
@@ -142,14 +214,14 @@ async fn every_function_runs_under_the_runtime_api_with_its_fixtures() {
 
     let w = watch("ingest", &dir, "IngestFunction");
     assert_eq!(
-        invoke(&w, "ingest", "kinesis-valid.json"),
+        invoke(&w, "kinesis-valid.json"),
         json!({"batchItemFailures": []})
     );
     let valid: std::collections::BTreeSet<String> =
         (1..=12).map(|i| format!("evt-{i:04}")).collect();
     assert_eq!(logged_ids(&stack).await, valid);
     assert_eq!(
-        invoke(&w, "ingest", "kinesis-poison.json"),
+        invoke(&w, "kinesis-poison.json"),
         json!({"batchItemFailures": []})
     );
     drop(w);
@@ -159,7 +231,7 @@ async fn every_function_runs_under_the_runtime_api_with_its_fixtures() {
     assert_eq!(quarantine_messages(&stack).await.len(), 6);
 
     let w = watch("feature-updater", &dir, "FeatureUpdaterFunction");
-    let answer = invoke(&w, "feature-updater", "dynamodb-event-log-inserts.json");
+    let answer = invoke(&w, "dynamodb-event-log-inserts.json");
     assert_eq!(answer, json!({"batchItemFailures": []}));
     drop(w);
     let store = DynamoFeatureStore {
@@ -181,28 +253,28 @@ async fn every_function_runs_under_the_runtime_api_with_its_fixtures() {
     }
 
     let w = watch("scorer", &dir, "ScorerFunction");
-    let ok = invoke(&w, "scorer", "apigw-decision.json");
+    let ok = invoke(&w, "apigw-decision.json");
     assert_eq!(ok["statusCode"], 200, "{ok}");
     let body: Value = serde_json::from_str(ok["body"].as_str().unwrap()).unwrap();
     assert!(
         body["decision_id"].is_string() && body["actions"][0]["action"]["type"].is_string(),
         "{body}"
     );
-    let bad = invoke(&w, "scorer", "apigw-decision-invalid.json");
+    let bad = invoke(&w, "apigw-decision-invalid.json");
     assert_eq!(bad["statusCode"], 400, "{bad}");
-    let health = invoke(&w, "scorer", "apigw-health.json");
+    let health = invoke(&w, "apigw-health.json");
     assert_eq!(health["statusCode"], 200, "{health}");
     drop(w);
 
     let w = watch("experiment-evaluator", &dir, "ExperimentEvaluatorFunction");
-    let run = invoke(&w, "experiment-evaluator", "scheduler-evaluate.json");
+    let run = invoke(&w, "scheduler-evaluate.json");
     assert_eq!(run["window_end"], "2025-11-20T11:00:00Z", "{run}");
     assert_eq!(
         run["reports"][0]["experiment_id"], "checkout-offers",
         "{run}"
     );
     assert_eq!(run["reports"][0]["outcome"], "written", "{run}");
-    let again = invoke(&w, "experiment-evaluator", "scheduler-evaluate-one.json");
+    let again = invoke(&w, "scheduler-evaluate-one.json");
     assert_eq!(again["reports"][0]["outcome"], "exists", "{again}");
     drop(w);
     std::fs::remove_dir_all(&dir).ok();

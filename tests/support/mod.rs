@@ -14,6 +14,17 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+/// The scorer's budgets for tests against the local stack: generous, so that no outcome depends on a
+/// wall-clock budget being met on a loaded machine. (The template's own budgets, tens of milliseconds, are
+/// what `make bench-decision` and the demo exercise; the in-memory handler tests check the budget paths
+/// on tokio's paused clock.)
+pub fn generous_budgets(env: checkout_aws::Env) -> checkout_aws::Env {
+    env.with("FEATURE_BUDGET_MS", "30000")
+        .with("EVENT_PUT_BUDGET_MS", "30000")
+        .with("DECISION_CONFIG_FETCH_BUDGET_MS", "30000")
+        .with("MODEL_LOAD_BUDGET_MS", "30000")
+}
+
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }

@@ -189,20 +189,27 @@ async fn an_unreachable_decision_config_fails_the_run_for_a_retry() {
     assert_eq!(e.reason_code(), "config_unreadable");
 }
 
-#[tokio::test]
-async fn a_permanent_store_error_refuses_that_experiment_and_the_run_succeeds() {
-    // Call 1 (the first experiment's only page) fails for good; the second experiment is evaluated.
-    let store = MemoryFeatureStore::new(Faults {
-        permanent_calls: vec![1],
-        ..Faults::default()
-    });
+/// Both running experiments with 40 units each, over a unit store that misbehaves as `faults` says.
+fn two_experiments(
+    faults: Faults,
+) -> Function<MemoryFeatureStore, MemoryObjectStore, MemoryObjectStore> {
+    let store = MemoryFeatureStore::new(faults);
     for doc in units("checkout-offers", 40)
         .into_iter()
         .chain(units("express-checkout", 40))
     {
         store.insert(doc);
     }
-    let f = function(store);
+    function(store)
+}
+
+#[tokio::test]
+async fn a_permanent_store_error_refuses_that_experiment_and_the_run_succeeds() {
+    // Call 1 (the first experiment's only page) fails for good; the second experiment is evaluated.
+    let f = two_experiments(Faults {
+        permanent_calls: vec![1],
+        ..Faults::default()
+    });
     let summary = f
         .handle(event(FIXTURE))
         .await
@@ -221,17 +228,10 @@ async fn a_permanent_store_error_refuses_that_experiment_and_the_run_succeeds() 
 #[tokio::test]
 async fn a_failing_store_fails_the_run_after_writing_what_it_could() {
     // Call 1 (the first experiment's only page) fails; the second experiment's page succeeds.
-    let store = MemoryFeatureStore::new(Faults {
+    let f = two_experiments(Faults {
         transient_calls: vec![1],
         ..Faults::default()
     });
-    for doc in units("checkout-offers", 40)
-        .into_iter()
-        .chain(units("express-checkout", 40))
-    {
-        store.insert(doc);
-    }
-    let f = function(store);
     let e = f.handle(event(FIXTURE)).await.unwrap_err();
     assert!(e.retryable(), "{e}");
     let e = e.to_string();

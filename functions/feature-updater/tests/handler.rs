@@ -158,10 +158,24 @@ async fn given_a_store_fault_then_the_batch_is_retried_from_the_first_unfinished
     );
 }
 
+/// The fixture's batch followed by the same events of a second session, `sess-b`, with its own
+/// sequence numbers.
+fn two_sessions() -> StreamEvent {
+    let mut event = fixture();
+    let other: StreamEvent = serde_json::from_str(
+        &INSERTS
+            .replace("sess-7f3a", "sess-b")
+            .replace("\"0000000000000010", "\"0000000000000020"),
+    )
+    .expect("fixture");
+    event.records.extend(other.records);
+    event
+}
+
 #[tokio::test]
 async fn given_a_permanent_fault_then_the_session_goes_to_the_failure_destination_and_the_batch_proceeds(
 ) {
-    let event = fixture();
+    let event = two_sessions();
     let f = function(&event).await;
     corrupt_session_item(&f).await;
     let (response, _) = f.process(event.clone()).await;
@@ -179,11 +193,13 @@ async fn given_a_permanent_fault_then_the_session_goes_to_the_failure_destinatio
         sent[0].sequence_number, event.records[0].change.sequence_number,
         "at the session's first record"
     );
-    // The rest of the batch went on: the session's aggregates were written.
-    assert!(matches!(
-        f.updater.store.docs().get(&Key::item("sku-1")),
-        Some(Doc::Item(_))
-    ));
+    // The rest of the batch went on: the other session, and what it contributes to, were projected.
+    let docs = f.updater.store.docs();
+    let Some(Doc::Session(b)) = docs.get(&Key::session("sess-b")) else {
+        panic!("sess-b was not projected");
+    };
+    assert_eq!(b.event_count, 12);
+    assert!(matches!(docs.get(&Key::item("sku-1")), Some(Doc::Item(_))));
 }
 
 #[tokio::test]

@@ -210,20 +210,11 @@ fn publish_champion_and_config(stack: &serde_json::Value) {
         .build()
         .expect("runtime");
     rt.block_on(async {
-        let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .endpoint_url(stack["endpoint"].as_str().expect("endpoint"))
-            .region(aws_config::Region::new(
-                stack["region"].as_str().expect("region").to_string(),
-            ))
-            .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
-                "testing",
-                "testing",
-                None,
-                None,
-                "local-stack",
-            ))
-            .load()
-            .await;
+        let sdk = checkout_aws::config::local_sdk_config(
+            stack["endpoint"].as_str().expect("endpoint"),
+            stack["region"].as_str().expect("region"),
+        )
+        .await;
         let store = checkout_aws::s3::S3ObjectStore {
             client: checkout_aws::s3::s3_client(&sdk),
             bucket: stack["resources"]["ModelsBucket"]["name"]

@@ -1,6 +1,6 @@
 //! `checkout-ai evaluate`: an experiment from a CSV export, in one streaming pass.
 //!
-//! How a messy export is read (the README's "Offline evaluation" documents the same rules):
+//! How a messy export is read (docs/experiments.md, "Offline", documents the same rules):
 //! - **Bad rows** (wrong field count, a missing or unparseable unit, variant or value, a proportion value
 //!   other than 0 or 1, a variant not in `--weights`) are dropped, counted by reason, and the first few
 //!   are listed with their line numbers. They never stop the run.

@@ -115,3 +115,20 @@ pub async fn secret(
             reason: format!("set {param_var} (an SSM SecureString parameter name) or {value_var}"),
         })
 }
+
+/// SDK configuration for the local stack: every client goes to `endpoint` (moto on 127.0.0.1), with
+/// static dummy credentials so that nothing looks for a real profile.
+pub async fn local_sdk_config(endpoint: &str, region: &str) -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(aws_config::Region::new(region.to_string()))
+        .credentials_provider(aws_credential_types::Credentials::new(
+            "testing",
+            "testing",
+            None,
+            None,
+            "local-stack",
+        ))
+        .load()
+        .await
+}

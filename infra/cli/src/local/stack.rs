@@ -1,5 +1,6 @@
 //! The local stack's description, as `infra/localstack.py create` writes it from template.yaml.
 
+use checkout_aws::config::local_sdk_config;
 use checkout_aws::Env;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -120,21 +121,4 @@ impl LocalStack {
     pub async fn sdk_config(&self) -> aws_config::SdkConfig {
         local_sdk_config(&self.endpoint, &self.region).await
     }
-}
-
-/// SDK configuration for the local stack: every client goes to `endpoint` (moto on 127.0.0.1), with
-/// static dummy credentials so that nothing looks for a real profile.
-pub async fn local_sdk_config(endpoint: &str, region: &str) -> aws_config::SdkConfig {
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .endpoint_url(endpoint)
-        .region(aws_config::Region::new(region.to_string()))
-        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
-            "testing",
-            "testing",
-            None,
-            None,
-            "local-stack",
-        ))
-        .load()
-        .await
 }

@@ -30,7 +30,7 @@ pub struct DataSummary {
     pub bad_rows: BTreeMap<String, u64>,
     /// The first few bad rows.
     pub bad_row_examples: Vec<BadRow>,
-    /// Rows after a unit's first, combined into that unit (see the README for how).
+    /// Rows after a unit's first, combined into that unit (see docs/experiments.md for how).
     pub repeated_rows: u64,
     /// Distinct units found.
     pub units: u64,
