@@ -1,5 +1,7 @@
 //! REES46 → Kinesis → ingest → event log → its DynamoDB stream → feature updater, on moto. The live
 //! features table must equal a rebuild from the log, and delivering the stream again must change nothing.
+//! A batch that keeps failing goes to the on-failure queue after the mapping's retries; a session that
+//! cannot be projected for a permanent reason goes there at once, through the real SQS adapter.
 
 use checkout_ai::census::scan_features;
 use checkout_ai_integration_tests::{fresh_stack, log_items, rees46};
@@ -132,4 +134,68 @@ async fn a_batch_that_keeps_failing_is_given_up_to_the_on_failure_queue_and_skip
         messages[0]["requestContext"]["condition"],
         "RetryAttemptsExhausted"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_that_cannot_be_projected_goes_to_the_failure_queue_and_the_rest_lands() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    use checkout_aws::features::to_item;
+    use checkout_domain::features::aggregate::{PairCount, PairKind};
+    use checkout_domain::features::Key;
+
+    let Some(file) = rees46() else { return };
+    let stack = fresh_stack("features-permanent");
+    checkout_ai::replay(&stack, &file, None, Some(200))
+        .await
+        .expect("replay");
+    checkout_ai::drive_ingest(&stack).await.expect("ingest");
+    let log = log_items(&stack).await;
+    let sessions: BTreeSet<&str> = log.iter().map(|e| e.session_id.as_str()).collect();
+    let broken = *sessions.iter().next().expect("a session");
+
+    // An item of the wrong entity where the session's item belongs: no retry can fix it.
+    let sdk = stack.sdk_config().await;
+    let table = stack.resource("FeaturesTable").expect("table").name.clone();
+    // (The adapter keys an item by its document, so this takes a raw PutItem: a bad migration or a
+    // hand edit.)
+    let pair = PairCount {
+        product_id: "p".into(),
+        kind: PairKind::CoViewed,
+        other_id: "q".into(),
+        sessions: 1,
+        expires_at: i64::MAX,
+    };
+    let mut item = to_item(&Doc::ItemPair(pair), 1).expect("item");
+    let key = Key::session(broken);
+    item.insert("pk".into(), AttributeValue::S(key.pk.clone()));
+    item.insert("sk".into(), AttributeValue::S(key.sk.clone()));
+    aws_sdk_dynamodb::Client::new(&sdk)
+        .put_item()
+        .table_name(&table)
+        .set_item(Some(item))
+        .send()
+        .await
+        .expect("seed");
+
+    // The real function, with its real SQS client.
+    let run = checkout_ai::drive_features(&stack).await.expect("features");
+    assert_eq!(run.failed_sessions, 0, "nothing handed back: {run:?}");
+    assert_eq!(run.stream.batches_abandoned, 0, "{run:?}");
+    let messages =
+        checkout_ai_integration_tests::queue_messages(&stack, "FeatureUpdaterFailureQueue").await;
+    assert_eq!(messages.len(), 1, "{messages:?}");
+    assert_eq!(messages[0]["source"], "feature-updater");
+    assert_eq!(messages[0]["session_id"], broken);
+    assert_eq!(messages[0]["reason"], "wrong_entity");
+    assert!(messages[0]["sequence_number"].is_string(), "{messages:?}");
+
+    // Every other session was projected.
+    let ddb = aws_sdk_dynamodb::Client::new(&sdk);
+    let live = scan_features(&ddb, &table).await.expect("scan");
+    for s in sessions.iter().filter(|s| **s != broken) {
+        assert!(
+            matches!(live.get(&Key::session(s)), Some(Doc::Session(_))),
+            "{s} was not projected"
+        );
+    }
 }

@@ -19,7 +19,9 @@ use checkout_aws::features::{DynamoFeatureStore, DynamoSessionLog};
 use checkout_aws::sqs::SqsFailureQueue;
 use checkout_aws::{load_sdk_config, ConfigError, Env};
 use checkout_domain::delivery::{deliver, RetryPolicy};
-use checkout_domain::features::updater::{FeatureUpdater, UpdateCounts, UpdateFailure};
+use checkout_domain::features::updater::{
+    FeatureUpdater, UpdateCounts, UpdateFailure, UpdateOutcome,
+};
 use checkout_domain::ports::{BatchSink, FeatureWriter, SessionLog};
 use lambda_runtime::{Error, LambdaEvent};
 
@@ -135,37 +137,7 @@ impl<L: SessionLog, S: FeatureWriter, F: BatchSink<UpdateFailure>> Function<L, S
         for (event_id, detail) in &outcome.unreadable {
             tracing::error!(event_id = %event_id, detail = %detail, "event-log entry cannot be decoded; left out of its session's features");
         }
-        // Retryable failures: Lambda retries from the first record they stopped.
-        let mut checkpoint = sessions
-            .iter()
-            .position(|(_, s)| outcome.failed.get(s).is_some_and(|e| e.retryable()));
-        // Permanent failures before that point go to the on-failure destination (those after it are
-        // retried with it anyway), once per session, at the session's first record.
-        let now = chrono::Utc::now();
-        let mut sent = std::collections::HashSet::new();
-        let mut permanent: Vec<(usize, UpdateFailure)> = Vec::new();
-        for (i, (seq, s)) in sessions[..checkpoint.unwrap_or(sessions.len())]
-            .iter()
-            .enumerate()
-        {
-            if let Some(e) = outcome.failed.get(s).filter(|e| !e.retryable()) {
-                if sent.insert(s) {
-                    tracing::error!(session = %s, reason = e.reason_code(), error = %e,
-                        "session cannot be projected; sent to the on-failure destination");
-                    permanent.push((i, UpdateFailure::new(s, seq.clone(), e, now)));
-                }
-            }
-        }
-        if !permanent.is_empty() {
-            let records: Vec<UpdateFailure> = permanent.iter().map(|(_, f)| f.clone()).collect();
-            let delivery = deliver(&self.failures, &records, &self.retry).await;
-            if let Some(undelivered) = delivery.accepted.iter().position(|ok| !ok) {
-                // Not lost: the record is handed back to Lambda with the retryable ones.
-                tracing::warn!(error = ?delivery.error, "the on-failure destination did not take every failure");
-                let at = permanent[undelivered].0;
-                checkpoint = Some(checkpoint.map_or(at, |c| c.min(at)));
-            }
-        }
+        let checkpoint = self.checkpoint(&sessions, &outcome).await;
         let mut response = DynamoDbEventResponse::default();
         if let Some(at) = checkpoint {
             let (seq, session) = &sessions[at];
@@ -185,5 +157,48 @@ impl<L: SessionLog, S: FeatureWriter, F: BatchSink<UpdateFailure>> Function<L, S
             response.batch_item_failures.push(failure);
         }
         (response, outcome.counts)
+    }
+
+    /// Where Lambda must retry from, if anywhere: the first record whose session hit a retryable
+    /// failure. Permanent failures before that point go to the on-failure destination (those after it
+    /// are retried with it anyway), once per session, at the session's first record; one the
+    /// destination does not take moves the checkpoint back to it, so that nothing is lost.
+    async fn checkpoint(
+        &self,
+        sessions: &[(Option<String>, String)],
+        outcome: &UpdateOutcome,
+    ) -> Option<usize> {
+        let retry_from = sessions
+            .iter()
+            .position(|(_, s)| outcome.failed.get(s).is_some_and(|e| e.retryable()));
+        let now = chrono::Utc::now();
+        let mut seen = std::collections::HashSet::new();
+        let mut permanent: Vec<(usize, UpdateFailure)> = Vec::new();
+        for (i, (seq, s)) in sessions[..retry_from.unwrap_or(sessions.len())]
+            .iter()
+            .enumerate()
+        {
+            if let Some(e) = outcome.failed.get(s).filter(|e| !e.retryable()) {
+                if seen.insert(s) {
+                    tracing::error!(session = %s, reason = e.reason_code(), error = %e,
+                        "session cannot be projected; sent to the on-failure destination");
+                    permanent.push((i, UpdateFailure::new(s, seq.clone(), e, now)));
+                }
+            }
+        }
+        if permanent.is_empty() {
+            return retry_from;
+        }
+        let records: Vec<UpdateFailure> = permanent.iter().map(|(_, f)| f.clone()).collect();
+        let delivery = deliver(&self.failures, &records, &self.retry).await;
+        match delivery.accepted.iter().position(|ok| !ok) {
+            Some(undelivered) => {
+                tracing::warn!(error = ?delivery.error,
+                    "the on-failure destination did not take every failure; handing the record back");
+                let at = permanent[undelivered].0;
+                Some(retry_from.map_or(at, |r| r.min(at)))
+            }
+            None => retry_from,
+        }
     }
 }
