@@ -328,7 +328,8 @@ fn chart(metrics: &[MetricResult], difference: Difference) -> String {
     let ticks_a_side = ((extent * 1.05) / step).ceil().max(1.0);
     let extent = ticks_a_side * step;
     let (label_w, plot_w, row_h, top) = (260.0, 440.0, 28.0, 24.0);
-    let width = label_w + plot_w + 20.0;
+    // Room on the right for half of the last tick's label.
+    let width = label_w + plot_w + 36.0;
     let height = top + row_h * rows.len() as f64 + 30.0;
     let x = |v: f64| label_w + (v.clamp(-extent, extent) + extent) / (2.0 * extent) * plot_w;
     let mut s = String::new();
