@@ -58,11 +58,7 @@ def scenario():
     for forward in (True, False):
         kw = {"TableName": "t", "KeyConditionExpression": "pk = :p", "Limit": 3, "ScanIndexForward": forward,
               "ExpressionAttributeValues": {":p": {"S": "p1"}}}
-        while True:
-            r = call("query", **kw)
-            if "LastEvaluatedKey" not in r:
-                break
-            kw["ExclusiveStartKey"] = r["LastEvaluatedKey"]
+        pages(call, "query", **kw)
     call("query", TableName="t", KeyConditionExpression="pk = :p AND begins_with(sk, :s)",
          ExpressionAttributeValues={":p": {"S": "p2"}, ":s": {"S": "0"}}, Select="COUNT")
     call("query", TableName="t", KeyConditionExpression="pk = :p", ExpressionAttributeValues={":p": {"S": "none"}})
@@ -72,11 +68,7 @@ def scenario():
             kw["ProjectionExpression"] = projection
             if "#d" in projection:
                 kw["ExpressionAttributeNames"] = {"#d": "doc"}
-        while True:
-            r = call("scan", **kw)
-            if "LastEvaluatedKey" not in r:
-                break
-            kw["ExclusiveStartKey"] = r["LastEvaluatedKey"]
+        pages(call, "scan", **kw)
     call("scan", TableName="t", Select="COUNT")
     call("scan", TableName="t", FilterExpression="v > :x", ExpressionAttributeValues={":x": {"N": "40"}},
          ProjectionExpression="v, sk")
@@ -94,6 +86,15 @@ def scenario():
     stream_table(c, call, out)
     index_table(c, call, out)
     return out
+
+
+def pages(call, name, **kw):
+    """Every page of a paginated read, each recorded by `call`."""
+    while True:
+        r = call(name, **kw)
+        if "LastEvaluatedKey" not in r:
+            return
+        kw["ExclusiveStartKey"] = r["LastEvaluatedKey"]
 
 
 def table_items(c, name):
@@ -129,11 +130,7 @@ def stream_table(c, call, out):
     call("put_item", TableName="log", Item=entry(1, 1))  # an identical re-put
     kw = {"TableName": "log", "KeyConditionExpression": "session_id = :s", "Limit": 7,
           "ExpressionAttributeValues": {":s": {"S": "s1"}}, "ConsistentRead": True}
-    while True:
-        r = call("query", **kw)
-        if "LastEvaluatedKey" not in r:
-            break
-        kw["ExclusiveStartKey"] = r["LastEvaluatedKey"]
+    pages(call, "query", **kw)
     new = {"Put": {"TableName": "log", "Item": entry(9, 900), "ConditionExpression": "attribute_not_exists(event_id)"}}
     old = {"Put": {"TableName": "log", "Item": entry(1, 1), "ConditionExpression": "attribute_not_exists(event_id)"}}
     call("transact_write_items", TransactItems=[new])
@@ -179,19 +176,11 @@ def index_table(c, call, out):
         kw = {"TableName": "g", "IndexName": "by_g", "KeyConditionExpression": "gpk = :g AND gsk > :n",
               "ExpressionAttributeValues": {":g": {"S": "g1"}, ":n": {"N": "65"}}, "Limit": 4,
               "ScanIndexForward": forward}
-        while True:
-            r = call("query", **kw)
-            if "LastEvaluatedKey" not in r:
-                break
-            kw["ExclusiveStartKey"] = r["LastEvaluatedKey"]
+        pages(call, "query", **kw)
     call("query", TableName="g", KeyConditionExpression="pk = :p",
          ExpressionAttributeValues={":p": {"S": "p2"}}, ProjectionExpression="sk, gpk, w")
     kw = {"TableName": "g", "IndexName": "by_g", "Limit": 11}
-    while True:
-        r = call("scan", **kw)
-        if "LastEvaluatedKey" not in r:
-            break
-        kw["ExclusiveStartKey"] = r["LastEvaluatedKey"]
+    pages(call, "scan", **kw)
     move = {"Update": {"TableName": "g", "Key": {"pk": {"S": "p1"}, "sk": {"S": "001"}},
                        "UpdateExpression": "SET gpk = :g", "ExpressionAttributeValues": {":g": {"S": "g2"}}}}
     fail = {"ConditionCheck": {"TableName": "g", "Key": {"pk": {"S": "p0"}, "sk": {"S": "000"}},

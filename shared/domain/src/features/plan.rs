@@ -112,6 +112,17 @@ pub(super) struct Plan {
     pub item: Option<PendingItem>,
 }
 
+impl Plan {
+    /// A plan with nothing pending.
+    fn done(taken: usize, writes: Vec<Write>) -> Self {
+        Self {
+            taken,
+            writes,
+            item: None,
+        }
+    }
+}
+
 /// An item aggregate after its applied contributions, waiting for its top-k lists.
 #[derive(Debug)]
 pub(super) struct PendingItem {
@@ -176,11 +187,6 @@ pub(super) fn plan(
     pairs: &HashMap<Key, Stored>,
 ) -> Result<Plan, PlanError> {
     let agg_stored = read.get(agg_key);
-    let done = |taken, writes| Plan {
-        taken,
-        writes,
-        item: None,
-    };
     match changes.first() {
         Some(Change::User(_)) => {
             let f = fold_changes(agg_key, changes, read, Change::user, |_, _| 0)?;
@@ -195,7 +201,7 @@ pub(super) fn plan(
                 }
                 writes.push(Write::put(Doc::User(after), Expect::of(agg_stored)));
             }
-            Ok(done(f.taken, writes))
+            Ok(Plan::done(f.taken, writes))
         }
         Some(Change::Page(_)) => {
             let f = fold_changes(agg_key, changes, read, Change::page, |_, _| 0)?;
@@ -203,10 +209,10 @@ pub(super) fn plan(
             if let Some(after) = f.after {
                 writes.push(Write::put(Doc::Page(after), Expect::of(agg_stored)));
             }
-            Ok(done(f.taken, writes))
+            Ok(Plan::done(f.taken, writes))
         }
         Some(Change::Item(_)) => plan_item(agg_key, changes, read, pairs),
-        None => Ok(done(0, Vec::new())),
+        None => Ok(Plan::done(0, Vec::new())),
     }
 }
 
@@ -226,11 +232,7 @@ fn plan_item(
     let f = fold_changes(agg_key, changes, read, Change::item, pair_writes)?;
     let (taken, mut writes) = (f.taken, f.writes);
     let Some(after) = f.after else {
-        return Ok(Plan {
-            taken,
-            writes,
-            item: None,
-        });
+        return Ok(Plan::done(taken, writes));
     };
     // Pair counts move with the applied contributions.
     // (kind, partner) → (count change, latest expiry of the sessions adding to it)
