@@ -107,6 +107,8 @@ fn compute() -> serde_json::Value {
         unit: Some(&unit),
         model: &model,
         config: &config,
+        policy: None,
+        shadow: None,
     };
     let one = decide(&request, Ok(&features), inputs(0));
     assert!(

@@ -324,6 +324,8 @@ impl<F: FeatureReader, O: ObjectStore + Send + Sync, K: BatchSink<OutRecord>> Sc
                 unit: unit.as_deref(),
                 model: &self.model.model,
                 config: &snapshot.config,
+                policy: None,
+                shadow: None,
             },
         );
         let c = &self.counters;

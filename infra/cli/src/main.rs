@@ -16,7 +16,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Print the JSON Schema of event schema v1 (committed as events/schema/event-v1.schema.json).
+    /// Print the JSON Schema of event schema v2 (committed as events/schema/event-v2.schema.json).
     Schema,
     /// Replay the REES46 clickstream into the event stream as v1 events (PutRecords, ≤ 500 per call).
     Replay {

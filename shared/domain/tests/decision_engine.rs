@@ -4,8 +4,17 @@
 
 use checkout_domain::decision::config::DecisionConfig;
 use checkout_domain::decision::engine::{decide, Features, Inputs};
+use checkout_domain::decision::learned::{
+    Exploration, OutcomeModel, PolicyArtifact, PolicyTraining, CONTEXT_FEATURES,
+};
 use checkout_domain::decision::policy::Arm;
 use checkout_domain::decision::request::parse_request;
+use checkout_domain::event::{
+    is_incentive_kind, ActionProbability, DecisionServed, Event, EventBody,
+};
+use checkout_domain::features::session::fold;
+use checkout_domain::features::SessionFeatures;
+use checkout_domain::ingest::LogEntry;
 use checkout_domain::model::registry::fallback_model;
 use checkout_domain::model::scorer::Model;
 use chrono::TimeZone;
@@ -40,6 +49,8 @@ fn inputs<'a>(id: &'a str, model: &'a Model, config: &'a DecisionConfig) -> Inpu
         unit: Some("u_1"),
         model,
         config,
+        policy: None,
+        shadow: None,
     }
 }
 
@@ -94,4 +105,183 @@ fn with_exploration_the_recorded_propensity_is_the_serving_frequency() {
     }
     let explored = explored as f64 / n as f64;
     assert!((explored - epsilon).abs() < 0.02, "explored {explored}");
+}
+
+fn learned(name: &str, favourite: &str) -> PolicyArtifact {
+    let model = |intercept: f64| OutcomeModel {
+        weights: vec![intercept, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0],
+        rows: 100,
+        orders: 10,
+    };
+    let mut outcome_models = BTreeMap::new();
+    for key in [
+        "none",
+        "free_shipping",
+        "percent_discount_5",
+        "percent_discount_10",
+        "percent_discount_15",
+        "reminder",
+        "express_checkout",
+        "step_up_verification",
+        "simplified_form",
+        "guest_checkout_first",
+    ] {
+        let intercept = if key == favourite { 2.0 } else { -2.0 };
+        outcome_models.insert(key.to_string(), model(intercept));
+    }
+    PolicyArtifact {
+        name: name.into(),
+        version: "v1".into(),
+        created_at: chrono::Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).unwrap(),
+        features: CONTEXT_FEATURES.iter().map(|s| s.to_string()).collect(),
+        outcome_models,
+        exploration: Exploration::default(),
+        training: PolicyTraining {
+            data_sha256: "0".repeat(64),
+            rows: 1000,
+            horizon_hours: 24,
+            library: "test".into(),
+            alpha: 1.0,
+        },
+        evaluation: serde_json::Value::Null,
+    }
+}
+
+fn served(d: &checkout_domain::decision::engine::Decision) -> DecisionServed {
+    match &d.event.body {
+        EventBody::DecisionServed(s) => (**s).clone(),
+        other => panic!("not a decision: {other:?}"),
+    }
+}
+
+#[test]
+fn a_learned_policy_logs_its_whole_distribution_and_serves_at_those_frequencies() {
+    let model = fallback_model().expect("model");
+    let config = treating(0.0);
+    let features = Features::default();
+    let champion = learned("next-best-action", "reminder");
+    let challenger = learned("challenger", "free_shipping");
+    let n = 20_000;
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    let mut logged: Option<Vec<ActionProbability>> = None;
+    for i in 0..n {
+        let id = format!("{i:08x}-learned");
+        let d = decide(
+            &request(),
+            Ok(&features),
+            Inputs {
+                policy: Some(&champion),
+                shadow: Some(&challenger),
+                ..inputs(&id, &model, &config)
+            },
+        );
+        assert_eq!(d.response.policy.id, "next-best-action");
+        // The event is a valid v2 event: it survives the decoder, distribution checks included.
+        let bytes = serde_json::to_vec(&d.event).unwrap();
+        let again = Event::decode(&bytes, 32 * 1024).expect("a valid v2 event");
+        assert_eq!(again.schema_version, 2);
+        let s = served(&d);
+        let eligible = s.eligible.clone();
+        let shadow = s.shadow.clone().expect("shadow logged");
+        assert_eq!(shadow.policy.id, "challenger");
+        let best_shadow = shadow
+            .eligible
+            .iter()
+            .max_by(|a, b| a.probability.total_cmp(&b.probability))
+            .unwrap();
+        assert_eq!(
+            best_shadow.action, "free_shipping",
+            "the challenger's own ranking"
+        );
+        if let Some(first) = &logged {
+            assert_eq!(first, &eligible, "same context, same distribution");
+        }
+        let floor = Exploration::default().floor;
+        assert!(eligible.iter().all(|a| a.probability >= floor - 1e-12));
+        *counts.entry(s.action_key.clone().unwrap()).or_default() += 1;
+        logged = Some(eligible);
+    }
+    let eligible = logged.unwrap();
+    let top = eligible
+        .iter()
+        .max_by(|a, b| a.probability.total_cmp(&b.probability))
+        .unwrap();
+    assert_eq!(
+        top.action, "reminder",
+        "the champion serves its favourite most"
+    );
+    for a in &eligible {
+        let freq = *counts.get(&a.action).unwrap_or(&0) as f64 / n as f64;
+        let se = (a.probability * (1.0 - a.probability) / n as f64).sqrt();
+        assert!(
+            (freq - a.probability).abs() < 5.0 * se + 1e-9,
+            "{}: served {freq:.4}, logged {:.4}",
+            a.action,
+            a.probability
+        );
+    }
+}
+
+#[test]
+fn a_learned_policy_cannot_override_the_guardrails() {
+    let model = fallback_model().expect("model");
+    let config = treating(0.0);
+    let features = Features::default();
+    // It would love a 15% discount, which the 10% cap forbids.
+    let greedy = learned("greedy", "percent_discount_15");
+    for i in 0..2_000 {
+        let id = format!("{i:08x}-capped");
+        let d = decide(
+            &request(),
+            Ok(&features),
+            Inputs {
+                policy: Some(&greedy),
+                ..inputs(&id, &model, &config)
+            },
+        );
+        let s = served(&d);
+        assert!(s.eligible.iter().all(|a| a.action != "percent_discount_15"));
+        assert_ne!(s.action_key.as_deref(), Some("percent_discount_15"));
+    }
+    // High risk at checkout: step-up, whatever the policy prefers.
+    let risky = Features {
+        session: Some(session_with_declines(2)),
+        ..Features::default()
+    };
+    let checkout = parse_request(
+        br#"{"session_id": "s", "user_id": "u", "placement": "checkout", "context": {"cart": {"currency": "EUR",
+            "items": [{"product_id": "p", "quantity": 1, "unit_price_minor": 7999, "unit_cost_minor": 4000}]}}}"#,
+    )
+    .expect("valid");
+    let generous = learned("generous", "free_shipping");
+    for i in 0..500 {
+        let id = format!("{i:08x}-risky");
+        let d = decide(
+            &checkout,
+            Ok(&risky),
+            Inputs {
+                policy: Some(&generous),
+                ..inputs(&id, &model, &config)
+            },
+        );
+        let s = served(&d);
+        assert_eq!(s.action, "step_up_verification");
+        assert_eq!(s.propensity, 1.0);
+        assert!(s.eligible.iter().all(|a| !is_incentive_kind(&a.action)));
+    }
+}
+
+fn session_with_declines(declines: u32) -> SessionFeatures {
+    let mut events = Vec::new();
+    for i in 0..declines {
+        let json = serde_json::json!({
+            "event_id": format!("decl-{i}"), "event_type": "payment_declined", "schema_version": 2,
+            "occurred_at": "2026-11-24T11:00:00Z", "session_id": "s",
+            "data": {"payment_attempt_id": format!("pa-{i}"), "decline_code": "do_not_honor",
+                     "amount": {"amount_minor": 7999, "currency": "EUR"}}
+        });
+        let event = Event::decode(json.to_string().as_bytes(), 32 * 1024).expect("valid");
+        events.push(LogEntry::of(&event, 0).expect("entry"));
+    }
+    fold(&events).0.expect("folds").session
 }

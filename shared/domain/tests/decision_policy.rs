@@ -219,3 +219,32 @@ fn exploration_records_the_probability_of_what_it_served() {
         .sum();
     assert!((total - 1.0).abs() < 1e-12, "{total}");
 }
+
+#[test]
+fn checkout_offers_the_layout_actions_at_no_cost_and_every_distribution_sums_to_one() {
+    let c = cart(10_000, Some(4_000));
+    let s = Signals {
+        propensity: 0.3,
+        cart: Some(&c),
+        ..Signals::default()
+    };
+    let cfg = PolicyConfig::default();
+    let (eligible, _) = kinds(Placement::Checkout, &s, &cfg);
+    for layout in ["simplified_form", "guest_checkout_first", "wallet_first"] {
+        assert!(eligible.iter().any(|k| k == layout), "{layout} in {eligible:?}");
+    }
+    let (c, _) = candidates(Placement::Checkout, &s, &cfg);
+    for cand in &c {
+        let free = !cand.action.is_incentive();
+        assert_eq!(free, cand.cost_minor == 0, "{:?}", cand.action);
+    }
+    for (arm, epsilon) in [(Arm::Control, 0.3), (Arm::Treatment, 0.0), (Arm::Treatment, 0.3)] {
+        for draw in [0.0, 0.29, 0.31, 0.99] {
+            let chosen = choose(arm, &c, epsilon, draw, 0.5);
+            let sum: f64 = chosen.distribution.iter().sum();
+            assert!((sum - 1.0).abs() < 1e-12, "{arm:?} ε={epsilon}: {sum}");
+            let index = chosen.index.expect("candidates");
+            assert_eq!(chosen.propensity, chosen.distribution[index]);
+        }
+    }
+}

@@ -1,4 +1,5 @@
-//! Schema v1: decoding, reason codes for every kind of bad record, and the committed JSON Schema.
+//! Schema v2 (reading v1): decoding, reason codes for every kind of bad record, the v2 rules of
+//! `decision_served`, the upcast of a v1 decision, and the committed JSON Schema.
 
 use checkout_domain::event::{json_schema, DecodeError, Event, EventBody, EVENT_TYPES};
 use serde_json::{json, Value};
@@ -55,9 +56,9 @@ fn a_valid_event_decodes_and_round_trips() {
 #[test]
 fn every_bad_record_kind_has_its_own_reason_code() {
     let mut future = valid();
-    future["schema_version"] = json!(2);
+    future["schema_version"] = json!(3);
     let mut future_shape = valid();
-    future_shape["schema_version"] = json!(3);
+    future_shape["schema_version"] = json!(4);
     future_shape["occurred_at"] = json!(1_700_000_000);
     let mut unknown_type = valid();
     unknown_type["event_type"] = json!("wishlist_added");
@@ -148,12 +149,13 @@ fn no_input_panics() {
 }
 
 /// The committed schema must be exactly what the types generate. Regenerate with
-/// `make schema` (`checkout-ai schema > events/schema/event-v1.schema.json`).
+/// `make schema` (`checkout-ai schema > events/schema/event-v2.schema.json`). The v1 file stays as it was
+/// published: the contract v1 producers were given.
 #[test]
 fn committed_json_schema_matches_the_types() {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../events/schema/event-v1.schema.json"
+        "/../../events/schema/event-v2.schema.json"
     );
     let committed: Value =
         serde_json::from_str(&std::fs::read_to_string(path).expect("schema file is committed"))
@@ -161,11 +163,125 @@ fn committed_json_schema_matches_the_types() {
     assert_eq!(
         committed,
         json_schema(),
-        "events/schema/event-v1.schema.json is stale; regenerate it"
+        "events/schema/event-v2.schema.json is stale; regenerate it"
     );
     // And it names every event type.
     let text = committed.to_string();
     for t in EVENT_TYPES {
         assert!(text.contains(&format!("\"{t}\"")), "schema lacks {t}");
     }
+}
+
+fn decision_v1() -> Value {
+    json!({
+        "event_id": "d-1", "event_type": "decision_served", "schema_version": 1,
+        "occurred_at": "2026-11-20T10:15:00Z", "session_id": "s-1", "user_id": "user-42",
+        "data": {"decision_id": "d-1", "placement": "cart", "action": "free_shipping",
+                 "experiment_id": "e", "variant": "treatment", "propensity": 1.0,
+                 "model_id": "purchase-propensity", "model_version": "v1", "feature_schema_version": 1,
+                 "rules_version": "rules-1", "feature_hash": "ab", "degraded": false}
+    })
+}
+
+fn decision_v2() -> Value {
+    let mut v = decision_v1();
+    v["schema_version"] = json!(2);
+    v["data"]["propensity"] = json!(0.9);
+    v["data"]["action_key"] = json!("free_shipping");
+    v["data"]["policy"] = json!({"id": "configured-uplift", "version": "rules-1"});
+    v["data"]["eligible"] = json!([
+        {"action": "none", "probability": 0.05},
+        {"action": "free_shipping", "probability": 0.9, "cost_minor": 499},
+        {"action": "reminder", "probability": 0.05}
+    ]);
+    v["data"]["cart"] =
+        json!({"currency": "EUR", "value_minor": 7999, "margin_minor": 3999, "margin_known": true});
+    v
+}
+
+#[test]
+fn a_v1_decision_reads_and_upcasts_and_round_trips_as_v1() {
+    let e = decode(&decision_v1()).expect("v1 still reads");
+    assert_eq!(e.schema_version, 1);
+    let EventBody::DecisionServed(d) = &e.body else {
+        panic!("not a decision")
+    };
+    let up = d.upcast();
+    assert_eq!(up.action_key.as_deref(), Some("free_shipping"));
+    let policy = up.policy.expect("upcast names the policy");
+    assert_eq!(
+        (policy.id.as_str(), policy.version.as_str()),
+        ("configured-uplift", "rules-1")
+    );
+    assert_eq!(
+        up.eligible.len(),
+        1,
+        "propensity 1: the distribution is known"
+    );
+    assert_eq!(up.eligible[0].probability, 1.0);
+    // Below 1 the rest of the distribution was never logged: it stays unknown, not invented.
+    let mut explored = decision_v1();
+    explored["data"]["propensity"] = json!(0.3);
+    let e2 = decode(&explored).expect("reads");
+    let EventBody::DecisionServed(d2) = &e2.body else {
+        panic!("not a decision")
+    };
+    assert!(d2.upcast().eligible.is_empty());
+    // Re-encoding keeps it a v1 document.
+    let again = serde_json::to_value(&e).expect("encodes");
+    assert_eq!(again, decision_v1());
+}
+
+#[test]
+fn a_v2_decision_carries_a_whole_distribution() {
+    let e = decode(&decision_v2()).expect("valid v2");
+    let again = Event::decode(serde_json::to_string(&e).unwrap().as_bytes(), LIMIT).unwrap();
+    assert_eq!(again, e);
+
+    let field = |v: &Value| match decode(v) {
+        Err(DecodeError::InvalidField { field, message }) => format!("{field}: {message}"),
+        Err(DecodeError::MissingField(f)) => format!("missing {f}"),
+        other => panic!("should be refused: {other:?}"),
+    };
+    let mut v1_with_v2_field = decision_v2();
+    v1_with_v2_field["schema_version"] = json!(1);
+    assert!(field(&v1_with_v2_field).contains("schema v2 field"));
+    let mut no_policy = decision_v2();
+    no_policy["data"].as_object_mut().unwrap().remove("policy");
+    assert_eq!(field(&no_policy), "missing data.policy");
+    let mut short = decision_v2();
+    short["data"]["eligible"][0]["probability"] = json!(0.01);
+    assert!(field(&short).contains("sum to"));
+    let mut other_propensity = decision_v2();
+    other_propensity["data"]["propensity"] = json!(0.05);
+    assert!(field(&other_propensity).contains("other than `propensity`"));
+    let mut unlisted = decision_v2();
+    unlisted["data"]["action_key"] = json!("percent_discount_10");
+    assert!(field(&unlisted).contains("does not list the chosen action"));
+    let mut twice = decision_v2();
+    twice["data"]["eligible"][2]["action"] = json!("none");
+    assert!(field(&twice).contains("each action once"));
+    let mut bad_shadow = decision_v2();
+    bad_shadow["data"]["shadow"] = json!({"policy": {"id": "c", "version": "1"}, "action_key": "none",
+        "eligible": [{"action": "none", "probability": 0.5}]});
+    assert!(field(&bad_shadow).starts_with("data.shadow.eligible"));
+}
+
+#[test]
+fn a_v1_decision_log_still_folds() {
+    use checkout_domain::features::session::fold;
+    use checkout_domain::ingest::LogEntry;
+    let v1 = decode(&decision_v1()).unwrap();
+    let mut v2 = decision_v2();
+    v2["event_id"] = json!("d-2");
+    v2["data"]["decision_id"] = json!("d-2");
+    v2["occurred_at"] = json!("2026-11-20T10:16:00Z");
+    let v2 = decode(&v2).unwrap();
+    let entries = [LogEntry::of(&v1, 0).unwrap(), LogEntry::of(&v2, 0).unwrap()];
+    let (projection, unreadable) = fold(&entries);
+    assert!(unreadable.is_empty(), "{unreadable:?}");
+    let p = projection.expect("folds");
+    assert_eq!((p.session.decisions, p.session.offers), (2, 2));
+    let exposure = &p.users[0].exposures["e"];
+    assert_eq!(exposure.decision_id, "d-1", "{exposure:?}");
 }

@@ -116,7 +116,7 @@ fn order(id: &str, product: &str, total: i64) -> EventBody {
 }
 
 fn decision(id: &str, experiment: &str, variant: &str) -> EventBody {
-    EventBody::DecisionServed(DecisionServed {
+    EventBody::DecisionServed(Box::new(DecisionServed {
         decision_id: id.into(),
         placement: "cart".into(),
         action: "none".into(),
@@ -129,7 +129,8 @@ fn decision(id: &str, experiment: &str, variant: &str) -> EventBody {
         rules_version: "r1".into(),
         feature_hash: "h".into(),
         degraded: false,
-    })
+        ..DecisionServed::default()
+    }))
 }
 
 /// The system under test: an event log and a features table in memory, and the updater between them.

@@ -70,7 +70,7 @@ fn event(i: usize, (session, user, minute, kind, a, b): Spec) -> Event {
             }],
             email: None,
         }),
-        _ => EventBody::DecisionServed(DecisionServed {
+        _ => EventBody::DecisionServed(Box::new(DecisionServed {
             decision_id: format!("d{i}"),
             placement: "cart".into(),
             action: "none".into(),
@@ -83,7 +83,8 @@ fn event(i: usize, (session, user, minute, kind, a, b): Spec) -> Event {
             rules_version: "r".into(),
             feature_hash: "h".into(),
             degraded: false,
-        }),
+            ..DecisionServed::default()
+        })),
     };
     let start = Utc
         .with_ymd_and_hms(2019, 10, 1, 0, 0, 0)

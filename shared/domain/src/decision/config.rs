@@ -110,6 +110,9 @@ impl DecisionConfig {
             u.express_checkout,
             u.reminder,
             u.cross_sell,
+            u.simplified_form,
+            u.guest_checkout_first,
+            u.wallet_first,
         ]
         .into_iter()
         .all(share)

@@ -9,15 +9,22 @@
 //!    giving the purchase propensity and the top reason codes. A session with no features yet is scored as
 //!    a fresh one.
 //! 3. **Policy.** Candidates and guardrails ([`super::policy`]) from the propensity, the cart, the session's
-//!    risk and offer counts and the cart items' co-occurrences; the arm chooses.
+//!    risk and offer counts and the cart items' co-occurrences. Control serves `none`. Treatment is served
+//!    by the learned policy ([`super::learned`]) when one is loaded, else by the configured-uplift policy;
+//!    either only ranks what the guardrails left. A shadow policy, when loaded, scores the same candidates
+//!    and its choice and distribution are logged, never served.
 //! 4. **Degraded.** When the features could not be read, nothing is scored and the action is `none`. The
 //!    assignment is kept in the event (intention to treat: a read failure must not move units between
 //!    arms), flagged `degraded`.
 
 use super::config::DecisionConfig;
-use super::policy::{self, Action, Arm, Blocked, Candidate, Signals};
+use super::learned::{sample, PolicyArtifact, PolicyContext};
+use super::policy::{self, Action, Arm, Blocked, Candidate, Economics, Signals};
 use super::request::{DecisionRequest, Placement};
-use crate::event::{Context, DecisionServed, Device, DeviceType, Event, EventBody, VisitorType};
+use crate::event::{
+    ActionProbability, Context, DecisionCart, DecisionServed, Device, DeviceType, Event, EventBody,
+    PolicyRef, ShadowChoice, VisitorType, CONFIGURED_POLICY_ID, SCHEMA_VERSION,
+};
 use crate::experiment::config::{assign, Assignment};
 use crate::features::FEATURE_SCHEMA_VERSION;
 use crate::features::{ItemFeatures, PageFeatures, SessionFeatures, UciSession, UserFeatures};
@@ -52,7 +59,14 @@ pub struct Inputs<'a> {
     pub unit: Option<&'a str>,
     pub model: &'a Model,
     pub config: &'a DecisionConfig,
+    /// The learned policy that serves the treatment arm; `None`: the configured-uplift policy.
+    pub policy: Option<&'a PolicyArtifact>,
+    /// A challenger run in shadow mode: logged, never served.
+    pub shadow: Option<&'a PolicyArtifact>,
 }
+
+/// The id of the policy that serves the control arm (always `none`).
+pub const CONTROL_POLICY_ID: &str = "control";
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RankedAction {
@@ -121,6 +135,8 @@ pub struct DecisionResponse {
     pub experiment: Option<ExperimentOut>,
     pub arm: Arm,
     pub arm_reason: ArmReason,
+    /// The policy that chose: `control`, `configured-uplift` or a learned policy's name and version.
+    pub policy: PolicyRef,
     pub model: ModelOut,
     pub versions: Versions,
     pub blocked: Vec<Blocked>,
@@ -146,22 +162,49 @@ pub fn decide(
     let (arm, arm_reason, assignment) = arm(request, inputs);
     let rules = &config.policy;
 
+    let mut logged = Logged::default();
     let (score, choice, ranked, blocked, feature_hash) = match features {
         Err(_) => (None, none_choice(), Vec::new(), Vec::new(), String::new()),
         Ok(f) => {
             let row = uci(f, inputs.now);
             let x = inputs.model.vectorize(&row);
             let scored = inputs.model.score_vectorized(&row, &x, TOP_REASONS);
+            let session = f.session.as_ref();
             let signals = Signals {
                 propensity: scored.probability,
                 cart: request.cart.as_ref(),
-                payment_declines: f.session.as_ref().map_or(0, |s| s.payment_declines),
-                offers_in_session: f.session.as_ref().map_or(0, |s| s.offers),
+                payment_declines: session.map_or(0, |s| s.payment_declines),
+                offers_in_session: session.map_or(0, |s| s.offers),
                 cross_sell: cross_sell(request, &f.items),
             };
-            let (candidates, blocked) = policy::candidates(request.placement, &signals, rules);
+            let (mut candidates, blocked) = policy::candidates(request.placement, &signals, rules);
+            let economics = Economics::of(request.cart.as_ref(), rules);
+            let context = policy_context(request, f, scored.probability, &economics, &row);
             let (draw, pick) = draws(inputs.decision_id);
-            let choice = policy::choose(arm, &candidates, rules.epsilon, draw, pick);
+            let choice = match (arm, inputs.policy) {
+                (Arm::Treatment, Some(p)) => {
+                    let learned = p.distribution(&context, &candidates);
+                    relabel(&mut candidates, &learned.reward);
+                    logged.policy = Some(p);
+                    learned_choice(&candidates, learned.probabilities, pick)
+                }
+                _ => policy::choose(arm, &candidates, rules.epsilon, draw, pick),
+            };
+            if let Some(shadow) = inputs.shadow {
+                let s = shadow.distribution(&context, &candidates);
+                logged.shadow = Some(ShadowChoice {
+                    policy: shadow.policy_ref(),
+                    action_key: s.keys[sample(&s.probabilities, pick)].clone(),
+                    eligible: distribution(&candidates, &s.probabilities),
+                });
+            }
+            logged.eligible = distribution(&candidates, &choice.distribution);
+            logged.cart = request.cart.as_ref().map(|c| DecisionCart {
+                currency: c.currency.clone(),
+                value_minor: economics.value_minor as i64,
+                margin_minor: economics.margin_minor.round() as i64,
+                margin_known: economics.margin_known,
+            });
             let ranked = if arm == Arm::Treatment {
                 candidates
             } else {
@@ -179,10 +222,26 @@ pub fn decide(
                     })
                     .collect(),
             };
-            (Some(score), choice, ranked, blocked, feature_hash(&x))
+            (
+                Some(score),
+                choice,
+                ranked,
+                blocked,
+                feature_hash(&x, &context),
+            )
         }
     };
-
+    let policy = match (arm, logged.policy) {
+        (Arm::Control, _) => PolicyRef {
+            id: CONTROL_POLICY_ID.into(),
+            version: rules.rules_version.clone(),
+        },
+        (Arm::Treatment, Some(p)) => p.policy_ref(),
+        (Arm::Treatment, None) => PolicyRef {
+            id: CONFIGURED_POLICY_ID.into(),
+            version: rules.rules_version.clone(),
+        },
+    };
     let actions = rank(&choice, ranked);
     let degraded_reason = features.err().map(str::to_string);
     let experiment = assignment.as_ref().map(|a| ExperimentOut {
@@ -201,6 +260,7 @@ pub fn decide(
         experiment,
         arm,
         arm_reason,
+        policy,
         model: ModelOut {
             id: model.name().to_string(),
             version: model.version().to_string(),
@@ -214,12 +274,98 @@ pub fn decide(
         degraded_reason,
         ttl_seconds: config.response_ttl_seconds,
     };
-    let event = served_event(request, &response, feature_hash, inputs.now);
+    let event = served_event(request, &response, feature_hash, logged, inputs.now);
     Decision { response, event }
+}
+
+/// What the event logs beyond the response.
+#[derive(Default)]
+struct Logged<'a> {
+    policy: Option<&'a PolicyArtifact>,
+    eligible: Vec<ActionProbability>,
+    cart: Option<DecisionCart>,
+    shadow: Option<ShadowChoice>,
 }
 
 fn none_choice() -> policy::Choice {
     policy::choose(Arm::Control, &[], 0.0, 0.0, 0.0)
+}
+
+/// The learned policy's pick; `explored` when it is not the most probable action.
+fn learned_choice(candidates: &[Candidate], distribution: Vec<f64>, draw: f64) -> policy::Choice {
+    let index = sample(&distribution, draw);
+    let mode = (0..distribution.len())
+        .max_by(|a, b| distribution[*a].total_cmp(&distribution[*b]))
+        .unwrap_or(0);
+    policy::Choice {
+        index: Some(index),
+        action: candidates[index].action.clone(),
+        expected_value_minor: candidates[index].expected_value_minor,
+        propensity: distribution[index],
+        explored: index != mode,
+        distribution,
+    }
+}
+
+/// Under the learned policy, a candidate's expected value is its predicted margin over `none`'s (`NaN`,
+/// shown as `null`, where there is no prediction); a forced action stays forced.
+fn relabel(candidates: &mut [Candidate], reward: &[Option<f64>]) {
+    let none = reward.first().copied().flatten();
+    for (c, r) in candidates.iter_mut().zip(reward) {
+        if c.expected_value_minor.is_finite() {
+            c.expected_value_minor = match (r, none) {
+                (Some(r), Some(n)) => r - n,
+                _ => f64::NAN,
+            };
+        }
+    }
+}
+
+/// The logged distribution: each candidate's key, probability and cost.
+fn distribution(candidates: &[Candidate], probabilities: &[f64]) -> Vec<ActionProbability> {
+    candidates
+        .iter()
+        .zip(probabilities)
+        .map(|(c, p)| ActionProbability {
+            action: c.action.key(),
+            probability: *p,
+            cost_minor: c.cost_minor,
+        })
+        .collect()
+}
+
+/// The policy's context: device from the request (else the session), returning from the visitor type
+/// (else the user's earlier sessions), form errors from the session.
+fn policy_context(
+    request: &DecisionRequest,
+    f: &Features,
+    propensity: f64,
+    economics: &Economics,
+    row: &UciSession,
+) -> PolicyContext {
+    let device = request
+        .device
+        .as_deref()
+        .map(device_type)
+        .or_else(|| f.session.as_ref().and_then(|s| s.device));
+    PolicyContext::new(
+        request.placement,
+        propensity,
+        economics,
+        device,
+        row.visitor_type == VisitorType::Returning,
+        f.session.as_ref().map_or(0, |s| s.form_errors),
+    )
+}
+
+/// The request's device string as the event schema's device type.
+pub fn device_type(d: &str) -> DeviceType {
+    match d {
+        "desktop" => DeviceType::Desktop,
+        "mobile" => DeviceType::Mobile,
+        "tablet" => DeviceType::Tablet,
+        _ => DeviceType::Other,
+    }
 }
 
 fn arm(request: &DecisionRequest, inputs: Inputs<'_>) -> (Arm, ArmReason, Option<Assignment>) {
@@ -247,7 +393,9 @@ fn arm(request: &DecisionRequest, inputs: Inputs<'_>) -> (Arm, ArmReason, Option
 fn rank(choice: &policy::Choice, mut rest: Vec<Candidate>) -> Vec<RankedAction> {
     let finite = |v: f64| v.is_finite().then_some(v);
     rest.retain(|c| c.action != choice.action);
-    rest.sort_by(|a, b| b.expected_value_minor.total_cmp(&a.expected_value_minor));
+    // Unpredicted (NaN) last.
+    let key = |v: f64| if v.is_nan() { f64::NEG_INFINITY } else { v };
+    rest.sort_by(|a, b| key(b.expected_value_minor).total_cmp(&key(a.expected_value_minor)));
     std::iter::once((choice.action.clone(), choice.expected_value_minor))
         .chain(rest.into_iter().map(|c| (c.action, c.expected_value_minor)))
         .zip(1..)
@@ -329,10 +477,11 @@ fn draws(decision_id: &str) -> (f64, f64) {
     (unit(&d[..8]), unit(&d[8..16]))
 }
 
-/// SHA-256 of the model input (little-endian f64s), first 16 bytes in hex.
-pub fn feature_hash(x: &[f64]) -> String {
+/// SHA-256 of the decision's inputs as little-endian f64s: the model's vector, then the policy's context
+/// features ([`PolicyContext::features`]); first 16 bytes in hex.
+pub fn feature_hash(x: &[f64], context: &PolicyContext) -> String {
     let mut h = Sha256::new();
-    for v in x {
+    for v in x.iter().chain(context.features().iter()) {
         h.update(v.to_le_bytes());
     }
     hex::encode(&h.finalize()[..16])
@@ -344,21 +493,28 @@ fn served_event(
     request: &DecisionRequest,
     r: &DecisionResponse,
     feature_hash: String,
+    logged: Logged<'_>,
     now: DateTime<Utc>,
 ) -> Event {
     let device = request.device.as_deref().map(|d| Device {
-        kind: match d {
-            "desktop" => DeviceType::Desktop,
-            "mobile" => DeviceType::Mobile,
-            "tablet" => DeviceType::Tablet,
-            _ => DeviceType::Other,
-        },
+        kind: device_type(d),
         os: None,
         browser: None,
     });
+    let chosen = &r.actions[0].action;
+    let eligible = if logged.eligible.is_empty() {
+        // Degraded: nothing was eligible but `none`.
+        vec![ActionProbability {
+            action: chosen.key(),
+            probability: 1.0,
+            cost_minor: 0,
+        }]
+    } else {
+        logged.eligible
+    };
     Event {
         event_id: r.decision_id.clone(),
-        schema_version: 1,
+        schema_version: SCHEMA_VERSION,
         occurred_at: now,
         session_id: request.session_id.clone(),
         user_id: request.user_id.clone(),
@@ -367,10 +523,10 @@ fn served_event(
             country: request.country.clone(),
             ..Context::default()
         },
-        body: EventBody::DecisionServed(DecisionServed {
+        body: EventBody::DecisionServed(Box::new(DecisionServed {
             decision_id: r.decision_id.clone(),
             placement: r.placement.as_str().to_string(),
-            action: r.actions[0].action.kind().to_string(),
+            action: chosen.kind().to_string(),
             experiment_id: r.experiment.as_ref().map(|e| e.id.clone()),
             variant: r.experiment.as_ref().map(|e| e.variant.clone()),
             propensity: r.propensity,
@@ -380,6 +536,11 @@ fn served_event(
             rules_version: r.versions.rules.clone(),
             feature_hash,
             degraded: r.degraded,
-        }),
+            action_key: Some(chosen.key()),
+            policy: Some(r.policy.clone()),
+            eligible,
+            cart: logged.cart,
+            shadow: logged.shadow,
+        })),
     }
 }

@@ -1,8 +1,9 @@
 //! Decisions: the request contract, the config (policy, experiments, kill switch), the feature read, the
-//! policy and the pure decision engine the scorer runs.
+//! configured policy, the learned policy ([`learned`]) and the pure decision engine the scorer runs.
 
 pub mod config;
 pub mod engine;
+pub mod learned;
 pub mod policy;
 pub mod read;
 pub mod request;

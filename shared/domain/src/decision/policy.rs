@@ -13,6 +13,11 @@
 //! declines), `one_offer_per_session`, `empty_cart`. At checkout with high risk, the treatment arm always
 //! steps up verification.
 //!
+//! **Layout actions** at checkout (cost 0): `simplified_form` (hide optional fields),
+//! `guest_checkout_first`, `wallet_first` (wallets first in the payment methods). They compete with
+//! `express_checkout` unless the session is high-risk. Their configured uplifts are guesses; the learned
+//! policy ([`super::learned`]) finds out whom each one helps.
+//!
 //! **Arms.** Control is no intervention (propensity 1). Treatment takes the candidate with the highest
 //! positive expected value (else none); with ε > 0 it instead picks uniformly among the eligible actions
 //! with probability ε, and the recorded propensity is `(1 − ε)·[best] + ε / eligible`.
@@ -25,11 +30,21 @@ use serde::{Deserialize, Serialize};
 pub enum Action {
     None,
     FreeShipping,
-    PercentDiscount { percent: u8 },
+    PercentDiscount {
+        percent: u8,
+    },
     ExpressCheckout,
     Reminder,
     StepUpVerification,
-    CrossSell { product_ids: Vec<String> },
+    CrossSell {
+        product_ids: Vec<String>,
+    },
+    /// Checkout layout: hide the optional form fields.
+    SimplifiedForm,
+    /// Checkout layout: offer guest checkout before sign-in.
+    GuestCheckoutFirst,
+    /// Checkout layout: put wallets (Apple Pay, Google Pay, PayPal) first in the payment methods.
+    WalletFirst,
 }
 
 impl Action {
@@ -42,6 +57,18 @@ impl Action {
             Action::Reminder => "reminder",
             Action::StepUpVerification => "step_up_verification",
             Action::CrossSell { .. } => "cross_sell",
+            Action::SimplifiedForm => "simplified_form",
+            Action::GuestCheckoutFirst => "guest_checkout_first",
+            Action::WalletFirst => "wallet_first",
+        }
+    }
+
+    /// The action's identity for learning and off-policy evaluation: its kind, except that each discount
+    /// step is an action of its own (`percent_discount_10`). Cross-sell is one action whatever it suggests.
+    pub fn key(&self) -> String {
+        match self {
+            Action::PercentDiscount { percent } => format!("percent_discount_{percent}"),
+            a => a.kind().to_string(),
         }
     }
 
@@ -62,6 +89,17 @@ pub struct Uplifts {
     pub express_checkout: f64,
     pub reminder: f64,
     pub cross_sell: f64,
+    #[serde(default = "layout_uplift")]
+    pub simplified_form: f64,
+    #[serde(default = "layout_uplift")]
+    pub guest_checkout_first: f64,
+    #[serde(default = "layout_uplift")]
+    pub wallet_first: f64,
+}
+
+/// The configured guess for each layout action (a config written before they existed gets it).
+fn layout_uplift() -> f64 {
+    0.01
 }
 
 /// Missing fields take their defaults; unknown fields are refused (a typo must not pass silently).
@@ -96,6 +134,9 @@ impl Default for PolicyConfig {
                 express_checkout: 0.03,
                 reminder: 0.01,
                 cross_sell: 0.02,
+                simplified_form: layout_uplift(),
+                guest_checkout_first: layout_uplift(),
+                wallet_first: layout_uplift(),
             },
             epsilon: 0.0,
         }
@@ -117,6 +158,30 @@ pub struct Signals<'a> {
 pub struct Candidate {
     pub action: Action,
     pub expected_value_minor: f64,
+    /// What the action gives away if the shopper buys (minor units): the discount or the shipping.
+    pub cost_minor: i64,
+}
+
+/// The cart's value and margin as the policy sees them (minor units).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Economics {
+    pub value_minor: f64,
+    /// The cart's margin: from the line costs when every line has one, else `assumed_margin_ratio` of the
+    /// value.
+    pub margin_minor: f64,
+    pub margin_known: bool,
+}
+
+impl Economics {
+    pub fn of(cart: Option<&Cart>, cfg: &PolicyConfig) -> Self {
+        let value = cart.map_or(0, Cart::value_minor) as f64;
+        let known = cart.and_then(Cart::margin_minor).map(|m| m as f64);
+        Self {
+            value_minor: value,
+            margin_minor: known.unwrap_or(value * cfg.assumed_margin_ratio),
+            margin_known: known.is_some(),
+        }
+    }
 }
 
 /// A candidate a guardrail removed.
@@ -133,18 +198,19 @@ pub fn candidates(
     cfg: &PolicyConfig,
 ) -> (Vec<Candidate>, Vec<Blocked>) {
     let p = s.propensity.clamp(0.0, 1.0);
-    let value = s.cart.map_or(0, Cart::value_minor) as f64;
-    let known_margin = s.cart.and_then(Cart::margin_minor).map(|m| m as f64);
-    let margin = known_margin.unwrap_or(value * cfg.assumed_margin_ratio);
+    let economics = Economics::of(s.cart, cfg);
+    let (value, margin) = (economics.value_minor, economics.margin_minor);
     let ev = |uplift: f64, cost: f64| {
         let lifted = p + uplift.clamp(0.0, 1.0) * (1.0 - p);
         lifted * (margin - cost) - p * margin
     };
     let high_risk = s.payment_declines >= cfg.high_risk_declines;
-    let mut out = vec![Candidate {
-        action: Action::None,
-        expected_value_minor: 0.0,
-    }];
+    let free = |action: Action, uplift: f64| Candidate {
+        action,
+        expected_value_minor: ev(uplift, 0.0),
+        cost_minor: 0,
+    };
+    let mut out = vec![free(Action::None, 0.0)];
     let mut blocked = Vec::new();
 
     let mut incentives: Vec<(Action, f64, f64)> = Vec::new();
@@ -174,7 +240,7 @@ pub fn candidates(
             Some("risk_high")
         } else if s.offers_in_session > 0 {
             Some("one_offer_per_session")
-        } else if known_margin.is_none() {
+        } else if !economics.margin_known {
             Some("margin_unknown")
         } else {
             let paid = value
@@ -193,6 +259,7 @@ pub fn candidates(
             None => out.push(Candidate {
                 expected_value_minor: ev(uplift, cost),
                 action,
+                cost_minor: cost.round() as i64,
             }),
         }
     }
@@ -202,28 +269,27 @@ pub fn candidates(
                 out.push(Candidate {
                     action: Action::StepUpVerification,
                     expected_value_minor: f64::INFINITY,
+                    cost_minor: 0,
                 });
             } else {
-                out.push(Candidate {
-                    action: Action::ExpressCheckout,
-                    expected_value_minor: ev(cfg.uplift.express_checkout, 0.0),
-                });
+                // Step-up at high risk is the whole answer; otherwise the layout actions compete too.
+                let u = &cfg.uplift;
+                out.push(free(Action::ExpressCheckout, u.express_checkout));
+                out.push(free(Action::SimplifiedForm, u.simplified_form));
+                out.push(free(Action::GuestCheckoutFirst, u.guest_checkout_first));
+                out.push(free(Action::WalletFirst, u.wallet_first));
             }
         }
         Placement::Cart | Placement::PostPurchase => {
             if placement == Placement::Cart && value > 0.0 {
-                out.push(Candidate {
-                    action: Action::Reminder,
-                    expected_value_minor: ev(cfg.uplift.reminder, 0.0),
-                });
+                out.push(free(Action::Reminder, cfg.uplift.reminder));
             }
             if !s.cross_sell.is_empty() {
-                out.push(Candidate {
-                    action: Action::CrossSell {
-                        product_ids: s.cross_sell.iter().take(3).cloned().collect(),
-                    },
-                    expected_value_minor: ev(cfg.uplift.cross_sell, 0.0),
-                });
+                let product_ids = s.cross_sell.iter().take(3).cloned().collect();
+                out.push(free(
+                    Action::CrossSell { product_ids },
+                    cfg.uplift.cross_sell,
+                ));
             }
         }
     }
@@ -238,26 +304,43 @@ pub enum Arm {
     Treatment,
 }
 
-/// The chosen action and the probability the policy had of choosing it.
+/// The chosen action, the probability the policy had of choosing it, and its whole distribution.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Choice {
+    /// Index of the chosen candidate (`None`: no candidates, the action is `none`).
+    pub index: Option<usize>,
     pub action: Action,
     pub expected_value_minor: f64,
     pub propensity: f64,
     pub explored: bool,
+    /// The policy's probability of each candidate, aligned with them (empty without candidates).
+    pub distribution: Vec<f64>,
 }
 
-/// Chooses among `candidates` (which always hold `none` first). `draw` and `pick` are uniform in `[0, 1)`,
-/// derived by the caller from the decision id so that a decision can be replayed.
+/// The configured policy. Chooses among `candidates` (which always hold `none` first). `draw` and `pick` are
+/// uniform in `[0, 1)`, derived by the caller from the decision id so that a decision can be replayed.
 pub fn choose(arm: Arm, candidates: &[Candidate], epsilon: f64, draw: f64, pick: f64) -> Choice {
-    let none = Choice {
-        action: Action::None,
-        expected_value_minor: 0.0,
-        propensity: 1.0,
-        explored: false,
+    if candidates.is_empty() {
+        return Choice {
+            index: None,
+            action: Action::None,
+            expected_value_minor: 0.0,
+            propensity: 1.0,
+            explored: false,
+            distribution: Vec::new(),
+        };
+    }
+    let n = candidates.len();
+    let chosen = |index: usize, distribution: Vec<f64>, explored: bool| Choice {
+        index: Some(index),
+        action: candidates[index].action.clone(),
+        expected_value_minor: candidates[index].expected_value_minor,
+        propensity: distribution[index],
+        explored,
+        distribution,
     };
-    if arm == Arm::Control || candidates.is_empty() {
-        return none;
+    if arm == Arm::Control {
+        return chosen(0, super::learned::one_hot(n, 0), false);
     }
     let best = candidates
         .iter()
@@ -270,18 +353,16 @@ pub fn choose(arm: Arm, candidates: &[Candidate], epsilon: f64, draw: f64, pick:
         .map_or(0, |(i, _)| i);
     let forced = candidates[best].expected_value_minor.is_infinite();
     let epsilon = if forced { 0.0 } else { epsilon.clamp(0.0, 1.0) };
-    let n = candidates.len() as f64;
     let (index, explored) = if draw < epsilon {
-        (((pick.clamp(0.0, 1.0 - f64::EPSILON)) * n) as usize, true)
+        (
+            ((pick.clamp(0.0, 1.0 - f64::EPSILON)) * n as f64) as usize,
+            true,
+        )
     } else {
         (best, false)
     };
-    let propensity = (1.0 - epsilon) * f64::from(u8::from(index == best)) + epsilon / n;
-    let c = &candidates[index];
-    Choice {
-        action: c.action.clone(),
-        expected_value_minor: c.expected_value_minor,
-        propensity,
-        explored,
-    }
+    let distribution = (0..n)
+        .map(|i| (1.0 - epsilon) * f64::from(u8::from(i == best)) + epsilon / n as f64)
+        .collect();
+    chosen(index, distribution, explored)
 }

@@ -25,7 +25,7 @@ pub enum DecodeError {
     MissingField(&'static str),
     #[error("unknown event_type `{0}`")]
     UnknownEventType(String),
-    #[error("schema_version {0} is not supported (this build reads {SCHEMA_VERSION})")]
+    #[error("schema_version {0} is not supported (this build reads {OLDEST_SCHEMA_VERSION} to {SCHEMA_VERSION})")]
     UnsupportedSchemaVersion(u64),
     #[error("field `{field}` is invalid: {message}")]
     InvalidField { field: String, message: String },
@@ -192,10 +192,83 @@ impl Event {
                 if !(d.propensity > 0.0 && d.propensity <= 1.0) {
                     return Err(DecodeError::invalid("data.propensity", "must be in (0, 1]"));
                 }
-                Ok(())
+                check_decision_version(d, self.schema_version)
             }
             EventBody::OfferAccepted(o) => non_empty("data.decision_id", &o.decision_id),
         }
+    }
+}
+
+/// A v1 decision carries none of the v2 fields; a v2 decision carries its policy, its key and a
+/// distribution that sums to 1 and gives the served action its propensity.
+fn check_decision_version(d: &DecisionServed, version: u32) -> Result<(), DecodeError> {
+    if version < 2 {
+        return match d.v2_fields() {
+            Some(f) => Err(DecodeError::invalid(
+                &format!("data.{f}"),
+                "is a schema v2 field; this event says schema_version 1",
+            )),
+            None => Ok(()),
+        };
+    }
+    let key = d
+        .action_key
+        .as_deref()
+        .ok_or(DecodeError::MissingField("data.action_key"))?;
+    let policy = d
+        .policy
+        .as_ref()
+        .ok_or(DecodeError::MissingField("data.policy"))?;
+    check_id("data.policy.id", &policy.id)?;
+    check_id("data.policy.version", &policy.version)?;
+    check_distribution("data.eligible", &d.eligible, key, Some(d.propensity))?;
+    if let Some(s) = &d.shadow {
+        check_distribution("data.shadow.eligible", &s.eligible, &s.action_key, None)?;
+    }
+    Ok(())
+}
+
+/// Probabilities in [0, 1], distinct actions, a sum of 1, and the chosen action among them (with the
+/// logged propensity, when there is one).
+fn check_distribution(
+    field: &'static str,
+    eligible: &[ActionProbability],
+    chosen: &str,
+    propensity: Option<f64>,
+) -> Result<(), DecodeError> {
+    const TOLERANCE: f64 = 1e-6;
+    if eligible.is_empty() || eligible.len() > 64 {
+        return Err(DecodeError::invalid(field, "must list 1 to 64 actions"));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for a in eligible {
+        check_id(field, &a.action)?;
+        if !(0.0..=1.0).contains(&a.probability) || !seen.insert(a.action.as_str()) {
+            return Err(DecodeError::invalid(
+                field,
+                "each action once, with a probability in [0, 1]",
+            ));
+        }
+    }
+    let sum: f64 = eligible.iter().map(|a| a.probability).sum();
+    if (sum - 1.0).abs() > TOLERANCE {
+        return Err(DecodeError::invalid(
+            field,
+            format_args!("probabilities sum to {sum}, not 1"),
+        ));
+    }
+    match eligible.iter().find(|a| a.action == chosen) {
+        None => Err(DecodeError::invalid(
+            field,
+            format_args!("does not list the chosen action `{chosen}`"),
+        )),
+        Some(a) if propensity.is_some_and(|p| (p - a.probability).abs() > TOLERANCE) => {
+            Err(DecodeError::invalid(
+                field,
+                "gives the chosen action a probability other than `propensity`",
+            ))
+        }
+        Some(_) => Ok(()),
     }
 }
 
@@ -233,9 +306,10 @@ impl Wire<'_> {
         let schema_version = self
             .schema_version
             .ok_or(DecodeError::MissingField("schema_version"))?;
-        if schema_version != u64::from(SCHEMA_VERSION) {
-            return Err(DecodeError::UnsupportedSchemaVersion(schema_version));
-        }
+        let schema_version = u32::try_from(schema_version)
+            .ok()
+            .filter(|v| (OLDEST_SCHEMA_VERSION..=SCHEMA_VERSION).contains(v))
+            .ok_or(DecodeError::UnsupportedSchemaVersion(schema_version))?;
         let event_type = self
             .event_type
             .ok_or(DecodeError::MissingField("event_type"))?;
@@ -254,7 +328,7 @@ impl Wire<'_> {
         };
         Ok(Event {
             event_id,
-            schema_version: SCHEMA_VERSION,
+            schema_version,
             occurred_at,
             session_id,
             user_id: self.user_id,
@@ -425,5 +499,5 @@ fn future_version(text: &str) -> Option<u64> {
     serde_json::from_str::<VersionOnly>(text)
         .ok()
         .and_then(|v| v.schema_version)
-        .filter(|v| *v != u64::from(SCHEMA_VERSION))
+        .filter(|v| !(u64::from(OLDEST_SCHEMA_VERSION)..=u64::from(SCHEMA_VERSION)).contains(v))
 }

@@ -1,4 +1,4 @@
-//! Event schema v1: the contract between producers and the event log.
+//! Event schema v2: the contract between producers and the event log.
 //!
 //! Wire shape (one JSON object per Kinesis record):
 //!
@@ -30,17 +30,26 @@ use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-/// The only schema version this build reads and writes.
-pub const SCHEMA_VERSION: u32 = 1;
+/// The schema version this build writes. It reads every version from [`OLDEST_SCHEMA_VERSION`] up to this.
+///
+/// - **v1**: the original schema.
+/// - **v2**: `decision_served` gains what off-policy evaluation needs: `action_key`, the serving policy
+///   (`policy`), its full distribution over the eligible actions (`eligible`), the cart's economics
+///   (`cart`) and an optional `shadow` choice. Every other event type is unchanged, so a v1 producer's
+///   events only need their `schema_version` bumped. A v1 `decision_served` is upcast on read
+///   ([`DecisionServed::upcast`]).
+pub const SCHEMA_VERSION: u32 = 2;
+/// The oldest schema version this build still reads.
+pub const OLDEST_SCHEMA_VERSION: u32 = 1;
 
 /// One event: the common envelope plus a typed payload.
 #[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
-#[schemars(title = "checkout-ai event, schema v1", deny_unknown_fields)]
+#[schemars(title = "checkout-ai event, schema v2 (reads v1)", deny_unknown_fields)]
 pub struct Event {
     /// Producer-assigned identity of the event (a UUID or another stable id). Redeliveries carry the same id.
     pub event_id: String,
-    /// Always 1 for this schema.
-    #[schemars(range(min = 1, max = 1))]
+    /// 2 for this schema; 1 is still read (see the v2 fields of `decision_served`).
+    #[schemars(range(min = 1, max = 2))]
     pub schema_version: u32,
     /// When the event happened, stamped by the producer (RFC 3339). Projections order by this, not by arrival.
     pub occurred_at: DateTime<Utc>,
@@ -132,7 +141,8 @@ pub enum EventBody {
     PaymentAttempted(PaymentAttempted),
     PaymentDeclined(PaymentDeclined),
     OrderPlaced(OrderPlaced),
-    DecisionServed(DecisionServed),
+    /// Boxed: the largest payload by far, and the rarest.
+    DecisionServed(Box<DecisionServed>),
     OfferAccepted(OfferAccepted),
 }
 
@@ -197,7 +207,7 @@ impl EventBody {
             "payment_attempted" => parse(data, EventBody::PaymentAttempted),
             "payment_declined" => parse(data, EventBody::PaymentDeclined),
             "order_placed" => parse(data, EventBody::OrderPlaced),
-            "decision_served" => parse(data, EventBody::DecisionServed),
+            "decision_served" => parse(data, |d| EventBody::DecisionServed(Box::new(d))),
             "offer_accepted" => parse(data, EventBody::OfferAccepted),
             _ => return None,
         })
@@ -382,7 +392,7 @@ pub struct OrderPlaced {
     pub email: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DecisionServed {
     pub decision_id: String,
@@ -403,6 +413,108 @@ pub struct DecisionServed {
     /// Hash of the feature vector the model scored.
     pub feature_hash: String,
     pub degraded: bool,
+    /// **v2, required.** The served action's identity for learning: `action`, except that each discount
+    /// step is its own action (`percent_discount_10`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action_key: Option<String>,
+    /// **v2, required.** The policy that served.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<PolicyRef>,
+    /// **v2, required.** Every eligible action with the serving policy's probability of choosing it
+    /// (summing to 1; `action_key` is among them with probability `propensity`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub eligible: Vec<ActionProbability>,
+    /// **v2.** The cart's value and margin as the policy saw them (absent without a cart).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cart: Option<DecisionCart>,
+    /// **v2.** What a challenger policy in shadow mode would have done (never served).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shadow: Option<ShadowChoice>,
+}
+
+/// A policy's identity.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyRef {
+    /// `configured-uplift` for the configured policy, else the learned policy's registry name.
+    pub id: String,
+    /// The rules version of the configured policy, or the learned policy's registry version.
+    pub version: String,
+}
+
+/// One eligible action and the probability the policy gave it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ActionProbability {
+    /// The action key (see `action_key`).
+    pub action: String,
+    pub probability: f64,
+    /// What the action gives away if the shopper buys (minor units of the cart's currency).
+    #[serde(default)]
+    pub cost_minor: i64,
+}
+
+/// The cart's economics at decision time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DecisionCart {
+    pub currency: String,
+    pub value_minor: i64,
+    /// From the merchant's line costs when `margin_known`, else the configured assumed margin ratio.
+    pub margin_minor: i64,
+    pub margin_known: bool,
+}
+
+/// A shadow policy's choice and distribution for the same decision.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ShadowChoice {
+    pub policy: PolicyRef,
+    pub action_key: String,
+    pub eligible: Vec<ActionProbability>,
+}
+
+/// The id the configured-uplift policy logs as `policy.id`.
+pub const CONFIGURED_POLICY_ID: &str = "configured-uplift";
+
+impl DecisionServed {
+    /// The v2 reading of this decision, whatever version it was logged in. A v1 event names no policy (it
+    /// was the configured one, at `rules_version`) and no key (the kind is used: a v1 discount's step is
+    /// unknown). Its distribution is known only when the served action had probability 1; otherwise
+    /// `eligible` stays empty, and off-policy evaluation can use only the served action's propensity.
+    pub fn upcast(&self) -> DecisionServed {
+        let mut d = self.clone();
+        d.action_key.get_or_insert_with(|| self.action.clone());
+        d.policy.get_or_insert_with(|| PolicyRef {
+            id: CONFIGURED_POLICY_ID.into(),
+            version: self.rules_version.clone(),
+        });
+        if d.eligible.is_empty() && self.propensity == 1.0 {
+            d.eligible = vec![ActionProbability {
+                action: self.action.clone(),
+                probability: 1.0,
+                cost_minor: 0,
+            }];
+        }
+        d
+    }
+
+    /// The fields schema v1 does not have, by name, where present.
+    fn v2_fields(&self) -> Option<&'static str> {
+        if self.action_key.is_some() {
+            Some("action_key")
+        } else if self.policy.is_some() {
+            Some("policy")
+        } else if !self.eligible.is_empty() {
+            Some("eligible")
+        } else if self.cart.is_some() {
+            Some("cart")
+        } else if self.shadow.is_some() {
+            Some("shadow")
+        } else {
+            None
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -152,44 +152,93 @@ struct EnvelopeIn<'a> {
     body: &'a RawValue,
 }
 
+/// Why a checksummed envelope could not be opened.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum EnvelopeError {
+    #[error("not a readable document: {0}")]
+    Corrupt(String),
+    #[error("format `{found}` is not {expected}")]
+    UnknownFormat {
+        expected: &'static str,
+        found: String,
+    },
+    #[error("format version {found} is unknown (this build reads version {expected})")]
+    UnknownVersion { expected: u32, found: u32 },
+    #[error("body checksum {found} does not match the recorded {recorded}")]
+    Checksum { recorded: String, found: String },
+}
+
+/// `body` as compact JSON in a `{format, format_version, body_sha256, body}` envelope: the layout every
+/// registry artifact (models and policies) shares.
+pub fn seal(
+    format: &'static str,
+    format_version: u32,
+    body: &impl Serialize,
+) -> Result<Vec<u8>, EnvelopeError> {
+    let corrupt = |e: serde_json::Error| EnvelopeError::Corrupt(e.to_string());
+    let body = serde_json::value::to_raw_value(body).map_err(corrupt)?;
+    let envelope = EnvelopeOut {
+        format,
+        format_version,
+        body_sha256: hex::encode(Sha256::digest(body.get().as_bytes())),
+        body: &body,
+    };
+    serde_json::to_vec(&envelope).map_err(corrupt)
+}
+
+/// Opens an envelope written by [`seal`]: format, version and checksum checked before the body is parsed.
+pub fn open<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+    format: &'static str,
+    format_version: u32,
+) -> Result<T, EnvelopeError> {
+    let envelope: EnvelopeIn<'_> =
+        serde_json::from_slice(bytes).map_err(|e| EnvelopeError::Corrupt(e.to_string()))?;
+    if envelope.format != format {
+        return Err(EnvelopeError::UnknownFormat {
+            expected: format,
+            found: envelope.format,
+        });
+    }
+    if envelope.format_version != format_version {
+        return Err(EnvelopeError::UnknownVersion {
+            expected: format_version,
+            found: envelope.format_version,
+        });
+    }
+    let found = hex::encode(Sha256::digest(envelope.body.get().as_bytes()));
+    if found != envelope.body_sha256 {
+        return Err(EnvelopeError::Checksum {
+            recorded: envelope.body_sha256,
+            found,
+        });
+    }
+    serde_json::from_str(envelope.body.get()).map_err(|e| EnvelopeError::Corrupt(e.to_string()))
+}
+
+impl From<EnvelopeError> for ArtifactError {
+    fn from(e: EnvelopeError) -> Self {
+        match e {
+            EnvelopeError::Corrupt(m) => ArtifactError::Corrupt(m),
+            EnvelopeError::UnknownFormat { found, .. } => ArtifactError::UnknownFormat { found },
+            EnvelopeError::UnknownVersion { found, .. } => ArtifactError::UnknownVersion { found },
+            EnvelopeError::Checksum { recorded, found } => {
+                ArtifactError::Checksum { recorded, found }
+            }
+        }
+    }
+}
+
 impl ModelArtifact {
     /// The artifact as stored: compact JSON in the envelope. Refuses an artifact that would not read back.
     pub fn encode(&self) -> Result<Vec<u8>, ArtifactError> {
         self.validate()?;
-        let corrupt = |e: serde_json::Error| ArtifactError::Corrupt(e.to_string());
-        let body = serde_json::value::to_raw_value(self).map_err(corrupt)?;
-        let envelope = EnvelopeOut {
-            format: ARTIFACT_FORMAT,
-            format_version: ARTIFACT_FORMAT_VERSION,
-            body_sha256: hex::encode(Sha256::digest(body.get().as_bytes())),
-            body: &body,
-        };
-        serde_json::to_vec(&envelope).map_err(corrupt)
+        Ok(seal(ARTIFACT_FORMAT, ARTIFACT_FORMAT_VERSION, self)?)
     }
 
     /// Reads and checks an artifact (see the module docs for the checks).
     pub fn decode(bytes: &[u8]) -> Result<Self, ArtifactError> {
-        let envelope: EnvelopeIn<'_> =
-            serde_json::from_slice(bytes).map_err(|e| ArtifactError::Corrupt(e.to_string()))?;
-        if envelope.format != ARTIFACT_FORMAT {
-            return Err(ArtifactError::UnknownFormat {
-                found: envelope.format,
-            });
-        }
-        if envelope.format_version != ARTIFACT_FORMAT_VERSION {
-            return Err(ArtifactError::UnknownVersion {
-                found: envelope.format_version,
-            });
-        }
-        let found = hex::encode(Sha256::digest(envelope.body.get().as_bytes()));
-        if found != envelope.body_sha256 {
-            return Err(ArtifactError::Checksum {
-                recorded: envelope.body_sha256,
-                found,
-            });
-        }
-        let artifact: Self = serde_json::from_str(envelope.body.get())
-            .map_err(|e| ArtifactError::Corrupt(e.to_string()))?;
+        let artifact: Self = open(bytes, ARTIFACT_FORMAT, ARTIFACT_FORMAT_VERSION)?;
         artifact.validate()?;
         Ok(artifact)
     }
