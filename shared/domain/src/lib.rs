@@ -8,7 +8,7 @@
 //! - [`event`], [`pseudonym`], [`placement`]: the event schema and its decoder, identity, placements;
 //! - [`ports`], [`delivery`], [`ingest`]: the ports, batch delivery with retries, ingest planning;
 //! - [`features`]: the projections of the event log;
-//! - [`model`], [`experiment`]: scoring, assignment, experiment evaluation;
+//! - [`model`], [`experiment`], [`ope`]: scoring, assignment, experiment evaluation, off-policy evaluation;
 //! - [`decision`]: the decision engine that uses all of the above;
 //! - [`stats`] (feature `stats`): gbstats-exact statistics, used by experiment evaluation.
 
@@ -21,6 +21,7 @@ pub mod ingest;
 #[cfg(any(test, feature = "test-util"))]
 pub mod memory;
 pub mod model;
+pub mod ope;
 pub mod placement;
 pub mod ports;
 pub mod pseudonym;

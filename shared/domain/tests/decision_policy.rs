@@ -231,14 +231,21 @@ fn checkout_offers_the_layout_actions_at_no_cost_and_every_distribution_sums_to_
     let cfg = PolicyConfig::default();
     let (eligible, _) = kinds(Placement::Checkout, &s, &cfg);
     for layout in ["simplified_form", "guest_checkout_first", "wallet_first"] {
-        assert!(eligible.iter().any(|k| k == layout), "{layout} in {eligible:?}");
+        assert!(
+            eligible.iter().any(|k| k == layout),
+            "{layout} in {eligible:?}"
+        );
     }
     let (c, _) = candidates(Placement::Checkout, &s, &cfg);
     for cand in &c {
         let free = !cand.action.is_incentive();
         assert_eq!(free, cand.cost_minor == 0, "{:?}", cand.action);
     }
-    for (arm, epsilon) in [(Arm::Control, 0.3), (Arm::Treatment, 0.0), (Arm::Treatment, 0.3)] {
+    for (arm, epsilon) in [
+        (Arm::Control, 0.3),
+        (Arm::Treatment, 0.0),
+        (Arm::Treatment, 0.3),
+    ] {
         for draw in [0.0, 0.29, 0.31, 0.99] {
             let chosen = choose(arm, &c, epsilon, draw, 0.5);
             let sum: f64 = chosen.distribution.iter().sum();
