@@ -43,7 +43,7 @@ pub struct LogEntry {
     /// Epoch seconds after which the item is past retention (the table's TTL attribute). Derived from the
     /// event time, never the ingest time, so a redelivery writes an identical item.
     pub expires_at: i64,
-    /// The pseudonymized event as canonical JSON (schema v1).
+    /// The pseudonymized event as canonical JSON, in the schema version it arrived in.
     pub body: String,
 }
 

@@ -9,7 +9,8 @@
 //! - [`ports`], [`delivery`], [`ingest`]: the ports, batch delivery with retries, ingest planning;
 //! - [`features`]: the projections of the event log;
 //! - [`model`], [`experiment`], [`ope`]: scoring, assignment, experiment evaluation, off-policy evaluation;
-//! - [`decision`]: the decision engine that uses all of the above;
+//! - [`decision`]: the decision engine that uses all of the above, and the learned policy it serves;
+//! - [`learning`]: point-in-time training data and off-policy evaluation of candidate policies;
 //! - [`stats`] (feature `stats`): gbstats-exact statistics, used by experiment evaluation.
 
 pub mod decision;
@@ -18,6 +19,7 @@ pub mod event;
 pub mod experiment;
 pub mod features;
 pub mod ingest;
+pub mod learning;
 #[cfg(any(test, feature = "test-util"))]
 pub mod memory;
 pub mod model;

@@ -57,7 +57,11 @@ impl Row {
         reward: f64,
     ) -> Option<Row> {
         let mu = *logged.get(chosen)?;
-        if mu.is_nan() || mu <= 0.0 || logged.len() != target.len() || target.len() != predictions.len() {
+        if mu.is_nan()
+            || mu <= 0.0
+            || logged.len() != target.len()
+            || target.len() != predictions.len()
+        {
             return None;
         }
         Some(Row {

@@ -23,7 +23,7 @@ impl Placement {
         }
     }
 
-    pub(crate) fn parse(s: &str) -> Option<Self> {
+    pub fn parse(s: &str) -> Option<Self> {
         Some(match s {
             "cart" => Placement::Cart,
             "checkout" => Placement::Checkout,

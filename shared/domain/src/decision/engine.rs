@@ -179,7 +179,14 @@ pub fn decide(
             };
             let (mut candidates, blocked) = policy::candidates(request.placement, &signals, rules);
             let economics = Economics::of(request.cart.as_ref(), rules);
-            let context = policy_context(request, f, scored.probability, &economics, &row);
+            let context = policy_context(
+                request.placement,
+                scored.probability,
+                &economics,
+                request.device.as_deref().map(device_type),
+                session,
+                &row,
+            );
             let (draw, pick) = draws(inputs.decision_id);
             let choice = match (arm, inputs.policy) {
                 (Arm::Treatment, Some(p)) => {
@@ -335,26 +342,23 @@ fn distribution(candidates: &[Candidate], probabilities: &[f64]) -> Vec<ActionPr
 }
 
 /// The policy's context: device from the request (else the session), returning from the visitor type
-/// (else the user's earlier sessions), form errors from the session.
-fn policy_context(
-    request: &DecisionRequest,
-    f: &Features,
+/// (else the user's earlier sessions, as [`uci`] decided), form errors from the session. The point-in-time
+/// training export rebuilds it with the same function.
+pub fn policy_context(
+    placement: Placement,
     propensity: f64,
     economics: &Economics,
+    request_device: Option<DeviceType>,
+    session: Option<&SessionFeatures>,
     row: &UciSession,
 ) -> PolicyContext {
-    let device = request
-        .device
-        .as_deref()
-        .map(device_type)
-        .or_else(|| f.session.as_ref().and_then(|s| s.device));
     PolicyContext::new(
-        request.placement,
+        placement,
         propensity,
         economics,
-        device,
+        request_device.or_else(|| session.and_then(|s| s.device)),
         row.visitor_type == VisitorType::Returning,
-        f.session.as_ref().map_or(0, |s| s.form_errors),
+        session.map_or(0, |s| s.form_errors),
     )
 }
 
@@ -409,8 +413,25 @@ fn rank(choice: &policy::Choice, mut rest: Vec<Candidate>) -> Vec<RankedAction> 
 
 /// The session's UCI row; a session without features yet is a fresh one at `now`.
 pub fn uci(f: &Features, now: DateTime<Utc>) -> UciSession {
-    match &f.session {
-        Some(s) => s.uci(|path| f.pages.get(path)),
+    let returning_user = f.user.as_ref().is_some_and(|u| u.sessions > 0);
+    uci_at(
+        f.session.as_ref(),
+        |path| f.pages.get(path),
+        returning_user,
+        now,
+    )
+}
+
+/// [`uci`] from its parts: the session (if it has features), its pages, and whether the user has been
+/// seen before (what decides new or returning for a session without features).
+pub fn uci_at<'p>(
+    session: Option<&SessionFeatures>,
+    pages: impl Fn(&str) -> Option<&'p PageFeatures>,
+    returning_user: bool,
+    now: DateTime<Utc>,
+) -> UciSession {
+    match session {
+        Some(s) => s.uci(pages),
         None => UciSession {
             administrative: 0.0,
             administrative_duration: 0.0,
@@ -427,7 +448,7 @@ pub fn uci(f: &Features, now: DateTime<Utc>) -> UciSession {
             browser: None,
             region: None,
             traffic_type: None,
-            visitor_type: if f.user.as_ref().is_some_and(|u| u.sessions > 0) {
+            visitor_type: if returning_user {
                 VisitorType::Returning
             } else {
                 VisitorType::New

@@ -72,6 +72,26 @@ impl Action {
         }
     }
 
+    /// The action an [`Action::key`] names (cross-sell without its suggestions); `None` for an unknown key.
+    pub fn from_key(key: &str) -> Option<Action> {
+        Some(match key {
+            "none" => Action::None,
+            "free_shipping" => Action::FreeShipping,
+            "express_checkout" => Action::ExpressCheckout,
+            "reminder" => Action::Reminder,
+            "step_up_verification" => Action::StepUpVerification,
+            "cross_sell" => Action::CrossSell {
+                product_ids: Vec::new(),
+            },
+            "simplified_form" => Action::SimplifiedForm,
+            "guest_checkout_first" => Action::GuestCheckoutFirst,
+            "wallet_first" => Action::WalletFirst,
+            k => Action::PercentDiscount {
+                percent: k.strip_prefix("percent_discount_")?.parse().ok()?,
+            },
+        })
+    }
+
     /// An incentive costs the merchant money.
     pub fn is_incentive(&self) -> bool {
         is_incentive_kind(self.kind())
@@ -79,6 +99,37 @@ impl Action {
 }
 
 pub use crate::event::is_incentive_kind;
+
+impl Uplifts {
+    /// The configured uplift of an action (`None` for one that is forced or has none).
+    pub fn of(&self, action: &Action) -> Option<f64> {
+        Some(match action {
+            Action::None => 0.0,
+            Action::FreeShipping => self.free_shipping,
+            Action::PercentDiscount { percent } => self.per_discount_percent * f64::from(*percent),
+            Action::ExpressCheckout => self.express_checkout,
+            Action::Reminder => self.reminder,
+            Action::CrossSell { .. } => self.cross_sell,
+            Action::SimplifiedForm => self.simplified_form,
+            Action::GuestCheckoutFirst => self.guest_checkout_first,
+            Action::WalletFirst => self.wallet_first,
+            Action::StepUpVerification => return None,
+        })
+    }
+}
+
+/// The configured policy's expected change in margin for an action: `p' · (margin − cost) − p · margin`
+/// with `p' = p + u·(1 − p)`; infinite for a forced action (step-up).
+pub fn configured_value(uplifts: &Uplifts, action: &Action, p: f64, margin: f64, cost: f64) -> f64 {
+    match uplifts.of(action) {
+        None => f64::INFINITY,
+        Some(u) => {
+            let p = p.clamp(0.0, 1.0);
+            let lifted = p + u.clamp(0.0, 1.0) * (1.0 - p);
+            lifted * (margin - cost) - p * margin
+        }
+    }
+}
 
 /// Assumed uplifts `u` (share of would-be non-buyers converted) per action.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -200,26 +251,19 @@ pub fn candidates(
     let p = s.propensity.clamp(0.0, 1.0);
     let economics = Economics::of(s.cart, cfg);
     let (value, margin) = (economics.value_minor, economics.margin_minor);
-    let ev = |uplift: f64, cost: f64| {
-        let lifted = p + uplift.clamp(0.0, 1.0) * (1.0 - p);
-        lifted * (margin - cost) - p * margin
-    };
+    let ev = |action: &Action, cost: f64| configured_value(&cfg.uplift, action, p, margin, cost);
     let high_risk = s.payment_declines >= cfg.high_risk_declines;
-    let free = |action: Action, uplift: f64| Candidate {
+    let free = |action: Action| Candidate {
+        expected_value_minor: ev(&action, 0.0),
         action,
-        expected_value_minor: ev(uplift, 0.0),
         cost_minor: 0,
     };
-    let mut out = vec![free(Action::None, 0.0)];
+    let mut out = vec![free(Action::None)];
     let mut blocked = Vec::new();
 
-    let mut incentives: Vec<(Action, f64, f64)> = Vec::new();
+    let mut incentives: Vec<(Action, f64)> = Vec::new();
     if matches!(placement, Placement::Cart | Placement::Checkout) {
-        incentives.push((
-            Action::FreeShipping,
-            cfg.uplift.free_shipping,
-            cfg.shipping_cost_minor as f64,
-        ));
+        incentives.push((Action::FreeShipping, cfg.shipping_cost_minor as f64));
         for &percent in &cfg.discount_steps {
             let action = Action::PercentDiscount { percent };
             if percent > cfg.max_discount_percent {
@@ -229,11 +273,10 @@ pub fn candidates(
                 });
                 continue;
             }
-            let uplift = cfg.uplift.per_discount_percent * f64::from(percent);
-            incentives.push((action, uplift, value * f64::from(percent) / 100.0));
+            incentives.push((action, value * f64::from(percent) / 100.0));
         }
     }
-    for (action, uplift, cost) in incentives {
+    for (action, cost) in incentives {
         let guardrail = if value <= 0.0 {
             Some("empty_cart")
         } else if high_risk {
@@ -257,7 +300,7 @@ pub fn candidates(
                 guardrail: g,
             }),
             None => out.push(Candidate {
-                expected_value_minor: ev(uplift, cost),
+                expected_value_minor: ev(&action, cost),
                 action,
                 cost_minor: cost.round() as i64,
             }),
@@ -266,30 +309,22 @@ pub fn candidates(
     match placement {
         Placement::Checkout => {
             if high_risk {
-                out.push(Candidate {
-                    action: Action::StepUpVerification,
-                    expected_value_minor: f64::INFINITY,
-                    cost_minor: 0,
-                });
+                out.push(free(Action::StepUpVerification));
             } else {
                 // Step-up at high risk is the whole answer; otherwise the layout actions compete too.
-                let u = &cfg.uplift;
-                out.push(free(Action::ExpressCheckout, u.express_checkout));
-                out.push(free(Action::SimplifiedForm, u.simplified_form));
-                out.push(free(Action::GuestCheckoutFirst, u.guest_checkout_first));
-                out.push(free(Action::WalletFirst, u.wallet_first));
+                out.push(free(Action::ExpressCheckout));
+                out.push(free(Action::SimplifiedForm));
+                out.push(free(Action::GuestCheckoutFirst));
+                out.push(free(Action::WalletFirst));
             }
         }
         Placement::Cart | Placement::PostPurchase => {
             if placement == Placement::Cart && value > 0.0 {
-                out.push(free(Action::Reminder, cfg.uplift.reminder));
+                out.push(free(Action::Reminder));
             }
             if !s.cross_sell.is_empty() {
                 let product_ids = s.cross_sell.iter().take(3).cloned().collect();
-                out.push(free(
-                    Action::CrossSell { product_ids },
-                    cfg.uplift.cross_sell,
-                ));
+                out.push(free(Action::CrossSell { product_ids }));
             }
         }
     }

@@ -1,0 +1,6 @@
+//! The learning loop's offline half: point-in-time training data from the event log ([`dataset`]), and
+//! the off-policy evaluation of candidate policies on it ([`targets`]). Training itself (linfa) lives in
+//! `checkout-train`; the policy artifact and its serving in [`crate::decision::learned`].
+
+pub mod dataset;
+pub mod targets;
