@@ -11,6 +11,7 @@
 //! | [`census`] | whole-table scans of the local stack |
 //! | [`local`] | the local stack's description and stream pollers |
 //! | [`rees46`] | the REES46 clickstream mapped to v1 events |
+//! | [`simulate`] | the closed-loop simulator with a known truth |
 
 pub mod census;
 pub mod demo;
@@ -22,6 +23,7 @@ pub mod model;
 pub mod rebuild;
 pub mod rees46;
 pub mod replay;
+pub mod simulate;
 
 pub use demo::demo;
 pub use drivers::{

@@ -16,6 +16,26 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the closed-loop simulator: the real decision engine on UCI sessions in a world with a known,
+    /// context-dependent effect per action; learn, evaluate off-policy and promote in rounds. Writes
+    /// simulation.json and simulation.html.
+    Simulate {
+        #[arg(long, default_value = "../shared/data/online_shoppers_intention.csv")]
+        uci: PathBuf,
+        #[arg(long, default_value_t = 6)]
+        rounds: usize,
+        #[arg(long, default_value_t = 20_000)]
+        per_round: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[arg(long, default_value_t = 7)]
+        truth_seed: u64,
+        /// A JSON file overriding the truth's effects (see docs/learning.md).
+        #[arg(long)]
+        truth: Option<PathBuf>,
+        #[arg(long, default_value = "target/simulation")]
+        out_dir: PathBuf,
+    },
     /// Print the JSON Schema of event schema v2 (committed as events/schema/event-v2.schema.json).
     Schema,
     /// Replay the REES46 clickstream into the event stream as v1 events (PutRecords, ≤ 500 per call).
@@ -364,6 +384,29 @@ async fn run(command: Command) -> Result<ExitCode, ops::BoxError> {
             print!("{}", String::from_utf8_lossy(&config.encode()));
         }
         Command::Evaluate(args) => args.run()?,
+        Command::Simulate {
+            uci,
+            rounds,
+            per_round,
+            seed,
+            truth_seed,
+            truth,
+            out_dir,
+        } => {
+            let mut settings = ops::simulate::SimSettings {
+                rounds,
+                per_round,
+                seed,
+                truth_seed,
+                ..Default::default()
+            };
+            if let Some(path) = truth {
+                settings.truth = serde_json::from_slice(&std::fs::read(&path)?)
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+            }
+            let report = ops::simulate::run(&settings, &uci, &out_dir)?;
+            ops::simulate::print(&report);
+        }
         Command::Demo { stack, file, out } => ops::demo(&stack.load()?, &file, &out).await?,
     }
     Ok(ExitCode::SUCCESS)

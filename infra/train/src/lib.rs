@@ -18,6 +18,8 @@ use linfa_logistic::LogisticRegression;
 use ndarray::{Array1, Array2};
 use sha2::{Digest, Sha256};
 
+pub mod policy;
+
 /// The training recipe. [`Default`] is the reference protocol with scikit-learn's defaults for
 /// `LogisticRegression` (C = 1, L-BFGS, tolerance 1e-4) except a higher iteration cap, so that it converges.
 ///
@@ -94,21 +96,36 @@ pub fn fit(
             vectorizer.transform_into(row, slice);
         }
     }
+    let (intercept, weights) = logistic(x, labels, config)?;
+    Ok(Fitted {
+        vectorizer,
+        intercept,
+        weights,
+    })
+}
+
+/// An L2-penalised logistic regression of `labels` on `x`: the intercept and the weights, oriented to
+/// predict `P(label = true)`.
+pub fn logistic(
+    x: Array2<f64>,
+    labels: &[bool],
+    config: &TrainConfig,
+) -> Result<(f64, Vec<f64>), TrainError> {
+    let rows = labels.len();
     let y = Array1::from_iter(labels.iter().copied());
     let model = LogisticRegression::default()
         .alpha(config.alpha)
         .max_iterations(config.max_iterations)
-        .gradient_tolerance(config.gradient_tolerance * rows.len().max(1) as f64)
+        .gradient_tolerance(config.gradient_tolerance * rows.max(1) as f64)
         .fit(&linfa::Dataset::new(x, y))
         .map_err(|e| TrainError::Fit(e.to_string()))?;
     // linfa's "positive" class is the more frequent one (by count, not by value): orient the model so that
     // it always predicts P(label = true).
     let sign = if model.labels().pos.class { 1.0 } else { -1.0 };
-    Ok(Fitted {
-        vectorizer,
-        intercept: sign * model.intercept(),
-        weights: model.params().iter().map(|w| sign * w).collect(),
-    })
+    Ok((
+        sign * model.intercept(),
+        model.params().iter().map(|w| sign * w).collect(),
+    ))
 }
 
 /// Some of a dataset's rows, with their labels and positions in it.

@@ -206,7 +206,7 @@ pub fn evaluate(rows: &[Row], settings: Settings) -> Evaluation {
         let t = Sums::terms(r, settings.clip);
         for (b, slot) in acc.iter_mut().enumerate() {
             if b % 4 == 0 {
-                let u = rng.next();
+                let u = rng.next_u64();
                 draws = [
                     u as u16,
                     (u >> 16) as u16,
@@ -283,12 +283,18 @@ fn poisson1(u: u16) -> u32 {
     T.iter().map(|t| u32::from(u >= *t)).sum()
 }
 
-/// SplitMix64 (Steele, Lea & Flood 2014): small, fast and good enough for resampling; seeded, so every
-/// interval is reproducible.
-struct SplitMix64(u64);
+/// SplitMix64 (Steele, Lea & Flood 2014): small, fast and good enough for resampling and simulation;
+/// seeded, so every interval and every simulated world is reproducible.
+#[derive(Debug, Clone)]
+pub struct SplitMix64(pub u64);
 
 impl SplitMix64 {
-    fn next(&mut self) -> u64 {
+    /// Uniform in `[0, 1)`.
+    pub fn uniform(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);

@@ -11,8 +11,8 @@
 //! session has had a form error, and the placement. See [`CONTEXT_FEATURES`].
 //!
 //! **Exploration: SquareCB's inverse gap weighting with a floor.** With `K` eligible actions, `b` the best
-//! by `r̂`, and gaps measured relative to the cart margin (so `gamma` is unit-free):
-//! `p(a) = 1 / (K + γ · (r̂(b) − r̂(a)) / margin)` for `a ≠ b`, `p(b) = 1 − Σ p(a)`, then mixed with a uniform
+//! by `r̂`, and gaps measured relative to the best prediction (so `gamma` is unit-free):
+//! `p(a) = 1 / (K + γ · (r̂(b) − r̂(a)) / r̂(b))` for `a ≠ b`, `p(b) = 1 − Σ p(a)`, then mixed with a uniform
 //! floor: `p ← (1 − K·floor) · p + floor`. An action close to the best is explored often and a clearly worse
 //! one rarely, but never less than `floor`. This beats ε-greedy (which spends its exploration equally on
 //! hopeless actions) and suits off-policy evaluation better than Thompson sampling: the probabilities are
@@ -128,8 +128,8 @@ pub struct Exploration {
 impl Default for Exploration {
     fn default() -> Self {
         Self {
-            gamma: 40.0,
-            floor: 0.02,
+            gamma: 2000.0,
+            floor: 0.003,
         }
     }
 }
@@ -231,7 +231,7 @@ impl PolicyArtifact {
             .position(|c| c.expected_value_minor == f64::INFINITY)
         {
             Some(forced) => one_hot(candidates.len(), forced),
-            None => inverse_gap(&reward, ctx.margin_minor, self.exploration),
+            None => inverse_gap(&reward, self.exploration),
         };
         Scored {
             keys,
@@ -257,7 +257,7 @@ pub fn one_hot(n: usize, i: usize) -> Vec<f64> {
 
 /// SquareCB's inverse gap weighting over the actions with a prediction, mixed with a uniform floor (see
 /// the module docs).
-pub fn inverse_gap(reward: &[Option<f64>], margin: f64, e: Exploration) -> Vec<f64> {
+pub fn inverse_gap(reward: &[Option<f64>], e: Exploration) -> Vec<f64> {
     let k = reward.len();
     if k == 0 {
         return Vec::new();
@@ -270,7 +270,10 @@ pub fn inverse_gap(reward: &[Option<f64>], margin: f64, e: Exploration) -> Vec<f
     let Some((b, top)) = best else {
         return vec![1.0 / k as f64; k];
     };
-    let scale = margin.abs().max(1.0);
+    // Gaps relative to the best prediction: unit-free, and a 10% worse action is 10% worse whatever
+    // the cart. (The margin would be a poor scale: conversion rates are small, so every gap would look
+    // tiny and the policy would explore far too much.)
+    let scale = top.abs().max(1.0);
     let kf = k as f64;
     let mut p: Vec<f64> = reward
         .iter()
@@ -300,4 +303,21 @@ pub fn sample(probabilities: &[f64], draw: f64) -> usize {
     }
     // Rounding: the last action with any probability.
     probabilities.iter().rposition(|p| *p > 0.0).unwrap_or(0)
+}
+
+impl crate::model::registry::Registered for PolicyArtifact {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn version(&self) -> &str {
+        &self.version
+    }
+    fn encode(&self) -> Result<Vec<u8>, crate::model::ArtifactError> {
+        PolicyArtifact::encode(self)
+            .map_err(|e| crate::model::ArtifactError::Corrupt(e.to_string()))
+    }
+    fn decode(bytes: &[u8]) -> Result<Self, crate::model::ArtifactError> {
+        PolicyArtifact::decode(bytes)
+            .map_err(|e| crate::model::ArtifactError::Corrupt(e.to_string()))
+    }
 }

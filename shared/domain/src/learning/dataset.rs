@@ -321,3 +321,14 @@ fn outcome(
         },
     }
 }
+
+/// SHA-256 over the rows' JSON lines: the identity of a training or held-out set.
+pub fn rows_sha256(rows: &[TrainingRow]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for r in rows {
+        h.update(serde_json::to_vec(r).unwrap_or_default());
+        h.update(b"\n");
+    }
+    hex::encode(h.finalize())
+}

@@ -39,8 +39,9 @@ impl Target<'_> {
         }
     }
 
-    /// The target's distribution over the row's eligible actions, aligned with them.
-    fn distribution(&self, row: &TrainingRow) -> Option<Vec<f64>> {
+    /// The target's distribution over the row's eligible actions, aligned with them (`None` when the row
+    /// cannot be evaluated for this target).
+    pub fn distribution(&self, row: &TrainingRow) -> Option<Vec<f64>> {
         let n = row.eligible.len();
         let logged: Vec<f64> = row.eligible.iter().map(|a| a.probability).collect();
         match self {

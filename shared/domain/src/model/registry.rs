@@ -1,5 +1,6 @@
 //! The model registry in an object store (S3): immutable versions, a champion pointer, promotion records,
-//! and the scorer's loader with its compiled-in fallback.
+//! and the scorer's loader with its compiled-in fallback. Learned policies live in the same registry with
+//! the same rules (see [`Registered`]; their promotion rule is in `crate::learning::promotion`).
 //!
 //! | key | what |
 //! |---|---|
@@ -103,14 +104,52 @@ pub enum RegistryError {
     Store(#[from] StoreError),
 }
 
+/// What the registry stores: an artifact with a name and a version, checked on the way in and out.
+pub trait Registered: Sized {
+    fn name(&self) -> &str;
+    fn version(&self) -> &str;
+    fn encode(&self) -> Result<Vec<u8>, ArtifactError>;
+    fn decode(bytes: &[u8]) -> Result<Self, ArtifactError>;
+}
+
+impl Registered for ModelArtifact {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn version(&self) -> &str {
+        &self.version
+    }
+    fn encode(&self) -> Result<Vec<u8>, ArtifactError> {
+        ModelArtifact::encode(self)
+    }
+    fn decode(bytes: &[u8]) -> Result<Self, ArtifactError> {
+        ModelArtifact::decode(bytes)
+    }
+}
+
+impl Registered for Model {
+    fn name(&self) -> &str {
+        Model::name(self)
+    }
+    fn version(&self) -> &str {
+        Model::version(self)
+    }
+    fn encode(&self) -> Result<Vec<u8>, ArtifactError> {
+        self.artifact().encode()
+    }
+    fn decode(bytes: &[u8]) -> Result<Self, ArtifactError> {
+        Model::decode(bytes)
+    }
+}
+
 /// Publishes an artifact under its name and version. Idempotent for identical bytes.
-pub async fn publish(
+pub async fn publish<A: Registered>(
     store: &impl ObjectStore,
-    artifact: &ModelArtifact,
+    artifact: &A,
 ) -> Result<String, RegistryError> {
-    check_segment("model name", &artifact.name)?;
-    check_segment("model version", &artifact.version)?;
-    let key = artifact_key(&artifact.name, &artifact.version);
+    check_segment("name", artifact.name())?;
+    check_segment("version", artifact.version())?;
+    let key = artifact_key(artifact.name(), artifact.version());
     let bytes = artifact
         .encode()
         .map_err(|source| RegistryError::Artifact {
@@ -133,42 +172,56 @@ pub async fn load_version(
     name: &str,
     version: &str,
 ) -> Result<Model, RegistryError> {
-    Ok(fetch_version(store, name, version).await?.0)
+    load_version_of(store, name, version).await
 }
 
-/// One version, checked, with the SHA-256 of its bytes (what a champion pointer pins).
-async fn fetch_version(
+/// Reads and checks one version of any registered artifact.
+pub async fn load_version_of<A: Registered>(
     store: &impl ObjectStore,
     name: &str,
     version: &str,
-) -> Result<(Model, String), RegistryError> {
-    check_segment("model name", name)?;
-    check_segment("model version", version)?;
+) -> Result<A, RegistryError> {
+    Ok(fetch_version::<A>(store, name, version).await?.0)
+}
+
+/// One version, checked, with the SHA-256 of its bytes (what a champion pointer pins).
+pub async fn fetch_version<A: Registered>(
+    store: &impl ObjectStore,
+    name: &str,
+    version: &str,
+) -> Result<(A, String), RegistryError> {
+    check_segment("name", name)?;
+    check_segment("version", version)?;
     let key = artifact_key(name, version);
     let object = store
         .get(&key)
         .await?
         .ok_or_else(|| RegistryError::Missing { key: key.clone() })?;
-    let model = decode_at(&key, &object.bytes, name, version)?;
-    Ok((model, ModelArtifact::digest(&object.bytes)))
+    let artifact = decode_at(&key, &object.bytes, name, version)?;
+    Ok((artifact, ModelArtifact::digest(&object.bytes)))
 }
 
-fn decode_at(key: &str, bytes: &[u8], name: &str, version: &str) -> Result<Model, RegistryError> {
-    let model = Model::decode(bytes).map_err(|source| RegistryError::Artifact {
+fn decode_at<A: Registered>(
+    key: &str,
+    bytes: &[u8],
+    name: &str,
+    version: &str,
+) -> Result<A, RegistryError> {
+    let artifact = A::decode(bytes).map_err(|source| RegistryError::Artifact {
         key: key.to_owned(),
         source,
     })?;
-    if model.name() != name || model.version() != version {
+    if artifact.name() != name || artifact.version() != version {
         return Err(RegistryError::Artifact {
             key: key.to_owned(),
             source: ArtifactError::Corrupt(format!(
                 "it holds {}@{}, not {name}@{version}",
-                model.name(),
-                model.version()
+                artifact.name(),
+                artifact.version()
             )),
         });
     }
-    Ok(model)
+    Ok(artifact)
 }
 
 /// The champion pointer and its ETag, if there is one.
@@ -199,7 +252,10 @@ pub async fn champion_pointer(
 }
 
 /// Reads the champion: the pointer, then the artifact it pins (checked against the pinned SHA-256).
-pub async fn load_champion(store: &impl ObjectStore, name: &str) -> Result<Model, RegistryError> {
+pub async fn load_champion<A: Registered>(
+    store: &impl ObjectStore,
+    name: &str,
+) -> Result<A, RegistryError> {
     let (pointer, _) = champion_pointer(store, name)
         .await?
         .ok_or_else(|| RegistryError::NoChampion { name: name.into() })?;
@@ -217,6 +273,55 @@ pub async fn load_champion(store: &impl ObjectStore, name: &str) -> Result<Model
         });
     }
     decode_at(&key, &object.bytes, name, &pointer.version)
+}
+
+/// Moves the champion pointer to `version` (pinning `sha256`) if it still has the ETag it was read with
+/// (`current`; `None`: there was no pointer). `Ok(false)`: someone else moved it first.
+pub async fn move_champion(
+    store: &impl ObjectStore,
+    name: &str,
+    version: &str,
+    sha256: String,
+    current: Option<&str>,
+    record_key: &str,
+    now: DateTime<Utc>,
+) -> Result<bool, RegistryError> {
+    let pointer = ChampionPointer {
+        format_version: REGISTRY_FORMAT_VERSION,
+        name: name.to_owned(),
+        version: version.to_owned(),
+        artifact_sha256: sha256,
+        artifact_key: artifact_key(name, version),
+        promoted_at: now,
+        promotion_record: record_key.to_owned(),
+    };
+    let condition = match current {
+        Some(etag) => Condition::Matches(etag.to_owned()),
+        None => Condition::Absent,
+    };
+    let body = serde_json::to_vec_pretty(&pointer).map_err(|e| RegistryError::Pointer {
+        key: champion_key(name),
+        reason: e.to_string(),
+    })?;
+    match store.put(&champion_key(name), body, condition).await {
+        Ok(()) => Ok(true),
+        Err(PutError::Precondition) => Ok(false),
+        Err(PutError::Store(e)) => Err(e.into()),
+    }
+}
+
+/// Writes a promotion record once (a retry of the same record is a no-op).
+pub async fn write_record(
+    store: &impl ObjectStore,
+    key: &str,
+    record: &impl Serialize,
+) -> Result<(), RegistryError> {
+    let body =
+        serde_json::to_vec_pretty(record).map_err(|e| RegistryError::Invalid(e.to_string()))?;
+    match store.put(key, body, Condition::Absent).await {
+        Ok(()) | Err(PutError::Precondition) => Ok(()),
+        Err(PutError::Store(e)) => Err(e.into()),
+    }
 }
 
 /// The model compiled into the binary.
@@ -248,7 +353,7 @@ pub async fn load_or_fallback(
     name: &str,
     budget: Duration,
 ) -> Result<Loaded, ArtifactError> {
-    let outcome = match tokio::time::timeout(budget, load_champion(store, name)).await {
+    let outcome = match tokio::time::timeout(budget, load_champion::<Model>(store, name)).await {
         Ok(result) => result,
         Err(_) => Err(RegistryError::Timeout(budget)),
     };
@@ -407,7 +512,7 @@ pub async fn promote(
     now: DateTime<Utc>,
 ) -> Result<PromotionRecord, RegistryError> {
     let (challenger_model, challenger_sha256) =
-        fetch_version(store, name, challenger_version).await?;
+        fetch_version::<Model>(store, name, challenger_version).await?;
     let pointer = champion_pointer(store, name).await?;
     // An unreadable champion is reported and compared as "cannot be evaluated".
     let champion_model = match &pointer {
@@ -478,41 +583,28 @@ pub async fn promote(
     };
     let mut raced = false;
     if record.decision.promote {
-        let new_pointer = ChampionPointer {
-            format_version: REGISTRY_FORMAT_VERSION,
-            name: name.to_owned(),
-            version: challenger_version.to_owned(),
-            artifact_sha256: challenger_sha256,
-            artifact_key: artifact_key(name, challenger_version),
-            promoted_at: now,
-            promotion_record: record_key.clone(),
-        };
-        let condition = match &pointer {
-            Some((_, etag)) => Condition::Matches(etag.clone()),
-            None => Condition::Absent,
-        };
-        let body = serde_json::to_vec_pretty(&new_pointer).map_err(|e| RegistryError::Pointer {
-            key: champion_key(name),
-            reason: e.to_string(),
-        })?;
-        match store.put(&champion_key(name), body, condition).await {
-            Ok(()) => record.pointer_moved = true,
-            Err(PutError::Precondition) => {
-                raced = true;
-                record
-                    .decision
-                    .reason
-                    .push_str("; but the pointer changed meanwhile, so it was not moved");
-            }
-            Err(PutError::Store(e)) => return Err(e.into()),
+        let current = pointer.as_ref().map(|(_, etag)| etag.as_str());
+        let moved = move_champion(
+            store,
+            name,
+            challenger_version,
+            challenger_sha256,
+            current,
+            &record_key,
+            now,
+        )
+        .await?;
+        if moved {
+            record.pointer_moved = true;
+        } else {
+            raced = true;
+            record
+                .decision
+                .reason
+                .push_str("; but the pointer changed meanwhile, so it was not moved");
         }
     }
-    let body =
-        serde_json::to_vec_pretty(&record).map_err(|e| RegistryError::Invalid(e.to_string()))?;
-    match store.put(&record_key, body, Condition::Absent).await {
-        Ok(()) | Err(PutError::Precondition) => {}
-        Err(PutError::Store(e)) => return Err(e.into()),
-    }
+    write_record(store, &record_key, &record).await?;
     if raced {
         return Err(RegistryError::Raced);
     }
