@@ -11,18 +11,22 @@
 //! | [`census`] | whole-table scans of the local stack |
 //! | [`local`] | the local stack's description and stream pollers |
 //! | [`rees46`] | the REES46 clickstream mapped to v1 events |
+//! | [`learn`] | point-in-time rows, off-policy evaluation, policy training and promotion, the Open Bandit check |
 //! | [`simulate`] | the closed-loop simulator with a known truth |
+//! | [`report_html`] | the learning loop's HTML pages |
 
 pub mod census;
 pub mod demo;
 pub mod demo_loop;
 pub mod drivers;
 pub mod evaluate;
+pub mod learn;
 pub mod local;
 pub mod model;
 pub mod rebuild;
 pub mod rees46;
 pub mod replay;
+pub mod report_html;
 pub mod simulate;
 
 pub use demo::demo;

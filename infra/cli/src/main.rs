@@ -16,6 +16,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// The learning loop: point-in-time training rows from the event log, off-policy evaluation, training
+    /// and promotion of learned policies, and the Open Bandit Dataset check of the estimators.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
     /// Run the closed-loop simulator: the real decision engine on UCI sessions in a world with a known,
     /// context-dependent effect per action; learn, evaluate off-policy and promote in rounds. Writes
     /// simulation.json and simulation.html.
@@ -243,6 +247,177 @@ impl EvaluateArgs {
     }
 }
 
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Write one point-in-time row per decision in the local stack's event log (JSON lines) and print the
+    /// summary, with the feature-hash match rate.
+    Dataset {
+        #[command(flatten)]
+        stack: StackArg,
+        #[arg(long, default_value = "target/learning/rows.jsonl")]
+        out: PathBuf,
+        /// An order within this many hours after a decision is its outcome.
+        #[arg(long, default_value_t = 24)]
+        horizon_hours: i64,
+    },
+    /// Estimate off-policy what each policy would have earned on the rows: the logged policies, doing
+    /// nothing, the configured policy and every `--policy` artifact. Prints the table; writes ope.json and
+    /// ope.html.
+    Evaluate {
+        #[arg(long, default_value = "target/learning/rows.jsonl")]
+        rows: PathBuf,
+        /// A learned policy artifact to evaluate (repeatable).
+        #[arg(long)]
+        policy: Vec<PathBuf>,
+        /// The artifact whose outcome models are the reward model (default: the first `--policy`).
+        #[arg(long)]
+        reward_model: Option<PathBuf>,
+        #[arg(long, default_value_t = 2000)]
+        resamples: usize,
+        #[arg(long, default_value_t = 20_261_130)]
+        seed: u64,
+        #[arg(long, default_value = "target/learning")]
+        out_dir: PathBuf,
+    },
+    /// Train a learned policy (linfa) on the training split of the rows, evaluate it on the held-out
+    /// split, write the artifact and optionally publish it to the local stack's registry.
+    Train {
+        #[arg(long, default_value = "target/learning/rows.jsonl")]
+        rows: PathBuf,
+        #[arg(long, default_value = checkout_domain::decision::learned::DEFAULT_POLICY_NAME)]
+        name: String,
+        #[arg(long)]
+        version: Option<String>,
+        /// Share of decisions held out (chosen by a hash of the decision id).
+        #[arg(long, default_value_t = 0.3)]
+        held_out: f64,
+        #[arg(long, default_value = "target/learning/policy.json")]
+        out: PathBuf,
+        #[arg(long)]
+        publish: bool,
+        #[command(flatten)]
+        stack: StackArg,
+    },
+    /// Promote a published policy if its doubly robust lower 95% bound beats the champion's estimate on
+    /// the held-out rows (or with --override). Writes a record either way; exits 3 when not promoted.
+    Promote {
+        #[command(flatten)]
+        stack: StackArg,
+        #[arg(long, default_value = checkout_domain::decision::learned::DEFAULT_POLICY_NAME)]
+        name: String,
+        #[arg(long)]
+        version: String,
+        #[arg(long, default_value = "target/learning/rows.jsonl")]
+        rows: PathBuf,
+        #[arg(long, default_value_t = 0.3)]
+        held_out: f64,
+        #[arg(long = "override")]
+        override_reason: Option<String>,
+    },
+    /// Estimate the uniform-random policy's click rate on the Open Bandit Dataset from the Thompson-sampling
+    /// logs and compare it with the random logs' own rate. Writes obd.json and obd.html.
+    Obd {
+        #[arg(long, default_value = "../shared/data/obd")]
+        data: PathBuf,
+        #[arg(long, default_value = "target/learning")]
+        out_dir: PathBuf,
+    },
+}
+
+async fn policy(command: PolicyCommand) -> Result<ExitCode, ops::BoxError> {
+    use checkout_domain::ope::Settings;
+    use ops::learn;
+    match command {
+        PolicyCommand::Dataset {
+            stack,
+            out,
+            horizon_hours,
+        } => print_json(&learn::dataset(&stack.load()?, &out, horizon_hours).await?)?,
+        PolicyCommand::Evaluate {
+            rows,
+            policy,
+            reward_model,
+            resamples,
+            seed,
+            out_dir,
+        } => {
+            let rows = learn::read_rows(&rows)?;
+            let policies = policy
+                .iter()
+                .map(|p| learn::read_policy(p))
+                .collect::<Result<Vec<_>, _>>()?;
+            let reward = reward_model
+                .as_deref()
+                .map(learn::read_policy)
+                .transpose()?;
+            let settings = Settings {
+                resamples,
+                seed,
+                ..Settings::default()
+            };
+            let report = learn::evaluate_policies(
+                &rows,
+                &policies,
+                reward.as_ref().or(policies.first()),
+                &checkout_domain::decision::policy::PolicyConfig::default(),
+                settings,
+            );
+            learn::write_report(
+                &report,
+                &out_dir,
+                "Off-policy evaluation",
+                "Each policy's estimated margin per decision on the logged decisions.",
+            )?;
+            learn::print_report(&report);
+        }
+        PolicyCommand::Train {
+            rows,
+            name,
+            version,
+            held_out,
+            out,
+            publish,
+            stack,
+        } => {
+            let rows = learn::read_rows(&rows)?;
+            let stack = if publish { Some(stack.load()?) } else { None };
+            print_json(&learn::train(&rows, &name, version, held_out, &out, stack.as_ref()).await?)?
+        }
+        PolicyCommand::Promote {
+            stack,
+            name,
+            version,
+            rows,
+            held_out,
+            override_reason,
+        } => {
+            let rows = learn::read_rows(&rows)?;
+            let record = learn::promote(
+                &stack.load()?,
+                &name,
+                &version,
+                &rows,
+                held_out,
+                override_reason.as_deref(),
+            )
+            .await?;
+            print_json(&record)?;
+            if !record.pointer_moved {
+                eprintln!("checkout-ai: not promoted: {}", record.decision.reason);
+                return Ok(ExitCode::from(3));
+            }
+        }
+        PolicyCommand::Obd { data, out_dir } => {
+            let check = learn::obd(&data, Settings::default())?;
+            std::fs::create_dir_all(&out_dir)?;
+            std::fs::write(out_dir.join("obd.json"), serde_json::to_vec_pretty(&check)?)?;
+            std::fs::write(out_dir.join("obd.html"), learn::obd_html(&check))?;
+            learn::print_obd(&check);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 #[derive(clap::Args)]
 struct StackArg {
     /// The local stack description written by `make stack-up`.
@@ -384,6 +559,7 @@ async fn run(command: Command) -> Result<ExitCode, ops::BoxError> {
             print!("{}", String::from_utf8_lossy(&config.encode()));
         }
         Command::Evaluate(args) => args.run()?,
+        Command::Policy(command) => return policy(command).await,
         Command::Simulate {
             uci,
             rounds,

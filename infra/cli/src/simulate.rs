@@ -750,10 +750,127 @@ pub fn print(r: &SimReport) {
     );
 }
 
-/// The report page (filled in below).
+/// The report page: margin, regret and share-of-lift curves, and the estimators against the truth.
 pub fn html(r: &SimReport) -> String {
-    format!(
-        "<pre>{}</pre>",
-        serde_json::to_string_pretty(r).unwrap_or_default()
-    )
+    use crate::report_html::{line_chart, page, Series};
+    use checkout_domain::stats::html::escape;
+    use std::fmt::Write as _;
+    let at = |f: &dyn Fn(&RoundReport) -> f64| -> Vec<(f64, f64)> {
+        std::iter::once((0.0, 0.0))
+            .chain(r.rounds.iter().map(|x| (x.decisions as f64, f(x))))
+            .collect()
+    };
+    let mut body = format!(
+        "<p class=\"muted\">{} rounds of {} decisions, seed {}, truth seed {}. The learned loop reached \
+         <b>{:.1}%</b> of the oracle's margin lift over doing nothing in its last round (the configured-uplift \
+         policy: {:.1}%); 50% at {}, 80% at {}. Values are expected margins per decision in minor units, \
+         computed from the known truth.</p>",
+        r.settings.rounds,
+        r.settings.per_round,
+        r.settings.seed,
+        r.settings.truth_seed,
+        100.0 * r.final_share_of_oracle_lift,
+        100.0 * r.configured_share_of_oracle_lift,
+        r.decisions_to_50_percent.map_or("never".into(), |d| format!("{d} decisions")),
+        r.decisions_to_80_percent.map_or("never".into(), |d| format!("{d} decisions")),
+    );
+    body.push_str(&line_chart(
+        "Cumulative expected margin",
+        "decisions",
+        "margin (minor units)",
+        &[
+            Series {
+                name: "oracle",
+                color: "#15803d",
+                points: at(&|x| x.cumulative.oracle),
+            },
+            Series {
+                name: "learned loop",
+                color: "#1e3a8a",
+                points: at(&|x| x.cumulative.serving),
+            },
+            Series {
+                name: "configured",
+                color: "#b45309",
+                points: at(&|x| x.cumulative.configured),
+            },
+            Series {
+                name: "nothing",
+                color: "#6b7280",
+                points: at(&|x| x.cumulative.nothing),
+            },
+        ],
+    ));
+    body.push_str(&line_chart(
+        "Cumulative regret against the oracle",
+        "decisions",
+        "margin lost (minor units)",
+        &[
+            Series {
+                name: "learned loop",
+                color: "#1e3a8a",
+                points: at(&|x| x.cumulative_regret),
+            },
+            Series {
+                name: "configured",
+                color: "#b45309",
+                points: at(&|x| x.cumulative.oracle - x.cumulative.configured),
+            },
+        ],
+    ));
+    let share = |f: &dyn Fn(&RoundReport) -> f64| -> Vec<(f64, f64)> {
+        r.rounds
+            .iter()
+            .map(|x| (x.decisions as f64, 100.0 * f(x)))
+            .collect()
+    };
+    body.push_str(&line_chart(
+        "Share of the oracle's lift, per round",
+        "decisions",
+        "% of the oracle's lift over nothing",
+        &[
+            Series {
+                name: "learned loop",
+                color: "#1e3a8a",
+                points: share(&|x| x.share_of_oracle_lift),
+            },
+            Series {
+                name: "configured",
+                color: "#b45309",
+                points: share(&|x| x.configured_share_of_oracle_lift),
+            },
+        ],
+    ));
+    body.push_str(
+        "<h2>Each round's challenger, evaluated off-policy on the held-out decisions</h2>\n<table><tr><th>round</th>\
+         <th>challenger</th><th>true value</th><th>IPS</th><th>clipped IPS</th><th>SNIPS</th><th>DM</th><th>DR</th>\
+         <th>promoted</th></tr>\n",
+    );
+    for x in &r.rounds {
+        let _ = write!(
+            body,
+            "<tr><td>{}</td><td>{}</td><td>{:.1}</td>",
+            x.round,
+            escape(&x.challenger),
+            x.challenger_true_value
+        );
+        for e in &x.estimators {
+            let _ = write!(
+                body,
+                "<td class=\"{}\">{:.1} [{:.1}, {:.1}]</td>",
+                if e.covers_truth { "" } else { "worse" },
+                e.estimate.value,
+                e.estimate.lower,
+                e.estimate.upper
+            );
+        }
+        let _ = writeln!(
+            body,
+            "<td title=\"{}\">{}</td></tr>",
+            escape(&x.promotion_reason),
+            if x.promoted { "yes" } else { "no" }
+        );
+    }
+    body.push_str("</table><p class=\"muted\">An interval in red misses the true value.</p>\n");
+    page("Closed-loop simulation", &body)
 }

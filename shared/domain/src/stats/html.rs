@@ -34,7 +34,8 @@ fn number(x: f64) -> String {
     }
 }
 
-const STYLE: &str = "body{font:15px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:60rem;padding:0 1rem;color:#1d2330}
+/// The stylesheet every HTML report shares.
+pub const STYLE: &str = "body{font:15px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:60rem;padding:0 1rem;color:#1d2330}
 h1{font-size:1.5rem;margin-bottom:.2rem}h2{font-size:1.15rem;margin-top:2rem;border-bottom:1px solid #dde1e8;padding-bottom:.2rem}
 .muted{color:#5c6577}.banner{padding:.8rem 1rem;border-radius:6px;margin:1rem 0;font-weight:600}
 .ok{background:#e7f6ec;color:#14532d}.warning{background:#fff5dc;color:#6b4e00}.failed{background:#fde8e8;color:#7f1d1d}
