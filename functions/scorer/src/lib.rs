@@ -13,6 +13,7 @@ use checkout_aws::s3::{s3_client, S3ObjectStore};
 use checkout_aws::{load_sdk_config, ConfigError, Env};
 use checkout_domain::decision::config::{ConfigCache, DEFAULT_CONFIG_KEY};
 use checkout_domain::decision::engine::{decide, DecisionResponse, Inputs};
+use checkout_domain::decision::learned::{load_policies, LoadedPolicies, DEFAULT_POLICY_NAME};
 use checkout_domain::decision::read::{read_features, PageCache};
 use checkout_domain::decision::request::{parse_request, RequestError};
 use checkout_domain::event::Event;
@@ -37,6 +38,10 @@ pub struct Config {
     pub event_stream: String,
     pub models_bucket: String,
     pub model_name: String,
+    /// The learned policy's registry name; its champion serves the treatment arm when there is one.
+    pub policy_name: String,
+    /// A published policy version to run in shadow mode (logged, never served).
+    pub shadow_policy_version: Option<String>,
     pub config_key: String,
     pub config_ttl: Duration,
     pub config_fetch_budget: Duration,
@@ -64,6 +69,14 @@ impl Config {
                 .optional("MODEL_NAME")
                 .unwrap_or(DEFAULT_MODEL_NAME)
                 .to_string(),
+            policy_name: env
+                .optional("POLICY_NAME")
+                .unwrap_or(DEFAULT_POLICY_NAME)
+                .to_string(),
+            shadow_policy_version: env
+                .optional("SHADOW_POLICY_VERSION")
+                .filter(|v| !v.is_empty())
+                .map(str::to_string),
             config_key: env
                 .optional("DECISION_CONFIG_KEY")
                 .unwrap_or(DEFAULT_CONFIG_KEY)
@@ -114,6 +127,7 @@ pub struct Scorer<F = DynamoFeatureStore, O = S3ObjectStore, K = KinesisProducer
     pub features: F,
     pub decision_config: ConfigCache<O>,
     pub model: Loaded,
+    pub policies: LoadedPolicies,
     pub events: K,
     pub pseudonymizer: Pseudonymizer,
     pub pages: PageCache,
@@ -196,11 +210,17 @@ impl<F: FeatureReader, O: ObjectStore + Send + Sync, K: BatchSink<OutRecord>> Sc
             }
         };
         // Independent, so concurrent: the cold start costs the slowest of them, not their sum.
-        let (key, model, _, ()) = tokio::join!(
+        let (key, model, policies, _, ()) = tokio::join!(
             key,
             load_or_fallback(
                 decision_config.store(),
                 &settings.model_name,
+                settings.model_load_budget
+            ),
+            load_policies(
+                decision_config.store(),
+                &settings.policy_name,
+                settings.shadow_policy_version.as_deref(),
                 settings.model_load_budget
             ),
             decision_config.current(),
@@ -210,6 +230,7 @@ impl<F: FeatureReader, O: ObjectStore + Send + Sync, K: BatchSink<OutRecord>> Sc
             decision_config,
             pages: PageCache::new(settings.page_cache_ttl, settings.page_cache_entries),
             model: model?,
+            policies,
             pseudonymizer: Pseudonymizer::new(key?.as_bytes())?,
             settings,
             features,
@@ -324,8 +345,8 @@ impl<F: FeatureReader, O: ObjectStore + Send + Sync, K: BatchSink<OutRecord>> Sc
                 unit: unit.as_deref(),
                 model: &self.model.model,
                 config: &snapshot.config,
-                policy: None,
-                shadow: None,
+                policy: self.policies.champion.as_ref(),
+                shadow: self.policies.shadow.as_ref(),
             },
         );
         let c = &self.counters;
@@ -397,6 +418,9 @@ impl<F: FeatureReader, O: ObjectStore + Send + Sync, K: BatchSink<OutRecord>> Sc
         serde_json::json!({
             "status": "ok",
             "model": {"id": model.model.name(), "version": model.model.version(), "origin": model.origin},
+            "policy": {"name": self.settings.policy_name, "serving": self.policies.origin,
+                       "shadow": self.policies.shadow.as_ref().map(|p| &p.version),
+                       "shadow_problem": self.policies.shadow_problem},
             "config": {"origin": snapshot.origin, "stale_because": snapshot.stale_because,
                        "kill_switch": snapshot.config.kill_switch,
                        "experiments": snapshot.config.experiments.iter().map(|e| &e.id).collect::<Vec<_>>()},

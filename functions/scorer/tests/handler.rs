@@ -657,3 +657,126 @@ async fn the_events_fixtures_go_through_the_lambda_entry_point() {
     }
     assert_eq!(events(&s).len(), 1, "one decision, one event");
 }
+
+fn learned_policy(
+    version: &str,
+    favourite: &str,
+) -> checkout_domain::decision::learned::PolicyArtifact {
+    use checkout_domain::decision::learned::*;
+    let outcome_models = [
+        "none",
+        "free_shipping",
+        "percent_discount_5",
+        "percent_discount_10",
+        "reminder",
+        "cross_sell",
+    ]
+    .into_iter()
+    .map(|k| {
+        let intercept = if k == favourite { 1.0 } else { -2.0 };
+        let mut weights = vec![0.0; CONTEXT_FEATURES.len()];
+        weights[0] = intercept;
+        (
+            k.to_string(),
+            OutcomeModel {
+                weights,
+                rows: 100,
+                orders: 10,
+            },
+        )
+    })
+    .collect();
+    PolicyArtifact {
+        name: DEFAULT_POLICY_NAME.into(),
+        version: version.into(),
+        created_at: now(),
+        features: CONTEXT_FEATURES.iter().map(|f| f.to_string()).collect(),
+        outcome_models,
+        exploration: Exploration::default(),
+        training: PolicyTraining {
+            data_sha256: "0".repeat(64),
+            rows: 600,
+            horizon_hours: 24,
+            library: "test".into(),
+            alpha: 1.0,
+        },
+        evaluation: Value::Null,
+    }
+}
+
+#[tokio::test]
+async fn a_promoted_policy_serves_the_treatment_arm_and_a_shadow_is_logged_beside_it() {
+    use checkout_domain::decision::learned::DEFAULT_POLICY_NAME;
+    use checkout_domain::model::registry::{move_champion, publish};
+    use checkout_domain::model::ModelArtifact;
+    let store = MemoryObjectStore::default();
+    store.insert(DEFAULT_CONFIG_KEY, treat_all());
+    let champion = learned_policy("v1", "reminder");
+    let key = publish(&store, &champion).await.expect("published");
+    let sha = ModelArtifact::digest(&store.object(&key).expect("stored"));
+    assert!(move_champion(
+        &store,
+        DEFAULT_POLICY_NAME,
+        "v1",
+        sha,
+        None,
+        "record",
+        now()
+    )
+    .await
+    .expect("moved"));
+    publish(&store, &learned_policy("v2", "free_shipping"))
+        .await
+        .expect("published");
+    let mut config = settings();
+    config.shadow_policy_version = Some("v2".into());
+    let s = Scorer::assemble(
+        config,
+        features().await,
+        store,
+        MemoryStream::new(500, Faults::default()),
+        async { Ok(KEY.to_string()) },
+    )
+    .await
+    .expect("scorer");
+    let (status, body) = post(&s, &cart_body("s-1", Some("u-1"), "cart", true)).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        body["policy"],
+        json!({"id": "next-best-action", "version": "v1"})
+    );
+    let e = events(&s);
+    let checkout_domain::event::EventBody::DecisionServed(d) = &e[0].body else {
+        panic!("not a decision");
+    };
+    assert_eq!(e[0].schema_version, 2);
+    let shadow = d.shadow.as_ref().expect("the shadow's choice is logged");
+    assert_eq!(shadow.policy.version, "v2");
+    let sum: f64 = shadow.eligible.iter().map(|a| a.probability).sum();
+    assert!((sum - 1.0).abs() < 1e-9);
+    let health = s
+        .respond(&Method::GET, "/v1/health", None, b"", now())
+        .await;
+    let h = conforms(&health);
+    assert_eq!(
+        h["policy"]["serving"],
+        json!({"origin": "champion", "version": "v1"})
+    );
+    assert_eq!(h["policy"]["shadow"], json!("v2"));
+}
+
+#[tokio::test]
+async fn without_a_learned_policy_the_configured_one_serves_and_says_so() {
+    let s = scorer(treat_all()).await;
+    let (status, body) = post(&s, &cart_body("s-1", Some("u-1"), "cart", true)).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["policy"]["id"], json!("configured-uplift"));
+    let h = conforms(
+        &s.respond(&Method::GET, "/v1/health", None, b"", now())
+            .await,
+    );
+    assert_eq!(h["policy"]["serving"]["origin"], json!("configured"));
+    assert!(h["policy"]["serving"]["reason"]
+        .as_str()
+        .is_some_and(|r| r.contains("no champion")));
+}

@@ -321,3 +321,85 @@ impl crate::model::registry::Registered for PolicyArtifact {
             .map_err(|e| crate::model::ArtifactError::Corrupt(e.to_string()))
     }
 }
+
+/// Where the serving policies came from.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "origin", rename_all = "snake_case")]
+pub enum PolicyOrigin {
+    /// The registry's champion serves the treatment arm.
+    Champion { version: String },
+    /// The configured-uplift policy serves: no learned policy is promoted yet, or it could not be loaded
+    /// (the reason says which).
+    Configured { reason: String },
+}
+
+/// The policies a scorer container serves with.
+#[derive(Debug, Clone)]
+pub struct LoadedPolicies {
+    pub champion: Option<PolicyArtifact>,
+    pub shadow: Option<PolicyArtifact>,
+    pub origin: PolicyOrigin,
+    /// Why the shadow policy asked for is not running, if it is not.
+    pub shadow_problem: Option<String>,
+}
+
+/// The cold-start load: the champion policy `name` and, when asked for, the shadow `shadow_version`, within
+/// `budget`. Nothing here fails the cold start: without a learned champion the configured policy serves
+/// (logged with the reason), and a shadow that does not load is simply not run (logged).
+pub async fn load_policies(
+    store: &impl crate::ports::ObjectStore,
+    name: &str,
+    shadow_version: Option<&str>,
+    budget: std::time::Duration,
+) -> LoadedPolicies {
+    use crate::model::registry::{load_champion, load_version_of, RegistryError};
+    let timed = |r: Result<Result<PolicyArtifact, RegistryError>, _>| match r {
+        Ok(r) => r,
+        Err(_) => Err(RegistryError::Timeout(budget)),
+    };
+    let champion =
+        timed(tokio::time::timeout(budget, load_champion::<PolicyArtifact>(store, name)).await);
+    let (champion, origin) = match champion {
+        Ok(p) => {
+            tracing::info!(
+                policy = name,
+                version = p.version,
+                "loaded the champion policy"
+            );
+            let origin = PolicyOrigin::Champion {
+                version: p.version.clone(),
+            };
+            (Some(p), origin)
+        }
+        Err(e) => {
+            let reason = e.to_string();
+            if matches!(e, RegistryError::NoChampion { .. }) {
+                tracing::info!(
+                    policy = name,
+                    "no learned policy promoted yet; the configured policy serves"
+                );
+            } else {
+                tracing::error!(policy = name, error = %reason, "champion policy unavailable; the configured policy serves");
+            }
+            (None, PolicyOrigin::Configured { reason })
+        }
+    };
+    let (shadow, shadow_problem) = match shadow_version {
+        None => (None, None),
+        Some(v) => match timed(
+            tokio::time::timeout(budget, load_version_of::<PolicyArtifact>(store, name, v)).await,
+        ) {
+            Ok(p) => (Some(p), None),
+            Err(e) => {
+                tracing::error!(policy = name, version = v, error = %e, "shadow policy unavailable; not running it");
+                (None, Some(e.to_string()))
+            }
+        },
+    };
+    LoadedPolicies {
+        champion,
+        shadow,
+        origin,
+        shadow_problem,
+    }
+}
