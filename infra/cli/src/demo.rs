@@ -57,6 +57,7 @@ pub struct DemoSummary {
     pub decision_events: FlowBack,
     pub experiment: demo_loop::ExperimentSummary,
     pub report: demo_loop::ReportSummary,
+    pub learning: crate::learn::DemoLearning,
     pub timings_seconds: std::collections::BTreeMap<String, f64>,
 }
 
@@ -82,30 +83,30 @@ pub struct FlowBack {
 pub async fn demo(stack: &LocalStack, file: &Path, out: &Path) -> Result<(), BoxError> {
     let mut timings = std::collections::BTreeMap::new();
     let t = Instant::now();
-    println!("1/8 replaying {} into Kinesis …", file.display());
+    println!("1/9 replaying {} into Kinesis …", file.display());
     let replay = replay(stack, file, None, None).await?;
     timings.insert("replay".to_string(), t.elapsed().as_secs_f64());
 
     let t = Instant::now();
-    println!("2/8 driving the ingest handler from the stream, batch by batch …");
+    println!("2/9 driving the ingest handler from the stream, batch by batch …");
     let run = drive_ingest(stack).await?;
     timings.insert("ingest".to_string(), t.elapsed().as_secs_f64());
 
     let t = Instant::now();
-    println!("3/8 driving the feature updater from the event log's stream (INSERTs only) …");
+    println!("3/9 driving the feature updater from the event log's stream (INSERTs only) …");
     let features_run = drive_features(stack).await?;
     let features_secs = t.elapsed().as_secs_f64();
     timings.insert("features".to_string(), features_secs);
 
     let t = Instant::now();
-    println!("4/8 training a model on the event log's sessions and promoting it …");
+    println!("4/9 training a model on the event log's sessions and promoting it …");
     let model = train_and_promote(stack, out).await?;
     timings.insert("model".to_string(), t.elapsed().as_secs_f64());
 
     let t = Instant::now();
     let visits = demo_loop::cart_visits(file)?;
     println!(
-        "5/8 a storefront asks the scorer for {} decisions (each session that reaches the cart), through the HTTP API event …",
+        "5/9 a storefront asks the scorer for {} decisions (each session that reaches the cart), through the HTTP API event …",
         visits.len()
     );
     demo_loop::configure_experiment(stack).await?;
@@ -117,7 +118,7 @@ pub async fn demo(stack: &LocalStack, file: &Path, out: &Path) -> Result<(), Box
     timings.insert("decisions".to_string(), t.elapsed().as_secs_f64());
 
     let t = Instant::now();
-    println!("6/8 decision events back through Kinesis, ingest and the feature updater …");
+    println!("6/9 decision events back through Kinesis, ingest and the feature updater …");
     let ingest_back = drive_ingest_after(stack, &run.stream.positions).await?;
     let features_back = drive_features_after(stack, &features_run.stream.positions).await?;
     timings.insert("decisions_flow_back".to_string(), t.elapsed().as_secs_f64());
@@ -128,7 +129,7 @@ pub async fn demo(stack: &LocalStack, file: &Path, out: &Path) -> Result<(), Box
     };
 
     let t = Instant::now();
-    println!("7/8 the experiment evaluator over the window …");
+    println!("7/9 the experiment evaluator over the window …");
     let last_exposure = visits
         .iter()
         .map(|v| v.at)
@@ -138,7 +139,7 @@ pub async fn demo(stack: &LocalStack, file: &Path, out: &Path) -> Result<(), Box
     timings.insert("evaluate".to_string(), t.elapsed().as_secs_f64());
 
     let t = Instant::now();
-    println!("8/8 reading the event log and the features table back …");
+    println!("8/9 reading the event log and the features table back …");
     let sdk = stack.sdk_config().await;
     let ddb = aws_sdk_dynamodb::Client::new(&sdk);
     let event_log_items = count_items(&ddb, &stack.resource("EventLogTable")?.name).await?;
@@ -165,6 +166,15 @@ pub async fn demo(stack: &LocalStack, file: &Path, out: &Path) -> Result<(), Box
         }
     };
     timings.insert("verify".to_string(), t.elapsed().as_secs_f64());
+
+    let t = Instant::now();
+    println!("9/9 the learning loop: point-in-time rows of these decisions, off-policy evaluation, a simulated closed loop …");
+    let uci = file
+        .parent()
+        .unwrap_or(Path::new("."))
+        .join("online_shoppers_intention.csv");
+    let learning = crate::learn::demo_phase(stack, &uci, out).await?;
+    timings.insert("learning".to_string(), t.elapsed().as_secs_f64());
     let per_event = |n: usize| n as f64 / event_log_items.max(1) as f64;
     let fc = &features_run.counts;
     let features = FeaturesSummary {
@@ -200,6 +210,7 @@ pub async fn demo(stack: &LocalStack, file: &Path, out: &Path) -> Result<(), Box
         decision_events,
         experiment,
         report,
+        learning,
         timings_seconds: timings,
     };
     std::fs::create_dir_all(out)?;
@@ -350,6 +361,7 @@ fn print_summary(s: &DemoSummary) {
         "  report in S3 s3://{}/{} (and .html); copied to {} and {}",
         s.report.s3_bucket, s.report.s3_key, s.report.json, s.report.html
     );
+    crate::learn::print_demo(&s.learning);
     println!();
     println!("checkout-ai demo: {}", s.dataset);
     println!("  rows replayed                {:>8}", s.replay.rows);

@@ -34,6 +34,9 @@ enum Command {
         seed: u64,
         #[arg(long, default_value_t = 7)]
         truth_seed: u64,
+        /// Bootstrap resamples of each round's off-policy evaluation.
+        #[arg(long, default_value_t = 500)]
+        resamples: usize,
         /// A JSON file overriding the truth's effects (see docs/learning.md).
         #[arg(long)]
         truth: Option<PathBuf>,
@@ -566,6 +569,7 @@ async fn run(command: Command) -> Result<ExitCode, ops::BoxError> {
             per_round,
             seed,
             truth_seed,
+            resamples,
             truth,
             out_dir,
         } => {
@@ -574,6 +578,7 @@ async fn run(command: Command) -> Result<ExitCode, ops::BoxError> {
                 per_round,
                 seed,
                 truth_seed,
+                resamples,
                 ..Default::default()
             };
             if let Some(path) = truth {

@@ -473,16 +473,16 @@ pub fn simulate(
                 "{:016x}-sim",
                 SplitMix64(n as u64 ^ settings.seed).next_u64()
             );
-            let inputs = |config, policy| Inputs {
+            let inputs = Inputs {
                 decision_id: &id,
                 now,
                 unit: None,
                 model,
-                config,
-                policy,
+                config: &cold,
+                policy: champion.as_ref(),
                 shadow: None,
             };
-            let d = decide(&request, Ok(&f), inputs(&cold, champion.as_ref()));
+            let d = decide(&request, Ok(&f), inputs);
             let EventBody::DecisionServed(served) = &d.event.body else {
                 return Err("the engine logged no decision".into());
             };
@@ -496,28 +496,6 @@ pub fn simulate(
                 .iter()
                 .map(|a| truth.value(&a.action, a.cost_minor, &world))
                 .collect();
-            let plain = decide(&request, Ok(&f), inputs(&configured, None));
-            let value_of = |key: &str| {
-                served
-                    .eligible
-                    .iter()
-                    .zip(&values)
-                    .find(|(a, _)| a.action == key)
-                    .map_or(0.0, |(_, v)| *v)
-            };
-            let configured_key = plain.response.actions[0].action.key();
-            let v = Values {
-                serving: served
-                    .eligible
-                    .iter()
-                    .zip(&values)
-                    .map(|(a, v)| a.probability * v)
-                    .sum(),
-                configured: value_of(&configured_key),
-                oracle: values.iter().cloned().fold(f64::MIN, f64::max),
-                nothing: value_of("none"),
-            };
-            sums.add(&v);
             let action = served.action_key.clone().unwrap_or_default();
             let cost = served
                 .eligible
@@ -539,32 +517,58 @@ pub fn simulate(
             let hash_matches = checkout_domain::decision::engine::feature_hash(&x, &context)
                 == served.feature_hash;
             matches += usize::from(hash_matches);
-            logged.push(Logged {
-                row: TrainingRow {
-                    decision_id: id.clone(),
-                    session_id,
-                    decided_at: now,
-                    placement,
-                    policy: served.policy.clone().unwrap_or_default(),
-                    experiment: None,
-                    context,
-                    feature_hash: served.feature_hash.clone(),
-                    hash_matches,
-                    eligible: served.eligible.clone(),
-                    action,
-                    propensity: served.propensity,
-                    shadow: None,
-                    outcome: Outcome {
-                        ordered,
-                        revenue_minor: if ordered { world.value_minor } else { 0 },
-                        margin_minor: if ordered {
-                            (world.margin_minor - cost) as f64
-                        } else {
-                            0.0
-                        },
-                        order_at: ordered.then_some(now),
+            let row = TrainingRow {
+                decision_id: id.clone(),
+                session_id,
+                decided_at: now,
+                placement,
+                policy: served.policy.clone().unwrap_or_default(),
+                experiment: None,
+                context,
+                feature_hash: served.feature_hash.clone(),
+                hash_matches,
+                eligible: served.eligible.clone(),
+                action,
+                propensity: served.propensity,
+                shadow: None,
+                outcome: Outcome {
+                    ordered,
+                    revenue_minor: if ordered { world.value_minor } else { 0 },
+                    margin_minor: if ordered {
+                        (world.margin_minor - cost) as f64
+                    } else {
+                        0.0
                     },
+                    order_at: ordered.then_some(now),
                 },
+            };
+            // The configured policy without exploration, on the same candidates (what `decide` would
+            // choose with ε = 0, computed from the row instead of a second engine call).
+            let plain = Target::Configured(&configured.policy)
+                .distribution(&row)
+                .unwrap_or_default();
+            let configured_index = (0..plain.len())
+                .max_by(|a, b| plain[*a].total_cmp(&plain[*b]))
+                .unwrap_or(0);
+            let v = Values {
+                serving: served
+                    .eligible
+                    .iter()
+                    .zip(&values)
+                    .map(|(a, v)| a.probability * v)
+                    .sum(),
+                configured: values.get(configured_index).copied().unwrap_or(0.0),
+                oracle: values.iter().cloned().fold(f64::MIN, f64::max),
+                nothing: served
+                    .eligible
+                    .iter()
+                    .zip(&values)
+                    .find(|(a, _)| a.action == "none")
+                    .map_or(0.0, |(_, v)| *v),
+            };
+            sums.add(&v);
+            logged.push(Logged {
+                row,
                 values,
                 held_out: rng.uniform() < settings.held_out,
             });
