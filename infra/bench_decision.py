@@ -50,6 +50,11 @@ def main():
     full = rust["request_to_response_and_event_ns"]
     print("scorer (medians; one machine, one run)")
     print(f"  decision compute (features in hand -> response JSON)  p50 {ours['p50']/1e3:7.2f} us  p99 {ours['p99']/1e3:7.2f} us")
+    for name, label in (("decision_compute_learned_ns", "with a learned policy"),
+                        ("decision_compute_learned_shadow_ns", "with a learned policy and a shadow")):
+        x = rust[name]
+        print(f"  decision compute {label:<34}  p50 {x['p50']/1e3:7.2f} us  p99 {x['p99']/1e3:7.2f} us")
+    print(f"  the shadow adds {rust['shadow_added_p99_ns']/1e3:.2f} us to the p99")
     print(f"  body -> validated -> pseudonymized -> decided -> response + event JSON  p50 {full['p50']/1e3:7.2f} us  p99 {full['p99']/1e3:7.2f} us")
     print(f"  sklearn predict_proba, one vectorized row            p50 {sk['p50']/1e3:7.2f} us  p99 {sk['p99']/1e3:7.2f} us")
     print(f"  -> sklearn's model call alone is {report['p50_ratio_sklearn_over_decision']:.0f}x (p50) and "

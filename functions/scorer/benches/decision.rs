@@ -2,7 +2,8 @@
 //!
 //! 1. **Decision compute**: features in hand → serialized response. `decide` (assignment, vectorize,
 //!    score with top-3 reasons, candidates and guardrails, choice, ranking, the event) plus
-//!    `serde_json` of the response. Also the whole in-process path of a request: parse and validate the
+//!    `serde_json` of the response: with the configured policy, with a learned policy, and with a learned
+//!    policy plus a shadow challenger (the shadow's cost is the difference of the last two p99s). Also the whole in-process path of a request: parse and validate the
 //!    body, pseudonymize the user id, decide, serialize the response and the event.
 //! 2. **Cold start**: process exec → the first Runtime API `GET …/invocation/next`, against a stub Runtime
 //!    API on 127.0.0.1. Init loads the decision config and the model and warms DynamoDB: against the
@@ -16,6 +17,9 @@
 use base64::Engine as _;
 use checkout_domain::decision::config::DecisionConfig;
 use checkout_domain::decision::engine::{decide, Features, Inputs};
+use checkout_domain::decision::learned::{
+    Exploration, OutcomeModel, PolicyArtifact, PolicyTraining, CONTEXT_FEATURES,
+};
 use checkout_domain::decision::policy::Arm;
 use checkout_domain::decision::request::parse_request;
 use checkout_domain::event::Event;
@@ -81,6 +85,55 @@ fn fixture() -> (Features, String, String) {
     (f, session, user)
 }
 
+/// A learned policy with an outcome model for every action the cart can get (seeded weights).
+fn policy(name: &str, seed: u64) -> PolicyArtifact {
+    let mut state = seed;
+    let mut weight = || {
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1);
+        ((state >> 33) as f64 / (1u64 << 31) as f64 - 0.5) * 0.4
+    };
+    let outcome_models = [
+        "none",
+        "free_shipping",
+        "percent_discount_5",
+        "percent_discount_10",
+        "reminder",
+        "cross_sell",
+    ]
+    .iter()
+    .map(|k| {
+        let mut weights: Vec<f64> = (0..CONTEXT_FEATURES.len()).map(|_| weight()).collect();
+        weights[0] -= 2.0;
+        (
+            k.to_string(),
+            OutcomeModel {
+                weights,
+                rows: 1000,
+                orders: 100,
+            },
+        )
+    })
+    .collect();
+    PolicyArtifact {
+        name: name.into(),
+        version: "bench".into(),
+        created_at: chrono::Utc::now(),
+        features: CONTEXT_FEATURES.iter().map(|f| f.to_string()).collect(),
+        outcome_models,
+        exploration: Exploration::default(),
+        training: PolicyTraining {
+            data_sha256: "0".repeat(64),
+            rows: 6000,
+            horizon_hours: 24,
+            library: "bench".into(),
+            alpha: 1.0,
+        },
+        evaluation: serde_json::Value::Null,
+    }
+}
+
 fn compute() -> serde_json::Value {
     let (features, session, user) = fixture();
     let model = fallback_model().expect("model");
@@ -144,11 +197,33 @@ fn compute() -> serde_json::Value {
         black_box(serde_json::to_vec(&d.response).ok());
         black_box(serde_json::to_vec(&d.event).ok());
     });
+    // The learned policy serving, alone and with a shadow challenger, on the same requests.
+    let champion = policy("champion", 1);
+    let challenger = policy("challenger", 2);
+    let learned = |shadow: bool| {
+        per_call_ns(calls, |i| {
+            let d = decide(
+                black_box(&request),
+                Ok(black_box(&features)),
+                Inputs {
+                    policy: Some(&champion),
+                    shadow: shadow.then_some(&challenger),
+                    ..inputs(i)
+                },
+            );
+            black_box(serde_json::to_vec(&d.response).ok());
+        })
+    };
+    let learned_alone = learned(false);
+    let learned_shadow = learned(true);
     let timer = per_call_ns(calls, |i| {
         black_box(i);
     });
     json!({
         "decision_compute_ns": summary(&compute),
+        "decision_compute_learned_ns": summary(&learned_alone),
+        "decision_compute_learned_shadow_ns": summary(&learned_shadow),
+        "shadow_added_p99_ns": quantile(&learned_shadow, 0.99).unwrap_or(0.0) - quantile(&learned_alone, 0.99).unwrap_or(0.0),
         "request_to_response_and_event_ns": summary(&full),
         "timer_overhead_ns": summary(&timer),
         "response_bytes": response_bytes,

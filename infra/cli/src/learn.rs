@@ -479,8 +479,9 @@ mod tests {
 #[derive(Debug, Clone, Serialize)]
 pub struct DemoLearning {
     pub dataset: DatasetSummary,
-    /// Per target: the doubly robust estimate and its interval (margin per decision, minor units).
-    pub dr: Vec<(String, f64, f64, f64)>,
+    /// Per target: the doubly robust estimate and its interval (margin per decision, minor units), and
+    /// the share of rows the logs cannot support for it.
+    pub dr: Vec<(String, f64, f64, f64, f64)>,
     pub reading: String,
     pub simulation_rounds: usize,
     pub simulation_decisions: usize,
@@ -506,10 +507,14 @@ pub async fn demo_phase(
         .policy;
     let report = evaluate_policies(&rows, &[], None, &configured, Settings::default());
     let reading = "REES46's outcomes were recorded before any of these decisions, so nothing served could \
-        change them: every policy's estimate is the same orders re-weighted, the differences are noise, and \
-        the intervals are wide. The feature-hash match rate is low because the demo asks for decisions after \
-        replaying the whole day, so the scorer read sessions that already held their later events, which the \
-        point-in-time rebuild (rightly) leaves out."
+        change them: the true effect of any policy against another is zero, and these estimates are the same \
+        orders re-weighted, with wide intervals. Where a target needs an action the logs never gave it \
+        (control only served none; the treatment arm's configured policy, with no exploration, never did), \
+        the importance-weighted estimators see no reward: the unsupported share says how much of an estimate \
+        that is, and such a gap is a gap in the logs, not an effect (exploration is what closes it). The \
+        feature-hash match rate is low because the demo asks for decisions after replaying the whole day, so \
+        the scorer read sessions that already held their later events, which the point-in-time rebuild \
+        (rightly) leaves out."
         .to_string();
     write_report(
         &report,
@@ -527,9 +532,10 @@ pub async fn demo_phase(
         .targets
         .iter()
         .filter_map(|t| {
-            t.evaluation
-                .get("dr")
-                .map(|e| (t.target.clone(), e.value, e.lower, e.upper))
+            t.evaluation.get("dr").map(|e| {
+                let unsupported = t.evaluation.diagnostics.unsupported_share;
+                (t.target.clone(), e.value, e.lower, e.upper, unsupported)
+            })
         })
         .collect();
     Ok(DemoLearning {
@@ -556,8 +562,11 @@ pub fn print_demo(l: &DemoLearning) {
         d.orders_within_horizon,
         100.0 * d.hash_match_rate
     );
-    for (target, v, lo, hi) in &l.dr {
-        println!("    DR {target:<28} {v:>9.1} [{lo:>9.1}, {hi:>9.1}] margin per decision");
+    for (target, v, lo, hi, unsupported) in &l.dr {
+        println!(
+            "    DR {target:<28} {v:>9.1} [{lo:>9.1}, {hi:>9.1}] margin per decision, {:>5.1}% unsupported",
+            100.0 * unsupported
+        );
     }
     println!("    {}", l.reading);
     println!(

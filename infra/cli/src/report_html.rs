@@ -150,7 +150,9 @@ pub fn line_chart(title: &str, x_label: &str, y_label: &str, series: &[Series<'_
     ) else {
         return String::new();
     };
-    let (x0, y0) = (x0.min(0.0), y0.min(0.0));
+    let (xs, ys) = (ticks(x0.min(0.0), x1), ticks(y0.min(0.0), y1));
+    let (x0, x1) = (xs[0], xs[xs.len() - 1]);
+    let (y0, y1) = (ys[0], ys[ys.len() - 1]);
     let (left, top, w, hgt) = (70.0, 20.0, 560.0, 240.0);
     let sx = |v: f64| left + (v - x0) / (x1 - x0).max(1e-9) * w;
     let sy = |v: f64| top + hgt - (v - y0) / (y1 - y0).max(1e-9) * hgt;
@@ -161,24 +163,25 @@ pub fn line_chart(title: &str, x_label: &str, y_label: &str, series: &[Series<'_
         top + hgt + 45.0,
         escape(title)
     );
-    for i in 0..=4 {
-        let (vx, vy) = (
-            x0 + (x1 - x0) * i as f64 / 4.0,
-            y0 + (y1 - y0) * i as f64 / 4.0,
-        );
+    for vy in &ys {
         let _ = write!(
             s,
             "<line x1=\"{left}\" x2=\"{:.1}\" y1=\"{1:.1}\" y2=\"{1:.1}\" stroke=\"#eceff4\"/>\
-             <text x=\"{2:.1}\" y=\"{3:.1}\" text-anchor=\"end\">{4}</text>\
-             <text x=\"{5:.1}\" y=\"{6:.1}\" text-anchor=\"middle\">{7}</text>",
+             <text x=\"{2:.1}\" y=\"{3:.1}\" text-anchor=\"end\">{4}</text>",
             left + w,
-            sy(vy),
+            sy(*vy),
             left - 6.0,
-            sy(vy) + 4.0,
-            round_label(vy),
-            sx(vx),
+            sy(*vy) + 4.0,
+            round_label(*vy),
+        );
+    }
+    for vx in &xs {
+        let _ = write!(
+            s,
+            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{}</text>",
+            sx(*vx),
             top + hgt + 16.0,
-            round_label(vx)
+            round_label(*vx)
         );
     }
     let _ = write!(
@@ -217,12 +220,32 @@ pub fn line_chart(title: &str, x_label: &str, y_label: &str, series: &[Series<'_
     s
 }
 
+/// Round tick values (steps of 1, 2, 2.5 or 5 times a power of ten) covering `[lo, hi]`, about five of them.
+fn ticks(lo: f64, hi: f64) -> Vec<f64> {
+    let span = (hi - lo).max(1e-9);
+    let raw = span / 5.0;
+    let power = 10f64.powf(raw.log10().floor());
+    let step = [1.0, 2.0, 2.5, 5.0, 10.0]
+        .iter()
+        .map(|m| m * power)
+        .find(|s| *s >= raw)
+        .unwrap_or(10.0 * power);
+    let first = (lo / step).floor() * step;
+    let mut out = vec![first];
+    while out[out.len() - 1] < hi - 1e-9 * span {
+        out.push(out[out.len() - 1] + step);
+    }
+    out
+}
+
 /// A tick label: thousands as `k`, small numbers with a sensible number of decimals.
 fn round_label(v: f64) -> String {
     let a = v.abs();
-    if a >= 10_000.0 {
-        format!("{:.0}k", v / 1000.0)
-    } else if a >= 100.0 || a == 0.0 {
+    if a >= 1_000_000.0 {
+        format!("{}M", trim(v / 1e6))
+    } else if a >= 10_000.0 {
+        format!("{}k", trim(v / 1e3))
+    } else if a >= 100.0 || v.fract() == 0.0 {
         format!("{v:.0}")
     } else if a >= 1.0 {
         format!("{v:.1}")
@@ -231,6 +254,35 @@ fn round_label(v: f64) -> String {
     }
 }
 
+/// A number without trailing zeros (`2.5`, `20`).
+fn trim(v: f64) -> String {
+    let s = format!("{v:.2}");
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
 pub fn page(title: &str, body: &str) -> String {
     format!("{}{body}</body></html>\n", head(title))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ticks_are_round_and_cover_the_range() {
+        assert_eq!(
+            ticks(0.0, 50_000.0),
+            [0.0, 10_000.0, 20_000.0, 30_000.0, 40_000.0, 50_000.0]
+        );
+        assert_eq!(ticks(0.0, 78.2), [0.0, 20.0, 40.0, 60.0, 80.0]);
+        assert_eq!(*ticks(0.0, 120_000.0).last().unwrap(), 125_000.0);
+        assert_eq!(round_label(80.0), "80");
+        let t = ticks(0.0, 31_767_000.0);
+        assert_eq!(
+            (t[0], t[1], *t.last().unwrap()),
+            (0.0, 10_000_000.0, 40_000_000.0)
+        );
+        assert_eq!(round_label(40_000_000.0), "40M");
+        assert_eq!(round_label(2_500_000.0), "2.5M");
+    }
 }
