@@ -61,6 +61,10 @@ fn main() {
                     &resamples.to_string(),
                 ])
                 .args(["--seed", &(seed + 1).to_string()])
+                // One core, like the Rust side: no BLAS threads in the matrix products.
+                .env("OPENBLAS_NUM_THREADS", "1")
+                .env("OMP_NUM_THREADS", "1")
+                .env("MKL_NUM_THREADS", "1")
                 .output()
                 .expect("numpy runs (make venv)");
             assert!(
