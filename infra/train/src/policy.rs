@@ -3,8 +3,8 @@
 //!
 //! The models are fitted jointly, as one L2-penalised logistic regression of "ordered within the horizon"
 //! on the context features ([`CONTEXT_FEATURES`]) shared by every action, plus per action an intercept and
-//! its own copy of the context features (the interactions, scaled by `interaction_scale` so that the
-//! penalty holds them closer to zero). Every action's model is then the shared part plus its own:
+//! its own copy of the context features (the interactions, scaled by `interaction_scale`: 1 by default;
+//! below 1 the penalty holds them closer to zero). Every action's model is then the shared part plus its own:
 //! `w_a = shared + [offset_a, scale · interaction_a]`, the per-action form the artifact stores and the
 //! scorer evaluates. Pooling lets a rarely served action borrow the baseline from all the others (a
 //! separate regression on its few rows would be mostly noise) while keeping its own effect, and how that
