@@ -405,10 +405,10 @@ async fn policy(command: PolicyCommand) -> Result<ExitCode, ops::BoxError> {
             )
             .await?;
             print_json(&record)?;
-            if !record.pointer_moved {
-                eprintln!("checkout-ai: not promoted: {}", record.decision.reason);
-                return Ok(ExitCode::from(3));
-            }
+            return Ok(promotion_exit(
+                record.pointer_moved,
+                &record.decision.reason,
+            ));
         }
         PolicyCommand::Obd { data, out_dir } => {
             let check = learn::obd(&data, Settings::default())?;
@@ -471,6 +471,16 @@ async fn train(
         println!("  published {url}");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// 0 when the pointer moved, else 3 (not promoted, with the reason on stderr).
+fn promotion_exit(moved: bool, reason: &str) -> ExitCode {
+    if moved {
+        ExitCode::SUCCESS
+    } else {
+        eprintln!("checkout-ai: not promoted: {reason}");
+        ExitCode::from(3)
+    }
 }
 
 /// Prints a result as pretty JSON on stdout.
@@ -543,10 +553,10 @@ async fn run(command: Command) -> Result<ExitCode, ops::BoxError> {
             )
             .await?;
             print_json(&record)?;
-            if !record.pointer_moved {
-                eprintln!("checkout-ai: not promoted: {}", record.decision.reason);
-                return Ok(ExitCode::from(3));
-            }
+            return Ok(promotion_exit(
+                record.pointer_moved,
+                &record.decision.reason,
+            ));
         }
         Command::DecisionConfig {
             stack,

@@ -11,8 +11,8 @@ use super::targets::{ope_rows, Target};
 use crate::decision::learned::PolicyArtifact;
 use crate::decision::policy::PolicyConfig;
 use crate::model::registry::{
-    champion_pointer, fetch_version, load_version_of, move_champion, promotion_key, write_record,
-    Decision, RegistryError, REGISTRY_FORMAT_VERSION,
+    champion_pointer, conclude, fetch_version, load_version_of, promotion_key, Decision, Promotion,
+    RegistryError, REGISTRY_FORMAT_VERSION,
 };
 use crate::ope::{evaluate, Settings};
 use crate::ports::ObjectStore;
@@ -167,32 +167,22 @@ pub async fn promote(
         pointer_moved: false,
         record_key: record_key.clone(),
     };
-    let mut raced = false;
-    if record.decision.promote {
-        let current = pointer.as_ref().map(|(_, etag)| etag.as_str());
-        if move_champion(
-            store,
-            name,
-            challenger_version,
-            sha256,
-            current,
-            &record_key,
-            now,
-        )
-        .await?
-        {
-            record.pointer_moved = true;
-        } else {
-            raced = true;
-            record
-                .decision
-                .reason
-                .push_str("; but the pointer changed meanwhile, so it was not moved");
-        }
-    }
-    write_record(store, &record_key, &record).await?;
-    if raced {
-        return Err(RegistryError::Raced);
-    }
+    let current = pointer.as_ref().map(|(_, etag)| etag.as_str());
+    conclude(store, challenger_version, sha256, current, now, &mut record).await?;
     Ok(record)
+}
+
+impl Promotion for PolicyPromotionRecord {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn record_key(&self) -> &str {
+        &self.record_key
+    }
+    fn decision_mut(&mut self) -> &mut Decision {
+        &mut self.decision
+    }
+    fn set_pointer_moved(&mut self) {
+        self.pointer_moved = true;
+    }
 }

@@ -324,6 +324,60 @@ pub async fn write_record(
     }
 }
 
+/// A promotion record: its decision, and whether the pointer moved.
+pub trait Promotion: Serialize {
+    fn name(&self) -> &str;
+    fn record_key(&self) -> &str;
+    fn decision_mut(&mut self) -> &mut Decision;
+    fn set_pointer_moved(&mut self);
+}
+
+/// The end of every promotion: moves the pointer to `version` when the record's decision promotes (with
+/// `If-Match` on `current`), notes a lost race in the reason, writes the record either way, and reports a
+/// lost race as [`RegistryError::Raced`].
+pub async fn conclude(
+    store: &impl ObjectStore,
+    version: &str,
+    sha256: String,
+    current: Option<&str>,
+    now: DateTime<Utc>,
+    record: &mut impl Promotion,
+) -> Result<(), RegistryError> {
+    let (name, key) = (record.name().to_owned(), record.record_key().to_owned());
+    let mut raced = false;
+    if record.decision_mut().promote {
+        if move_champion(store, &name, version, sha256, current, &key, now).await? {
+            record.set_pointer_moved();
+        } else {
+            raced = true;
+            record
+                .decision_mut()
+                .reason
+                .push_str("; but the pointer changed meanwhile, so it was not moved");
+        }
+    }
+    write_record(store, &key, record).await?;
+    if raced {
+        return Err(RegistryError::Raced);
+    }
+    Ok(())
+}
+
+impl Promotion for PromotionRecord {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn record_key(&self) -> &str {
+        &self.record_key
+    }
+    fn decision_mut(&mut self) -> &mut Decision {
+        &mut self.decision
+    }
+    fn set_pointer_moved(&mut self) {
+        self.pointer_moved = true;
+    }
+}
+
 /// The model compiled into the binary.
 pub fn fallback_model() -> Result<Model, ArtifactError> {
     Model::decode(FALLBACK_ARTIFACT)
@@ -581,32 +635,15 @@ pub async fn promote(
         pointer_moved: false,
         record_key: record_key.clone(),
     };
-    let mut raced = false;
-    if record.decision.promote {
-        let current = pointer.as_ref().map(|(_, etag)| etag.as_str());
-        let moved = move_champion(
-            store,
-            name,
-            challenger_version,
-            challenger_sha256,
-            current,
-            &record_key,
-            now,
-        )
-        .await?;
-        if moved {
-            record.pointer_moved = true;
-        } else {
-            raced = true;
-            record
-                .decision
-                .reason
-                .push_str("; but the pointer changed meanwhile, so it was not moved");
-        }
-    }
-    write_record(store, &record_key, &record).await?;
-    if raced {
-        return Err(RegistryError::Raced);
-    }
+    let current = pointer.as_ref().map(|(_, etag)| etag.as_str());
+    conclude(
+        store,
+        challenger_version,
+        challenger_sha256,
+        current,
+        now,
+        &mut record,
+    )
+    .await?;
     Ok(record)
 }
