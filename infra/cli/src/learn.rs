@@ -447,7 +447,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_obd_check_reads_the_real_logs_and_brackets_the_on_policy_rate() {
+    fn the_obd_check_reads_the_real_logs_and_gives_plausible_estimates_inside_their_intervals() {
         let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/obd");
         assert!(
             data.exists(),
