@@ -14,6 +14,7 @@
 //!   every other due experiment was evaluated, so the retry (Lambda's asynchronous retries, then the
 //!   dead-letter queue) redoes only the windows not yet written.
 
+use checkout_aws::emf::{Metrics, Unit};
 use checkout_aws::features::DynamoUnitSource;
 use checkout_aws::s3::{s3_client, S3ObjectStore};
 use checkout_aws::{load_sdk_config, ConfigError, Env};
@@ -95,6 +96,61 @@ pub struct Invocation {
     pub window_end: Option<DateTime<Utc>>,
     #[serde(default)]
     pub experiment_id: Option<String>,
+}
+
+/// The `service` dimension of this function's metrics.
+pub const SERVICE: &str = "experiment-evaluator";
+
+/// The readout metric of each report metric (the dashboard's per-arm widgets).
+pub const READOUTS: [(&str, &str); 3] = [
+    ("conversion", "Conversion"),
+    ("revenue_per_user", "RevenuePerUser"),
+    ("average_order_value", "AverageOrderValue"),
+];
+
+/// A run's metrics (EMF, service `experiment-evaluator`): `ExperimentsEvaluated` (reports written),
+/// `SrmAlarms`, `ReportFailures` (refused or failed, and by `reason`), and per experiment and arm
+/// (dimensions `experiment`, `variant`) the readout of each written report: `Units`, `Conversion`,
+/// `RevenuePerUser`, `AverageOrderValue` (the arm's means).
+pub fn metrics(summary: &RunSummary) -> Metrics {
+    let mut m = Metrics::new(SERVICE);
+    let written: Vec<&Outcome> = summary
+        .reports
+        .iter()
+        .filter(|o| o.outcome == "written")
+        .collect();
+    m.count("ExperimentsEvaluated", written.len());
+    m.count(
+        "SrmAlarms",
+        written.iter().filter(|o| o.srm_alarm == Some(true)).count(),
+    );
+    m.count(
+        "ReportFailures",
+        summary.refused.len() + summary.failed.len(),
+    );
+    for f in summary.refused.iter().chain(&summary.failed) {
+        m.add_with(
+            &[("reason", f.reason)],
+            "ReportFailuresByReason",
+            Unit::Count,
+            1.0,
+        );
+    }
+    for o in written {
+        for r in &o.readout {
+            let dims = [
+                ("experiment", o.experiment_id.as_str()),
+                ("variant", r.variant.as_str()),
+            ];
+            if let Some((_, name)) = READOUTS.iter().find(|(metric, _)| *metric == r.metric) {
+                m.add_with(&dims, name, Unit::None, r.mean);
+            }
+            if r.metric == READOUTS[0].0 {
+                m.add_with(&dims, "Units", Unit::Count, r.n as f64);
+            }
+        }
+    }
+    m
 }
 
 /// What a run did.
@@ -244,6 +300,7 @@ impl<U: UnitSource, C: ObjectStore, R: ObjectStore> Function<U, C, R> {
         let summary = match result {
             Ok(summary) if summary.failed.is_empty() => summary,
             Ok(summary) => {
+                metrics(&summary).flush();
                 tracing::warn!(summary = %serde_json::to_string(&summary).unwrap_or_default(), "evaluation run hit transient faults; failing for a retry");
                 let total = summary.reports.len() + summary.refused.len() + summary.failed.len();
                 return Err(RunError::Transient {
@@ -266,6 +323,7 @@ impl<U: UnitSource, C: ObjectStore, R: ObjectStore> Function<U, C, R> {
             }
         };
         tracing::info!(summary = %serde_json::to_string(&summary).unwrap_or_default(), "evaluation run");
+        metrics(&summary).flush();
         Ok(summary)
     }
 

@@ -116,10 +116,52 @@ async fn the_scheduler_fixture_writes_a_report_per_running_experiment() {
         assert!(report["metrics"][0]["comparisons"][0]["bayesian"].is_object());
         assert!(f.reports.object(&html_key).is_some());
     }
+    // The run's metrics: what was written, and each arm's readout from the report itself.
+    let docs = experiment_evaluator::metrics(&summary).documents(window_end());
+    for d in &docs {
+        checkout_aws::emf::validate(d).expect("a valid EMF document");
+    }
+    let names = checkout_aws::emf::declared(&docs);
+    for name in ["ExperimentsEvaluated", "SrmAlarms", "ReportFailures"] {
+        assert_eq!(names[name], ["service"], "{name}");
+    }
+    for name in ["Units", "Conversion", "RevenuePerUser", "AverageOrderValue"] {
+        assert_eq!(names[name], ["service", "experiment", "variant"], "{name}");
+    }
+    assert_eq!(
+        docs.iter()
+            .find(|d| d.get("ExperimentsEvaluated").is_some())
+            .unwrap()["ExperimentsEvaluated"],
+        2.0
+    );
+    let (json_key, _) = report_keys("checkout-offers", window_end());
+    let report: Value = serde_json::from_slice(&f.reports.object(&json_key).unwrap()).unwrap();
+    let readout = docs
+        .iter()
+        .find(|d| d["experiment"] == "checkout-offers" && d["variant"] == "treatment")
+        .expect("the treatment arm's readout");
+    assert_eq!(readout["Units"], 200.0);
+    assert_eq!(
+        readout["Conversion"],
+        report["metrics"][0]["arms"][1]["mean"]
+    );
+    assert_eq!(
+        readout["RevenuePerUser"],
+        report["metrics"][1]["arms"][1]["mean"]
+    );
+
     // The one-experiment fixture: already written, so nothing changes.
     let one = f.handle(event(FIXTURE_ONE)).await.expect("run one");
     assert_eq!(one.reports.len(), 1);
     assert_eq!(one.reports[0].outcome, "exists");
+    let docs = experiment_evaluator::metrics(&one).documents(window_end());
+    assert_eq!(
+        docs.iter()
+            .find(|d| d.get("ExperimentsEvaluated").is_some())
+            .unwrap()["ExperimentsEvaluated"],
+        0.0
+    );
+    assert!(!checkout_aws::emf::declared(&docs).contains_key("Conversion"));
 }
 
 /// Runs `payload` and expects a refusal: success (so Lambda does not retry it into the dead-letter

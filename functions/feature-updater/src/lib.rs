@@ -15,6 +15,7 @@
 
 use aws_lambda_events::event::dynamodb::Event as StreamEvent;
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
+use checkout_aws::emf::{Metrics, Unit};
 use checkout_aws::features::{DynamoFeatureStore, DynamoSessionLog};
 use checkout_aws::sqs::SqsFailureQueue;
 use checkout_aws::{load_sdk_config, ConfigError, Env};
@@ -23,6 +24,7 @@ use checkout_domain::features::updater::{
     FeatureUpdater, UpdateCounts, UpdateFailure, UpdateOutcome,
 };
 use checkout_domain::ports::{BatchSink, FeatureWriter, SessionLog};
+use chrono::{DateTime, Utc};
 use lambda_runtime::{Error, LambdaEvent};
 
 /// Everything the function reads from its environment, once, at cold start.
@@ -48,6 +50,62 @@ impl Config {
             max_attempts: env.parsed("MAX_CONFLICT_ATTEMPTS", 5u32)?.max(1),
         })
     }
+}
+
+/// The `service` dimension of this function's metrics.
+pub const SERVICE: &str = "feature-updater";
+
+/// Each INSERT record's sequence number and event time (`occurred_at` in the new image), in batch order.
+pub fn occurred_at(event: &StreamEvent) -> Vec<(Option<String>, Option<DateTime<Utc>>)> {
+    event
+        .records
+        .iter()
+        .filter(|r| r.event_name == "INSERT")
+        .map(|r| {
+            let at = match r.change.new_image.get("occurred_at") {
+                Some(serde_dynamo::AttributeValue::S(s)) => DateTime::parse_from_rfc3339(s)
+                    .ok()
+                    .map(|t| t.with_timezone(&Utc)),
+                _ => None,
+            };
+            (r.change.sequence_number.clone(), at)
+        })
+        .collect()
+}
+
+/// The batch's metrics (EMF, service `feature-updater`): `Events` (log records in the batch),
+/// `Sessions`, `ItemsWritten`, `TransactionalItemsWritten`, `Conflicts`, `UnreadableEvents`,
+/// `RetriedRecords`, and `ProjectionLag`: for every record projected (those before a batch item
+/// failure), milliseconds from its event time to the end of the projection.
+pub fn metrics(
+    c: &UpdateCounts,
+    occurred: &[(Option<String>, Option<DateTime<Utc>>)],
+    response: &DynamoDbEventResponse,
+    now: DateTime<Utc>,
+) -> Metrics {
+    let mut m = Metrics::new(SERVICE);
+    m.count("Events", occurred.len());
+    m.count("Sessions", c.sessions);
+    m.count("ItemsWritten", c.feature_items_written);
+    m.count("TransactionalItemsWritten", c.transactional_items_written);
+    m.count("Conflicts", c.conflicts);
+    m.count("UnreadableEvents", c.unreadable_events);
+    let checkpoint = response
+        .batch_item_failures
+        .first()
+        .and_then(|f| f.item_identifier.clone());
+    let projected = occurred
+        .iter()
+        .position(|(seq, _)| checkpoint.is_some() && *seq == checkpoint)
+        .unwrap_or(occurred.len());
+    m.count("RetriedRecords", occurred.len() - projected);
+    for (_, at) in &occurred[..projected] {
+        if let Some(at) = at {
+            let lag = (now - *at).num_milliseconds().max(0);
+            m.add("ProjectionLag", Unit::Milliseconds, lag as f64);
+        }
+    }
+    m
 }
 
 /// The handler with its ports; generic so unit tests run it over in-memory stores.
@@ -96,7 +154,10 @@ impl<L: SessionLog, S: FeatureWriter, F: BatchSink<UpdateFailure>> Function<L, S
         &self,
         event: LambdaEvent<StreamEvent>,
     ) -> Result<DynamoDbEventResponse, Error> {
-        Ok(self.process(event.payload).await.0)
+        let occurred = occurred_at(&event.payload);
+        let (response, counts) = self.process(event.payload).await;
+        metrics(&counts, &occurred, &response, chrono::Utc::now()).flush();
+        Ok(response)
     }
 
     /// One batch: the Lambda response plus the batch's counters (the local stream driver sums them).

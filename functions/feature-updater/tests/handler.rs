@@ -226,3 +226,69 @@ async fn given_a_permanent_fault_and_an_unreachable_destination_then_the_record_
     );
     assert!(f.failures.items().is_empty());
 }
+
+#[tokio::test]
+async fn a_batch_reports_its_metrics_in_emf_with_the_lag_of_every_projected_record() {
+    let event = fixture();
+    let f = function(&event).await;
+    let occurred = feature_updater::occurred_at(&event);
+    let inserts = logged(&event);
+    assert_eq!(occurred.len(), inserts.len());
+    let (response, counts) = f.process(event).await;
+    assert!(failures(&response).is_empty());
+    let newest = occurred.iter().filter_map(|(_, at)| *at).max().unwrap();
+    let now = newest + chrono::TimeDelta::seconds(2);
+    let docs = feature_updater::metrics(&counts, &occurred, &response, now).documents(now);
+    for d in &docs {
+        checkout_aws::emf::validate(d).expect("a valid EMF document");
+    }
+    let names = checkout_aws::emf::declared(&docs);
+    for name in [
+        "Events",
+        "Sessions",
+        "ItemsWritten",
+        "Conflicts",
+        "ProjectionLag",
+    ] {
+        assert_eq!(names[name], ["service"], "{name}");
+    }
+    let lags: Vec<f64> = docs
+        .iter()
+        .flat_map(|d| match &d["ProjectionLag"] {
+            serde_json::Value::Array(v) => v.iter().filter_map(|x| x.as_f64()).collect(),
+            serde_json::Value::Number(n) => vec![n.as_f64().unwrap()],
+            _ => Vec::new(),
+        })
+        .collect();
+    assert_eq!(lags.len(), inserts.len(), "one lag per projected record");
+    let expected: Vec<f64> = occurred
+        .iter()
+        .map(|(_, at)| (now - at.unwrap()).num_milliseconds() as f64)
+        .collect();
+    assert_eq!(lags, expected);
+    assert_eq!(
+        docs.iter()
+            .find(|d| d.get("ItemsWritten").is_some())
+            .unwrap()["ItemsWritten"],
+        counts.feature_items_written as f64
+    );
+
+    // A batch item failure at the second record: only the first was projected.
+    let mut failed = aws_lambda_events::event::streams::DynamoDbEventResponse::default();
+    let mut failure = aws_lambda_events::event::streams::DynamoDbBatchItemFailure::default();
+    failure.item_identifier = occurred[1].0.clone();
+    failed.batch_item_failures.push(failure);
+    let docs = feature_updater::metrics(&counts, &occurred, &failed, now).documents(now);
+    assert_eq!(
+        docs.iter()
+            .find(|d| d.get("ProjectionLag").is_some())
+            .unwrap()["ProjectionLag"],
+        expected[0]
+    );
+    assert_eq!(
+        docs.iter()
+            .find(|d| d.get("RetriedRecords").is_some())
+            .unwrap()["RetriedRecords"],
+        (occurred.len() - 1) as f64
+    );
+}

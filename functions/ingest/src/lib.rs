@@ -5,6 +5,7 @@ use aws_lambda_events::event::kinesis::KinesisEvent;
 use aws_lambda_events::event::streams::{KinesisBatchItemFailure, KinesisEventResponse};
 use checkout_aws::config::secret;
 use checkout_aws::dynamo::DynamoEventLog;
+use checkout_aws::emf::{Metrics, Unit};
 use checkout_aws::quarantine::SqsQuarantine;
 use checkout_aws::{load_sdk_config, ConfigError, Env};
 use checkout_domain::delivery::RetryPolicy;
@@ -66,6 +67,31 @@ impl Config {
     }
 }
 
+/// The batch's metrics (EMF, service `ingest`): `Records`, `Appended`, `Duplicates` (in the batch),
+/// `Quarantined` (and by `reason`), `WriteRetries` (log writes retried), `RetriedRecords` (handed back to
+/// Lambda from the checkpoint).
+pub fn metrics(c: &BatchCounts) -> Metrics {
+    let mut m = Metrics::new(SERVICE);
+    m.count("Records", c.records);
+    m.count("Appended", c.appended);
+    m.count("Duplicates", c.duplicates_in_batch);
+    m.count("Quarantined", c.quarantined);
+    m.count("WriteRetries", c.log_write_retries as usize);
+    m.count("RetriedRecords", c.retry_from_checkpoint);
+    for (reason, n) in &c.quarantined_by_reason {
+        m.add_with(
+            &[("reason", reason)],
+            "QuarantinedByReason",
+            Unit::Count,
+            *n as f64,
+        );
+    }
+    m
+}
+
+/// The `service` dimension of this function's metrics.
+pub const SERVICE: &str = "ingest";
+
 /// The handler with its ports; generic so unit tests run it over in-memory stores.
 pub struct Function<L = DynamoEventLog, Q = SqsQuarantine> {
     pub ingestor: Ingestor<L, Q>,
@@ -109,7 +135,9 @@ impl<L: BatchSink<LogEntry>, Q: BatchSink<QuarantineRecord>> Function<L, Q> {
         &self,
         event: LambdaEvent<KinesisEvent>,
     ) -> Result<KinesisEventResponse, Error> {
-        self.handle_at(event.payload, chrono::Utc::now()).await
+        let (response, counts) = self.process(event.payload, chrono::Utc::now()).await;
+        metrics(&counts).flush();
+        Ok(response)
     }
 
     /// [`Self::handle`] at a given ingest time (deterministic tests).

@@ -243,3 +243,48 @@ async fn events_outside_retention_or_from_the_future_are_quarantined() {
         .values()
         .all(|q| q.reason == "occurred_in_future"));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_batch_reports_its_metrics_in_emf_with_quarantines_by_reason() {
+    let f = function(Faults::default(), Faults::default(), 25);
+    let event = fixture(POISON);
+    let (_, counts) = f.process(event.clone(), now()).await;
+    let docs = ingest::metrics(&counts).documents(now());
+    for d in &docs {
+        checkout_aws::emf::validate(d).expect("a valid EMF document");
+        assert_eq!(d["service"], "ingest");
+    }
+    let names = checkout_aws::emf::declared(&docs);
+    for name in [
+        "Records",
+        "Appended",
+        "Duplicates",
+        "Quarantined",
+        "WriteRetries",
+    ] {
+        assert_eq!(names[name], ["service"], "{name}");
+    }
+    assert_eq!(names["QuarantinedByReason"], ["service", "reason"]);
+    let sum = |name: &str| -> f64 {
+        docs.iter()
+            .filter_map(|d| d.get(name).and_then(serde_json::Value::as_f64))
+            .sum()
+    };
+    assert_eq!(sum("Records"), event.records.len() as f64);
+    assert_eq!(sum("Quarantined"), counts.quarantined as f64);
+    assert!(counts.quarantined > 0);
+    assert_eq!(sum("QuarantinedByReason"), counts.quarantined as f64);
+    let reasons: BTreeSet<&str> = docs
+        .iter()
+        .filter(|d| d.get("QuarantinedByReason").is_some())
+        .map(|d| d["reason"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        reasons,
+        counts
+            .quarantined_by_reason
+            .keys()
+            .map(String::as_str)
+            .collect()
+    );
+}

@@ -7,6 +7,7 @@
 //! counted and logged with the whole event, and never fails the answer.
 
 use checkout_aws::config::secret;
+use checkout_aws::emf::{Metrics, Unit};
 use checkout_aws::features::DynamoFeatureStore;
 use checkout_aws::kinesis::KinesisProducer;
 use checkout_aws::s3::{s3_client, S3ObjectStore};
@@ -29,6 +30,7 @@ use lambda_http::http::{header, Method, StatusCode};
 use lambda_http::{Body, Error, Request, Response};
 use serde::Serialize;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 use std::time::Duration;
 
 /// Everything the function reads from its environment, once, at cold start.
@@ -132,6 +134,9 @@ pub struct Scorer<F = DynamoFeatureStore, O = S3ObjectStore, K = KinesisProducer
     pub pseudonymizer: Pseudonymizer,
     pub pages: PageCache,
     pub counters: Counters,
+    /// This invocation's metrics, flushed at its end by [`Self::handle`] (one invocation at a time per
+    /// container, so the lock is never contended on Lambda).
+    pub metrics: Mutex<Metrics>,
 }
 
 impl Scorer {
@@ -236,13 +241,26 @@ impl<F: FeatureReader, O: ObjectStore + Send + Sync, K: BatchSink<OutRecord>> Sc
             features,
             events,
             counters: Counters::default(),
+            metrics: Mutex::new(Metrics::new(SERVICE)),
         };
         Ok(scorer)
     }
 
     /// The Lambda entry point: never an `Err` (that would be a 5xx from API Gateway).
     pub async fn handle(&self, request: Request) -> Result<Response<Body>, Error> {
-        self.handle_at(request, chrono::Utc::now()).await
+        let response = self.handle_at(request, chrono::Utc::now()).await;
+        self.take_metrics().flush();
+        response
+    }
+
+    /// The metrics recorded since the last call (what [`Self::handle`] flushes).
+    pub fn take_metrics(&self) -> Metrics {
+        let mut guard = self.metrics.lock().unwrap_or_else(|p| p.into_inner());
+        std::mem::replace(&mut *guard, Metrics::warm(SERVICE))
+    }
+
+    fn record(&self, f: impl FnOnce(&mut Metrics)) {
+        f(&mut self.metrics.lock().unwrap_or_else(|p| p.into_inner()));
     }
 
     /// [`Self::handle`] at a given time (a simulated storefront replaying recorded traffic decides at
@@ -296,6 +314,14 @@ impl<F: FeatureReader, O: ObjectStore + Send + Sync, K: BatchSink<OutRecord>> Sc
         };
         if answer.status.is_client_error() {
             Counters::bump(&self.counters.rejected, 1);
+            self.record(|m| {
+                m.add_with(
+                    &[("status", answer.status.as_str())],
+                    "Rejected",
+                    Unit::Count,
+                    1.0,
+                )
+            });
         }
         answer
     }
@@ -319,6 +345,7 @@ impl<F: FeatureReader, O: ObjectStore + Send + Sync, K: BatchSink<OutRecord>> Sc
             }
         }
         let request = parse_request(body)?;
+        let began = tokio::time::Instant::now();
         let unit = request
             .user_id
             .as_deref()
@@ -338,7 +365,9 @@ impl<F: FeatureReader, O: ObjectStore + Send + Sync, K: BatchSink<OutRecord>> Sc
         let decision_id = new_decision_id();
         let decision = decide(
             &request,
-            read.as_ref().map(|(f, _)| f).map_err(String::as_str),
+            read.as_ref()
+                .map(|(f, _)| f)
+                .map_err(|u| u.message.as_str()),
             Inputs {
                 decision_id: &decision_id,
                 now,
@@ -355,11 +384,42 @@ impl<F: FeatureReader, O: ObjectStore + Send + Sync, K: BatchSink<OutRecord>> Sc
             Ok((_, cost)) => Counters::bump(&c.feature_batch_reads, u64::from(cost.batch_reads)),
             Err(reason) => {
                 Counters::bump(&c.degraded, 1);
-                tracing::warn!(decision_id, reason, "degraded decision");
+                tracing::warn!(decision_id, reason = reason.message, "degraded decision");
             }
         }
         let put = self.emit(&decision.event).await;
         let r = &decision.response;
+        let total = began.elapsed();
+        self.record(|m| {
+            let action = r.actions[0].action.kind();
+            let variant = r.experiment.as_ref().map_or("none", |e| e.variant.as_str());
+            let placement = r.placement.as_str();
+            m.add_with(
+                &[
+                    ("placement", placement),
+                    ("action", action),
+                    ("variant", variant),
+                ],
+                "Decisions",
+                Unit::Count,
+                1.0,
+            );
+            m.add_with(&[("action", action)], "DecisionsByAction", Unit::Count, 1.0);
+            m.count("DecisionCount", 1);
+            m.count("Degraded", usize::from(r.degraded));
+            if let Err(reason) = &read {
+                m.add_with(
+                    &[("reason", reason.code)],
+                    "DegradedByReason",
+                    Unit::Count,
+                    1.0,
+                );
+            }
+            m.add("FeatureReadLatency", Unit::Milliseconds, ms(feature_read));
+            m.add("DecisionLatency", Unit::Milliseconds, ms(total));
+            m.count("EventPutRetries", usize::from(put != EventPut::Ok));
+            m.count("EventPutFailures", usize::from(put == EventPut::Failed));
+        });
         tracing::info!(
             decision_id,
             placement = r.placement.as_str(),
@@ -428,6 +488,13 @@ impl<F: FeatureReader, O: ObjectStore + Send + Sync, K: BatchSink<OutRecord>> Sc
             "counters": self.counters.snapshot(),
         })
     }
+}
+
+/// The `service` dimension of this function's metrics.
+pub const SERVICE: &str = "scorer";
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
 }
 
 /// What happened to a decision's event.

@@ -495,6 +495,67 @@ async fn a_slow_or_failing_feature_read_degrades_to_control_never_a_5xx() {
         "{body}"
     );
     assert_eq!(failing.counters.degraded.load(Ordering::Relaxed), 1);
+    for (s, reason) in [
+        (slow.take_metrics(), "feature_read_timeout"),
+        (failing.take_metrics(), "feature_read_failed"),
+    ] {
+        let mut s = s;
+        let docs = s.documents(now());
+        let by_reason: Vec<&Value> = docs
+            .iter()
+            .filter(|d| d.get("DegradedByReason").is_some())
+            .collect();
+        assert_eq!(by_reason.len(), 1, "{docs:?}");
+        assert_eq!(by_reason[0]["reason"], reason);
+        let degraded = docs.iter().find(|d| d.get("Degraded").is_some()).unwrap();
+        assert_eq!(degraded["Degraded"], 1.0);
+    }
+}
+
+#[tokio::test]
+async fn every_decision_and_refusal_is_a_metric_in_emf() {
+    let s = scorer(treat_all()).await;
+    let (_, first) = post(&s, &cart_body("s-cart", Some("alice"), "cart", true)).await;
+    post(&s, &cart_body("s-2", Some("bob"), "checkout", true)).await;
+    let (status, _) = post(&s, b"{not json").await;
+    assert_eq!(status, 400);
+    let docs = s.take_metrics().documents(now());
+    for d in &docs {
+        checkout_aws::emf::validate(d).expect("a valid EMF document");
+        assert_eq!(d["service"], "scorer");
+    }
+    let names = checkout_aws::emf::declared(&docs);
+    assert_eq!(
+        names["Decisions"],
+        ["service", "placement", "action", "variant"]
+    );
+    assert_eq!(names["DecisionsByAction"], ["service", "action"]);
+    assert_eq!(names["Rejected"], ["service", "status"]);
+    for name in [
+        "DecisionCount",
+        "Degraded",
+        "FeatureReadLatency",
+        "DecisionLatency",
+        "EventPutRetries",
+        "EventPutFailures",
+    ] {
+        assert_eq!(names[name], ["service"], "{name}");
+    }
+    let plain = docs
+        .iter()
+        .find(|d| d.get("DecisionCount").is_some())
+        .unwrap();
+    assert_eq!(plain["DecisionCount"], json!([1.0, 1.0]));
+    assert_eq!(plain["Degraded"], json!([0.0, 0.0]));
+    assert_eq!(plain["DecisionLatency"].as_array().unwrap().len(), 2);
+    let cart = docs
+        .iter()
+        .find(|d| d.get("Decisions").is_some() && d["placement"] == "cart")
+        .unwrap();
+    assert_eq!(cart["action"], first["actions"][0]["action"]["type"]);
+    assert_eq!(cart["variant"], "none", "no experiment");
+    assert_eq!(first["experiment"], Value::Null);
+    assert!(s.take_metrics().documents(now()).is_empty(), "taken once");
 }
 
 #[tokio::test]

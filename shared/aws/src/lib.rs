@@ -15,11 +15,13 @@
 //! | `s3` | `s3` | `ObjectStore` (registry, decision config, reports) |
 //! | `sqs` | `sqs` | `BatchSink<UpdateFailure>` (the updater's on-failure destination) |
 //! | `quarantine` | `sqs` + `s3` | `BatchSink<QuarantineRecord>` (SQS, large payloads claim-checked in S3) |
+//! | [`emf`] | – | metrics in CloudWatch Embedded Metric Format |
 //! | [`telemetry`] | – | JSON logs for CloudWatch |
 
 pub mod config;
 #[cfg(feature = "dynamodb")]
 pub mod dynamo;
+pub mod emf;
 pub mod error;
 #[cfg(feature = "dynamodb")]
 pub mod features;

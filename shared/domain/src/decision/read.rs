@@ -100,6 +100,14 @@ pub struct ReadCost {
     pub batch_reads: u32,
 }
 
+/// Why a decision's features are unavailable: a closed reason code (a metric dimension) and the detail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unavailable {
+    /// `feature_read_failed` or `feature_read_timeout`.
+    pub code: &'static str,
+    pub message: String,
+}
+
 /// Reads the features for `request` within `budget`; `Err` says why they are unavailable.
 pub async fn read_features<F: FeatureReader>(
     store: &F,
@@ -108,14 +116,17 @@ pub async fn read_features<F: FeatureReader>(
     unit: Option<&str>,
     now: DateTime<Utc>,
     budget: Duration,
-) -> Result<(Features, ReadCost), String> {
+) -> Result<(Features, ReadCost), Unavailable> {
     match tokio::time::timeout(budget, read(store, pages, request, unit, now)).await {
         Ok(Ok(read)) => Ok(read),
-        Ok(Err(e)) => Err(format!("feature read failed: {e}: {}", e.source)),
-        Err(_) => Err(format!(
-            "feature read exceeded its {} ms budget",
-            budget.as_millis()
-        )),
+        Ok(Err(e)) => Err(Unavailable {
+            code: "feature_read_failed",
+            message: format!("feature read failed: {e}: {}", e.source),
+        }),
+        Err(_) => Err(Unavailable {
+            code: "feature_read_timeout",
+            message: format!("feature read exceeded its {} ms budget", budget.as_millis()),
+        }),
     }
 }
 

@@ -189,6 +189,19 @@ pub struct Outcome {
     pub action: Option<Action>,
     /// Whether `latest.json` now holds this window.
     pub latest_updated: bool,
+    /// Each arm's mean of each metric in the written report (the dashboard's readout), empty when the
+    /// window already existed.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub readout: Vec<ArmReadout>,
+}
+
+/// One arm's mean of one metric.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ArmReadout {
+    pub metric: String,
+    pub variant: String,
+    pub n: u64,
+    pub mean: f64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -252,6 +265,7 @@ pub async fn evaluate_experiment<U: UnitSource, R: ObjectStore>(
         srm_alarm: None,
         action: None,
         latest_updated: false,
+        readout: Vec::new(),
     };
     if reports.get(&json_key).await?.is_some() {
         return Ok(outcome);
@@ -301,6 +315,18 @@ pub async fn evaluate_experiment<U: UnitSource, R: ObjectStore>(
     outcome.units = Some(report.arms.iter().map(|a| a.units).collect());
     outcome.srm_alarm = Some(report.srm.alarm);
     outcome.action = Some(report.recommendation.action);
+    outcome.readout = report
+        .metrics
+        .iter()
+        .flat_map(|m| {
+            m.arms.iter().map(|a| ArmReadout {
+                metric: m.name.clone(),
+                variant: a.variant.clone(),
+                n: a.n,
+                mean: a.mean,
+            })
+        })
+        .collect();
     outcome.latest_updated = update_latest(reports, &experiment.id, &report, json).await?;
     Ok(outcome)
 }
