@@ -101,6 +101,18 @@ pub struct Invocation {
 /// The `service` dimension of this function's metrics.
 pub const SERVICE: &str = "experiment-evaluator";
 
+/// Every metric this function emits (besides `ColdStart`); the dashboard check reads it.
+pub const METRICS: &[&str] = &[
+    "ExperimentsEvaluated",
+    "SrmAlarms",
+    "ReportFailures",
+    "ReportFailuresByReason",
+    "Units",
+    "Conversion",
+    "RevenuePerUser",
+    "AverageOrderValue",
+];
+
 /// The readout metric of each report metric (the dashboard's per-arm widgets).
 pub const READOUTS: [(&str, &str); 3] = [
     ("conversion", "Conversion"),

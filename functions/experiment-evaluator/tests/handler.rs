@@ -122,6 +122,12 @@ async fn the_scheduler_fixture_writes_a_report_per_running_experiment() {
         checkout_aws::emf::validate(d).expect("a valid EMF document");
     }
     let names = checkout_aws::emf::declared(&docs);
+    for name in names.keys() {
+        assert!(
+            experiment_evaluator::METRICS.contains(&name.as_str()) || name == "ColdStart",
+            "{name} is listed in METRICS"
+        );
+    }
     for name in ["ExperimentsEvaluated", "SrmAlarms", "ReportFailures"] {
         assert_eq!(names[name], ["service"], "{name}");
     }

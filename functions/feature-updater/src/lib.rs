@@ -55,6 +55,18 @@ impl Config {
 /// The `service` dimension of this function's metrics.
 pub const SERVICE: &str = "feature-updater";
 
+/// Every metric this function emits (besides `ColdStart`); the dashboard check reads it.
+pub const METRICS: &[&str] = &[
+    "Events",
+    "Sessions",
+    "ItemsWritten",
+    "TransactionalItemsWritten",
+    "Conflicts",
+    "UnreadableEvents",
+    "RetriedRecords",
+    "ProjectionLag",
+];
+
 /// Each INSERT record's sequence number and event time (`occurred_at` in the new image), in batch order.
 pub fn occurred_at(event: &StreamEvent) -> Vec<(Option<String>, Option<DateTime<Utc>>)> {
     event

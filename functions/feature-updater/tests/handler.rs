@@ -243,6 +243,12 @@ async fn a_batch_reports_its_metrics_in_emf_with_the_lag_of_every_projected_reco
         checkout_aws::emf::validate(d).expect("a valid EMF document");
     }
     let names = checkout_aws::emf::declared(&docs);
+    for name in names.keys() {
+        assert!(
+            feature_updater::METRICS.contains(&name.as_str()) || name == "ColdStart",
+            "{name} is listed in METRICS"
+        );
+    }
     for name in [
         "Events",
         "Sessions",

@@ -92,6 +92,17 @@ pub fn metrics(c: &BatchCounts) -> Metrics {
 /// The `service` dimension of this function's metrics.
 pub const SERVICE: &str = "ingest";
 
+/// Every metric this function emits (besides `ColdStart`); the dashboard check reads it.
+pub const METRICS: &[&str] = &[
+    "Records",
+    "Appended",
+    "Duplicates",
+    "Quarantined",
+    "WriteRetries",
+    "RetriedRecords",
+    "QuarantinedByReason",
+];
+
 /// The handler with its ports; generic so unit tests run it over in-memory stores.
 pub struct Function<L = DynamoEventLog, Q = SqsQuarantine> {
     pub ingestor: Ingestor<L, Q>,

@@ -255,6 +255,12 @@ async fn a_batch_reports_its_metrics_in_emf_with_quarantines_by_reason() {
         assert_eq!(d["service"], "ingest");
     }
     let names = checkout_aws::emf::declared(&docs);
+    for name in names.keys() {
+        assert!(
+            ingest::METRICS.contains(&name.as_str()) || name == "ColdStart",
+            "{name} is listed in METRICS"
+        );
+    }
     for name in [
         "Records",
         "Appended",

@@ -493,6 +493,20 @@ impl<F: FeatureReader, O: ObjectStore + Send + Sync, K: BatchSink<OutRecord>> Sc
 /// The `service` dimension of this function's metrics.
 pub const SERVICE: &str = "scorer";
 
+/// Every metric this function emits (besides `ColdStart`); the dashboard check reads it.
+pub const METRICS: &[&str] = &[
+    "Decisions",
+    "DecisionsByAction",
+    "DecisionCount",
+    "Degraded",
+    "DegradedByReason",
+    "FeatureReadLatency",
+    "DecisionLatency",
+    "EventPutRetries",
+    "EventPutFailures",
+    "Rejected",
+];
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }

@@ -525,6 +525,12 @@ async fn every_decision_and_refusal_is_a_metric_in_emf() {
         assert_eq!(d["service"], "scorer");
     }
     let names = checkout_aws::emf::declared(&docs);
+    for name in names.keys() {
+        assert!(
+            scorer::METRICS.contains(&name.as_str()) || name == "ColdStart",
+            "{name} is listed in METRICS"
+        );
+    }
     assert_eq!(
         names["Decisions"],
         ["service", "placement", "action", "variant"]
