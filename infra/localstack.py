@@ -6,7 +6,7 @@
     localstack.py stop   --state .local                      # stop it, leaving no process behind
 
 `create` reads template.yaml itself, so there is no second hand-written list of resources: every
-AWS::Kinesis::Stream, AWS::DynamoDB::Table, AWS::SQS::Queue and AWS::S3::Bucket is created with the
+AWS::Kinesis::Stream, AWS::DynamoDB::Table, AWS::SQS::Queue, AWS::S3::Bucket and AWS::KMS::Key is created with the
 properties the template gives it (key schema, stream view, TTL, point-in-time recovery, retention,
 lifecycle), named `<prefix>-<LogicalId>`. It then resolves each function's environment variables
 (`!Ref`, `!GetAtt`, `!Sub`, parameters) against those names and prints one JSON document:
@@ -141,6 +141,7 @@ class Stack:
             "AWS::DynamoDB::Table": self.dynamodb_table,
             "AWS::SQS::Queue": self.sqs_queue,
             "AWS::S3::Bucket": self.s3_bucket,
+            "AWS::KMS::Key": self.kms_key,
         }
         for logical_id, res in self.t["Resources"].items():
             create = creators.get(res["Type"])
@@ -194,6 +195,15 @@ class Stack:
         url = s.create_queue(QueueName=name, Attributes=attrs)["QueueUrl"]
         arn = s.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
         return {"name": name, "arn": arn, "url": url}
+
+    def kms_key(self, lid, p):
+        # A real key in moto, so that every `!GetAtt <key>.Arn` resolves; moto does not enforce it on
+        # the tables and queues (their encryption settings are AWS-only and not passed on).
+        k = client("kms", self.endpoint)
+        meta = k.create_key(Description=p.get("Description", lid))["KeyMetadata"]
+        if p.get("EnableKeyRotation"):
+            k.enable_key_rotation(KeyId=meta["KeyId"])
+        return {"name": meta["KeyId"], "arn": meta["Arn"]}
 
     def s3_bucket(self, lid, p):
         s3 = client("s3", self.endpoint)
