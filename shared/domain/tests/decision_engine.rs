@@ -176,11 +176,30 @@ fn a_learned_policy_logs_its_whole_distribution_and_serves_at_those_frequencies(
             },
         );
         assert_eq!(d.response.policy.id, "next-best-action");
-        // The event is a valid v2 event: it survives the decoder, distribution checks included.
+        // The event is a valid v3 event: it survives the decoder, distribution checks included.
         let bytes = serde_json::to_vec(&d.event).unwrap();
-        let again = Event::decode(&bytes, 32 * 1024).expect("a valid v2 event");
-        assert_eq!(again.schema_version, 2);
+        let again = Event::decode(&bytes, 32 * 1024).expect("a valid v3 event");
+        assert_eq!(again.schema_version, 3);
         let s = served(&d);
+        // What the scorer saw is logged, and it is what the feature hash covers.
+        assert_eq!(
+            s.score,
+            d.response.score.as_ref().map(|x| x.purchase_probability)
+        );
+        let row = checkout_domain::decision::engine::logged_model_input(&s.model_input)
+            .expect("the logged input reads back");
+        let policy_features: Vec<f64> = checkout_domain::decision::learned::CONTEXT_FEATURES
+            .iter()
+            .map(|n| s.policy_features[*n])
+            .collect();
+        assert_eq!(
+            checkout_domain::decision::engine::hash_vectors(
+                &model.vectorize(&row),
+                &policy_features
+            ),
+            s.feature_hash
+        );
+        assert_eq!(model.probability(&model.vectorize(&row)), s.score.unwrap());
         let eligible = s.eligible.clone();
         let shadow = s.shadow.clone().expect("shadow logged");
         assert_eq!(shadow.policy.id, "challenger");

@@ -56,9 +56,9 @@ fn a_valid_event_decodes_and_round_trips() {
 #[test]
 fn every_bad_record_kind_has_its_own_reason_code() {
     let mut future = valid();
-    future["schema_version"] = json!(3);
+    future["schema_version"] = json!(4);
     let mut future_shape = valid();
-    future_shape["schema_version"] = json!(4);
+    future_shape["schema_version"] = json!(5);
     future_shape["occurred_at"] = json!(1_700_000_000);
     let mut unknown_type = valid();
     unknown_type["event_type"] = json!("wishlist_added");
@@ -149,13 +149,13 @@ fn no_input_panics() {
 }
 
 /// The committed schema must be exactly what the types generate. Regenerate with
-/// `make schema` (`checkout-ai schema > events/schema/event-v2.schema.json`). The v1 file stays as it was
-/// published: the contract v1 producers were given.
+/// `make schema` (`checkout-ai schema > events/schema/event-v3.schema.json`). The v1 and v2 files stay as
+/// they were published: the contracts their producers were given.
 #[test]
 fn committed_json_schema_matches_the_types() {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../events/schema/event-v2.schema.json"
+        "/../../events/schema/event-v3.schema.json"
     );
     let committed: Value =
         serde_json::from_str(&std::fs::read_to_string(path).expect("schema file is committed"))
@@ -163,7 +163,7 @@ fn committed_json_schema_matches_the_types() {
     assert_eq!(
         committed,
         json_schema(),
-        "events/schema/event-v2.schema.json is stale; regenerate it"
+        "events/schema/event-v3.schema.json is stale; regenerate it"
     );
     // And it names every event type.
     let text = committed.to_string();
@@ -245,7 +245,7 @@ fn a_v2_decision_carries_a_whole_distribution() {
     };
     let mut v1_with_v2_field = decision_v2();
     v1_with_v2_field["schema_version"] = json!(1);
-    assert!(field(&v1_with_v2_field).contains("schema v2 field"));
+    assert!(field(&v1_with_v2_field).contains("later schema version"));
     let mut no_policy = decision_v2();
     no_policy["data"].as_object_mut().unwrap().remove("policy");
     assert_eq!(field(&no_policy), "missing data.policy");
@@ -265,6 +265,61 @@ fn a_v2_decision_carries_a_whole_distribution() {
     bad_shadow["data"]["shadow"] = json!({"policy": {"id": "c", "version": "1"}, "action_key": "none",
         "eligible": [{"action": "none", "probability": 0.5}]});
     assert!(field(&bad_shadow).starts_with("data.shadow.eligible"));
+}
+
+fn decision_v3() -> Value {
+    let mut v = decision_v2();
+    v["schema_version"] = json!(3);
+    v["data"]["score"] = json!(0.42);
+    v["data"]["model_input"] = json!({"page_values": 12.5, "month": 11, "browser": "2",
+                                      "visitor_type": "returning", "weekend": false, "region": null});
+    v["data"]["policy_features"] = json!({"intercept": 1.0, "logit_propensity": -0.32});
+    v
+}
+
+#[test]
+fn a_v3_decision_logs_what_the_scorer_saw_unless_degraded() {
+    let e = decode(&decision_v3()).expect("valid v3");
+    let again = Event::decode(serde_json::to_string(&e).unwrap().as_bytes(), LIMIT).unwrap();
+    assert_eq!(again, e);
+    // v2 still reads, without them.
+    assert!(decode(&decision_v2()).is_ok());
+
+    let field = |v: &Value| match decode(v) {
+        Err(DecodeError::InvalidField { field, message }) => format!("{field}: {message}"),
+        Err(DecodeError::MissingField(f)) => format!("missing {f}"),
+        other => panic!("should be refused: {other:?}"),
+    };
+    let mut v2_with_v3_field = decision_v3();
+    v2_with_v3_field["schema_version"] = json!(2);
+    assert_eq!(
+        field(&v2_with_v3_field),
+        "data.score: is a schema v3 field; this event says schema_version 2"
+    );
+    for missing in ["score", "model_input", "policy_features"] {
+        let mut v = decision_v3();
+        v["data"].as_object_mut().unwrap().remove(missing);
+        assert_eq!(field(&v), format!("missing data.{missing}"));
+    }
+    let mut out_of_range = decision_v3();
+    out_of_range["data"]["score"] = json!(1.5);
+    assert_eq!(field(&out_of_range), "data.score: must be in [0, 1]");
+    let mut nested = decision_v3();
+    nested["data"]["model_input"]["page_values"] = json!([1, 2]);
+    assert!(field(&nested).starts_with("data.model_input.page_values"));
+    let mut degraded = decision_v3();
+    degraded["data"]["degraded"] = json!(true);
+    assert_eq!(
+        field(&degraded),
+        "data.score: a degraded decision read no features"
+    );
+    let mut degraded_bare = decision_v2();
+    degraded_bare["schema_version"] = json!(3);
+    degraded_bare["data"]["degraded"] = json!(true);
+    assert!(
+        decode(&degraded_bare).is_ok(),
+        "a degraded v3 decision logs none of them"
+    );
 }
 
 #[test]

@@ -18,7 +18,7 @@
 //!    arms), flagged `degraded`.
 
 use super::config::DecisionConfig;
-use super::learned::{sample, PolicyArtifact, PolicyContext};
+use super::learned::{sample, PolicyArtifact, PolicyContext, CONTEXT_FEATURES};
 use super::policy::{self, Action, Arm, Blocked, Candidate, Economics, Signals};
 use super::request::{DecisionRequest, Placement};
 use crate::event::{
@@ -206,6 +206,13 @@ pub fn decide(
                 });
             }
             logged.eligible = distribution(&candidates, &choice.distribution);
+            logged.score = Some(scored.probability);
+            logged.model_input = model_input(&row);
+            logged.policy_features = CONTEXT_FEATURES
+                .iter()
+                .zip(context.features())
+                .map(|(name, v)| (name.to_string(), v))
+                .collect();
             logged.cart = request.cart.as_ref().map(|c| DecisionCart {
                 currency: c.currency.clone(),
                 value_minor: economics.value_minor as i64,
@@ -292,6 +299,26 @@ struct Logged<'a> {
     eligible: Vec<ActionProbability>,
     cart: Option<DecisionCart>,
     shadow: Option<ShadowChoice>,
+    score: Option<f64>,
+    model_input: BTreeMap<String, serde_json::Value>,
+    policy_features: BTreeMap<String, f64>,
+}
+
+/// The model's input columns by name, as the decision event logs them (`model_input`).
+pub fn model_input(row: &UciSession) -> BTreeMap<String, serde_json::Value> {
+    match serde_json::to_value(row) {
+        Ok(serde_json::Value::Object(map)) => map.into_iter().collect(),
+        _ => BTreeMap::new(),
+    }
+}
+
+/// The model's input columns read back from a decision event's `model_input`.
+pub fn logged_model_input(
+    logged: &BTreeMap<String, serde_json::Value>,
+) -> Result<UciSession, serde_json::Error> {
+    serde_json::from_value(serde_json::Value::Object(
+        logged.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+    ))
 }
 
 fn none_choice() -> policy::Choice {
@@ -501,8 +528,14 @@ fn draws(decision_id: &str) -> (f64, f64) {
 /// SHA-256 of the decision's inputs as little-endian f64s: the model's vector, then the policy's context
 /// features ([`PolicyContext::features`]); first 16 bytes in hex.
 pub fn feature_hash(x: &[f64], context: &PolicyContext) -> String {
+    hash_vectors(x, &context.features())
+}
+
+/// [`feature_hash`] from the two vectors: the model's and the policy's context features (what a v3
+/// decision event logs as `policy_features`, in [`CONTEXT_FEATURES`] order).
+pub fn hash_vectors(x: &[f64], policy_features: &[f64]) -> String {
     let mut h = Sha256::new();
-    for v in x.iter().chain(context.features().iter()) {
+    for v in x.iter().chain(policy_features) {
         h.update(v.to_le_bytes());
     }
     hex::encode(&h.finalize()[..16])
@@ -562,6 +595,9 @@ fn served_event(
             eligible,
             cart: logged.cart,
             shadow: logged.shadow,
+            score: logged.score,
+            model_input: logged.model_input,
+            policy_features: logged.policy_features,
         })),
     }
 }

@@ -206,7 +206,7 @@ fn check_decision_version(d: &DecisionServed, version: u32) -> Result<(), Decode
         return match d.v2_fields() {
             Some(f) => Err(DecodeError::invalid(
                 &format!("data.{f}"),
-                "is a schema v2 field; this event says schema_version 1",
+                "is a field of a later schema version; this event says schema_version 1",
             )),
             None => Ok(()),
         };
@@ -224,6 +224,70 @@ fn check_decision_version(d: &DecisionServed, version: u32) -> Result<(), Decode
     check_distribution("data.eligible", &d.eligible, key, Some(d.propensity))?;
     if let Some(s) = &d.shadow {
         check_distribution("data.shadow.eligible", &s.eligible, &s.action_key, None)?;
+    }
+    if version < 3 {
+        return match d.v3_fields() {
+            Some(f) => Err(DecodeError::invalid(
+                &format!("data.{f}"),
+                format_args!("is a schema v3 field; this event says schema_version {version}"),
+            )),
+            None => Ok(()),
+        };
+    }
+    check_inputs(d)
+}
+
+/// What the scorer saw: a score in [0, 1], and at most 64 named inputs of each kind (scalars; finite
+/// numbers). All three are required unless the decision was degraded (then nothing was read).
+fn check_inputs(d: &DecisionServed) -> Result<(), DecodeError> {
+    if d.degraded {
+        return match d.v3_fields() {
+            Some(f) => Err(DecodeError::invalid(
+                &format!("data.{f}"),
+                "a degraded decision read no features",
+            )),
+            None => Ok(()),
+        };
+    }
+    let score = d.score.ok_or(DecodeError::MissingField("data.score"))?;
+    if !(0.0..=1.0).contains(&score) {
+        return Err(DecodeError::invalid("data.score", "must be in [0, 1]"));
+    }
+    if d.model_input.is_empty() {
+        return Err(DecodeError::MissingField("data.model_input"));
+    }
+    if d.policy_features.is_empty() {
+        return Err(DecodeError::MissingField("data.policy_features"));
+    }
+    if d.model_input.len() > 64 || d.policy_features.len() > 64 {
+        return Err(DecodeError::invalid(
+            "data.model_input",
+            "at most 64 inputs of each kind",
+        ));
+    }
+    for (name, v) in &d.model_input {
+        check_id("data.model_input", name)?;
+        let ok = match v {
+            serde_json::Value::Number(n) => n.as_f64().is_some_and(f64::is_finite),
+            serde_json::Value::String(s) => s.len() <= 256,
+            serde_json::Value::Bool(_) | serde_json::Value::Null => true,
+            _ => false,
+        };
+        if !ok {
+            return Err(DecodeError::invalid(
+                &format!("data.model_input.{name}"),
+                "must be a finite number, a string of at most 256 bytes, a boolean or null",
+            ));
+        }
+    }
+    for (name, v) in &d.policy_features {
+        check_id("data.policy_features", name)?;
+        if !v.is_finite() {
+            return Err(DecodeError::invalid(
+                &format!("data.policy_features.{name}"),
+                "must be finite",
+            ));
+        }
     }
     Ok(())
 }

@@ -29,6 +29,7 @@ pub use decode::DecodeError;
 use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// The schema version this build writes. It reads every version from [`OLDEST_SCHEMA_VERSION`] up to this.
 ///
@@ -38,7 +39,12 @@ use serde::{Deserialize, Serialize};
 ///   (`cart`) and an optional `shadow` choice. Every other event type is unchanged, so a v1 producer's
 ///   events only need their `schema_version` bumped. A v1 `decision_served` is upcast on read
 ///   ([`DecisionServed::upcast`]).
-pub const SCHEMA_VERSION: u32 = 2;
+/// - **v3**: `decision_served` also logs what the scorer saw, so that any decision can be explained and
+///   the model's inputs monitored for drift from the log alone: `score` (the purchase probability),
+///   `model_input` (the model's input columns by name, at `feature_schema_version`) and
+///   `policy_features` (the policy's context features by name). Required unless the decision was
+///   degraded; refused in an event that says an older version.
+pub const SCHEMA_VERSION: u32 = 3;
 /// The oldest schema version this build still reads.
 pub const OLDEST_SCHEMA_VERSION: u32 = 1;
 
@@ -430,6 +436,17 @@ pub struct DecisionServed {
     /// **v2.** What a challenger policy in shadow mode would have done (never served).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shadow: Option<ShadowChoice>,
+    /// **v3, required unless degraded.** The propensity model's purchase probability.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub score: Option<f64>,
+    /// **v3, required unless degraded.** The model's input columns as the scorer read them, by name
+    /// (numbers, strings, booleans or null), at `feature_schema_version`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub model_input: BTreeMap<String, serde_json::Value>,
+    /// **v3, required unless degraded.** The policy's context features by name (the learned policy's
+    /// inputs; with the model's vector, what `feature_hash` covers).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub policy_features: BTreeMap<String, f64>,
 }
 
 /// A policy's identity.
@@ -499,6 +516,19 @@ impl DecisionServed {
         d
     }
 
+    /// The fields schemas before v3 do not have, by name, where present.
+    fn v3_fields(&self) -> Option<&'static str> {
+        if self.score.is_some() {
+            Some("score")
+        } else if !self.model_input.is_empty() {
+            Some("model_input")
+        } else if !self.policy_features.is_empty() {
+            Some("policy_features")
+        } else {
+            None
+        }
+    }
+
     /// The fields schema v1 does not have, by name, where present.
     fn v2_fields(&self) -> Option<&'static str> {
         if self.action_key.is_some() {
@@ -512,7 +542,7 @@ impl DecisionServed {
         } else if self.shadow.is_some() {
             Some("shadow")
         } else {
-            None
+            self.v3_fields()
         }
     }
 }

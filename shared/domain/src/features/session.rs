@@ -97,7 +97,7 @@ pub struct SessionFeatures {
 }
 
 /// The UCI columns for one session, with the page-level rates joined in.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct UciSession {
     pub administrative: f64,
     pub administrative_duration: f64,
