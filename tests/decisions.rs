@@ -79,6 +79,55 @@ async fn decision_events_travel_through_ingest_into_the_log_and_the_experiment_u
         .collect();
     assert_eq!(logged.len(), 40, "every decision reached the log");
 
+    // Any logged decision explains from the log and the registry alone, and the explanation matches
+    // the decision's response (found through the decisions-by-id index).
+    for d in served.values().take(8) {
+        let id = d["decision_id"].as_str().unwrap();
+        let x = checkout_ai::explain::run(&stack, id, None, 24)
+            .await
+            .expect("explained");
+        assert_eq!(x.discrepancies, Vec::<String>::new(), "{id}");
+        assert_eq!(x.decision_id, id);
+        assert_eq!(
+            x.served.action,
+            d["actions"][0]["action"]["type"].as_str().unwrap()
+        );
+        assert_eq!(x.served.propensity, d["propensity"].as_f64().unwrap());
+        assert_eq!(json!(x.served.policy), d["policy"]);
+        assert_eq!(x.model.version, d["model"]["version"].as_str().unwrap());
+        assert!(x.model.found);
+        assert_eq!(x.inputs.hash_matches, Some(true));
+        let score = d["score"]["purchase_probability"].as_f64().unwrap();
+        assert_eq!(
+            (x.score.logged, x.score.recomputed),
+            (Some(score), Some(score))
+        );
+        let reasons: Vec<&str> = x.score.reasons.iter().map(|r| r.feature.as_str()).collect();
+        let served_reasons: Vec<&str> = d["score"]["reasons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["feature"].as_str().unwrap())
+            .collect();
+        assert_eq!(reasons, served_reasons);
+        let e = x.experiment.as_ref().expect("in the experiment");
+        assert_eq!(e.variant, d["experiment"]["variant"].as_str().unwrap());
+        assert_eq!(
+            e.bucketing
+                .as_ref()
+                .and_then(|b| b.recomputed_variant.as_deref()),
+            Some(e.variant.as_str())
+        );
+        let blocked: Vec<Value> = x
+            .guardrails
+            .blocked
+            .iter()
+            .map(|b| json!({"action": b.action, "guardrail": b.guardrail}))
+            .collect();
+        assert_eq!(json!(blocked), d["blocked"], "{id}");
+        assert_eq!(x.guardrails.agrees_with_log, Some(true));
+    }
+
     let run = checkout_ai::drive_features(&stack).await.expect("features");
     assert_eq!(run.failed_sessions, 0);
     let key = env.optional("PSEUDONYM_KEY").expect("local key");

@@ -20,6 +20,7 @@ pub mod demo;
 pub mod demo_loop;
 pub mod drivers;
 pub mod evaluate;
+pub mod explain;
 pub mod learn;
 pub mod local;
 pub mod model;

@@ -43,8 +43,27 @@ enum Command {
         #[arg(long, default_value = "target/simulation")]
         out_dir: PathBuf,
     },
-    /// Print the JSON Schema of event schema v2 (committed as events/schema/event-v2.schema.json).
+    /// Print the JSON Schema of event schema v3 (committed as events/schema/event-v3.schema.json).
     Schema,
+    /// Explain one decision from the event log and the registry alone: what the scorer saw (and whether
+    /// it hashes to the logged feature hash), the model, policy and rules versions with their training
+    /// data and metrics, the experiment and its bucketing, the guardrails that fired, the reason codes
+    /// and the outcome. Prints text; `--out` also writes JSON. Exits 2 when a recomputed part disagrees
+    /// with the log.
+    Explain {
+        #[command(flatten)]
+        stack: StackArg,
+        #[arg(long)]
+        decision: String,
+        /// The decision's session, when known (saves the index lookup).
+        #[arg(long)]
+        session: Option<String>,
+        /// Hours after the decision within which an order is its outcome.
+        #[arg(long, default_value_t = 24)]
+        horizon_hours: i64,
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Replay the REES46 clickstream into the event stream as v1 events (PutRecords, ≤ 500 per call).
     Replay {
         #[command(flatten)]
@@ -597,6 +616,24 @@ async fn run(command: Command) -> Result<ExitCode, ops::BoxError> {
             }
             let report = ops::simulate::run(&settings, &uci, &out_dir)?;
             ops::simulate::print(&report);
+        }
+        Command::Explain {
+            stack,
+            decision,
+            session,
+            horizon_hours,
+            out,
+        } => {
+            let x = ops::explain::run(&stack.load()?, &decision, session.as_deref(), horizon_hours)
+                .await?;
+            ops::explain::print(&x);
+            if let Some(path) = out {
+                std::fs::write(&path, serde_json::to_vec_pretty(&x)?)?;
+                println!("wrote {}", path.display());
+            }
+            if !x.discrepancies.is_empty() {
+                return Ok(ExitCode::from(2));
+            }
         }
         Command::Demo { stack, file, out } => ops::demo(&stack.load()?, &file, &out).await?,
     }

@@ -44,6 +44,11 @@ pub fn to_item(e: &LogEntry) -> Item {
         AttributeValue::N(e.expires_at.to_string()),
     );
     item.insert("body".into(), AttributeValue::S(e.body.clone()));
+    // The sparse decision indexes (template: `decisions-by-id`, `decisions-by-hour`).
+    if let Some(hour) = e.decision_hour() {
+        item.insert("decision_id".into(), AttributeValue::S(e.event_id.clone()));
+        item.insert("decision_hour".into(), AttributeValue::S(hour));
+    }
     item
 }
 
@@ -123,6 +128,108 @@ impl BatchSink<LogEntry> for DynamoEventLog {
             })
             .collect())
     }
+}
+
+/// The event log's secondary indexes (eventually consistent) and its sessions (strongly consistent):
+/// `explain`, the drift monitor and erasure.
+#[derive(Debug, Clone)]
+pub struct DynamoLogIndex {
+    pub client: Client,
+    pub table: String,
+}
+
+/// The index names in the template.
+pub const BY_USER_INDEX: &str = "by-user";
+pub const DECISIONS_BY_ID_INDEX: &str = "decisions-by-id";
+pub const DECISIONS_BY_HOUR_INDEX: &str = "decisions-by-hour";
+
+impl checkout_domain::ports::SessionLog for DynamoLogIndex {
+    async fn session_events(&self, session_id: &str) -> Result<Vec<LogEntry>, StoreError> {
+        let query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("session_id = :s")
+            .expression_attribute_values(":s", AttributeValue::S(session_id.into()));
+        query_all(query, |item| from_item(&item)).await
+    }
+}
+
+impl checkout_domain::ports::LogIndex for DynamoLogIndex {
+    async fn decision_session(&self, decision_id: &str) -> Result<Option<String>, StoreError> {
+        let query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(DECISIONS_BY_ID_INDEX)
+            .key_condition_expression("decision_id = :d")
+            .expression_attribute_values(":d", AttributeValue::S(decision_id.into()));
+        let sessions = query_index_all(query, |item| {
+            item.get("session_id")
+                .and_then(|v| v.as_s().ok())
+                .cloned()
+                .ok_or(MalformedItem("session_id"))
+        })
+        .await?;
+        Ok(sessions.into_iter().next())
+    }
+
+    async fn decisions_in_hour(&self, hour: &str) -> Result<Vec<LogEntry>, StoreError> {
+        let mut out = Vec::new();
+        for shard in 0..checkout_domain::ingest::DECISION_HOUR_SHARDS {
+            let query = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(DECISIONS_BY_HOUR_INDEX)
+                .key_condition_expression("decision_hour = :h")
+                .expression_attribute_values(
+                    ":h",
+                    AttributeValue::S(checkout_domain::ingest::decision_hour_key(hour, shard)),
+                );
+            out.extend(query_index_all(query, |item| from_item(&item)).await?);
+        }
+        Ok(out)
+    }
+
+    async fn user_sessions(
+        &self,
+        user_id: &str,
+    ) -> Result<std::collections::BTreeSet<String>, StoreError> {
+        let query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(BY_USER_INDEX)
+            .key_condition_expression("user_id = :u")
+            .expression_attribute_values(":u", AttributeValue::S(user_id.into()));
+        let sessions = query_index_all(query, |item| {
+            item.get("session_id")
+                .and_then(|v| v.as_s().ok())
+                .cloned()
+                .ok_or(MalformedItem("session_id"))
+        })
+        .await?;
+        Ok(sessions.into_iter().collect())
+    }
+}
+
+/// Every item a query of a secondary index matches (eventually consistent: indexes offer no other),
+/// across pages, each decoded by `decode`.
+pub async fn query_index_all<T, E>(
+    query: aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder,
+    decode: impl Fn(Item) -> Result<T, E>,
+) -> Result<Vec<T>, StoreError>
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    let mut pages = query.into_paginator().items().send();
+    let mut out = Vec::new();
+    while let Some(item) = pages.next().await {
+        let item = item.map_err(|e| store_error("Query", e))?;
+        out.push(decode(item).map_err(|e| StoreError::permanent("Query", e))?);
+    }
+    Ok(out)
 }
 
 /// Every item a query matches, strongly consistent, across pages, each decoded by `decode`.

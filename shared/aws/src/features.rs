@@ -11,7 +11,7 @@
 //! | `version` | N | optimistic-concurrency counter that conditional writes check |
 //! | `expires_at` | N | TTL (epoch seconds), also checked on read |
 
-use crate::dynamo::{from_item, query_all, Item};
+use crate::dynamo::{query_all, Item};
 use crate::error::store_error;
 use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::ProvideErrorMetadata;
@@ -21,11 +21,8 @@ use aws_sdk_dynamodb::types::{AttributeValue, Delete, KeysAndAttributes, Put, Tr
 use aws_sdk_dynamodb::Client;
 use checkout_domain::delivery::RetryPolicy;
 use checkout_domain::features::{Doc, Key, FEATURE_SCHEMA_VERSION};
-use checkout_domain::ingest::LogEntry;
 use checkout_domain::ports::StoreError;
-use checkout_domain::ports::{
-    CommitError, Expect, FeatureReader, FeatureWriter, SessionLog, Stored, Write,
-};
+use checkout_domain::ports::{CommitError, Expect, FeatureReader, FeatureWriter, Stored, Write};
 use checkout_domain::ports::{UnitPage, UnitSource};
 use std::collections::HashMap;
 
@@ -300,24 +297,9 @@ impl DynamoFeatureStore {
     }
 }
 
-/// The event log, read one session at a time.
-#[derive(Debug, Clone)]
-pub struct DynamoSessionLog {
-    pub client: Client,
-    pub table: String,
-}
-
-impl SessionLog for DynamoSessionLog {
-    async fn session_events(&self, session_id: &str) -> Result<Vec<LogEntry>, StoreError> {
-        let query = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("session_id = :s")
-            .expression_attribute_values(":s", AttributeValue::S(session_id.into()));
-        query_all(query, |item| from_item(&item)).await
-    }
-}
+/// The event log, read one session at a time (the feature updater's `SessionLog`; the same adapter
+/// also answers the log's index lookups).
+pub use crate::dynamo::DynamoLogIndex as DynamoSessionLog;
 
 /// The experiment-unit projection: one `Query` page of the `experiment#<id>` partition at a time
 /// (eventually consistent; an hourly report does not need the last second).

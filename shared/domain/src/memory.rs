@@ -6,7 +6,9 @@ use crate::features::updater::UpdateFailure;
 use crate::features::{Doc, Key};
 use crate::ingest::{LogEntry, QuarantineRecord};
 use crate::ports::{BatchSink, StoreError};
-use crate::ports::{CommitError, Expect, FeatureReader, FeatureWriter, SessionLog, Stored, Write};
+use crate::ports::{
+    CommitError, Expect, FeatureReader, FeatureWriter, LogIndex, SessionLog, Stored, Write,
+};
 use crate::ports::{Condition, Object, ObjectStore, PutError};
 use crate::ports::{UnitPage, UnitSource};
 use std::collections::{BTreeMap, HashMap};
@@ -165,6 +167,43 @@ impl SessionLog for MemoryLog {
             .range(from..)
             .take_while(|((s, _), _)| s == session_id)
             .map(|(_, e)| e.clone())
+            .collect())
+    }
+}
+
+impl LogIndex for MemoryLog {
+    async fn decision_session(&self, decision_id: &str) -> Result<Option<String>, StoreError> {
+        let st = self.lock();
+        Ok(st
+            .items
+            .values()
+            .find(|e| e.is_decision() && e.event_id == decision_id)
+            .map(|e| e.session_id.clone()))
+    }
+
+    async fn decisions_in_hour(&self, hour: &str) -> Result<Vec<LogEntry>, StoreError> {
+        let st = self.lock();
+        Ok(st
+            .items
+            .values()
+            .filter(|e| {
+                e.decision_hour()
+                    .is_some_and(|h| h.split('#').next() == Some(hour))
+            })
+            .cloned()
+            .collect())
+    }
+
+    async fn user_sessions(
+        &self,
+        user_id: &str,
+    ) -> Result<std::collections::BTreeSet<String>, StoreError> {
+        let st = self.lock();
+        Ok(st
+            .items
+            .values()
+            .filter(|e| e.user_id.as_deref() == Some(user_id))
+            .map(|e| e.session_id.clone())
             .collect())
     }
 }

@@ -79,6 +79,29 @@ pub trait SessionLog: Sync {
     ) -> impl Future<Output = Result<Vec<LogEntry>, StoreError>> + Send;
 }
 
+/// The event log's secondary indexes (template: `by-user`, `decisions-by-id`, `decisions-by-hour`):
+/// what `checkout-ai explain`, the drift monitor and erasure look up without a scan. Index reads are
+/// eventually consistent.
+pub trait LogIndex: SessionLog {
+    /// The session of the decision `decision_id`, if it is in the log.
+    fn decision_session(
+        &self,
+        decision_id: &str,
+    ) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
+
+    /// Every decision logged in `hour` (`2026-11-30T05`, see `ingest::hour_of`), from every shard.
+    fn decisions_in_hour(
+        &self,
+        hour: &str,
+    ) -> impl Future<Output = Result<Vec<LogEntry>, StoreError>> + Send;
+
+    /// The sessions with at least one event of the pseudonymous user.
+    fn user_sessions(
+        &self,
+        user_id: &str,
+    ) -> impl Future<Output = Result<std::collections::BTreeSet<String>, StoreError>> + Send;
+}
+
 /// An item as read, with the version its next write must expect.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Stored {

@@ -515,7 +515,8 @@ fn cross_sell(request: &DecisionRequest, items: &[ItemFeatures]) -> Vec<String> 
 }
 
 /// Two uniform draws in `[0, 1)` from the decision id, so a decision can be replayed exactly.
-fn draws(decision_id: &str) -> (f64, f64) {
+/// The decision's two uniform draws (exploration, then the pick), from its id: replayable.
+pub fn draws(decision_id: &str) -> (f64, f64) {
     let d = Sha256::digest(decision_id.as_bytes());
     let unit = |b: &[u8]| {
         let mut w = [0u8; 8];

@@ -214,16 +214,25 @@ impl PolicyArtifact {
 
     /// Scores the candidates and gives the policy's distribution over them.
     pub fn distribution(&self, ctx: &PolicyContext, candidates: &[Candidate]) -> Scored {
-        let x = ctx.features();
+        self.distribution_over(&ctx.features(), ctx.margin_minor, candidates)
+    }
+
+    /// [`Self::distribution`] from the context's feature vector and margin (what a decision event logs).
+    pub fn distribution_over(
+        &self,
+        x: &[f64; 8],
+        margin_minor: f64,
+        candidates: &[Candidate],
+    ) -> Scored {
         let keys: Vec<String> = candidates.iter().map(|c| c.action.key()).collect();
-        let margin = |c: &Candidate| ctx.margin_minor - c.cost_minor as f64;
+        let margin = |c: &Candidate| margin_minor - c.cost_minor as f64;
         let reward: Vec<Option<f64>> = candidates
             .iter()
             .zip(&keys)
             .map(|(c, k)| {
                 self.outcome_models
                     .get(k)
-                    .map(|m| m.conversion(&x) * margin(c))
+                    .map(|m| m.conversion(x) * margin(c))
             })
             .collect();
         let probabilities = match candidates

@@ -4,5 +4,6 @@
 //! in [`crate::decision::learned`].
 
 pub mod dataset;
+pub mod explain;
 pub mod promotion;
 pub mod targets;
