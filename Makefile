@@ -128,7 +128,7 @@ bench-evaluate: $(STAMP) ## checkout-ai evaluate vs pandas + gbstats on a genera
 
 fallback-model: ## Retrain the model compiled into the scorer (shared/domain/models/) from the UCI file
 	cargo run --quiet --locked -p checkout-ai -- train --csv $(DATA)/online_shoppers_intention.csv \
-	    --version builtin-uci-1 --out shared/domain/models/purchase-propensity.json
+	    --version builtin-uci-2 --out shared/domain/models/purchase-propensity.json
 
 # ---- generated files -------------------------------------------------------------------------------
 schema: ## Regenerate events/schema/event-v3.schema.json from the Rust types

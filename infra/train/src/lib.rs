@@ -7,6 +7,7 @@ use checkout_domain::model::artifact::{
     TrainingInfo,
 };
 use checkout_domain::model::columns::Dataset;
+use checkout_domain::model::drift::Reference;
 use checkout_domain::model::metrics::{
     brier, log_loss, reliability, roc_auc, stratified_folds, stratified_holdout,
 };
@@ -217,6 +218,8 @@ pub fn train(
     check_classes(&test.labels, 1)?;
     let fitted = fit(&train.rows, &train.labels, config)?;
     let scores: Vec<f64> = test.rows.iter().map(|r| fitted.probability(r)).collect();
+    // The drift reference: the training rows' inputs and scores.
+    let train_scores: Vec<f64> = train.rows.iter().map(|r| fitted.probability(r)).collect();
     let holdout = HoldoutMetrics {
         auc: roc_auc(&scores, &test.labels).ok_or(TrainError::Fold { fold: config.folds })?,
         brier: brier(&scores, &test.labels),
@@ -276,5 +279,6 @@ pub fn train(
             cross_validation,
             holdout,
         },
+        reference: Some(Reference::fit(&train.rows, &train_scores)),
     })
 }

@@ -115,13 +115,20 @@ fn corrupt_or_unknown_artifacts_are_refused_with_the_reason() {
         Err(ArtifactError::Checksum { .. })
     ));
 
-    let future_format = envelope(2, &json!({"anything": "new"}));
+    let future_format = envelope(3, &json!({"anything": "new"}));
     let err = ModelArtifact::decode(&future_format).unwrap_err();
-    assert_eq!(err, ArtifactError::UnknownVersion { found: 2 });
+    assert_eq!(err, ArtifactError::UnknownVersion { found: 3 });
     assert!(
-        err.to_string().contains("format version 2 is unknown"),
+        err.to_string().contains("format version 3 is unknown"),
         "{err}"
     );
+    // Format 1 (before the drift reference) still loads, without a reference; format 2 carries one.
+    let mut v1 = body.clone();
+    v1.as_object_mut().unwrap().remove("reference");
+    let old = ModelArtifact::decode(&envelope(1, &v1)).expect("a format-1 artifact loads");
+    assert_eq!(old.reference, None);
+    let current = ModelArtifact::decode(&bytes).unwrap();
+    assert_eq!(current.reference.is_some(), body.get("reference").is_some());
 
     let mut future_vectorizer = body.clone();
     future_vectorizer["vectorizer"]["version"] = json!(VECTORIZER_VERSION + 1);

@@ -26,6 +26,7 @@ use crate::event::{
     PolicyRef, ShadowChoice, VisitorType, CONFIGURED_POLICY_ID, SCHEMA_VERSION,
 };
 use crate::experiment::config::{assign, Assignment};
+pub use crate::features::session::{logged_model_input, model_input};
 use crate::features::FEATURE_SCHEMA_VERSION;
 use crate::features::{ItemFeatures, PageFeatures, SessionFeatures, UciSession, UserFeatures};
 use crate::model::scorer::Model;
@@ -302,23 +303,6 @@ struct Logged<'a> {
     score: Option<f64>,
     model_input: BTreeMap<String, serde_json::Value>,
     policy_features: BTreeMap<String, f64>,
-}
-
-/// The model's input columns by name, as the decision event logs them (`model_input`).
-pub fn model_input(row: &UciSession) -> BTreeMap<String, serde_json::Value> {
-    match serde_json::to_value(row) {
-        Ok(serde_json::Value::Object(map)) => map.into_iter().collect(),
-        _ => BTreeMap::new(),
-    }
-}
-
-/// The model's input columns read back from a decision event's `model_input`.
-pub fn logged_model_input(
-    logged: &BTreeMap<String, serde_json::Value>,
-) -> Result<UciSession, serde_json::Error> {
-    serde_json::from_value(serde_json::Value::Object(
-        logged.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
-    ))
 }
 
 fn none_choice() -> policy::Choice {

@@ -178,7 +178,12 @@ impl PolicyArtifact {
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Self, PolicyError> {
-        let artifact: Self = open(bytes, POLICY_FORMAT, POLICY_FORMAT_VERSION)?;
+        let artifact: Self = open(
+            bytes,
+            POLICY_FORMAT,
+            POLICY_FORMAT_VERSION,
+            POLICY_FORMAT_VERSION,
+        )?;
         artifact.validate()?;
         Ok(artifact)
     }

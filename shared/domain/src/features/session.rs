@@ -584,6 +584,23 @@ fn mothers_day(year: i32) -> Option<NaiveDate> {
     Some(first + Duration::days(i64::from(to_sunday) + 7))
 }
 
+/// The model's input columns by name, as the decision event logs them (`model_input`).
+pub fn model_input(row: &UciSession) -> BTreeMap<String, serde_json::Value> {
+    match serde_json::to_value(row) {
+        Ok(serde_json::Value::Object(map)) => map.into_iter().collect(),
+        _ => BTreeMap::new(),
+    }
+}
+
+/// The model's input columns read back from a decision event's `model_input`.
+pub fn logged_model_input(
+    logged: &BTreeMap<String, serde_json::Value>,
+) -> Result<UciSession, serde_json::Error> {
+    serde_json::from_value(serde_json::Value::Object(
+        logged.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

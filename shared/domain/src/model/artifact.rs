@@ -25,8 +25,11 @@ use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
 pub const ARTIFACT_FORMAT: &str = "checkout-ai/propensity-model";
-/// The artifact format this build reads and writes.
-pub const ARTIFACT_FORMAT_VERSION: u32 = 1;
+/// The artifact format this build writes. Version 2 adds the drift `reference`; version 1 artifacts
+/// still load (without one).
+pub const ARTIFACT_FORMAT_VERSION: u32 = 2;
+/// The oldest artifact format this build reads.
+pub const OLDEST_ARTIFACT_FORMAT_VERSION: u32 = 1;
 
 /// Everything a model is: what it computes and how it came to be.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -44,6 +47,10 @@ pub struct ModelArtifact {
     pub coefficients: Vec<Coefficient>,
     pub training: TrainingInfo,
     pub metrics: Metrics,
+    /// **Format 2.** The training distribution of every input and of the score, for drift monitoring
+    /// (`None` in a format-1 artifact).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<super::drift::Reference>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -121,7 +128,7 @@ pub enum ArtifactError {
     Corrupt(String),
     #[error("artifact format `{found}` is not {ARTIFACT_FORMAT}")]
     UnknownFormat { found: String },
-    #[error("artifact format version {found} is unknown (this build reads version {ARTIFACT_FORMAT_VERSION})")]
+    #[error("artifact format version {found} is unknown (this build reads versions {OLDEST_ARTIFACT_FORMAT_VERSION} to {ARTIFACT_FORMAT_VERSION})")]
     UnknownVersion { found: u32 },
     #[error("artifact body checksum {found} does not match the recorded {recorded}")]
     Checksum { recorded: String, found: String },
@@ -162,8 +169,14 @@ pub enum EnvelopeError {
         expected: &'static str,
         found: String,
     },
-    #[error("format version {found} is unknown (this build reads version {expected})")]
-    UnknownVersion { expected: u32, found: u32 },
+    #[error(
+        "format version {found} is unknown (this build reads versions {oldest} to {expected})"
+    )]
+    UnknownVersion {
+        oldest: u32,
+        expected: u32,
+        found: u32,
+    },
     #[error("body checksum {found} does not match the recorded {recorded}")]
     Checksum { recorded: String, found: String },
 }
@@ -186,10 +199,12 @@ pub fn seal(
     serde_json::to_vec(&envelope).map_err(corrupt)
 }
 
-/// Opens an envelope written by [`seal`]: format, version and checksum checked before the body is parsed.
+/// Opens an envelope written by [`seal`]: format, version (one of `oldest..=format_version`) and checksum
+/// checked before the body is parsed.
 pub fn open<T: serde::de::DeserializeOwned>(
     bytes: &[u8],
     format: &'static str,
+    oldest: u32,
     format_version: u32,
 ) -> Result<T, EnvelopeError> {
     let envelope: EnvelopeIn<'_> =
@@ -200,8 +215,9 @@ pub fn open<T: serde::de::DeserializeOwned>(
             found: envelope.format,
         });
     }
-    if envelope.format_version != format_version {
+    if !(oldest..=format_version).contains(&envelope.format_version) {
         return Err(EnvelopeError::UnknownVersion {
+            oldest,
             expected: format_version,
             found: envelope.format_version,
         });
@@ -238,7 +254,12 @@ impl ModelArtifact {
 
     /// Reads and checks an artifact (see the module docs for the checks).
     pub fn decode(bytes: &[u8]) -> Result<Self, ArtifactError> {
-        let artifact: Self = open(bytes, ARTIFACT_FORMAT, ARTIFACT_FORMAT_VERSION)?;
+        let artifact: Self = open(
+            bytes,
+            ARTIFACT_FORMAT,
+            OLDEST_ARTIFACT_FORMAT_VERSION,
+            ARTIFACT_FORMAT_VERSION,
+        )?;
         artifact.validate()?;
         Ok(artifact)
     }

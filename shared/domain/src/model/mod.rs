@@ -18,6 +18,7 @@
 
 pub mod artifact;
 pub mod columns;
+pub mod drift;
 pub mod metrics;
 pub mod registry;
 pub mod scorer;
