@@ -110,6 +110,7 @@ async fn the_evaluator_pages_the_units_writes_the_window_once_and_matches_the_me
     let invocation = Invocation {
         window_end: Some(window_end),
         experiment_id: None,
+        drift_window_hours: None,
     };
     let summary = function.run(&invocation, now).await.expect("run");
     assert!(summary.failed.is_empty(), "{:?}", summary.failed);
@@ -205,12 +206,14 @@ async fn the_evaluator_pages_the_units_writes_the_window_once_and_matches_the_me
     let future = Invocation {
         window_end: Some(now + chrono::Duration::hours(1)),
         experiment_id: None,
+        drift_window_hours: None,
     };
     let e = function.run(&future, now).await.unwrap_err();
     assert_eq!((e.reason_code(), e.retryable()), ("future_window", false));
     let unknown = Invocation {
         window_end: Some(window_end),
         experiment_id: Some("nope".into()),
+        drift_window_hours: None,
     };
     let e = function.run(&unknown, now).await.unwrap_err();
     assert_eq!((e.reason_code(), e.retryable()), ("not_running", false));

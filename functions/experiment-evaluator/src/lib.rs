@@ -14,13 +14,15 @@
 //!   every other due experiment was evaluated, so the retry (Lambda's asynchronous retries, then the
 //!   dead-letter queue) redoes only the windows not yet written.
 
+use checkout_aws::dynamo::DynamoLogIndex;
 use checkout_aws::emf::{Metrics, Unit};
 use checkout_aws::features::DynamoUnitSource;
 use checkout_aws::s3::{s3_client, S3ObjectStore};
 use checkout_aws::{load_sdk_config, ConfigError, Env};
 use checkout_domain::decision::config::{DecisionConfig, InvalidConfig, DEFAULT_CONFIG_KEY};
 use checkout_domain::experiment::evaluation::{due, evaluate_experiment, EvaluationError, Outcome};
-use checkout_domain::ports::{ObjectStore, StoreError, UnitSource};
+use checkout_domain::model::drift_monitor::{monitor, MonitorError, MonitorOutcome};
+use checkout_domain::ports::{LogIndex, ObjectStore, StoreError, UnitSource};
 use checkout_domain::stats::analysis::{Settings, Test};
 use checkout_domain::stats::correction::Correction;
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
@@ -42,6 +44,10 @@ pub struct Config {
     pub currency: String,
     pub settings: Settings,
     pub page_size: Option<i32>,
+    /// The event log, whose `decisions-by-hour` index the drift monitor reads; `None` turns it off.
+    pub event_log_table: Option<String>,
+    /// Complete hours of decisions each drift report covers.
+    pub drift_window_hours: u32,
 }
 
 impl Config {
@@ -85,6 +91,11 @@ impl Config {
                 ..Settings::default()
             },
             page_size: (page_size > 0).then_some(page_size),
+            event_log_table: env
+                .optional("EVENT_LOG_TABLE")
+                .filter(|t| !t.is_empty())
+                .map(str::to_string),
+            drift_window_hours: env.parsed("DRIFT_WINDOW_HOURS", 1u32)?.clamp(1, 24 * 7),
         })
     }
 }
@@ -96,6 +107,9 @@ pub struct Invocation {
     pub window_end: Option<DateTime<Utc>>,
     #[serde(default)]
     pub experiment_id: Option<String>,
+    /// Overrides `DRIFT_WINDOW_HOURS` for this run (a backfill, or the demo's day of decisions).
+    #[serde(default)]
+    pub drift_window_hours: Option<u32>,
 }
 
 /// The `service` dimension of this function's metrics.
@@ -103,6 +117,11 @@ pub const SERVICE: &str = "experiment-evaluator";
 
 /// Every metric this function emits (besides `ColdStart`); the dashboard check reads it.
 pub const METRICS: &[&str] = &[
+    "DriftDecisions",
+    "DriftMaxPsi",
+    "DriftWarnings",
+    "DriftAlarms",
+    "DriftPsi",
     "ExperimentsEvaluated",
     "SrmAlarms",
     "ReportFailures",
@@ -148,6 +167,28 @@ pub fn metrics(summary: &RunSummary) -> Metrics {
             1.0,
         );
     }
+    if let Some(drift) = &summary.drift {
+        m.count("DriftDecisions", drift.decisions_read);
+        let max = drift
+            .reports
+            .iter()
+            .filter(|r| r.status != "insufficient" && r.status != "no_reference")
+            .filter_map(|r| r.max_psi)
+            .reduce(f64::max);
+        if let Some(max) = max {
+            m.add("DriftMaxPsi", Unit::None, max);
+        }
+        m.count(
+            "DriftWarnings",
+            drift.reports.iter().map(|r| r.warned).sum(),
+        );
+        m.count("DriftAlarms", drift.reports.iter().map(|r| r.alarmed).sum());
+        for r in &drift.reports {
+            for (column, psi) in &r.psi_by_column {
+                m.add_with(&[("input", column)], "DriftPsi", Unit::None, *psi);
+            }
+        }
+    }
     for o in written {
         for r in &o.readout {
             let dims = [
@@ -176,6 +217,9 @@ pub struct RunSummary {
     pub refused: Vec<Failure>,
     /// Experiments that hit a transient fault; the run fails when there is any, and is retried.
     pub failed: Vec<Failure>,
+    /// The drift monitor's run over the last complete hours (`None`: off, or one experiment was asked
+    /// for).
+    pub drift: Option<MonitorOutcome>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -204,6 +248,8 @@ pub enum RunError {
     InvalidConfig(InvalidConfig),
     #[error(transparent)]
     Evaluation(#[from] EvaluationError),
+    #[error("drift monitor: {0}")]
+    Drift(#[from] MonitorError),
     #[error("{} of {total} experiments hit a transient fault: {}", .failed.len(),
         .failed.iter().map(|f| format!("{}: {}", f.experiment_id.as_deref().unwrap_or("-"), f.error))
             .collect::<Vec<_>>().join("; "))]
@@ -220,6 +266,7 @@ impl RunError {
             | RunError::InvalidConfig(_) => false,
             RunError::ConfigUnreadable(e) => e.retryable,
             RunError::Evaluation(e) => e.retryable(),
+            RunError::Drift(e) => e.retryable(),
             RunError::Transient { .. } => true,
         }
     }
@@ -235,6 +282,8 @@ impl RunError {
             RunError::Evaluation(EvaluationError::Store(_)) => "store",
             RunError::Evaluation(EvaluationError::Encode(_)) => "encode",
             RunError::Evaluation(EvaluationError::LatestRaced) => "latest_raced",
+            RunError::Drift(MonitorError::Store(_)) => "drift_store",
+            RunError::Drift(MonitorError::Encode(_)) => "drift_encode",
             RunError::Transient { .. } => "transient",
         }
     }
@@ -259,12 +308,15 @@ impl From<RunError> for lambda_runtime::Diagnostic {
 }
 
 /// The handler with its ports; generic so tests run it over in-memory stores.
-pub struct Function<U = DynamoUnitSource, C = S3ObjectStore, R = S3ObjectStore> {
+pub struct Function<U = DynamoUnitSource, C = S3ObjectStore, R = S3ObjectStore, L = DynamoLogIndex>
+{
     pub config: Config,
     pub units: U,
-    /// Where the decision config lives (the models bucket).
+    /// Where the decision config and the model registry live (the models bucket).
     pub config_store: C,
     pub reports: R,
+    /// The event log's indexes (the drift monitor); `None` when it is off.
+    pub log: Option<L>,
 }
 
 impl Function {
@@ -290,12 +342,16 @@ impl Function {
                 client: s3,
                 bucket: config.reports_bucket.clone(),
             },
+            log: config.event_log_table.clone().map(|table| DynamoLogIndex {
+                client: aws_sdk_dynamodb::Client::new(sdk),
+                table,
+            }),
             config,
         })
     }
 }
 
-impl<U: UnitSource, C: ObjectStore, R: ObjectStore> Function<U, C, R> {
+impl<U: UnitSource, C: ObjectStore, R: ObjectStore, L: LogIndex> Function<U, C, R, L> {
     /// The Lambda entry point: any JSON object with the optional fields of [`Invocation`]. Succeeds
     /// unless a transient fault stopped something a retry can finish.
     pub async fn handle(
@@ -331,6 +387,7 @@ impl<U: UnitSource, C: ObjectStore, R: ObjectStore> Function<U, C, R> {
                     reports: Vec::new(),
                     refused: vec![e.failure(experiment_id.as_deref())],
                     failed: Vec::new(),
+                    drift: None,
                 }
             }
         };
@@ -369,6 +426,7 @@ impl<U: UnitSource, C: ObjectStore, R: ObjectStore> Function<U, C, R> {
             reports: Vec::new(),
             refused: Vec::new(),
             failed: Vec::new(),
+            drift: None,
         };
         let source = format!("dynamodb:{}", self.config.features_table);
         for experiment in due(&experiments, window_end) {
@@ -407,6 +465,32 @@ impl<U: UnitSource, C: ObjectStore, R: ObjectStore> Function<U, C, R> {
             if summary.reports.is_empty() && summary.failed.is_empty() && summary.refused.is_empty()
             {
                 return Err(RunError::NotRunning(id.clone()));
+            }
+        }
+        if let (Some(log), None) = (&self.log, &invocation.experiment_id) {
+            let hours = invocation
+                .drift_window_hours
+                .unwrap_or(self.config.drift_window_hours)
+                .clamp(1, 24 * 7);
+            match monitor(log, &self.config_store, &self.reports, end, hours, now).await {
+                Ok(outcome) => {
+                    for r in &outcome.reports {
+                        if r.status == "alarm" || r.status == "warn" {
+                            tracing::warn!(model = %r.model_id, version = %r.model_version,
+                                status = %r.status, max_psi = ?r.max_psi, report = %r.html_key, "input drift");
+                        }
+                    }
+                    summary.drift = Some(outcome);
+                }
+                Err(e) => {
+                    let e = RunError::Drift(e);
+                    tracing::error!(reason = e.reason_code(), error = %e, "drift monitor failed");
+                    if e.retryable() {
+                        summary.failed.push(e.failure(None));
+                    } else {
+                        summary.refused.push(e.failure(None));
+                    }
+                }
             }
         }
         Ok(summary)

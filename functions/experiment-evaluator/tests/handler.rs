@@ -77,6 +77,7 @@ fn function(
         units: units_store,
         config_store,
         reports: MemoryObjectStore::default(),
+        log: None,
     }
 }
 
@@ -295,4 +296,119 @@ async fn a_failing_store_fails_the_run_after_writing_what_it_could() {
     let summary = f.handle(event(FIXTURE)).await.expect("retry");
     let outcomes: Vec<&str> = summary.reports.iter().map(|o| o.outcome).collect();
     assert_eq!(outcomes, ["written", "exists"]);
+}
+
+/// `n` decisions of the compiled-in model at `at` + i seconds, every one scored on the same (empty)
+/// session: as far from the training distribution as inputs get.
+async fn decisions_logged(
+    log: &checkout_domain::memory::MemoryLog,
+    prefix: &str,
+    at: DateTime<Utc>,
+    n: usize,
+) {
+    use checkout_domain::decision::engine::{decide, Features, Inputs};
+    use checkout_domain::decision::request::parse_request;
+    use checkout_domain::ingest::LogEntry;
+    use checkout_domain::ports::BatchSink;
+    let model = checkout_domain::model::registry::fallback_model().unwrap();
+    let config = DecisionConfig::default();
+    let mut entries = Vec::new();
+    for i in 0..n {
+        let request = parse_request(
+            format!(r#"{{"session_id": "{prefix}s-{i}", "placement": "cart"}}"#).as_bytes(),
+        )
+        .unwrap();
+        let id = format!("{prefix}d-{i}");
+        let d = decide(
+            &request,
+            Ok(&Features::default()),
+            Inputs {
+                decision_id: &id,
+                now: at + chrono::Duration::seconds(i as i64),
+                unit: None,
+                model: &model,
+                config: &config,
+                policy: None,
+                shadow: None,
+            },
+        );
+        entries.push(LogEntry::of(&d.event, i64::MAX).unwrap());
+    }
+    for chunk in entries.chunks(25) {
+        let refs: Vec<&LogEntry> = chunk.iter().collect();
+        log.put(&refs).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn the_hourly_run_reports_input_drift_from_the_decision_log() {
+    use checkout_domain::memory::MemoryLog;
+    let log = MemoryLog::new(25, Faults::default());
+    let hour = window_end() - chrono::Duration::hours(1);
+    decisions_logged(&log, "", hour, 600).await;
+    // Decisions of the hour before the window are not in it.
+    decisions_logged(&log, "early-", hour - chrono::Duration::minutes(30), 10).await;
+    let f = Function {
+        config: config(),
+        units: MemoryFeatureStore::default(),
+        config_store: {
+            let s = MemoryObjectStore::default();
+            s.insert(DEFAULT_CONFIG_KEY, decision_config());
+            s
+        },
+        reports: MemoryObjectStore::default(),
+        log: Some(log),
+    };
+    let summary = f.handle(event(FIXTURE)).await.expect("run");
+    let drift = summary.drift.as_ref().expect("the monitor ran");
+    assert_eq!(drift.window_start, Some(hour));
+    assert_eq!(drift.decisions_read, 600);
+    assert_eq!(drift.without_inputs, 0);
+    assert_eq!(drift.reports.len(), 1);
+    let r = &drift.reports[0];
+    assert_eq!(
+        (r.model_id.as_str(), r.model_version.as_str()),
+        ("purchase-propensity", "builtin-uci-2")
+    );
+    assert_eq!(r.decisions, 600);
+    assert_eq!(
+        r.status, "alarm",
+        "identical empty sessions are nothing like the training data"
+    );
+    assert!(r.alarmed > 0 && r.max_psi.unwrap() >= 0.25);
+    assert_eq!(r.psi_by_column.len(), 18, "17 inputs and the score");
+    let report: Value = serde_json::from_slice(&f.reports.object(&r.json_key).unwrap()).unwrap();
+    assert_eq!(report["format"], "checkout-ai/drift-report");
+    assert_eq!(report["columns"].as_array().unwrap().len(), 18);
+    assert!(f
+        .reports
+        .object("drift/purchase-propensity/latest.json")
+        .is_some());
+    let html = String::from_utf8(f.reports.object(&r.html_key).unwrap()).unwrap();
+    assert!(html.contains("Major shift") && html.contains("<svg class=\"bars\""));
+    // Its metrics.
+    let docs = experiment_evaluator::metrics(&summary).documents(window_end());
+    let names = checkout_aws::emf::declared(&docs);
+    assert_eq!(names["DriftPsi"], ["service", "input"]);
+    for name in [
+        "DriftDecisions",
+        "DriftMaxPsi",
+        "DriftWarnings",
+        "DriftAlarms",
+    ] {
+        assert_eq!(names[name], ["service"], "{name}");
+    }
+    let max = docs.iter().find_map(|d| d.get("DriftMaxPsi")).unwrap();
+    assert_eq!(max.as_f64(), r.max_psi);
+
+    // A window below the minimum is reported, never alarmed.
+    let small = MemoryLog::new(25, Faults::default());
+    decisions_logged(&small, "", hour, 50).await;
+    let f = Function {
+        log: Some(small),
+        ..f
+    };
+    let summary = f.handle(event(FIXTURE)).await.expect("run");
+    let r = &summary.drift.as_ref().unwrap().reports[0];
+    assert_eq!((r.status.as_str(), r.alarmed), ("insufficient", 0));
 }

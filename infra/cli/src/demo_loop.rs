@@ -226,6 +226,7 @@ pub async fn evaluate(
     let invocation = experiment_evaluator::Invocation {
         window_end: Some(window_end),
         experiment_id: Some(DEMO_EXPERIMENT.into()),
+        drift_window_hours: None,
     };
     let run = function.run(&invocation, Utc::now()).await?;
     if let Some(f) = run.failed.iter().chain(&run.refused).next() {

@@ -19,6 +19,8 @@
 pub mod artifact;
 pub mod columns;
 pub mod drift;
+#[cfg(feature = "stats")]
+pub mod drift_monitor;
 pub mod metrics;
 pub mod registry;
 pub mod scorer;
