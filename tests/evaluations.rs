@@ -11,10 +11,34 @@ use checkout_domain::experiment::evaluation::{evaluate_experiment, latest_key, r
 use checkout_domain::features::aggregate::Money;
 use checkout_domain::features::{Doc, ExperimentUnit};
 use checkout_domain::memory::{MemoryFeatureStore, MemoryObjectStore};
-use checkout_domain::ports::{Condition, ObjectStore};
+use checkout_domain::ports::{BatchSink, Condition, ObjectStore};
 use chrono::{TimeZone, Utc};
 use experiment_evaluator::{Function, Invocation};
 use serde_json::{json, Value};
+
+/// A decision of the compiled-in model at `at`, as the log holds it.
+fn logged_decision(id: &str, at: chrono::DateTime<Utc>) -> checkout_domain::ingest::LogEntry {
+    use checkout_domain::decision::engine::{decide, Features, Inputs};
+    let model = checkout_domain::model::registry::fallback_model().unwrap();
+    let request = checkout_domain::decision::request::parse_request(
+        format!(r#"{{"session_id": "s-{id}", "placement": "cart"}}"#).as_bytes(),
+    )
+    .unwrap();
+    let d = decide(
+        &request,
+        Ok(&Features::default()),
+        Inputs {
+            decision_id: id,
+            now: at,
+            unit: None,
+            model: &model,
+            config: &DecisionConfig::default(),
+            policy: None,
+            shadow: None,
+        },
+    );
+    checkout_domain::ingest::LogEntry::of(&d.event, i64::MAX).unwrap()
+}
 
 fn units() -> Vec<ExperimentUnit> {
     let exposed = Utc.with_ymd_and_hms(2026, 11, 24, 9, 0, 0).unwrap();
@@ -104,6 +128,25 @@ async fn the_evaluator_pages_the_units_writes_the_window_once_and_matches_the_me
         memory.insert(doc);
     }
 
+    // 520 decisions in the hour before the window's end (and 5 the hour before), written by the event
+    // log's own adapter, which sets the decisions-by-hour index key the drift monitor queries.
+    let log = checkout_aws::dynamo::DynamoEventLog {
+        client: dynamo.clone(),
+        table: stack.resource("EventLogTable").expect("log").name.clone(),
+    };
+    let hour = Utc.with_ymd_and_hms(2026, 11, 24, 11, 0, 0).unwrap();
+    let entries: Vec<_> =
+        (0..520)
+            .map(|i| logged_decision(&format!("d-{i}"), hour + chrono::Duration::seconds(i * 6)))
+            .chain((0..5).map(|i| {
+                logged_decision(&format!("early-{i}"), hour - chrono::Duration::minutes(5))
+            }))
+            .collect();
+    for chunk in entries.chunks(25) {
+        let refs: Vec<_> = chunk.iter().collect();
+        assert!(log.put(&refs).await.expect("logged").is_empty());
+    }
+
     let function = Function::new(&env, &sdk).expect("cold start");
     let window_end = Utc.with_ymd_and_hms(2026, 11, 24, 12, 0, 0).unwrap();
     let now = window_end + chrono::Duration::minutes(2);
@@ -118,6 +161,14 @@ async fn the_evaluator_pages_the_units_writes_the_window_once_and_matches_the_me
     let outcome = &summary.reports[0];
     assert_eq!(outcome.outcome, "written");
     assert!(outcome.latest_updated);
+    let drift = summary.drift.as_ref().expect("the drift monitor ran");
+    assert_eq!(
+        drift.decisions_read, 520,
+        "every shard of the hour, nothing of the hour before"
+    );
+    assert_eq!(drift.reports.len(), 1);
+    assert_eq!(drift.reports[0].decisions, 520);
+    assert_eq!(drift.reports[0].status, "alarm");
 
     let reports = S3ObjectStore {
         client: s3.clone(),

@@ -78,6 +78,7 @@ fn emitted() -> BTreeMap<&'static str, BTreeMap<&'static str, Vec<&'static str>>
                     ("Conversion", &["experiment", "variant"]),
                     ("RevenuePerUser", &["experiment", "variant"]),
                     ("AverageOrderValue", &["experiment", "variant"]),
+                    ("DriftPsi", &["input"]),
                 ],
                 experiment_evaluator::METRICS,
             ),
@@ -177,6 +178,8 @@ fn the_dashboard_is_valid_and_draws_only_metrics_the_functions_emit() {
         ("experiment-evaluator", "RevenuePerUser"),
         ("experiment-evaluator", "AverageOrderValue"),
         ("experiment-evaluator", "SrmAlarms"),
+        ("experiment-evaluator", "DriftMaxPsi"),
+        ("experiment-evaluator", "DriftPsi"),
     ] {
         assert!(
             drawn.contains(&(service.to_string(), metric.to_string())),

@@ -18,6 +18,7 @@
 pub mod census;
 pub mod demo;
 pub mod demo_loop;
+pub mod drift;
 pub mod drivers;
 pub mod evaluate;
 pub mod explain;
