@@ -7,13 +7,14 @@ use checkout_aws::config::secret;
 use checkout_aws::dynamo::DynamoEventLog;
 use checkout_aws::emf::{Metrics, Unit};
 use checkout_aws::quarantine::SqsQuarantine;
+use checkout_aws::s3::{s3_client, S3ObjectStore};
 use checkout_aws::{load_sdk_config, ConfigError, Env};
 use checkout_domain::delivery::RetryPolicy;
 use checkout_domain::ingest::{
-    Admission, BatchCounts, Ingestor, LogEntry, QuarantineRecord, SourceRecord,
-    DEFAULT_MAX_RECORD_BYTES,
+    Admission, BatchCounts, Ingestor, LogEntry, QuarantineRecord, SourceRecord, Tombstones,
+    DEFAULT_MAX_RECORD_BYTES, TOMBSTONES_KEY,
 };
-use checkout_domain::ports::BatchSink;
+use checkout_domain::ports::{BatchSink, ObjectStore};
 use checkout_domain::pseudonym::Pseudonymizer;
 use lambda_runtime::{Error, LambdaEvent};
 use std::time::Duration;
@@ -28,6 +29,10 @@ pub struct Config {
     pub max_record_bytes: usize,
     pub max_future_skew_seconds: i64,
     pub retry: RetryPolicy,
+    /// The bucket holding the erasure tombstones (`erasure/tombstones.json`); `None`: none are read.
+    pub tombstones_bucket: Option<String>,
+    /// How often the tombstones are re-read.
+    pub tombstones_refresh: Duration,
 }
 
 impl Config {
@@ -54,6 +59,11 @@ impl Config {
                 base: Duration::from_millis(env.parsed("WRITE_BACKOFF_BASE_MS", 25)?),
                 cap: Duration::from_millis(env.parsed("WRITE_BACKOFF_CAP_MS", 1000)?),
             },
+            tombstones_bucket: env
+                .optional("TOMBSTONES_BUCKET")
+                .filter(|b| !b.is_empty())
+                .map(str::to_string),
+            tombstones_refresh: Duration::from_secs(env.parsed("TOMBSTONES_REFRESH_SECONDS", 60)?),
         })
     }
 
@@ -78,6 +88,7 @@ pub fn metrics(c: &BatchCounts) -> Metrics {
     m.count("Quarantined", c.quarantined);
     m.count("WriteRetries", c.log_write_retries as usize);
     m.count("RetriedRecords", c.retry_from_checkpoint);
+    m.count("Erased", c.erased);
     for (reason, n) in &c.quarantined_by_reason {
         m.add_with(
             &[("reason", reason)],
@@ -94,6 +105,7 @@ pub const SERVICE: &str = "ingest";
 
 /// Every metric this function emits (besides `ColdStart`); the dashboard check reads it.
 pub const METRICS: &[&str] = &[
+    "Erased",
     "Records",
     "Appended",
     "Duplicates",
@@ -104,9 +116,23 @@ pub const METRICS: &[&str] = &[
 ];
 
 /// The handler with its ports; generic so unit tests run it over in-memory stores.
-pub struct Function<L = DynamoEventLog, Q = SqsQuarantine> {
+pub struct Function<L = DynamoEventLog, Q = SqsQuarantine, T = S3ObjectStore> {
     pub ingestor: Ingestor<L, Q>,
+    /// Where the tombstones are read from, and when they last were.
+    pub tombstones: Option<TombstoneSource<T>>,
 }
+
+/// The tombstones' object, re-read every `refresh`.
+pub struct TombstoneSource<T> {
+    pub store: T,
+    pub refresh: Duration,
+    pub loaded_at: std::sync::Mutex<Option<std::time::Instant>>,
+}
+
+/// Why a batch could not be ingested as a whole.
+#[derive(Debug, thiserror::Error)]
+#[error("the erasure tombstones were never read, so erased users cannot be told apart: {0}")]
+pub struct TombstonesUnavailable(#[source] checkout_domain::ports::StoreError);
 
 impl Function {
     /// Cold start: config, key, clients. A missing setting fails here, not on the first batch.
@@ -129,23 +155,83 @@ impl Function {
             queue_url: config.quarantine_queue_url.clone(),
             bucket: config.quarantine_bucket.clone(),
         };
+        let tombstones = config
+            .tombstones_bucket
+            .clone()
+            .map(|bucket| TombstoneSource {
+                store: S3ObjectStore {
+                    client: s3_client(sdk),
+                    bucket,
+                },
+                refresh: config.tombstones_refresh,
+                loaded_at: std::sync::Mutex::new(None),
+            });
         Ok(Function {
             ingestor: Ingestor {
                 admission: config.admission(pseudonymizer),
                 log,
                 quarantine,
                 retry: config.retry,
+                tombstones: Default::default(),
             },
+            tombstones,
         })
     }
 }
 
-impl<L: BatchSink<LogEntry>, Q: BatchSink<QuarantineRecord>> Function<L, Q> {
+impl<L: BatchSink<LogEntry>, Q: BatchSink<QuarantineRecord>, T: ObjectStore> Function<L, Q, T> {
+    /// Re-reads the tombstones when they are older than the refresh interval. A failed re-read keeps
+    /// the last set (and is logged); a first read that fails is an error, because ingesting without
+    /// them could resurrect an erased user.
+    pub async fn refresh_tombstones(&self) -> Result<(), TombstonesUnavailable> {
+        let Some(source) = &self.tombstones else {
+            return Ok(());
+        };
+        let due = source
+            .loaded_at
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_none_or(|at| at.elapsed() >= source.refresh);
+        if !due {
+            return Ok(());
+        }
+        let never = source
+            .loaded_at
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_none();
+        match source.store.get(TOMBSTONES_KEY).await {
+            Ok(object) => {
+                let set = match object {
+                    Some(o) => serde_json::from_slice::<Tombstones>(&o.bytes).unwrap_or_else(|e| {
+                        tracing::error!(error = %e, "the tombstones object is unreadable; keeping none");
+                        Tombstones::default()
+                    }),
+                    None => Tombstones::default(),
+                };
+                *self
+                    .ingestor
+                    .tombstones
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner()) = set;
+                *source.loaded_at.lock().unwrap_or_else(|p| p.into_inner()) =
+                    Some(std::time::Instant::now());
+                Ok(())
+            }
+            Err(e) if never => Err(TombstonesUnavailable(e)),
+            Err(e) => {
+                tracing::warn!(error = %e, "re-reading the tombstones failed; keeping the last set");
+                Ok(())
+            }
+        }
+    }
+
     /// Handles one batch from one shard.
     pub async fn handle(
         &self,
         event: LambdaEvent<KinesisEvent>,
     ) -> Result<KinesisEventResponse, Error> {
+        self.refresh_tombstones().await?;
         let (response, counts) = self.process(event.payload, chrono::Utc::now()).await;
         metrics(&counts).flush();
         Ok(response)
@@ -157,6 +243,7 @@ impl<L: BatchSink<LogEntry>, Q: BatchSink<QuarantineRecord>> Function<L, Q> {
         event: KinesisEvent,
         now: chrono::DateTime<chrono::Utc>,
     ) -> Result<KinesisEventResponse, Error> {
+        self.refresh_tombstones().await?;
         Ok(self.process(event, now).await.0)
     }
 

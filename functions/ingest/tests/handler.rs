@@ -5,7 +5,7 @@ use aws_lambda_events::event::kinesis::KinesisEvent;
 use aws_lambda_events::event::streams::KinesisEventResponse;
 use checkout_domain::delivery::RetryPolicy;
 use checkout_domain::ingest::{Admission, Ingestor};
-use checkout_domain::memory::{Faults, MemoryLog, MemoryQuarantine};
+use checkout_domain::memory::{Faults, MemoryLog, MemoryObjectStore, MemoryQuarantine};
 use checkout_domain::pseudonym::Pseudonymizer;
 use chrono::{DateTime, Utc};
 use ingest::Function;
@@ -23,7 +23,7 @@ fn function(
     log_faults: Faults,
     quarantine_faults: Faults,
     log_batch: usize,
-) -> Function<MemoryLog, MemoryQuarantine> {
+) -> Function<MemoryLog, MemoryQuarantine, MemoryObjectStore> {
     Function {
         ingestor: Ingestor {
             admission: Admission {
@@ -38,7 +38,13 @@ fn function(
                 max_attempts: 4,
                 ..RetryPolicy::default()
             },
+            tombstones: Default::default(),
         },
+        tombstones: Some(ingest::TombstoneSource {
+            store: MemoryObjectStore::default(),
+            refresh: std::time::Duration::ZERO,
+            loaded_at: std::sync::Mutex::new(None),
+        }),
     }
 }
 
@@ -293,4 +299,60 @@ async fn a_batch_reports_its_metrics_in_emf_with_quarantines_by_reason() {
             .map(String::as_str)
             .collect()
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_replay_of_an_erased_users_records_is_dropped_and_nothing_of_it_kept() {
+    let f = function(Faults::default(), Faults::default(), 25);
+    let event = fixture(VALID);
+    f.handle_at(event.clone(), now()).await.expect("handled");
+    let items = f.ingestor.log.items();
+    assert_eq!(items.len(), event.records.len());
+    let user = items
+        .values()
+        .find_map(|e| e.user_id.clone())
+        .expect("a pseudonymous user");
+    let session = items.values().next().unwrap().session_id.clone();
+    // Erasure: the entries go, the tombstones are written.
+    let mut t = checkout_domain::ingest::Tombstones::default();
+    t.add(&user, [&session], now().timestamp() + 86_400);
+    let store = &f.tombstones.as_ref().unwrap().store;
+    store.insert(
+        checkout_domain::ingest::TOMBSTONES_KEY,
+        serde_json::to_vec(&t).unwrap(),
+    );
+    let keys: Vec<(String, String)> = items.keys().cloned().collect();
+    checkout_domain::ports::LogEraser::delete(&f.ingestor.log, &keys)
+        .await
+        .unwrap();
+    // The same records again: every one is dropped (the anonymous ones by their session), none is
+    // quarantined (that would keep the raw payload), and the batch succeeds.
+    let (response, counts) = {
+        f.refresh_tombstones().await.expect("tombstones read");
+        f.process(event.clone(), now()).await
+    };
+    assert!(failures(&response).is_empty());
+    assert_eq!(counts.erased, event.records.len());
+    assert_eq!(counts.appended, 0);
+    assert!(f.ingestor.log.items().is_empty());
+    assert!(f.ingestor.quarantine.items().is_empty());
+    let docs = ingest::metrics(&counts).documents(now());
+    let erased = docs.iter().find_map(|d| d.get("Erased")).unwrap();
+    assert_eq!(erased.as_f64(), Some(event.records.len() as f64));
+}
+
+#[tokio::test(start_paused = true)]
+async fn tombstones_never_read_stop_the_batch_rather_than_risk_a_resurrection() {
+    let mut f = function(Faults::default(), Faults::default(), 25);
+    f.tombstones = Some(ingest::TombstoneSource {
+        store: {
+            let s = MemoryObjectStore::default();
+            s.unreachable
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+            s
+        },
+        refresh: std::time::Duration::ZERO,
+        loaded_at: std::sync::Mutex::new(None),
+    });
+    assert!(f.refresh_tombstones().await.is_err());
 }

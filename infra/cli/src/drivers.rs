@@ -61,6 +61,10 @@ where
         .drain(from, |event| {
             let totals = &totals;
             async move {
+                function
+                    .refresh_tombstones()
+                    .await
+                    .map_err(|e| e.to_string())?;
                 let (response, c) = function.process(event, chrono::Utc::now()).await;
                 *totals.borrow_mut() += &c;
                 Ok(response)

@@ -20,6 +20,7 @@ pub mod demo;
 pub mod demo_loop;
 pub mod drift;
 pub mod drivers;
+pub mod erase;
 pub mod evaluate;
 pub mod explain;
 pub mod learn;

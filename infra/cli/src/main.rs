@@ -57,6 +57,19 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Erase everything held about one person (GDPR Art. 17): their sessions from the event log and
+    /// every projection (aggregates recomputed without them), quarantined payloads that carry the id,
+    /// and a tombstone so that ingest drops their events until the retention has passed. Writes a
+    /// PII-free receipt to the reports bucket and prints it; `--out` writes it too.
+    Erase {
+        #[command(flatten)]
+        stack: StackArg,
+        /// The raw user id, as the storefront knows it (pseudonymized here with the ingest key).
+        #[arg(long)]
+        user: String,
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Print the JSON Schema of event schema v3 (committed as events/schema/event-v3.schema.json).
     Schema,
     /// Explain one decision from the event log and the registry alone: what the scorer saw (and whether
@@ -641,6 +654,14 @@ async fn run(command: Command) -> Result<ExitCode, ops::BoxError> {
             ops::drift::print(&b);
             if let Some(path) = out {
                 std::fs::write(&path, serde_json::to_vec_pretty(&b)?)?;
+                println!("wrote {}", path.display());
+            }
+        }
+        Command::Erase { stack, user, out } => {
+            let receipt = ops::erase::run(&stack.load()?, &user).await?;
+            ops::erase::print(&receipt);
+            if let Some(path) = out {
+                std::fs::write(&path, serde_json::to_vec_pretty(&receipt)?)?;
                 println!("wrote {}", path.display());
             }
         }

@@ -15,7 +15,7 @@
 //! Every attribute is a pure function of the event, so putting an event again writes an identical item.
 
 use crate::error::store_error;
-use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
+use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, PutRequest, WriteRequest};
 use aws_sdk_dynamodb::Client;
 use checkout_domain::ingest::LogEntry;
 use checkout_domain::ports::{BatchSink, StoreError};
@@ -211,6 +211,53 @@ impl checkout_domain::ports::LogIndex for DynamoLogIndex {
         })
         .await?;
         Ok(sessions.into_iter().collect())
+    }
+}
+
+impl checkout_domain::ports::LogEraser for DynamoLogIndex {
+    fn max_delete_batch(&self) -> usize {
+        BATCH_WRITE_MAX
+    }
+
+    async fn delete(&self, keys: &[(String, String)]) -> Result<(), StoreError> {
+        for chunk in keys.chunks(BATCH_WRITE_MAX) {
+            let mut requests = Vec::with_capacity(chunk.len());
+            for (session, event) in chunk {
+                let delete = DeleteRequest::builder()
+                    .key("session_id", AttributeValue::S(session.clone()))
+                    .key("event_id", AttributeValue::S(event.clone()))
+                    .build()
+                    .map_err(|e| StoreError::permanent("BatchWriteItem", e))?;
+                requests.push(WriteRequest::builder().delete_request(delete).build());
+            }
+            // Unprocessed deletes (throttling) are retried with a growing pause.
+            for attempt in 0..8u32 {
+                let out = self
+                    .client
+                    .batch_write_item()
+                    .request_items(&self.table, requests)
+                    .send()
+                    .await
+                    .map_err(|e| store_error("BatchWriteItem", e))?;
+                requests = out
+                    .unprocessed_items()
+                    .and_then(|m| m.get(&self.table))
+                    .cloned()
+                    .unwrap_or_default();
+                if requests.is_empty() {
+                    break;
+                }
+                if attempt == 7 {
+                    return Err(StoreError {
+                        operation: "BatchWriteItem",
+                        retryable: true,
+                        source: format!("{} deletes left unprocessed", requests.len()).into(),
+                    });
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50 << attempt)).await;
+            }
+        }
+        Ok(())
     }
 }
 

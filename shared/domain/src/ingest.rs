@@ -111,6 +111,67 @@ pub fn shard_of(event_id: &str) -> u32 {
     h % DECISION_HOUR_SHARDS
 }
 
+/// Where the tombstones of erased users live (in the models bucket, beside the decision config).
+pub const TOMBSTONES_KEY: &str = "erasure/tombstones.json";
+
+/// Erased pseudonyms and sessions, each until an expiry (epoch seconds): ingest drops their events, so
+/// a replay of the original records cannot bring an erased user back. A tombstone outlives the event
+/// retention (an older event is refused as outside it anyway). The ids are kept only as digests
+/// ([`tombstone_digest`]), so the tombstones themselves hold nothing of the person.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tombstones {
+    #[serde(default)]
+    pub users: BTreeMap<String, i64>,
+    #[serde(default)]
+    pub sessions: BTreeMap<String, i64>,
+}
+
+/// The digest a tombstone keeps of an id: SHA-256 of `tombstone|<id>`, first 32 hex digits.
+pub fn tombstone_digest(id: &str) -> String {
+    use sha2::Digest;
+    hex::encode(&sha2::Sha256::digest(format!("tombstone|{id}").as_bytes())[..16])
+}
+
+impl Tombstones {
+    /// Whether an admitted (pseudonymized) entry belongs to an erased user or session.
+    pub fn blocks(&self, entry: &LogEntry, now: DateTime<Utc>) -> bool {
+        if self.users.is_empty() && self.sessions.is_empty() {
+            return false;
+        }
+        let live = |set: &BTreeMap<String, i64>, id: &str| {
+            set.get(&tombstone_digest(id))
+                .is_some_and(|e| *e > now.timestamp())
+        };
+        live(&self.sessions, &entry.session_id)
+            || entry
+                .user_id
+                .as_deref()
+                .is_some_and(|u| live(&self.users, u))
+    }
+
+    /// Adds (or extends) the tombstones of a user and their sessions.
+    pub fn add<'a>(
+        &mut self,
+        user: &str,
+        sessions: impl IntoIterator<Item = &'a String>,
+        expires: i64,
+    ) {
+        let e = self.users.entry(tombstone_digest(user)).or_insert(expires);
+        *e = (*e).max(expires);
+        for s in sessions {
+            let e = self.sessions.entry(tombstone_digest(s)).or_insert(expires);
+            *e = (*e).max(expires);
+        }
+    }
+
+    /// Drops the expired ones.
+    pub fn prune(&mut self, now: DateTime<Utc>) {
+        let t = now.timestamp();
+        self.users.retain(|_, e| *e > t);
+        self.sessions.retain(|_, e| *e > t);
+    }
+}
+
 /// Why a record was not admitted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rejection {
@@ -242,6 +303,8 @@ pub struct BatchCounts {
     pub quarantined_by_reason: BTreeMap<String, usize>,
     /// Records handed back to Lambda for retry (from the checkpoint on).
     pub retry_from_checkpoint: usize,
+    /// Records of an erased user or session, dropped (nothing of them is kept).
+    pub erased: usize,
     pub log_write_requests: u64,
     pub log_write_retries: u64,
     pub quarantine_requests: u64,
@@ -258,6 +321,7 @@ impl std::ops::AddAssign<&BatchCounts> for BatchCounts {
             *self.quarantined_by_reason.entry(k.clone()).or_default() += v;
         }
         self.retry_from_checkpoint += c.retry_from_checkpoint;
+        self.erased += c.erased;
         self.log_write_requests += c.log_write_requests;
         self.log_write_retries += c.log_write_retries;
         self.quarantine_requests += c.quarantine_requests;
@@ -280,6 +344,8 @@ pub struct Ingestor<L, Q> {
     pub log: L,
     pub quarantine: Q,
     pub retry: RetryPolicy,
+    /// Erased users and sessions whose events are dropped (refreshed by the function).
+    pub tombstones: std::sync::RwLock<Tombstones>,
 }
 
 impl<L: BatchSink<LogEntry>, Q: BatchSink<QuarantineRecord>> Ingestor<L, Q> {
@@ -298,13 +364,24 @@ impl<L: BatchSink<LogEntry>, Q: BatchSink<QuarantineRecord>> Ingestor<L, Q> {
         enum Target {
             Entry(usize),
             Rejected(usize),
+            /// An erased user's or session's event: dropped, nothing kept.
+            Erased,
         }
+        let tombstones = self
+            .tombstones
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         let mut entries: Vec<LogEntry> = Vec::new();
         let mut rejected: Vec<QuarantineRecord> = Vec::new();
         let mut seen: HashMap<(String, String), usize> = HashMap::new();
         let mut targets = Vec::with_capacity(records.len());
         for r in records {
             match self.admission.admit(r.data, now) {
+                Ok(entry) if tombstones.blocks(&entry, now) => {
+                    counts.erased += 1;
+                    targets.push(Target::Erased);
+                }
                 Ok(entry) => {
                     let key = (entry.session_id.clone(), entry.event_id.clone());
                     match seen.get(&key) {
@@ -363,6 +440,7 @@ impl<L: BatchSink<LogEntry>, Q: BatchSink<QuarantineRecord>> Ingestor<L, Q> {
         let checkpoint = targets.iter().position(|t| match t {
             Target::Entry(i) => !logged.accepted[*i],
             Target::Rejected(i) => !quarantined.accepted[*i],
+            Target::Erased => false,
         });
         counts.retry_from_checkpoint = checkpoint.map_or(0, |c| records.len() - c);
         BatchOutcome {

@@ -7,7 +7,8 @@ use crate::features::{Doc, Key};
 use crate::ingest::{LogEntry, QuarantineRecord};
 use crate::ports::{BatchSink, StoreError};
 use crate::ports::{
-    CommitError, Expect, FeatureReader, FeatureWriter, LogIndex, SessionLog, Stored, Write,
+    CommitError, Expect, FeatureReader, FeatureWriter, LogEraser, LogIndex, SessionLog, Stored,
+    Write,
 };
 use crate::ports::{Condition, Object, ObjectStore, PutError};
 use crate::ports::{UnitPage, UnitSource};
@@ -168,6 +169,20 @@ impl SessionLog for MemoryLog {
             .take_while(|((s, _), _)| s == session_id)
             .map(|(_, e)| e.clone())
             .collect())
+    }
+}
+
+impl LogEraser for MemoryLog {
+    fn max_delete_batch(&self) -> usize {
+        25
+    }
+
+    async fn delete(&self, keys: &[(String, String)]) -> Result<(), StoreError> {
+        let mut st = self.lock();
+        for k in keys {
+            st.items.remove(k);
+        }
+        Ok(())
     }
 }
 

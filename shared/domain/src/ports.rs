@@ -102,6 +102,18 @@ pub trait LogIndex: SessionLog {
     ) -> impl Future<Output = Result<std::collections::BTreeSet<String>, StoreError>> + Send;
 }
 
+/// Deletes event-log entries by key (erasure only: the log is otherwise append-only).
+pub trait LogEraser: Sync {
+    /// Keys per delete request.
+    fn max_delete_batch(&self) -> usize;
+    /// Deletes every `(session_id, event_id)`; absent ones are no-ops. Retries what the store leaves
+    /// unprocessed.
+    fn delete(
+        &self,
+        keys: &[(String, String)],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
 /// An item as read, with the version its next write must expect.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Stored {

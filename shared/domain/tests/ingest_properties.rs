@@ -37,6 +37,7 @@ fn ingestor(faults: Faults, log_batch: usize) -> Ingestor<MemoryLog, MemoryQuara
             max_attempts: 3,
             ..RetryPolicy::default()
         },
+        tombstones: Default::default(),
     }
 }
 

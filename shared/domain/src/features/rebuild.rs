@@ -4,7 +4,10 @@
 //! contributions, no differences, no watermarks, and the co-occurrence top-K lists are ranked from every
 //! pair count at once. A live table that matches it was maintained correctly.
 
-use super::aggregate::{top_k, Contribution, PairCount, PairKind, Partner};
+use super::aggregate::{
+    top_k, Contribution, ItemContribution, PageContribution, PairCount, PairKind, Partner,
+    UserContribution,
+};
 use super::session::{fold, Unreadable};
 use super::{Doc, Key};
 use crate::ingest::LogEntry;
@@ -19,41 +22,62 @@ pub fn rebuild(entries: Vec<LogEntry>) -> (BTreeMap<Key, Doc>, Vec<Unreadable>) 
     }
     let mut docs: BTreeMap<Key, Doc> = BTreeMap::new();
     let mut unreadable = Vec::new();
-    let mut users = BTreeMap::new();
-    let mut items = BTreeMap::new();
-    let mut pages = BTreeMap::new();
-    let mut pairs: BTreeMap<(String, PairKind, String), (u32, i64)> = BTreeMap::new();
+    let mut contributions = Contributions::default();
     for entries in by_session.values() {
         let (projection, bad) = fold(entries);
         unreadable.extend(bad);
         let Some(p) = projection else { continue };
-        for c in p.users {
-            let agg = users.entry(c.user_id.clone()).or_insert_with(|| c.empty());
-            c.apply(None, agg);
-            put(&mut docs, Doc::UserContribution(c));
-        }
-        for c in p.items {
-            for kind in PairKind::ALL {
-                for other in c.partners(kind) {
-                    let slot = pairs
-                        .entry((c.product_id.clone(), kind, other.clone()))
-                        .or_insert((0, c.expires_at));
-                    slot.0 += 1;
-                    slot.1 = slot.1.max(c.expires_at);
-                }
-            }
-            let agg = items
-                .entry(c.product_id.clone())
-                .or_insert_with(|| c.empty());
-            c.apply(None, agg);
-            put(&mut docs, Doc::ItemContribution(c));
-        }
-        for c in p.pages {
-            let agg = pages.entry(c.path.clone()).or_insert_with(|| c.empty());
-            c.apply(None, agg);
-            put(&mut docs, Doc::PageContribution(c));
-        }
+        contributions.users.extend(p.users);
+        contributions.items.extend(p.items);
+        contributions.pages.extend(p.pages);
         put(&mut docs, Doc::Session(p.session));
+    }
+    docs.extend(aggregate(contributions));
+    (docs, unreadable)
+}
+
+/// Sessions' contributions to the aggregates.
+#[derive(Debug, Clone, Default)]
+pub struct Contributions {
+    pub users: Vec<UserContribution>,
+    pub items: Vec<ItemContribution>,
+    pub pages: Vec<PageContribution>,
+}
+
+/// The aggregates (users and their experiment units, items and their co-occurrence counts, pages) that
+/// the given contributions make, and the contribution items themselves. An aggregate depends only on
+/// its own contributions, so this also recomputes a few aggregates from theirs (erasure does).
+pub fn aggregate(c: Contributions) -> BTreeMap<Key, Doc> {
+    let mut docs: BTreeMap<Key, Doc> = BTreeMap::new();
+    let mut users = BTreeMap::new();
+    let mut items = BTreeMap::new();
+    let mut pages = BTreeMap::new();
+    let mut pairs: BTreeMap<(String, PairKind, String), (u32, i64)> = BTreeMap::new();
+    for c in c.users {
+        let agg = users.entry(c.user_id.clone()).or_insert_with(|| c.empty());
+        c.apply(None, agg);
+        put(&mut docs, Doc::UserContribution(c));
+    }
+    for c in c.items {
+        for kind in PairKind::ALL {
+            for other in c.partners(kind) {
+                let slot = pairs
+                    .entry((c.product_id.clone(), kind, other.clone()))
+                    .or_insert((0, c.expires_at));
+                slot.0 += 1;
+                slot.1 = slot.1.max(c.expires_at);
+            }
+        }
+        let agg = items
+            .entry(c.product_id.clone())
+            .or_insert_with(|| c.empty());
+        c.apply(None, agg);
+        put(&mut docs, Doc::ItemContribution(c));
+    }
+    for c in c.pages {
+        let agg = pages.entry(c.path.clone()).or_insert_with(|| c.empty());
+        c.apply(None, agg);
+        put(&mut docs, Doc::PageContribution(c));
     }
     let mut partners: BTreeMap<(String, PairKind), Vec<Partner>> = BTreeMap::new();
     for ((product_id, kind, other_id), (sessions, expires_at)) in pairs {
@@ -93,7 +117,7 @@ pub fn rebuild(entries: Vec<LogEntry>) -> (BTreeMap<Key, Doc>, Vec<Unreadable>) 
     for (_, page) in pages {
         put(&mut docs, Doc::Page(page));
     }
-    (docs, unreadable)
+    docs
 }
 
 fn put(docs: &mut BTreeMap<Key, Doc>, doc: Doc) {
