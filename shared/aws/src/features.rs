@@ -199,9 +199,15 @@ impl FeatureWriter for DynamoFeatureStore {
             .client
             .query()
             .table_name(&self.table)
-            .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
-            .expression_attribute_values(":pk", AttributeValue::S(pk.into()))
-            .expression_attribute_values(":prefix", AttributeValue::S(sk_prefix.into()));
+            .expression_attribute_values(":pk", AttributeValue::S(pk.into()));
+        // An empty prefix is the whole partition (DynamoDB refuses an empty key value).
+        let query = if sk_prefix.is_empty() {
+            query.key_condition_expression("pk = :pk")
+        } else {
+            query
+                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+                .expression_attribute_values(":prefix", AttributeValue::S(sk_prefix.into()))
+        };
         query_all(query, |item| from_feature_item(item).map(|(_, s)| s)).await
     }
 

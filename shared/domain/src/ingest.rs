@@ -149,6 +149,29 @@ impl Tombstones {
                 .is_some_and(|u| live(&self.users, u))
     }
 
+    /// Whether a rejected (so never pseudonymized) record still names an erased user or session in its
+    /// `user_id` or `session_id`: quarantining it would keep the erased person's raw data again.
+    pub fn blocks_raw(
+        &self,
+        data: &[u8],
+        pseudonymizer: &Pseudonymizer,
+        now: DateTime<Utc>,
+    ) -> bool {
+        if self.users.is_empty() && self.sessions.is_empty() {
+            return false;
+        }
+        let Ok(serde_json::Value::Object(v)) = serde_json::from_slice(data) else {
+            return false;
+        };
+        let text = |k: &str| v.get(k).and_then(serde_json::Value::as_str);
+        let live = |set: &BTreeMap<String, i64>, id: &str| {
+            set.get(&tombstone_digest(id))
+                .is_some_and(|e| *e > now.timestamp())
+        };
+        text("session_id").is_some_and(|s| live(&self.sessions, s))
+            || text("user_id").is_some_and(|u| live(&self.users, &pseudonymizer.user_id(u)))
+    }
+
     /// Adds (or extends) the tombstones of a user and their sessions.
     pub fn add<'a>(
         &mut self,
@@ -395,6 +418,10 @@ impl<L: BatchSink<LogEntry>, Q: BatchSink<QuarantineRecord>> Ingestor<L, Q> {
                             entries.push(entry);
                         }
                     }
+                }
+                Err(_) if tombstones.blocks_raw(r.data, &self.admission.pseudonymizer, now) => {
+                    counts.erased += 1;
+                    targets.push(Target::Erased);
                 }
                 Err(rej) => {
                     rejected.push(QuarantineRecord {
