@@ -134,7 +134,7 @@ fn the_dashboard_is_valid_and_draws_only_metrics_the_functions_emit() {
                         continue;
                     }
                     let names: Vec<&str> = row.iter().filter_map(Value::as_str).collect();
-                    assert!(names.len() >= 2 && names.len() % 2 == 0, "{row:?}");
+                    assert!(names.len() >= 2 && names.len().is_multiple_of(2), "{row:?}");
                     let (namespace, metric) = (names[0], names[1]);
                     let dims: BTreeMap<&str, &str> =
                         names[2..].chunks(2).map(|c| (c[0], c[1])).collect();

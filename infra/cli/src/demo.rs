@@ -58,6 +58,7 @@ pub struct DemoSummary {
     pub experiment: demo_loop::ExperimentSummary,
     pub report: demo_loop::ReportSummary,
     pub learning: crate::learn::DemoLearning,
+    pub operations: crate::demo_ops::OperationsSummary,
     pub timings_seconds: std::collections::BTreeMap<String, f64>,
 }
 
@@ -83,30 +84,30 @@ pub struct FlowBack {
 pub async fn demo(stack: &LocalStack, file: &Path, out: &Path) -> Result<(), BoxError> {
     let mut timings = std::collections::BTreeMap::new();
     let t = Instant::now();
-    println!("1/9 replaying {} into Kinesis …", file.display());
+    println!("1/10 replaying {} into Kinesis …", file.display());
     let replay = replay(stack, file, None, None).await?;
     timings.insert("replay".to_string(), t.elapsed().as_secs_f64());
 
     let t = Instant::now();
-    println!("2/9 driving the ingest handler from the stream, batch by batch …");
+    println!("2/10 driving the ingest handler from the stream, batch by batch …");
     let run = drive_ingest(stack).await?;
     timings.insert("ingest".to_string(), t.elapsed().as_secs_f64());
 
     let t = Instant::now();
-    println!("3/9 driving the feature updater from the event log's stream (INSERTs only) …");
+    println!("3/10 driving the feature updater from the event log's stream (INSERTs only) …");
     let features_run = drive_features(stack).await?;
     let features_secs = t.elapsed().as_secs_f64();
     timings.insert("features".to_string(), features_secs);
 
     let t = Instant::now();
-    println!("4/9 training a model on the event log's sessions and promoting it …");
+    println!("4/10 training a model on the event log's sessions and promoting it …");
     let model = train_and_promote(stack, out).await?;
     timings.insert("model".to_string(), t.elapsed().as_secs_f64());
 
     let t = Instant::now();
     let visits = demo_loop::cart_visits(file)?;
     println!(
-        "5/9 a storefront asks the scorer for {} decisions (each session that reaches the cart), through the HTTP API event …",
+        "5/10 a storefront asks the scorer for {} decisions (each session that reaches the cart), through the HTTP API event …",
         visits.len()
     );
     demo_loop::configure_experiment(stack).await?;
@@ -118,7 +119,7 @@ pub async fn demo(stack: &LocalStack, file: &Path, out: &Path) -> Result<(), Box
     timings.insert("decisions".to_string(), t.elapsed().as_secs_f64());
 
     let t = Instant::now();
-    println!("6/9 decision events back through Kinesis, ingest and the feature updater …");
+    println!("6/10 decision events back through Kinesis, ingest and the feature updater …");
     let ingest_back = drive_ingest_after(stack, &run.stream.positions).await?;
     let features_back = drive_features_after(stack, &features_run.stream.positions).await?;
     timings.insert("decisions_flow_back".to_string(), t.elapsed().as_secs_f64());
@@ -129,7 +130,7 @@ pub async fn demo(stack: &LocalStack, file: &Path, out: &Path) -> Result<(), Box
     };
 
     let t = Instant::now();
-    println!("7/9 the experiment evaluator over the window …");
+    println!("7/10 the experiment evaluator over the window …");
     let last_exposure = visits
         .iter()
         .map(|v| v.at)
@@ -139,7 +140,7 @@ pub async fn demo(stack: &LocalStack, file: &Path, out: &Path) -> Result<(), Box
     timings.insert("evaluate".to_string(), t.elapsed().as_secs_f64());
 
     let t = Instant::now();
-    println!("8/9 reading the event log and the features table back …");
+    println!("8/10 reading the event log and the features table back …");
     let sdk = stack.sdk_config().await;
     let ddb = aws_sdk_dynamodb::Client::new(&sdk);
     let event_log_items = count_items(&ddb, &stack.resource("EventLogTable")?.name).await?;
@@ -168,13 +169,21 @@ pub async fn demo(stack: &LocalStack, file: &Path, out: &Path) -> Result<(), Box
     timings.insert("verify".to_string(), t.elapsed().as_secs_f64());
 
     let t = Instant::now();
-    println!("9/9 the learning loop: point-in-time rows of these decisions, off-policy evaluation, a simulated closed loop …");
+    println!("9/10 the learning loop: point-in-time rows of these decisions, off-policy evaluation, a simulated closed loop …");
     let uci = file
         .parent()
         .unwrap_or(Path::new("."))
         .join("online_shoppers_intention.csv");
     let learning = crate::learn::demo_phase(stack, &uci, out).await?;
     timings.insert("learning".to_string(), t.elapsed().as_secs_f64());
+
+    let t = Instant::now();
+    println!(
+        "10/10 operations: explain a decision, the drift monitor over the day, erase a shopper …"
+    );
+    std::fs::create_dir_all(out)?;
+    let operations = crate::demo_ops::run(stack, &visits, out).await?;
+    timings.insert("operations".to_string(), t.elapsed().as_secs_f64());
     let per_event = |n: usize| n as f64 / event_log_items.max(1) as f64;
     let fc = &features_run.counts;
     let features = FeaturesSummary {
@@ -211,6 +220,7 @@ pub async fn demo(stack: &LocalStack, file: &Path, out: &Path) -> Result<(), Box
         experiment,
         report,
         learning,
+        operations,
         timings_seconds: timings,
     };
     std::fs::create_dir_all(out)?;
@@ -247,6 +257,21 @@ pub async fn demo(stack: &LocalStack, file: &Path, out: &Path) -> Result<(), Box
         return Err(format!(
             "the report counts {units} units but the storefront asked for {} users: exposures were lost or doubled on the way back",
             summary.decisions.users
+        )
+        .into());
+    }
+    let ops = &summary.operations;
+    if !ops.explain_discrepancies.is_empty() || ops.explain_hash_matches != Some(true) {
+        return Err(format!(
+            "explaining decision {} disagreed with the log: {:?}",
+            ops.explained_decision, ops.explain_discrepancies
+        )
+        .into());
+    }
+    if ops.rebuild_differences_after_erasure > 0 {
+        return Err(format!(
+            "after erasing a shopper the features table differs from a rebuild in {} items",
+            ops.rebuild_differences_after_erasure
         )
         .into());
     }

@@ -18,6 +18,7 @@
 pub mod census;
 pub mod demo;
 pub mod demo_loop;
+pub mod demo_ops;
 pub mod drift;
 pub mod drivers;
 pub mod erase;
