@@ -2,7 +2,8 @@
 //! random batches, with random duplicates:
 //! - the features table equals a from-scratch rebuild of the log (so any two deliveries agree);
 //! - delivering the last batch again writes nothing;
-//! - two updaters racing over the same batches still end at the rebuild.
+//! - two updaters racing over the same batches still end at the rebuild;
+//! - erasing a user leaves exactly the rebuild of what remains in the log, and nothing of the user.
 
 use checkout_domain::event::*;
 use checkout_domain::features::rebuild::{diff, rebuild};
@@ -244,5 +245,47 @@ proptest! {
         let (expected, _) = rebuild(all.clone());
         let d = diff(&expected, &u.store.docs());
         prop_assert!(d.is_empty(), "differences: {:#?}", d);
+    }
+
+    #[test]
+    fn erasing_a_user_leaves_the_rebuild_of_the_rest_and_nothing_of_them(
+        (specs, (seq, cuts)) in prop::collection::vec(spec(), 1..40)
+            .prop_flat_map(|specs| { let n = specs.len(); (Just(specs), plan(n)) }),
+        who in 0u8..3,
+    ) {
+        use checkout_domain::features::erase::{erase, sessions_of, ErasureCounts};
+        let all = entries(&specs);
+        let u = updater();
+        let rt = runtime();
+        for b in &batches(&seq, &cuts) {
+            let out = rt.block_on(deliver(&u, &all, b));
+            prop_assert!(out.failed.is_empty(), "{:?}", out.failed);
+        }
+        let user = format!("u{who}");
+        let mut counts = ErasureCounts::default();
+        let sessions = rt.block_on(sessions_of(&u.log, &u.store, &user, &mut counts)).unwrap();
+        let expected_sessions: std::collections::BTreeSet<String> = all
+            .iter()
+            .filter(|e| e.user_id.as_deref() == Some(user.as_str()))
+            .map(|e| e.session_id.clone())
+            .collect();
+        prop_assert_eq!(&sessions, &expected_sessions);
+        rt.block_on(erase(&u.log, &u.store, &user, &sessions, &mut counts)).unwrap();
+        let remaining: Vec<LogEntry> = u.log.items().into_values().collect();
+        prop_assert!(remaining.iter().all(|e| !sessions.contains(&e.session_id)));
+        prop_assert!(remaining.iter().all(|e| e.user_id.as_deref() != Some(user.as_str())));
+        let (expected, _) = rebuild(remaining);
+        let d = diff(&expected, &u.store.docs());
+        prop_assert!(d.is_empty(), "differences after erasing {}: {:#?}", user, d);
+        let text = serde_json::to_string(&u.store.docs().values().collect::<Vec<_>>()).unwrap();
+        prop_assert!(!text.contains(&format!("\"{user}\"")), "{} remains", user);
+        // Erasing again finds nothing and changes nothing.
+        let writes = u.store.writes();
+        let mut again = ErasureCounts::default();
+        let none = rt.block_on(sessions_of(&u.log, &u.store, &user, &mut again)).unwrap();
+        prop_assert!(none.is_empty());
+        rt.block_on(erase(&u.log, &u.store, &user, &none, &mut again)).unwrap();
+        prop_assert_eq!(again.log_items_deleted, 0);
+        prop_assert_eq!(u.store.writes(), writes);
     }
 }
