@@ -283,7 +283,7 @@ pub fn render(r: &DriftReport) -> String {
          missing and out-of-vocabulary bins, shares smoothed with ε = {EPSILON}. Warn at {WARN}, alarm at \
          {ALARM}. The noise floor is the PSI a same-sized sample of the reference itself would show.</p>"
     );
-    h.push_str("<table><tr><th>column</th><th>kind</th><th>PSI</th><th>status</th><th>noise floor</th><th>missing (ref → live)</th><th>unseen</th><th>reference vs live</th></tr>\n");
+    h.push_str("<table><tr><th>column</th><th>kind</th><th>PSI</th><th>status</th><th>noise floor</th><th>missing (ref → live)</th><th>unseen</th><th>reference (grey) vs live (blue)</th></tr>\n");
     for c in &r.columns {
         let status_class = match c.status {
             Status::Alarm => "worse",
