@@ -48,6 +48,8 @@ pub struct Config {
     pub event_log_table: Option<String>,
     /// Complete hours of decisions each drift report covers.
     pub drift_window_hours: u32,
+    /// At most this many decisions a drift window reads (a uniform sample beyond).
+    pub drift_max_decisions: usize,
 }
 
 impl Config {
@@ -96,6 +98,7 @@ impl Config {
                 .filter(|t| !t.is_empty())
                 .map(str::to_string),
             drift_window_hours: env.parsed("DRIFT_WINDOW_HOURS", 1u32)?.clamp(1, 24 * 7),
+            drift_max_decisions: env.parsed("DRIFT_MAX_DECISIONS", 50_000usize)?.max(1),
         })
     }
 }
@@ -472,7 +475,16 @@ impl<U: UnitSource, C: ObjectStore, R: ObjectStore, L: LogIndex> Function<U, C, 
                 .drift_window_hours
                 .unwrap_or(self.config.drift_window_hours)
                 .clamp(1, 24 * 7);
-            match monitor(log, &self.config_store, &self.reports, end, hours, now).await {
+            let monitored = monitor(
+                log,
+                &self.config_store,
+                &self.reports,
+                end,
+                hours,
+                self.config.drift_max_decisions,
+                now,
+            );
+            match monitored.await {
                 Ok(outcome) => {
                     for r in &outcome.reports {
                         if r.status == "alarm" || r.status == "warn" {

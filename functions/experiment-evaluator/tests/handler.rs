@@ -400,6 +400,14 @@ async fn the_hourly_run_reports_input_drift_from_the_decision_log() {
     }
     let max = docs.iter().find_map(|d| d.get("DriftMaxPsi")).unwrap();
     assert_eq!(max.as_f64(), r.max_psi);
+    assert!(!drift.sampled);
+
+    // A cap on the decisions read: a sample, flagged as one.
+    let mut f = f;
+    f.config.drift_max_decisions = 100;
+    let capped = f.handle(event(FIXTURE)).await.expect("run");
+    let drift = capped.drift.as_ref().unwrap();
+    assert_eq!((drift.decisions_read, drift.sampled), (100, true));
 
     // A window below the minimum is reported, never alarmed.
     let small = MemoryLog::new(25, Faults::default());

@@ -45,7 +45,7 @@ pub async fn run(
     let mut hour = first.duration_trunc(TimeDelta::hours(1))?;
     while decision.is_none() && hour <= last {
         decision = log
-            .decisions_in_hour(&hour_of(hour))
+            .decisions_in_hour(&hour_of(hour), 100)
             .await?
             .into_iter()
             .filter_map(|e| e.event().ok())

@@ -174,10 +174,14 @@ impl checkout_domain::ports::LogIndex for DynamoLogIndex {
         Ok(sessions.into_iter().next())
     }
 
-    async fn decisions_in_hour(&self, hour: &str) -> Result<Vec<LogEntry>, StoreError> {
+    async fn decisions_in_hour(
+        &self,
+        hour: &str,
+        limit: usize,
+    ) -> Result<Vec<LogEntry>, StoreError> {
         let mut out = Vec::new();
         for shard in 0..checkout_domain::ingest::DECISION_HOUR_SHARDS {
-            let query = self
+            let mut pages = self
                 .client
                 .query()
                 .table_name(&self.table)
@@ -186,8 +190,20 @@ impl checkout_domain::ports::LogIndex for DynamoLogIndex {
                 .expression_attribute_values(
                     ":h",
                     AttributeValue::S(checkout_domain::ingest::decision_hour_key(hour, shard)),
-                );
-            out.extend(query_index_all(query, |item| from_item(&item)).await?);
+                )
+                .into_paginator()
+                .items()
+                .send();
+            while out.len() < limit {
+                let Some(item) = pages.next().await else {
+                    break;
+                };
+                let item = item.map_err(|e| store_error("Query", e))?;
+                out.push(from_item(&item).map_err(|e| StoreError::permanent("Query", e))?);
+            }
+            if out.len() >= limit {
+                break;
+            }
         }
         Ok(out)
     }

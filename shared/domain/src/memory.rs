@@ -196,17 +196,24 @@ impl LogIndex for MemoryLog {
             .map(|e| e.session_id.clone()))
     }
 
-    async fn decisions_in_hour(&self, hour: &str) -> Result<Vec<LogEntry>, StoreError> {
+    async fn decisions_in_hour(
+        &self,
+        hour: &str,
+        limit: usize,
+    ) -> Result<Vec<LogEntry>, StoreError> {
         let st = self.lock();
-        Ok(st
+        let mut found: Vec<(String, LogEntry)> = st
             .items
             .values()
-            .filter(|e| {
+            .filter_map(|e| {
                 e.decision_hour()
-                    .is_some_and(|h| h.split('#').next() == Some(hour))
+                    .filter(|h| h.split('#').next() == Some(hour))
+                    .map(|h| (h, e.clone()))
             })
-            .cloned()
-            .collect())
+            .collect();
+        // Shard after shard, by event id within one, as the index returns them.
+        found.sort_by(|a, b| (&a.0, &a.1.event_id).cmp(&(&b.0, &b.1.event_id)));
+        Ok(found.into_iter().take(limit).map(|(_, e)| e).collect())
     }
 
     async fn user_sessions(

@@ -89,10 +89,12 @@ pub trait LogIndex: SessionLog {
         decision_id: &str,
     ) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
 
-    /// Every decision logged in `hour` (`2026-11-30T05`, see `ingest::hour_of`), from every shard.
+    /// The decisions logged in `hour` (`2026-11-30T05`, see `ingest::hour_of`), shard after shard, at
+    /// most `limit` of them. Shards are a hash of the event id, so any prefix is a uniform sample.
     fn decisions_in_hour(
         &self,
         hour: &str,
+        limit: usize,
     ) -> impl Future<Output = Result<Vec<LogEntry>, StoreError>> + Send;
 
     /// The sessions with at least one event of the pseudonymous user.
