@@ -32,6 +32,9 @@ pub const MAX_VALUES: usize = 100;
 pub const MAX_DIMENSIONS: usize = 30;
 /// Dimension values are cut to this length (CloudWatch's limit is 1,024; ours are short names).
 pub const MAX_DIMENSION_VALUE: usize = 250;
+/// A collector that is never flushed (a function embedded in a local driver or a benchmark) stops
+/// recording beyond this many values instead of growing without bound; Lambda flushes every invocation.
+pub const MAX_BUFFERED_VALUES: usize = 65_536;
 
 /// A metric's unit, as CloudWatch names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,6 +70,7 @@ pub struct Metrics {
     service: &'static str,
     groups: BTreeMap<Dimensions, BTreeMap<&'static str, (Unit, Vec<f64>)>>,
     cold_start: bool,
+    values: usize,
 }
 
 impl Metrics {
@@ -77,6 +81,7 @@ impl Metrics {
             service,
             groups: BTreeMap::new(),
             cold_start: COLD_START.swap(false, Ordering::Relaxed),
+            values: 0,
         }
     }
 
@@ -86,6 +91,7 @@ impl Metrics {
             service,
             groups: BTreeMap::new(),
             cold_start: false,
+            values: 0,
         }
     }
 
@@ -103,9 +109,10 @@ impl Metrics {
         unit: Unit,
         value: f64,
     ) {
-        if !value.is_finite() {
+        if !value.is_finite() || self.values >= MAX_BUFFERED_VALUES {
             return;
         }
+        self.values += 1;
         let dims: Dimensions = dimensions
             .iter()
             .take(MAX_DIMENSIONS - 1)
@@ -127,11 +134,7 @@ impl Metrics {
 
     /// The number of metric values collected so far.
     pub fn len(&self) -> usize {
-        self.groups
-            .values()
-            .flat_map(|m| m.values())
-            .map(|(_, v)| v.len())
-            .sum()
+        self.values
     }
 
     pub fn is_empty(&self) -> bool {
@@ -156,6 +159,7 @@ impl Metrics {
                 doc,
             ));
         }
+        self.values = 0;
         for (dims, metrics) in std::mem::take(&mut self.groups) {
             let names: Vec<&'static str> = std::iter::once("service")
                 .chain(dims.iter().map(|(k, _)| *k))

@@ -266,3 +266,19 @@ fn validate_refuses_what_the_specification_refuses() {
         "the schema agrees on the timestamp"
     );
 }
+
+#[test]
+fn a_collector_never_flushed_stops_growing() {
+    let mut m = Metrics::warm("scorer");
+    for i in 0..(checkout_aws::emf::MAX_BUFFERED_VALUES + 10) {
+        m.add("DecisionLatency", Unit::Milliseconds, i as f64);
+    }
+    assert_eq!(m.len(), checkout_aws::emf::MAX_BUFFERED_VALUES);
+    let docs = m.documents(at());
+    assert_eq!(m.len(), 0);
+    let values: usize = docs
+        .iter()
+        .map(|d| d["DecisionLatency"].as_array().map_or(1, Vec::len))
+        .sum();
+    assert_eq!(values, checkout_aws::emf::MAX_BUFFERED_VALUES);
+}
