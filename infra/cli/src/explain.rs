@@ -6,6 +6,7 @@ use crate::local::stack::LocalStack;
 use crate::BoxError;
 use checkout_aws::dynamo::DynamoLogIndex;
 use checkout_domain::decision::config::{DecisionConfig, DEFAULT_CONFIG_KEY};
+use checkout_domain::decision::engine::CONTROL_POLICY_ID;
 use checkout_domain::decision::learned::PolicyArtifact;
 use checkout_domain::event::{EventBody, CONFIGURED_POLICY_ID};
 use checkout_domain::learning::explain::{explain, Explanation, Sources};
@@ -54,7 +55,7 @@ pub async fn run(
             .filter(|m: &Model| m.version() == d.model_version),
     };
     let policy_ref = d.upcast().policy.unwrap_or_default();
-    let policy = if policy_ref.id == "control" || policy_ref.id == CONFIGURED_POLICY_ID {
+    let policy = if policy_ref.id == CONTROL_POLICY_ID || policy_ref.id == CONFIGURED_POLICY_ID {
         None
     } else {
         load_version_of::<PolicyArtifact>(&store, &policy_ref.id, &policy_ref.version)

@@ -19,11 +19,15 @@
 //! - **outcome**: the session's first order within the horizon.
 
 use crate::decision::config::DecisionConfig;
-use crate::decision::engine::{draws, hash_vectors, logged_model_input, model_input};
+use crate::decision::engine::{
+    draws, hash_vectors, logged_model_input, model_input, CONTROL_POLICY_ID,
+};
 use crate::decision::learned::{sample, PolicyArtifact, CONTEXT_FEATURES};
 use crate::decision::policy::{candidates, Action, Candidate, Economics, Signals};
 use crate::decision::request::{Cart, CartLine, Placement};
-use crate::event::{ActionProbability, DecisionServed, Event, EventBody, PolicyRef};
+use crate::event::{
+    ActionProbability, DecisionServed, Event, EventBody, PolicyRef, CONFIGURED_POLICY_ID,
+};
 use crate::features::session::fold;
 use crate::ingest::LogEntry;
 use crate::model::scorer::Model;
@@ -342,7 +346,8 @@ pub fn explain(
             .get(sample(&probabilities, pick))
             .is_some_and(|a| a.action == action_key)
     });
-    if draw_reproduces_choice == Some(false) && d.policy.as_ref().is_some_and(|p| p.id != "control")
+    if draw_reproduces_choice == Some(false)
+        && d.policy.as_ref().is_some_and(|p| p.id != CONTROL_POLICY_ID)
     {
         discrepancies.push("the decision's draw does not pick the served action".into());
     }
@@ -387,8 +392,7 @@ pub fn explain(
                 .push("the learned policy's distribution differs from the logged one".into());
         }
     }
-    let known_learned =
-        policy_ref.id != "control" && policy_ref.id != crate::event::CONFIGURED_POLICY_ID;
+    let known_learned = policy_ref.id != CONTROL_POLICY_ID && policy_ref.id != CONFIGURED_POLICY_ID;
     let policy = PolicyInfo {
         id: policy_ref.id.clone(),
         version: policy_ref.version.clone(),
