@@ -27,5 +27,6 @@ pub mod ope;
 pub mod placement;
 pub mod ports;
 pub mod pseudonym;
+pub mod recovery;
 #[cfg(feature = "stats")]
 pub mod stats;
