@@ -13,8 +13,12 @@
 //!   the session is active again. If the cart changed and is still abandoned, the sequence **restarts**
 //!   from the new abandonment time (an emptied cart **cancels** it).
 //!
-//! Not here yet: opt-out and consent, caps per channel, quiet hours, the predictive choice, delivery and
-//! the sweep (see the issue).
+//! - **Caps** ([`cap`]): per user and channel, one e-mail per 16 h and one SMS per 24 h by default, and at
+//!   most 3 messages per cart; a message over a channel cap is deferred to when the cap allows it, never
+//!   dropped silently.
+//!
+//! Not here yet: opt-out and consent, quiet hours in the user's time zone, the predictive choice,
+//! delivery and the sweep (see the issue).
 
 use crate::event::{Event, EventBody};
 use crate::ingest::LogEntry;
@@ -235,4 +239,92 @@ pub fn check(
         return Verdict::NotYet { due_at };
     }
     Verdict::Send
+}
+
+/// A channel a recovery message goes out on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Channel {
+    Email,
+    Sms,
+}
+
+/// Per-user and per-cart message caps.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Caps {
+    /// At most one e-mail to a user per this long.
+    pub email_every: Duration,
+    /// At most one SMS to a user per this long.
+    pub sms_every: Duration,
+    /// At most this many messages about one cart, whatever the channel.
+    pub per_cart: usize,
+}
+
+impl Default for Caps {
+    fn default() -> Self {
+        Self {
+            email_every: Duration::hours(16),
+            sms_every: Duration::hours(24),
+            per_cart: 3,
+        }
+    }
+}
+
+impl Caps {
+    fn every(&self, channel: Channel) -> Duration {
+        match channel {
+            Channel::Email => self.email_every,
+            Channel::Sms => self.sms_every,
+        }
+    }
+}
+
+/// A message already requested for the user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sent {
+    pub channel: Channel,
+    pub at: DateTime<Utc>,
+    /// The session of the cart it was about.
+    pub cart_session: String,
+}
+
+/// What the caps allow.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "verdict", rename_all = "snake_case")]
+pub enum CapVerdict {
+    Allowed,
+    /// The channel's cap allows the next message at this time: defer, do not drop.
+    DeferUntil {
+        at: DateTime<Utc>,
+    },
+    /// The cart has had its messages.
+    CartCapReached,
+}
+
+/// Whether a message about the cart of `cart_session` may go out on `channel` at `now`, given every
+/// message already requested for the same user (`sent`, any order).
+pub fn cap(
+    sent: &[Sent],
+    channel: Channel,
+    cart_session: &str,
+    now: DateTime<Utc>,
+    caps: &Caps,
+) -> CapVerdict {
+    if sent
+        .iter()
+        .filter(|m| m.cart_session == cart_session)
+        .count()
+        >= caps.per_cart
+    {
+        return CapVerdict::CartCapReached;
+    }
+    let next = sent
+        .iter()
+        .filter(|m| m.channel == channel)
+        .map(|m| m.at + caps.every(channel))
+        .max();
+    match next {
+        Some(at) if now < at => CapVerdict::DeferUntil { at },
+        _ => CapVerdict::Allowed,
+    }
 }

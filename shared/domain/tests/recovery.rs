@@ -4,7 +4,9 @@
 
 use checkout_domain::event::*;
 use checkout_domain::ingest::LogEntry;
-use checkout_domain::recovery::{carts, check, CancelReason, RecoverySettings, Verdict};
+use checkout_domain::recovery::{
+    cap, carts, check, CancelReason, CapVerdict, Caps, Channel, RecoverySettings, Sent, Verdict,
+};
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use proptest::prelude::*;
 
@@ -182,6 +184,64 @@ fn an_emptied_cart_cancels_a_changed_one_restarts_and_activity_postpones() {
         Verdict::NotYet {
             due_at: t0() + Duration::minutes(110 + 60) + Duration::hours(1)
         }
+    );
+}
+
+#[test]
+fn channel_caps_defer_and_the_cart_cap_stops() {
+    let caps = Caps::default();
+    let sent = |channel, hours: i64, cart: &str| Sent {
+        channel,
+        at: t0() + Duration::hours(hours),
+        cart_session: cart.into(),
+    };
+    let now = t0() + Duration::hours(20);
+    // One e-mail 10 h ago (another cart): the next e-mail waits until 16 h after it; an SMS may go.
+    let log = vec![sent(Channel::Email, 10, "s0")];
+    assert_eq!(
+        cap(&log, Channel::Email, "s1", now, &caps),
+        CapVerdict::DeferUntil {
+            at: t0() + Duration::hours(26)
+        }
+    );
+    assert_eq!(
+        cap(&log, Channel::Sms, "s1", now, &caps),
+        CapVerdict::Allowed
+    );
+    assert_eq!(
+        cap(
+            &log,
+            Channel::Email,
+            "s1",
+            t0() + Duration::hours(26),
+            &caps
+        ),
+        CapVerdict::Allowed,
+        "exactly at the cap's end"
+    );
+    // The latest message decides, whatever the order they are listed in.
+    let log = vec![sent(Channel::Sms, 15, "s0"), sent(Channel::Sms, 1, "s0")];
+    assert_eq!(
+        cap(&log, Channel::Sms, "s1", now, &caps),
+        CapVerdict::DeferUntil {
+            at: t0() + Duration::hours(39)
+        }
+    );
+    // Three messages about this cart: no fourth, on any channel.
+    let log = vec![
+        sent(Channel::Email, -100, "s1"),
+        sent(Channel::Sms, -60, "s1"),
+        sent(Channel::Email, -30, "s1"),
+    ];
+    for channel in [Channel::Email, Channel::Sms] {
+        assert_eq!(
+            cap(&log, channel, "s1", now, &caps),
+            CapVerdict::CartCapReached
+        );
+    }
+    assert_eq!(
+        cap(&log, Channel::Email, "s2", now, &caps),
+        CapVerdict::Allowed
     );
 }
 
