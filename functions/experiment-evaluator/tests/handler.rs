@@ -119,16 +119,12 @@ async fn the_scheduler_fixture_writes_a_report_per_running_experiment() {
     }
     // The run's metrics: what was written, and each arm's readout from the report itself.
     let docs = experiment_evaluator::metrics(&summary).documents(window_end());
-    for d in &docs {
-        checkout_aws::emf::validate(d).expect("a valid EMF document");
-    }
-    let names = checkout_aws::emf::declared(&docs);
-    for name in names.keys() {
-        assert!(
-            experiment_evaluator::METRICS.contains(&name.as_str()) || name == "ColdStart",
-            "{name} is listed in METRICS"
-        );
-    }
+    let names = checkout_aws::emf::check_documents(
+        &docs,
+        experiment_evaluator::SERVICE,
+        experiment_evaluator::METRICS,
+    )
+    .expect("valid EMF documents of the function's own metrics");
     for name in ["ExperimentsEvaluated", "SrmAlarms", "ReportFailures"] {
         assert_eq!(names[name], ["service"], "{name}");
     }
@@ -388,7 +384,12 @@ async fn the_hourly_run_reports_input_drift_from_the_decision_log() {
     assert!(html.contains("Major shift") && html.contains("<svg class=\"bars\""));
     // Its metrics.
     let docs = experiment_evaluator::metrics(&summary).documents(window_end());
-    let names = checkout_aws::emf::declared(&docs);
+    let names = checkout_aws::emf::check_documents(
+        &docs,
+        experiment_evaluator::SERVICE,
+        experiment_evaluator::METRICS,
+    )
+    .expect("valid EMF documents of the function's own metrics");
     assert_eq!(names["DriftPsi"], ["service", "input"]);
     for name in [
         "DriftDecisions",

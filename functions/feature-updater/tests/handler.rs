@@ -239,16 +239,12 @@ async fn a_batch_reports_its_metrics_in_emf_with_the_lag_of_every_projected_reco
     let newest = occurred.iter().filter_map(|(_, at)| *at).max().unwrap();
     let now = newest + chrono::TimeDelta::seconds(2);
     let docs = feature_updater::metrics(&counts, &occurred, &response, now).documents(now);
-    for d in &docs {
-        checkout_aws::emf::validate(d).expect("a valid EMF document");
-    }
-    let names = checkout_aws::emf::declared(&docs);
-    for name in names.keys() {
-        assert!(
-            feature_updater::METRICS.contains(&name.as_str()) || name == "ColdStart",
-            "{name} is listed in METRICS"
-        );
-    }
+    let names = checkout_aws::emf::check_documents(
+        &docs,
+        feature_updater::SERVICE,
+        feature_updater::METRICS,
+    )
+    .expect("valid EMF documents of the function's own metrics");
     for name in [
         "Events",
         "Sessions",
@@ -258,14 +254,7 @@ async fn a_batch_reports_its_metrics_in_emf_with_the_lag_of_every_projected_reco
     ] {
         assert_eq!(names[name], ["service"], "{name}");
     }
-    let lags: Vec<f64> = docs
-        .iter()
-        .flat_map(|d| match &d["ProjectionLag"] {
-            serde_json::Value::Array(v) => v.iter().filter_map(|x| x.as_f64()).collect(),
-            serde_json::Value::Number(n) => vec![n.as_f64().unwrap()],
-            _ => Vec::new(),
-        })
-        .collect();
+    let lags = checkout_aws::emf::values(&docs, "ProjectionLag");
     assert_eq!(lags.len(), inserts.len(), "one lag per projected record");
     let expected: Vec<f64> = occurred
         .iter()

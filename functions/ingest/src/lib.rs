@@ -79,7 +79,7 @@ impl Config {
 
 /// The batch's metrics (EMF, service `ingest`): `Records`, `Appended`, `Duplicates` (in the batch),
 /// `Quarantined` (and by `reason`), `WriteRetries` (log writes retried), `RetriedRecords` (handed back to
-/// Lambda from the checkpoint).
+/// Lambda from the checkpoint), `Erased` (dropped by a tombstone).
 pub fn metrics(c: &BatchCounts) -> Metrics {
     let mut m = Metrics::new(SERVICE);
     m.count("Records", c.records);
@@ -187,19 +187,10 @@ impl<L: BatchSink<LogEntry>, Q: BatchSink<QuarantineRecord>, T: ObjectStore> Fun
         let Some(source) = &self.tombstones else {
             return Ok(());
         };
-        let due = source
-            .loaded_at
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .is_none_or(|at| at.elapsed() >= source.refresh);
-        if !due {
+        let loaded_at = *source.loaded_at.lock().unwrap_or_else(|p| p.into_inner());
+        if loaded_at.is_some_and(|at| at.elapsed() < source.refresh) {
             return Ok(());
         }
-        let never = source
-            .loaded_at
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .is_none();
         match source.store.get(TOMBSTONES_KEY).await {
             Ok(object) => {
                 let set = match object {
@@ -218,7 +209,7 @@ impl<L: BatchSink<LogEntry>, Q: BatchSink<QuarantineRecord>, T: ObjectStore> Fun
                     Some(std::time::Instant::now());
                 Ok(())
             }
-            Err(e) if never => Err(TombstonesUnavailable(e)),
+            Err(e) if loaded_at.is_none() => Err(TombstonesUnavailable(e)),
             Err(e) => {
                 tracing::warn!(error = %e, "re-reading the tombstones failed; keeping the last set");
                 Ok(())

@@ -256,17 +256,8 @@ async fn a_batch_reports_its_metrics_in_emf_with_quarantines_by_reason() {
     let event = fixture(POISON);
     let (_, counts) = f.process(event.clone(), now()).await;
     let docs = ingest::metrics(&counts).documents(now());
-    for d in &docs {
-        checkout_aws::emf::validate(d).expect("a valid EMF document");
-        assert_eq!(d["service"], "ingest");
-    }
-    let names = checkout_aws::emf::declared(&docs);
-    for name in names.keys() {
-        assert!(
-            ingest::METRICS.contains(&name.as_str()) || name == "ColdStart",
-            "{name} is listed in METRICS"
-        );
-    }
+    let names = checkout_aws::emf::check_documents(&docs, ingest::SERVICE, ingest::METRICS)
+        .expect("valid EMF documents of the function's own metrics");
     for name in [
         "Records",
         "Appended",
@@ -277,11 +268,7 @@ async fn a_batch_reports_its_metrics_in_emf_with_quarantines_by_reason() {
         assert_eq!(names[name], ["service"], "{name}");
     }
     assert_eq!(names["QuarantinedByReason"], ["service", "reason"]);
-    let sum = |name: &str| -> f64 {
-        docs.iter()
-            .filter_map(|d| d.get(name).and_then(serde_json::Value::as_f64))
-            .sum()
-    };
+    let sum = |name: &str| -> f64 { checkout_aws::emf::values(&docs, name).iter().sum() };
     assert_eq!(sum("Records"), event.records.len() as f64);
     assert_eq!(sum("Quarantined"), counts.quarantined as f64);
     assert!(counts.quarantined > 0);
@@ -321,7 +308,7 @@ async fn a_replay_of_an_erased_users_records_is_dropped_and_nothing_of_it_kept()
         checkout_domain::ingest::TOMBSTONES_KEY,
         serde_json::to_vec(&t).unwrap(),
     );
-    let keys: Vec<(String, String)> = items.keys().cloned().collect();
+    let keys: Vec<&(String, String)> = items.keys().collect();
     checkout_domain::ports::LogEraser::delete(&f.ingestor.log, &keys)
         .await
         .unwrap();
@@ -355,4 +342,8 @@ async fn tombstones_never_read_stop_the_batch_rather_than_risk_a_resurrection() 
         loaded_at: std::sync::Mutex::new(None),
     });
     assert!(f.refresh_tombstones().await.is_err());
+    // The Lambda entry point fails the batch (Lambda retries it) and writes nothing.
+    assert!(f.handle_at(fixture(VALID), now()).await.is_err());
+    assert!(f.ingestor.log.items().is_empty());
+    assert!(f.ingestor.quarantine.items().is_empty());
 }

@@ -520,17 +520,8 @@ async fn every_decision_and_refusal_is_a_metric_in_emf() {
     let (status, _) = post(&s, b"{not json").await;
     assert_eq!(status, 400);
     let docs = s.take_metrics().documents(now());
-    for d in &docs {
-        checkout_aws::emf::validate(d).expect("a valid EMF document");
-        assert_eq!(d["service"], "scorer");
-    }
-    let names = checkout_aws::emf::declared(&docs);
-    for name in names.keys() {
-        assert!(
-            scorer::METRICS.contains(&name.as_str()) || name == "ColdStart",
-            "{name} is listed in METRICS"
-        );
-    }
+    let names = checkout_aws::emf::check_documents(&docs, scorer::SERVICE, scorer::METRICS)
+        .expect("valid EMF documents of the function's own metrics");
     assert_eq!(
         names["Decisions"],
         ["service", "placement", "action", "variant"]

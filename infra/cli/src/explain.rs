@@ -10,8 +10,7 @@ use checkout_domain::decision::engine::CONTROL_POLICY_ID;
 use checkout_domain::decision::learned::PolicyArtifact;
 use checkout_domain::event::{EventBody, CONFIGURED_POLICY_ID};
 use checkout_domain::learning::explain::{explain, Explanation, Sources};
-use checkout_domain::model::registry::{fallback_model, load_version, load_version_of};
-use checkout_domain::model::scorer::Model;
+use checkout_domain::model::registry::{load_served_version, load_version_of};
 use checkout_domain::ports::{LogIndex, ObjectStore, SessionLog};
 use chrono::Duration;
 
@@ -48,12 +47,7 @@ pub async fn run(
         .into());
     };
     let store = crate::model::registry_store(stack).await?;
-    let model = match load_version(&store, &d.model_id, &d.model_version).await {
-        Ok(m) => Some(m),
-        Err(_) => fallback_model()
-            .ok()
-            .filter(|m: &Model| m.version() == d.model_version),
-    };
+    let model = load_served_version(&store, &d.model_id, &d.model_version).await?;
     let policy_ref = d.upcast().policy.unwrap_or_default();
     let policy = if policy_ref.id == CONTROL_POLICY_ID || policy_ref.id == CONFIGURED_POLICY_ID {
         None

@@ -101,33 +101,43 @@ impl BatchSink<LogEntry> for DynamoEventLog {
                 .map_err(|err| StoreError::permanent("BatchWriteItem", err))?;
             requests.push(WriteRequest::builder().put_request(put).build());
         }
-        let out = self
-            .client
-            .batch_write_item()
-            .request_items(&self.table, requests)
-            .send()
-            .await
-            .map_err(|e| store_error("BatchWriteItem", e))?;
-        let Some(unprocessed) = out.unprocessed_items().and_then(|m| m.get(&self.table)) else {
-            return Ok(Vec::new());
-        };
-        // Map unprocessed items back to positions by key.
-        let position: HashMap<(&str, &str), usize> = items
+        let keys = items
             .iter()
-            .enumerate()
-            .map(|(i, e)| ((e.session_id.as_str(), e.event_id.as_str()), i))
-            .collect();
-        let key_of = |item: &Item, name| item.get(name).and_then(|v| v.as_s().ok()).cloned();
-        Ok(unprocessed
-            .iter()
-            .filter_map(|w| w.put_request())
-            .filter_map(|p| {
-                let item = p.item();
-                let (s, e) = (key_of(item, "session_id")?, key_of(item, "event_id")?);
-                position.get(&(s.as_str(), e.as_str())).copied()
-            })
-            .collect())
+            .map(|e| (e.session_id.as_str(), e.event_id.as_str()));
+        batch_write(&self.client, &self.table, requests, keys).await
     }
+}
+
+/// One `BatchWriteItem` of puts or deletes on the event log, and the positions (in `keys`' order) of
+/// the requests DynamoDB left unprocessed, by their key.
+async fn batch_write<'k>(
+    client: &Client,
+    table: &str,
+    requests: Vec<WriteRequest>,
+    keys: impl Iterator<Item = (&'k str, &'k str)>,
+) -> Result<Vec<usize>, StoreError> {
+    let out = client
+        .batch_write_item()
+        .request_items(table, requests)
+        .send()
+        .await
+        .map_err(|e| store_error("BatchWriteItem", e))?;
+    let Some(unprocessed) = out.unprocessed_items().and_then(|m| m.get(table)) else {
+        return Ok(Vec::new());
+    };
+    let position: HashMap<(&str, &str), usize> = keys.enumerate().map(|(i, k)| (k, i)).collect();
+    let key_of = |item: &Item, name| item.get(name).and_then(|v| v.as_s().ok()).cloned();
+    Ok(unprocessed
+        .iter()
+        .filter_map(|w| {
+            let item = w
+                .put_request()
+                .map(PutRequest::item)
+                .or_else(|| w.delete_request().map(DeleteRequest::key))?;
+            let (s, e) = (key_of(item, "session_id")?, key_of(item, "event_id")?);
+            position.get(&(s.as_str(), e.as_str())).copied()
+        })
+        .collect())
 }
 
 /// The event log's secondary indexes (eventually consistent) and its sessions (strongly consistent):
@@ -155,71 +165,22 @@ impl checkout_domain::ports::SessionLog for DynamoLogIndex {
     }
 }
 
-impl checkout_domain::ports::LogIndex for DynamoLogIndex {
-    async fn decision_session(&self, decision_id: &str) -> Result<Option<String>, StoreError> {
-        let query = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .index_name(DECISIONS_BY_ID_INDEX)
-            .key_condition_expression("decision_id = :d")
-            .expression_attribute_values(":d", AttributeValue::S(decision_id.into()));
-        let sessions = query_index_all(query, |item| {
-            item.get("session_id")
-                .and_then(|v| v.as_s().ok())
-                .cloned()
-                .ok_or(MalformedItem("session_id"))
-        })
-        .await?;
-        Ok(sessions.into_iter().next())
-    }
-
-    async fn decisions_in_hour(
+impl DynamoLogIndex {
+    /// The distinct sessions of the items of `index` whose `attribute` is `value`.
+    async fn sessions_in(
         &self,
-        hour: &str,
-        limit: usize,
-    ) -> Result<Vec<LogEntry>, StoreError> {
-        let mut out = Vec::new();
-        for shard in 0..checkout_domain::ingest::DECISION_HOUR_SHARDS {
-            let mut pages = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(DECISIONS_BY_HOUR_INDEX)
-                .key_condition_expression("decision_hour = :h")
-                .expression_attribute_values(
-                    ":h",
-                    AttributeValue::S(checkout_domain::ingest::decision_hour_key(hour, shard)),
-                )
-                .into_paginator()
-                .items()
-                .send();
-            while out.len() < limit {
-                let Some(item) = pages.next().await else {
-                    break;
-                };
-                let item = item.map_err(|e| store_error("Query", e))?;
-                out.push(from_item(&item).map_err(|e| StoreError::permanent("Query", e))?);
-            }
-            if out.len() >= limit {
-                break;
-            }
-        }
-        Ok(out)
-    }
-
-    async fn user_sessions(
-        &self,
-        user_id: &str,
+        index: &str,
+        attribute: &str,
+        value: &str,
     ) -> Result<std::collections::BTreeSet<String>, StoreError> {
         let query = self
             .client
             .query()
             .table_name(&self.table)
-            .index_name(BY_USER_INDEX)
-            .key_condition_expression("user_id = :u")
-            .expression_attribute_values(":u", AttributeValue::S(user_id.into()));
-        let sessions = query_index_all(query, |item| {
+            .index_name(index)
+            .key_condition_expression(format!("{attribute} = :v"))
+            .expression_attribute_values(":v", AttributeValue::S(value.into()));
+        let sessions = collect(query, usize::MAX, |item| {
             item.get("session_id")
                 .and_then(|v| v.as_s().ok())
                 .cloned()
@@ -230,57 +191,72 @@ impl checkout_domain::ports::LogIndex for DynamoLogIndex {
     }
 }
 
-impl checkout_domain::ports::LogEraser for DynamoLogIndex {
-    fn max_delete_batch(&self) -> usize {
-        BATCH_WRITE_MAX
+impl checkout_domain::ports::LogIndex for DynamoLogIndex {
+    async fn decision_session(&self, decision_id: &str) -> Result<Option<String>, StoreError> {
+        let sessions = self
+            .sessions_in(DECISIONS_BY_ID_INDEX, "decision_id", decision_id)
+            .await?;
+        Ok(sessions.into_iter().next())
     }
 
-    async fn delete(&self, keys: &[(String, String)]) -> Result<(), StoreError> {
-        for chunk in keys.chunks(BATCH_WRITE_MAX) {
-            let mut requests = Vec::with_capacity(chunk.len());
-            for (session, event) in chunk {
-                let delete = DeleteRequest::builder()
-                    .key("session_id", AttributeValue::S(session.clone()))
-                    .key("event_id", AttributeValue::S(event.clone()))
-                    .build()
-                    .map_err(|e| StoreError::permanent("BatchWriteItem", e))?;
-                requests.push(WriteRequest::builder().delete_request(delete).build());
+    async fn decisions_in_hour(
+        &self,
+        hour: &str,
+        limit: usize,
+    ) -> Result<Vec<LogEntry>, StoreError> {
+        let mut out = Vec::new();
+        for shard in 0..checkout_domain::ingest::DECISION_HOUR_SHARDS {
+            if out.len() >= limit {
+                break;
             }
-            // Unprocessed deletes (throttling) are retried with a growing pause.
-            for attempt in 0..8u32 {
-                let out = self
-                    .client
-                    .batch_write_item()
-                    .request_items(&self.table, requests)
-                    .send()
-                    .await
-                    .map_err(|e| store_error("BatchWriteItem", e))?;
-                requests = out
-                    .unprocessed_items()
-                    .and_then(|m| m.get(&self.table))
-                    .cloned()
-                    .unwrap_or_default();
-                if requests.is_empty() {
-                    break;
-                }
-                if attempt == 7 {
-                    return Err(StoreError {
-                        operation: "BatchWriteItem",
-                        retryable: true,
-                        source: format!("{} deletes left unprocessed", requests.len()).into(),
-                    });
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(50 << attempt)).await;
-            }
+            let query = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(DECISIONS_BY_HOUR_INDEX)
+                .key_condition_expression("decision_hour = :h")
+                .expression_attribute_values(
+                    ":h",
+                    AttributeValue::S(checkout_domain::ingest::decision_hour_key(hour, shard)),
+                );
+            out.extend(collect(query, limit - out.len(), |item| from_item(&item)).await?);
         }
-        Ok(())
+        Ok(out)
+    }
+
+    async fn user_sessions(
+        &self,
+        user_id: &str,
+    ) -> Result<std::collections::BTreeSet<String>, StoreError> {
+        self.sessions_in(BY_USER_INDEX, "user_id", user_id).await
     }
 }
 
-/// Every item a query of a secondary index matches (eventually consistent: indexes offer no other),
-/// across pages, each decoded by `decode`.
-pub async fn query_index_all<T, E>(
+impl checkout_domain::ports::LogEraser for DynamoLogIndex {
+    fn max_batch(&self) -> usize {
+        BATCH_WRITE_MAX
+    }
+
+    async fn delete(&self, keys: &[&(String, String)]) -> Result<Vec<usize>, StoreError> {
+        let mut requests = Vec::with_capacity(keys.len());
+        for (session, event) in keys {
+            let delete = DeleteRequest::builder()
+                .key("session_id", AttributeValue::S(session.clone()))
+                .key("event_id", AttributeValue::S(event.clone()))
+                .build()
+                .map_err(|e| StoreError::permanent("BatchWriteItem", e))?;
+            requests.push(WriteRequest::builder().delete_request(delete).build());
+        }
+        let positions = keys.iter().map(|(s, e)| (s.as_str(), e.as_str()));
+        batch_write(&self.client, &self.table, requests, positions).await
+    }
+}
+
+/// At most `limit` items a query matches, across pages, each decoded by `decode`, with the query's own
+/// consistency.
+async fn collect<T, E>(
     query: aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder,
+    limit: usize,
     decode: impl Fn(Item) -> Result<T, E>,
 ) -> Result<Vec<T>, StoreError>
 where
@@ -288,7 +264,10 @@ where
 {
     let mut pages = query.into_paginator().items().send();
     let mut out = Vec::new();
-    while let Some(item) = pages.next().await {
+    while out.len() < limit {
+        let Some(item) = pages.next().await else {
+            break;
+        };
         let item = item.map_err(|e| store_error("Query", e))?;
         out.push(decode(item).map_err(|e| StoreError::permanent("Query", e))?);
     }
@@ -303,13 +282,7 @@ pub async fn query_all<T, E>(
 where
     E: std::error::Error + Send + Sync + 'static,
 {
-    let mut pages = query.consistent_read(true).into_paginator().items().send();
-    let mut out = Vec::new();
-    while let Some(item) = pages.next().await {
-        let item = item.map_err(|e| store_error("Query", e))?;
-        out.push(decode(item).map_err(|e| StoreError::permanent("Query", e))?);
-    }
-    Ok(out)
+    collect(query.consistent_read(true), usize::MAX, decode).await
 }
 
 #[cfg(test)]

@@ -327,3 +327,41 @@ pub fn declared(docs: &[Value]) -> BTreeMap<String, Vec<String>> {
     }
     out
 }
+
+/// One function's documents checked whole: each [`validate`]s and names `service`, and every metric
+/// they declare is one of `emitted` (the function's `METRICS`) or `ColdStart`. Returns what they
+/// declare, as [`declared`] does (the functions' tests use it).
+pub fn check_documents(
+    docs: &[Value],
+    service: &str,
+    emitted: &[&str],
+) -> Result<BTreeMap<String, Vec<String>>, String> {
+    for d in docs {
+        validate(d)?;
+        if d["service"] != service {
+            return Err(format!(
+                "a document of service {} in {service}'s",
+                d["service"]
+            ));
+        }
+    }
+    let names = declared(docs);
+    if let Some(name) = names
+        .keys()
+        .find(|n| !emitted.contains(&n.as_str()) && *n != "ColdStart")
+    {
+        return Err(format!("{name} is not listed in {service}'s METRICS"));
+    }
+    Ok(names)
+}
+
+/// Every value of metric `name` in the documents, in order (a single value or an array's).
+pub fn values(docs: &[Value], name: &str) -> Vec<f64> {
+    docs.iter()
+        .flat_map(|d| match d.get(name) {
+            Some(Value::Array(v)) => v.iter().filter_map(Value::as_f64).collect(),
+            Some(v) => v.as_f64().into_iter().collect(),
+            None => Vec::new(),
+        })
+        .collect()
+}

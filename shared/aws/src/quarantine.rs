@@ -2,9 +2,10 @@
 //! payloads too large to travel inline.
 
 use crate::error::store_error;
+use crate::s3::S3ObjectStore;
 use crate::sqs::{send_batch, SEND_BATCH_MAX};
 use checkout_domain::ingest::QuarantineRecord;
-use checkout_domain::ports::{BatchSink, StoreError};
+use checkout_domain::ports::{BatchSink, ObjectStore, StoreError};
 
 /// Inline payloads up to this many encoded bytes; larger ones go to S3 (ten of them still fit a batch).
 pub const INLINE_LIMIT: usize = 24 * 1024;
@@ -159,6 +160,10 @@ impl SqsQuarantine {
             out.requests += 1;
         }
         // Claim-checked payloads.
+        let payloads = S3ObjectStore {
+            client: self.s3.clone(),
+            bucket: self.bucket.clone(),
+        };
         let mut pages = self
             .s3
             .list_objects_v2()
@@ -171,26 +176,12 @@ impl SqsQuarantine {
             out.requests += 1;
             for object in page.contents() {
                 let Some(key) = object.key() else { continue };
-                let body = self
-                    .s3
-                    .get_object()
-                    .bucket(&self.bucket)
-                    .key(key)
-                    .send()
-                    .await
-                    .map_err(|e| store_error("GetObject", e))?
-                    .body
-                    .collect()
-                    .await
-                    .map_err(|e| StoreError {
-                        operation: "GetObject",
-                        retryable: true,
-                        source: Box::new(e),
-                    })?
-                    .into_bytes();
+                let object = payloads.get(key).await?;
                 out.requests += 1;
+                // Gone meanwhile (the 14-day expiry): nothing to erase.
+                let Some(object) = object else { continue };
                 out.objects_scanned += 1;
-                if carries(&body, needles) {
+                if carries(&object.bytes, needles) {
                     self.s3
                         .delete_object()
                         .bucket(&self.bucket)

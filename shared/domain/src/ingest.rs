@@ -390,56 +390,55 @@ impl<L: BatchSink<LogEntry>, Q: BatchSink<QuarantineRecord>> Ingestor<L, Q> {
             /// An erased user's or session's event: dropped, nothing kept.
             Erased,
         }
-        let tombstones = self
-            .tombstones
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
         let mut entries: Vec<LogEntry> = Vec::new();
         let mut rejected: Vec<QuarantineRecord> = Vec::new();
         let mut seen: HashMap<(String, String), usize> = HashMap::new();
         let mut targets = Vec::with_capacity(records.len());
-        for r in records {
-            match self.admission.admit(r.data, now) {
-                Ok(entry) if tombstones.blocks(&entry, now) => {
-                    counts.erased += 1;
-                    targets.push(Target::Erased);
-                }
-                Ok(entry) => {
-                    let key = (entry.session_id.clone(), entry.event_id.clone());
-                    match seen.get(&key) {
-                        Some(&pos) => {
-                            counts.duplicates_in_batch += 1;
-                            targets.push(Target::Entry(pos));
-                        }
-                        None => {
-                            seen.insert(key, entries.len());
-                            targets.push(Target::Entry(entries.len()));
-                            entries.push(entry);
+        // Read under the lock, released (at the end of the block) before anything is awaited.
+        {
+            let tombstones = self.tombstones.read().unwrap_or_else(|p| p.into_inner());
+            for r in records {
+                match self.admission.admit(r.data, now) {
+                    Ok(entry) if tombstones.blocks(&entry, now) => {
+                        counts.erased += 1;
+                        targets.push(Target::Erased);
+                    }
+                    Ok(entry) => {
+                        let key = (entry.session_id.clone(), entry.event_id.clone());
+                        match seen.get(&key) {
+                            Some(&pos) => {
+                                counts.duplicates_in_batch += 1;
+                                targets.push(Target::Entry(pos));
+                            }
+                            None => {
+                                seen.insert(key, entries.len());
+                                targets.push(Target::Entry(entries.len()));
+                                entries.push(entry);
+                            }
                         }
                     }
-                }
-                Err(_) if tombstones.blocks_raw(r.data, &self.admission.pseudonymizer, now) => {
-                    counts.erased += 1;
-                    targets.push(Target::Erased);
-                }
-                Err(rej) => {
-                    rejected.push(QuarantineRecord {
-                        reason: rej.reason.to_string(),
-                        field: rej.field,
-                        detail: rej.detail,
-                        sequence_number: r.sequence_number.to_string(),
-                        partition_key: r.partition_key.to_string(),
-                        source: source.map(str::to_string),
-                        arrived_at: r.arrived_at,
-                        quarantined_at: now,
-                        payload_bytes: r.data.len(),
-                        payload_base64: Some(
-                            base64::engine::general_purpose::STANDARD.encode(r.data),
-                        ),
-                        payload_ref: None,
-                    });
-                    targets.push(Target::Rejected(rejected.len() - 1));
+                    Err(_) if tombstones.blocks_raw(r.data, &self.admission.pseudonymizer, now) => {
+                        counts.erased += 1;
+                        targets.push(Target::Erased);
+                    }
+                    Err(rej) => {
+                        rejected.push(QuarantineRecord {
+                            reason: rej.reason.to_string(),
+                            field: rej.field,
+                            detail: rej.detail,
+                            sequence_number: r.sequence_number.to_string(),
+                            partition_key: r.partition_key.to_string(),
+                            source: source.map(str::to_string),
+                            arrived_at: r.arrived_at,
+                            quarantined_at: now,
+                            payload_bytes: r.data.len(),
+                            payload_base64: Some(
+                                base64::engine::general_purpose::STANDARD.encode(r.data),
+                            ),
+                            payload_ref: None,
+                        });
+                        targets.push(Target::Rejected(rejected.len() - 1));
+                    }
                 }
             }
         }

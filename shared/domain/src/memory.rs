@@ -173,16 +173,16 @@ impl SessionLog for MemoryLog {
 }
 
 impl LogEraser for MemoryLog {
-    fn max_delete_batch(&self) -> usize {
+    fn max_batch(&self) -> usize {
         25
     }
 
-    async fn delete(&self, keys: &[(String, String)]) -> Result<(), StoreError> {
+    async fn delete(&self, keys: &[&(String, String)]) -> Result<Vec<usize>, StoreError> {
         let mut st = self.lock();
         for k in keys {
-            st.items.remove(k);
+            st.items.remove(*k);
         }
-        Ok(())
+        Ok(Vec::new())
     }
 }
 

@@ -104,16 +104,17 @@ pub trait LogIndex: SessionLog {
     ) -> impl Future<Output = Result<std::collections::BTreeSet<String>, StoreError>> + Send;
 }
 
-/// Deletes event-log entries by key (erasure only: the log is otherwise append-only).
+/// Deletes event-log entries by key (erasure only: the log is otherwise append-only). Shaped like
+/// [`BatchSink`], so `delivery::deliver` retries what the store leaves unprocessed.
 pub trait LogEraser: Sync {
-    /// Keys per delete request.
-    fn max_delete_batch(&self) -> usize;
-    /// Deletes every `(session_id, event_id)`; absent ones are no-ops. Retries what the store leaves
-    /// unprocessed.
+    /// Keys per request.
+    fn max_batch(&self) -> usize;
+    /// One request deleting `keys` (`(session_id, event_id)`, at most [`Self::max_batch`]); returns the
+    /// positions the store left unprocessed. An absent key is a no-op.
     fn delete(
         &self,
-        keys: &[(String, String)],
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+        keys: &[&(String, String)],
+    ) -> impl Future<Output = Result<Vec<usize>, StoreError>> + Send;
 }
 
 /// An item as read, with the version its next write must expect.

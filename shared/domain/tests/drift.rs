@@ -8,8 +8,9 @@ use checkout_domain::model::drift::{
 };
 use checkout_domain::ope::SplitMix64;
 use serde_json::{json, Value};
-use std::path::Path;
-use std::process::{Command, Stdio};
+
+#[path = "support/reference.rs"]
+mod reference;
 
 fn normal(rng: &mut SplitMix64) -> f64 {
     let (u, v) = (rng.uniform().max(1e-300), rng.uniform());
@@ -111,33 +112,12 @@ fn psi_equals_an_independent_numpy_implementation() {
                             "live": cells_json(live)}),
         );
     }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let python = root.join(".venv/bin/python");
-    assert!(
-        python.exists(),
-        "{} is missing: run `make venv`",
-        python.display()
+    let out = reference::run(
+        "psi_reference.py",
+        &["psi"],
+        Some(&json!({"epsilon": EPSILON, "columns": columns})),
     );
-    let mut child = Command::new(python)
-        .arg(root.join("infra/psi_reference.py"))
-        .arg("psi")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("runs numpy");
-    serde_json::to_writer(
-        child.stdin.take().unwrap(),
-        &json!({"epsilon": EPSILON, "columns": columns}),
-    )
-    .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let numpy: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let numpy: Value = serde_json::from_slice(&out).unwrap();
     for (name, value) in &ours {
         let (a, b) = (value.as_f64().unwrap(), numpy[name].as_f64().unwrap());
         assert!((a - b).abs() <= 1e-12, "{name}: {a} vs numpy {b}");

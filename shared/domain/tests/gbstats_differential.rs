@@ -7,8 +7,9 @@ use checkout_domain::stats::bayesian;
 use checkout_domain::stats::frequentist::{self, Config, TestResult};
 use checkout_domain::stats::Statistic;
 use serde::Deserialize;
-use std::path::Path;
-use std::process::Command;
+
+#[path = "support/reference.rs"]
+mod reference;
 
 #[derive(Deserialize)]
 struct Expected {
@@ -50,24 +51,12 @@ struct Cases {
 }
 
 fn gbstats_cases(count: usize, seed: u64) -> Cases {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let python = root.join(".venv/bin/python");
-    assert!(
-        python.exists(),
-        "{} is missing: run `make venv`",
-        python.display()
+    let out = reference::run(
+        "gbstats_cases.py",
+        &["--count", &count.to_string(), "--seed", &seed.to_string()],
+        None,
     );
-    let out = Command::new(python)
-        .arg(root.join("infra/gbstats_cases.py"))
-        .args(["--count", &count.to_string(), "--seed", &seed.to_string()])
-        .output()
-        .expect("runs gbstats");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice::<Cases>(&out.stdout).expect("cases")
+    serde_json::from_slice::<Cases>(&out).expect("cases")
 }
 
 /// Within 1e-6 relative, or 1e-9 absolute near zero; a non-finite gbstats value must be non-finite here.

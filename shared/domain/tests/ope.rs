@@ -3,8 +3,9 @@
 
 use checkout_domain::ope::{evaluate, point_estimates, Row, Settings, ESTIMATORS};
 use serde_json::json;
-use std::path::Path;
-use std::process::{Command, Stdio};
+
+#[path = "support/reference.rs"]
+mod reference;
 
 /// SplitMix64, for the simulation (independent of the engine's own resampling stream).
 struct Rng(u64);
@@ -54,32 +55,11 @@ fn every_estimator_equals_the_numpy_textbook_formula() {
         })
         .collect();
     let clip = 5.0;
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let python = root.join(".venv/bin/python");
-    assert!(
-        python.exists(),
-        "{} is missing: run `make venv`",
-        python.display()
-    );
-    let mut child = Command::new(python)
-        .arg(root.join("infra/ope_reference.py"))
-        .arg("estimate")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("runs numpy");
     let doc = json!({"clip": clip, "rows": rows.iter().map(|r| json!({
         "reward": r.reward, "logged_propensity": r.logged_propensity, "target_propensity": r.target_propensity,
         "logged_prediction": r.logged_prediction, "target_prediction": r.target_prediction})).collect::<Vec<_>>()});
-    serde_json::to_writer(child.stdin.take().unwrap(), &doc).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let numpy: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let out = reference::run("ope_reference.py", &["estimate"], Some(&doc));
+    let numpy: serde_json::Value = serde_json::from_slice(&out).unwrap();
     let ours = point_estimates(&rows, clip);
     for (name, value) in ESTIMATORS.iter().zip(ours) {
         let theirs = numpy[name].as_f64().unwrap();

@@ -20,7 +20,10 @@ use super::aggregate::Contribution;
 use super::rebuild::{aggregate, Contributions};
 use super::session::fold;
 use super::{Doc, Key};
-use crate::ports::{CommitError, Expect, FeatureWriter, LogEraser, LogIndex, StoreError, Write};
+use crate::delivery::{deliver, RetryPolicy};
+use crate::ports::{
+    BatchSink, CommitError, Expect, FeatureWriter, LogEraser, LogIndex, StoreError, Write,
+};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -188,8 +191,24 @@ pub async fn erase<L: LogIndex + LogEraser, S: FeatureWriter>(
         store.commit(chunk.to_vec()).await?;
         counts.requests += 1;
     }
-    counts.requests += log_keys.len().div_ceil(log.max_delete_batch().max(1));
-    log.delete(&log_keys).await?;
+    let deleted = deliver(&Deletes(log), &log_keys, &RetryPolicy::default()).await;
+    counts.requests += deleted.stats.requests as usize;
+    if let Some(e) = deleted.error {
+        return Err(e.into());
+    }
     counts.log_items_deleted = log_keys.len();
     Ok(())
+}
+
+/// The log's deletes as a batch sink, so that [`deliver`] retries what the store leaves unprocessed.
+struct Deletes<'a, L>(&'a L);
+
+impl<L: LogEraser> BatchSink<(String, String)> for Deletes<'_, L> {
+    fn max_batch(&self) -> usize {
+        self.0.max_batch()
+    }
+
+    async fn put(&self, keys: &[&(String, String)]) -> Result<Vec<usize>, StoreError> {
+        self.0.delete(keys).await
+    }
 }

@@ -282,7 +282,7 @@ fn pages_at(
 }
 
 /// The cart economics the decision logged (v1 logged none: no cart value, no margin).
-fn economics(d: &DecisionServed) -> Economics {
+pub fn economics(d: &DecisionServed) -> Economics {
     match &d.cart {
         Some(c) => Economics {
             value_minor: c.value_minor as f64,

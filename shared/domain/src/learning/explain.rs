@@ -23,13 +23,14 @@ use crate::decision::engine::{
     draws, hash_vectors, logged_model_input, model_input, CONTROL_POLICY_ID,
 };
 use crate::decision::learned::{sample, PolicyArtifact, CONTEXT_FEATURES};
-use crate::decision::policy::{candidates, Action, Candidate, Economics, Signals};
+use crate::decision::policy::{candidates, Action, Candidate, Signals};
 use crate::decision::request::{Cart, CartLine, Placement};
 use crate::event::{
     ActionProbability, DecisionServed, Event, EventBody, PolicyRef, CONFIGURED_POLICY_ID,
 };
 use crate::features::session::fold;
 use crate::ingest::LogEntry;
+use crate::learning::dataset::economics;
 use crate::model::scorer::Model;
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
@@ -211,20 +212,24 @@ pub fn explain(
     session: &[LogEntry],
     sources: &Sources<'_>,
 ) -> Result<Explanation, ExplainError> {
-    let mut events: Vec<Event> = Vec::new();
-    let mut entry_of_decision = None;
+    // Each entry decoded once; the decision's own entry must read.
+    let mut decoded: Vec<(&LogEntry, Event)> = Vec::new();
+    let mut decision = None;
     for entry in session {
-        if entry.event_id == decision_id {
-            entry_of_decision = Some(entry);
-        }
-        if let Ok(e) = entry.event() {
-            events.push(e);
+        match entry.event() {
+            Ok(e) => {
+                if entry.event_id == decision_id {
+                    decision = Some(e.clone());
+                }
+                decoded.push((entry, e));
+            }
+            Err(e) if entry.event_id == decision_id => {
+                return Err(ExplainError::Unreadable(e.to_string()))
+            }
+            Err(_) => {}
         }
     }
-    let entry = entry_of_decision.ok_or_else(|| ExplainError::NotFound(decision_id.into()))?;
-    let event = entry
-        .event()
-        .map_err(|e| ExplainError::Unreadable(e.to_string()))?;
+    let event = decision.ok_or_else(|| ExplainError::NotFound(decision_id.into()))?;
     let EventBody::DecisionServed(logged) = &event.body else {
         return Err(ExplainError::NotFound(decision_id.into()));
     };
@@ -233,10 +238,10 @@ pub fn explain(
     let mut discrepancies = Vec::new();
 
     // The session strictly before the decision.
-    let before: Vec<LogEntry> = session
+    let before: Vec<LogEntry> = decoded
         .iter()
-        .filter(|e| e.event().is_ok_and(|ev| ev.occurred_at < t))
-        .cloned()
+        .filter(|(_, e)| e.occurred_at < t)
+        .map(|(entry, _)| (*entry).clone())
         .collect();
     let session_then = fold(&before).0.map(|p| p.session);
 
@@ -495,8 +500,9 @@ pub fn explain(
             }
         });
 
-    let outcome = events
+    let outcome = decoded
         .iter()
+        .map(|(_, e)| e)
         .filter(|e| e.occurred_at > t && e.occurred_at <= t + sources.horizon)
         .filter_map(|e| match &e.body {
             EventBody::OrderPlaced(o) => Some((e.occurred_at, o)),
@@ -536,22 +542,6 @@ pub fn explain(
         outcome: outcome.unwrap_or_default(),
         discrepancies,
     })
-}
-
-/// The cart economics a decision logged.
-fn economics(d: &DecisionServed) -> Economics {
-    match &d.cart {
-        Some(c) => Economics {
-            value_minor: c.value_minor as f64,
-            margin_minor: c.margin_minor as f64,
-            margin_known: c.margin_known,
-        },
-        None => Economics {
-            value_minor: 0.0,
-            margin_minor: 0.0,
-            margin_known: false,
-        },
-    }
 }
 
 /// A one-line cart with the logged value and (when the merchant shared costs) margin: what the

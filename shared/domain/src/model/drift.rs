@@ -112,11 +112,6 @@ impl Reference {
             score: ColumnReference::fit(SCORE, &score_cells),
         }
     }
-
-    /// Every column, inputs first, then the score.
-    pub fn columns(&self) -> impl Iterator<Item = &ColumnReference> {
-        self.inputs.iter().chain(std::iter::once(&self.score))
-    }
 }
 
 impl ColumnReference {

@@ -13,9 +13,8 @@
 //! features table holds the current projection, which moves on after the decision), and each decision
 //! names the model version whose reference applies.
 
-use super::artifact::ModelArtifact;
 use super::drift::{drift, overall, ColumnDrift, Status, Window, ALARM, EPSILON, MIN_WINDOW, WARN};
-use super::registry::{fallback_model, load_version_of, RegistryError};
+use super::registry::load_served_version;
 use crate::event::EventBody;
 use crate::ingest::hour_of;
 use crate::ports::{Condition, LogIndex, ObjectStore, PutError, StoreError};
@@ -152,8 +151,8 @@ pub async fn monitor<L: LogIndex, M: ObjectStore, R: ObjectStore>(
         t += TimeDelta::hours(1);
     }
     for ((model_id, model_version), w) in windows {
-        let artifact = artifact(models, &model_id, &model_version).await?;
-        let reference = artifact.as_ref().and_then(|a| a.reference.as_ref());
+        let model = load_served_version(models, &model_id, &model_version).await?;
+        let reference = model.as_ref().and_then(|m| m.artifact().reference.as_ref());
         let columns = reference.map(|r| drift(r, &w)).unwrap_or_default();
         let status = match reference {
             None => "no_reference".to_string(),
@@ -185,22 +184,18 @@ pub async fn monitor<L: LogIndex, M: ObjectStore, R: ObjectStore>(
         );
         let (json_key, html_key) = (format!("{base}.json"), format!("{base}.html"));
         let json = serde_json::to_vec_pretty(&report)?;
-        reports
-            .put(&html_key, render(&report).into_bytes(), Condition::Always)
-            .await
-            .map_err(put_error)?;
-        reports
-            .put(&json_key, json.clone(), Condition::Always)
-            .await
-            .map_err(put_error)?;
-        reports
-            .put(
-                &format!("drift/{model_id}/latest.json"),
-                json,
-                Condition::Always,
-            )
-            .await
-            .map_err(put_error)?;
+        // The page first, the JSON after it, `latest.json` last.
+        let latest = format!("drift/{model_id}/latest.json");
+        for (key, bytes) in [
+            (&html_key, render(&report).into_bytes()),
+            (&json_key, json.clone()),
+            (&latest, json),
+        ] {
+            reports
+                .put(key, bytes, Condition::Always)
+                .await
+                .map_err(put_error)?;
+        }
         let at = |s: Status| report.columns.iter().filter(|c| c.status >= s).count();
         outcome.reports.push(ReportOutcome {
             model_id,
@@ -229,22 +224,6 @@ fn put_error(e: PutError) -> MonitorError {
             "PutObject",
             "unexpected precondition",
         )),
-    }
-}
-
-/// The artifact of a model version: the registry's, or the compiled-in one when that is the version.
-async fn artifact<M: ObjectStore>(
-    models: &M,
-    name: &str,
-    version: &str,
-) -> Result<Option<ModelArtifact>, MonitorError> {
-    match load_version_of::<super::scorer::Model>(models, name, version).await {
-        Ok(m) => Ok(Some(m.artifact().clone())),
-        Err(RegistryError::Store(e)) => Err(e.into()),
-        Err(_) => Ok(fallback_model()
-            .ok()
-            .filter(|m| m.name() == name && m.version() == version)
-            .map(|m| m.artifact().clone())),
     }
 }
 

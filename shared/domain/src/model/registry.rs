@@ -175,6 +175,22 @@ pub async fn load_version(
     load_version_of(store, name, version).await
 }
 
+/// The model that served as `name` `version`: the registry's, or the compiled-in one when that is the
+/// version (it is never published). `None` when neither is; only a store fault is an error.
+pub async fn load_served_version(
+    store: &impl ObjectStore,
+    name: &str,
+    version: &str,
+) -> Result<Option<Model>, StoreError> {
+    match load_version(store, name, version).await {
+        Ok(m) => Ok(Some(m)),
+        Err(RegistryError::Store(e)) => Err(e),
+        Err(_) => Ok(fallback_model()
+            .ok()
+            .filter(|m| m.name() == name && m.version() == version)),
+    }
+}
+
 /// Reads and checks one version of any registered artifact.
 pub async fn load_version_of<A: Registered>(
     store: &impl ObjectStore,
