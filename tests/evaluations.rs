@@ -68,6 +68,9 @@ fn units() -> Vec<ExperimentUnit> {
                     "USD".into(),
                     if i.is_multiple_of(5) { 3_100 } else { 0 },
                 )]),
+                orders_in_window: 0,
+                revenue_in_window: Money::new(),
+                unsubscribed_after: false,
                 complete: true,
                 expires_at: 4_000_000_000,
             }

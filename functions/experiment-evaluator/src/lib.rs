@@ -417,12 +417,10 @@ impl<U: UnitSource, C: ObjectStore, R: ObjectStore, L: LogIndex> Function<U, C, 
             .await
             .map_err(RunError::ConfigUnreadable)?
         {
-            Some(object) => {
-                DecisionConfig::decode(&object.bytes)
-                    .map_err(RunError::InvalidConfig)?
-                    .experiments
-            }
-            None => Vec::new(),
+            Some(object) => DecisionConfig::decode(&object.bytes)
+                .map_err(RunError::InvalidConfig)?
+                .all_experiments(),
+            None => DecisionConfig::default().all_experiments(),
         };
         let mut summary = RunSummary {
             window_end: Some(window_end),

@@ -60,6 +60,9 @@ fn units(experiment: &str, n: u32) -> Vec<Doc> {
                 )]),
                 orders_before: 0,
                 revenue_before: Money::new(),
+                orders_in_window: 0,
+                revenue_in_window: Money::new(),
+                unsubscribed_after: false,
                 complete: true,
                 expires_at: 4_000_000_000,
             })

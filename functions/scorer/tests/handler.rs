@@ -807,7 +807,7 @@ async fn a_promoted_policy_serves_the_treatment_arm_and_a_shadow_is_logged_besid
     let checkout_domain::event::EventBody::DecisionServed(d) = &e[0].body else {
         panic!("not a decision");
     };
-    assert_eq!(e[0].schema_version, 3);
+    assert_eq!(e[0].schema_version, checkout_domain::event::SCHEMA_VERSION);
     assert_eq!(d.score, body["score"]["purchase_probability"].as_f64());
     assert_eq!(d.model_input.len(), 17, "every UCI column");
     assert_eq!(d.policy_features.len(), 8);

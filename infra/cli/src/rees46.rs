@@ -149,6 +149,7 @@ impl Row {
                 price: Some(usd(cents)),
             }),
             "cart" => EventBody::CartItemAdded(CartItemAdded {
+                unit_cost_minor: None,
                 product_id: self.product_id.clone(),
                 quantity: 1,
                 unit_price: usd(cents),

@@ -341,6 +341,61 @@ impl UnitSource for MemoryFeatureStore {
     }
 }
 
+impl crate::ports::DueIndex for MemoryFeatureStore {
+    async fn due(&self, bucket: &str, until: &str, limit: usize) -> Result<Vec<Stored>, StoreError> {
+        tokio::task::yield_now().await;
+        let st = self.call("memory Query recovery-due")?;
+        let mut due: Vec<&Stored> = st
+            .items
+            .values()
+            .filter(|s| {
+                matches!(&s.doc, Doc::RecoveryDue(d) if d.due_bucket == bucket && d.due_key.as_str() <= until)
+            })
+            .collect();
+        due.sort_by_key(|s| match &s.doc {
+            Doc::RecoveryDue(d) => d.due_key.clone(),
+            _ => String::new(),
+        });
+        Ok(due.into_iter().take(limit).cloned().collect())
+    }
+}
+
+/// The outbound destination of recovery messages: records every message it is handed, in order, the
+/// duplicates too (a real FIFO queue drops a repeated idempotency key within 5 minutes; the tests check
+/// that the sweep never hands one over twice).
+#[derive(Debug, Default)]
+pub struct MemoryOutbox {
+    pub messages: Mutex<Vec<crate::recovery::sweep::OutboundMessage>>,
+    pub faults: Faults,
+    calls: std::sync::atomic::AtomicU64,
+}
+
+impl MemoryOutbox {
+    pub fn messages(&self) -> Vec<crate::recovery::sweep::OutboundMessage> {
+        self.messages.lock().expect("not poisoned").clone()
+    }
+}
+
+impl BatchSink<crate::recovery::sweep::OutboundMessage> for MemoryOutbox {
+    fn max_batch(&self) -> usize {
+        10
+    }
+
+    async fn put(
+        &self,
+        items: &[&crate::recovery::sweep::OutboundMessage],
+    ) -> Result<Vec<usize>, StoreError> {
+        tokio::task::yield_now().await;
+        let call = self.calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        self.faults.check(call, "memory SendMessageBatch")?;
+        self.messages
+            .lock()
+            .expect("not poisoned")
+            .extend(items.iter().map(|m| (*m).clone()));
+        Ok(Vec::new())
+    }
+}
+
 impl FeatureReader for MemoryFeatureStore {
     async fn get_many(&self, keys: &[Key]) -> Result<HashMap<Key, Stored>, StoreError> {
         tokio::task::yield_now().await;

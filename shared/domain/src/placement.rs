@@ -12,6 +12,9 @@ pub enum Placement {
     Cart,
     Checkout,
     PostPurchase,
+    /// An abandoned cart's recovery message, decided by the recovery sweep (never asked for over the
+    /// decision API).
+    Recovery,
 }
 
 impl Placement {
@@ -20,6 +23,7 @@ impl Placement {
             Placement::Cart => "cart",
             Placement::Checkout => "checkout",
             Placement::PostPurchase => "post_purchase",
+            Placement::Recovery => "recovery",
         }
     }
 
@@ -28,6 +32,7 @@ impl Placement {
             "cart" => Placement::Cart,
             "checkout" => Placement::Checkout,
             "post_purchase" => Placement::PostPurchase,
+            "recovery" => Placement::Recovery,
             _ => return None,
         })
     }

@@ -10,6 +10,8 @@
 //! | [`FeatureWriter`] | feature updater | `features::DynamoFeatureStore` (`Query`, `TransactWriteItems`, `PutItem`) |
 //! | [`ObjectStore`] | scorer, evaluator, CLI (model registry, decision config, reports) | `s3::S3ObjectStore` |
 //! | [`UnitSource`] | evaluator | `features::DynamoUnitSource` (`Query`) |
+//! | [`DueIndex`] | recovery sweep | `features::DynamoFeatureStore` (`Query` of `recovery-due`) |
+//! | [`BatchSink<OutboundMessage>`](BatchSink) | recovery sweep | `sqs::SqsOutbound` (FIFO `SendMessageBatch`) |
 //!
 //! The in-memory adapters of all of them are in `memory` (feature `test-util`).
 //! Every port reports failures as a [`StoreError`], classified at the edge as transient or permanent.
@@ -102,6 +104,19 @@ pub trait LogIndex: SessionLog {
         &self,
         user_id: &str,
     ) -> impl Future<Output = Result<std::collections::BTreeSet<String>, StoreError>> + Send;
+}
+
+/// The recovery sweep's index of due carts (`recovery-due` on the features table in AWS). Eventually
+/// consistent: the sweep checks every item against the log before acting on it.
+pub trait DueIndex: Sync {
+    /// The due items of index partition `bucket` (`recovery::due_bucket`) with `due_key` ≤ `until`, in
+    /// `due_key` order, at most `limit`.
+    fn due(
+        &self,
+        bucket: &str,
+        until: &str,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<Stored>, StoreError>> + Send;
 }
 
 /// Deletes event-log entries by key (erasure only: the log is otherwise append-only). Shaped like

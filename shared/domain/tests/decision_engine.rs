@@ -9,7 +9,7 @@ use checkout_domain::decision::learned::{
 };
 use checkout_domain::decision::policy::Arm;
 use checkout_domain::decision::request::parse_request;
-use checkout_domain::event::{
+use checkout_domain::event::{SCHEMA_VERSION, 
     is_incentive_kind, ActionProbability, DecisionServed, Event, EventBody,
 };
 use checkout_domain::features::session::fold;
@@ -176,10 +176,10 @@ fn a_learned_policy_logs_its_whole_distribution_and_serves_at_those_frequencies(
             },
         );
         assert_eq!(d.response.policy.id, "next-best-action");
-        // The event is a valid v3 event: it survives the decoder, distribution checks included.
+        // The event is a valid v4 event: it survives the decoder, distribution checks included.
         let bytes = serde_json::to_vec(&d.event).unwrap();
-        let again = Event::decode(&bytes, 32 * 1024).expect("a valid v3 event");
-        assert_eq!(again.schema_version, 3);
+        let again = Event::decode(&bytes, 32 * 1024).expect("a valid v4 event");
+        assert_eq!(again.schema_version, SCHEMA_VERSION);
         let s = served(&d);
         // What the scorer saw is logged, and it is what the feature hash covers.
         assert_eq!(

@@ -208,7 +208,7 @@ fn explain_agrees_with_the_response_on_everything_it_recomputes() {
     let r = &d.response;
     assert_eq!(x.discrepancies, Vec::<String>::new());
     assert_eq!(x.session_id, SESSION);
-    assert_eq!(x.schema_version, 3);
+    assert_eq!(x.schema_version, checkout_domain::event::SCHEMA_VERSION);
     // What was served, by which policy.
     assert_eq!(x.served.action_key, r.actions[0].action.key());
     assert_eq!(x.served.propensity, r.propensity);

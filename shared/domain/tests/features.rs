@@ -93,6 +93,7 @@ fn view(product: &str) -> EventBody {
 
 fn add(product: &str, qty: u32, price: i64) -> EventBody {
     EventBody::CartItemAdded(CartItemAdded {
+        unit_cost_minor: None,
         product_id: product.into(),
         quantity: qty,
         unit_price: usd(price),

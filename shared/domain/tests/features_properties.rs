@@ -41,6 +41,7 @@ fn event(i: usize, (session, user, minute, kind, a, b): Spec) -> Event {
             price: None,
         }),
         3 => EventBody::CartItemAdded(CartItemAdded {
+            unit_cost_minor: None,
             product_id: product,
             quantity: u32::from(b % 3) + 1,
             unit_price: usd(i64::from(a) * 100 + 1),

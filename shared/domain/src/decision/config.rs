@@ -17,6 +17,7 @@ use super::policy::{Arm, PolicyConfig};
 use crate::experiment::config::Experiment;
 use crate::ports::ObjectStore;
 use crate::ports::StoreError;
+use crate::recovery::RecoveryConfig;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
@@ -46,6 +47,9 @@ pub struct DecisionConfig {
     pub policy: PolicyConfig,
     #[serde(default)]
     pub experiments: Vec<Experiment>,
+    /// Abandoned-cart recovery: the holdout, channels, caps, quiet hours and consent.
+    #[serde(default)]
+    pub recovery: RecoveryConfig,
 }
 
 fn control() -> Arm {
@@ -66,6 +70,7 @@ impl Default for DecisionConfig {
             response_ttl_seconds: five_minutes(),
             policy: PolicyConfig::default(),
             experiments: Vec::new(),
+            recovery: RecoveryConfig::default(),
         }
     }
 }
@@ -75,6 +80,13 @@ impl Default for DecisionConfig {
 pub struct InvalidConfig(pub String);
 
 impl DecisionConfig {
+    /// Every experiment the config defines: its `experiments` and the recovery holdout's.
+    pub fn all_experiments(&self) -> Vec<Experiment> {
+        let mut all = self.experiments.clone();
+        all.push(self.recovery.experiment());
+        all
+    }
+
     /// Parses and validates a document.
     pub fn decode(bytes: &[u8]) -> Result<Self, InvalidConfig> {
         let config: Self =
@@ -113,6 +125,7 @@ impl DecisionConfig {
             u.simplified_form,
             u.guest_checkout_first,
             u.wallet_first,
+            u.recovery_reminder,
         ]
         .into_iter()
         .all(share)
@@ -123,15 +136,30 @@ impl DecisionConfig {
         if p.max_discount_percent > 100 || p.discount_steps.iter().any(|&s| s == 0 || s > 100) {
             return fail("discount percentages must be in 1..=100".into());
         }
-        if p.shipping_cost_minor < 0 || p.rules_version.is_empty() {
-            return fail("policy.shipping_cost_minor must be ≥ 0 and rules_version set".into());
+        if p.shipping_cost_minor < 0 || p.message_cost_minor < 0 || p.rules_version.is_empty() {
+            return fail(
+                "policy.shipping_cost_minor and message_cost_minor must be ≥ 0 and rules_version set"
+                    .into(),
+            );
         }
-        let mut ids = BTreeSet::new();
+        if let Some(problem) = self.recovery.problem() {
+            return fail(problem);
+        }
+        let mut ids = BTreeSet::from([&self.recovery.experiment_id]);
+        if !valid_id(&self.recovery.experiment_id) {
+            return fail("recovery.experiment_id is not a valid experiment id".into());
+        }
         for e in &self.experiments {
+            if e.placement == crate::placement::Placement::Recovery {
+                return fail(format!(
+                    "experiment `{}`: the recovery placement's experiment is the `recovery` section's holdout",
+                    e.id
+                ));
+            }
             let at = |m: &str| fail(format!("experiment `{}`: {m}", e.id));
             if !valid_id(&e.id) || !ids.insert(&e.id) {
                 return at(
-                    "ids must be unique, 1-64 characters of A-Z, a-z, 0-9, '.', '_' and '-' \
+                    "ids must be unique (also against recovery.experiment_id), 1-64 characters of A-Z, a-z, 0-9, '.', '_' and '-' \
                      (they name report keys and feature partitions)",
                 );
             }
@@ -365,8 +393,26 @@ mod tests {
             ),
             (
                 serde_json::json!({"experiments": [{"id": "a/../b", "variations": ["a", "b"], "placement": "cart", "status": "running"}]}),
-                "ids must be unique, 1-64 characters",
+                "ids must be unique",
             ),
+            (
+                serde_json::json!({"experiments": [{"id": "cart-recovery", "variations": ["a", "b"], "placement": "cart", "status": "running"}]}),
+                "also against recovery.experiment_id",
+            ),
+            (
+                serde_json::json!({"experiments": [{"id": "r", "variations": ["a", "b"], "placement": "recovery", "status": "running"}]}),
+                "the recovery placement's experiment is the `recovery` section's holdout",
+            ),
+            (serde_json::json!({"recovery": {"holdout": 0.0}}), "without a holdout"),
+            (serde_json::json!({"recovery": {"holdout": 0.6}}), "[0.01, 0.5]"),
+            (
+                serde_json::json!({"recovery": {"default_time_zone": "Mars/Olympus_Mons"}}),
+                "not an IANA time zone",
+            ),
+            (serde_json::json!({"recovery": {"quiet_start": "9pm"}}), "HH:MM"),
+            (serde_json::json!({"recovery": {"channels": []}}), "at least one channel"),
+            (serde_json::json!({"recovery": {"holdot": 0.1}}), "unknown field"),
+            (serde_json::json!({"policy": {"message_cost_minor": -1}}), "message_cost_minor"),
         ];
         for (patch, expected) in cases {
             let mut v = base.clone();

@@ -391,7 +391,14 @@ fn arm(request: &DecisionRequest, inputs: Inputs<'_>) -> (Arm, ArmReason, Option
     let Some(unit) = inputs.unit else {
         return (config.default_arm, ArmReason::NoUser, None);
     };
-    match assign(&config.experiments, request.placement, unit, inputs.now) {
+    let recovery;
+    let experiments = if request.placement == Placement::Recovery {
+        recovery = [config.recovery.experiment()];
+        &recovery[..]
+    } else {
+        &config.experiments[..]
+    };
+    match assign(experiments, request.placement, unit, inputs.now) {
         Some(a) => {
             let arm = if a.variation == 0 {
                 Arm::Control
@@ -583,6 +590,7 @@ fn served_event(
             score: logged.score,
             model_input: logged.model_input,
             policy_features: logged.policy_features,
+            recovery: None,
         })),
     }
 }

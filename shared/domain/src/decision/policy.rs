@@ -18,6 +18,13 @@
 //! `express_checkout` unless the session is high-risk. Their configured uplifts are guesses; the learned
 //! policy ([`super::learned`]) finds out whom each one helps.
 //!
+//! **Recovery** (the `recovery` placement: a message about an abandoned cart, decided by the recovery
+//! sweep). The candidates are `none` (send nothing), `reminder`, and the incentives under the same
+//! guardrails. Every message costs `message_cost_minor`, and a message's uplift is `recovery_reminder`
+//! plus the incentive's own: so a shopper predicted to come back anyway (a high propensity) gets a
+//! plain reminder rather than an incentive that would only cost margin, or nothing when even the
+//! reminder is not worth its cost.
+//!
 //! **Arms.** Control is no intervention (propensity 1). Treatment takes the candidate with the highest
 //! positive expected value (else none); with ε > 0 it instead picks uniformly among the eligible actions
 //! with probability ε, and the recorded propensity is `(1 − ε)·[best] + ε / eligible`.
@@ -121,14 +128,31 @@ impl Uplifts {
 /// The configured policy's expected change in margin for an action: `p' · (margin − cost) − p · margin`
 /// with `p' = p + u·(1 − p)`; infinite for a forced action (step-up).
 pub fn configured_value(uplifts: &Uplifts, action: &Action, p: f64, margin: f64, cost: f64) -> f64 {
-    match uplifts.of(action) {
-        None => f64::INFINITY,
-        Some(u) => {
-            let p = p.clamp(0.0, 1.0);
-            let lifted = p + u.clamp(0.0, 1.0) * (1.0 - p);
-            lifted * (margin - cost) - p * margin
-        }
+    uplifts
+        .of(action)
+        .map_or(f64::INFINITY, |u| lifted_value(u, p, margin, cost))
+}
+
+/// `p' · (margin − cost) − p · margin` with `p' = p + u·(1 − p)`.
+fn lifted_value(u: f64, p: f64, margin: f64, cost: f64) -> f64 {
+    let p = p.clamp(0.0, 1.0);
+    let lifted = p + u.clamp(0.0, 1.0) * (1.0 - p);
+    lifted * (margin - cost) - p * margin
+}
+
+/// The configured policy's expected value of a recovery message (`none`: no message, 0): the message's
+/// uplift is `recovery_reminder` plus the incentive's, and every message costs `message_cost_minor`.
+pub fn recovery_value(cfg: &PolicyConfig, action: &Action, p: f64, margin: f64, cost: f64) -> f64 {
+    if *action == Action::None {
+        return 0.0;
     }
+    let incentive = if action.is_incentive() {
+        cfg.uplift.of(action).unwrap_or(0.0)
+    } else {
+        0.0
+    };
+    lifted_value(cfg.uplift.recovery_reminder + incentive, p, margin, cost)
+        - cfg.message_cost_minor as f64
 }
 
 /// Assumed uplifts `u` (share of would-be non-buyers converted) per action.
@@ -146,6 +170,14 @@ pub struct Uplifts {
     pub guest_checkout_first: f64,
     #[serde(default = "layout_uplift")]
     pub wallet_first: f64,
+    /// A recovery message's own uplift on an abandoned cart (before any incentive it carries).
+    #[serde(default = "recovery_reminder_uplift")]
+    pub recovery_reminder: f64,
+}
+
+/// The configured guess for a recovery reminder.
+fn recovery_reminder_uplift() -> f64 {
+    0.03
 }
 
 /// The configured guess for each layout action (a config written before they existed gets it).
@@ -167,6 +199,8 @@ pub struct PolicyConfig {
     pub high_risk_declines: u32,
     pub uplift: Uplifts,
     pub epsilon: f64,
+    /// What one recovery message costs to send (minor units of the cart's currency).
+    pub message_cost_minor: i64,
 }
 
 impl Default for PolicyConfig {
@@ -188,8 +222,10 @@ impl Default for PolicyConfig {
                 simplified_form: layout_uplift(),
                 guest_checkout_first: layout_uplift(),
                 wallet_first: layout_uplift(),
+                recovery_reminder: recovery_reminder_uplift(),
             },
             epsilon: 0.0,
+            message_cost_minor: 2,
         }
     }
 }
@@ -251,7 +287,13 @@ pub fn candidates(
     let p = s.propensity.clamp(0.0, 1.0);
     let economics = Economics::of(s.cart, cfg);
     let (value, margin) = (economics.value_minor, economics.margin_minor);
-    let ev = |action: &Action, cost: f64| configured_value(&cfg.uplift, action, p, margin, cost);
+    let ev = |action: &Action, cost: f64| {
+        if placement == Placement::Recovery {
+            recovery_value(cfg, action, p, margin, cost)
+        } else {
+            configured_value(&cfg.uplift, action, p, margin, cost)
+        }
+    };
     let high_risk = s.payment_declines >= cfg.high_risk_declines;
     let free = |action: Action| Candidate {
         expected_value_minor: ev(&action, 0.0),
@@ -262,7 +304,10 @@ pub fn candidates(
     let mut blocked = Vec::new();
 
     let mut incentives: Vec<(Action, f64)> = Vec::new();
-    if matches!(placement, Placement::Cart | Placement::Checkout) {
+    if matches!(
+        placement,
+        Placement::Cart | Placement::Checkout | Placement::Recovery
+    ) {
         incentives.push((Action::FreeShipping, cfg.shipping_cost_minor as f64));
         for &percent in &cfg.discount_steps {
             let action = Action::PercentDiscount { percent };
@@ -316,6 +361,11 @@ pub fn candidates(
                 out.push(free(Action::SimplifiedForm));
                 out.push(free(Action::GuestCheckoutFirst));
                 out.push(free(Action::WalletFirst));
+            }
+        }
+        Placement::Recovery => {
+            if value > 0.0 {
+                out.push(free(Action::Reminder));
             }
         }
         Placement::Cart | Placement::PostPurchase => {

@@ -121,7 +121,10 @@ pub fn parse_request(body: &[u8]) -> Result<DecisionRequest, RequestError> {
         message: "the body must be a JSON object".into(),
     })?;
     let placement = required_str(root, "placement")?;
-    let placement = Placement::parse(placement).ok_or_else(|| {
+    // `recovery` is the recovery sweep's own placement, never a storefront's.
+    let placement = Placement::parse(placement)
+        .filter(|p| *p != Placement::Recovery)
+        .ok_or_else(|| {
         RequestError::invalid(
             "placement",
             "must be one of `cart`, `checkout`, `post_purchase`",

@@ -92,6 +92,7 @@ impl Event {
         if let Some(u) = &self.user_id {
             check_id("user_id", u)?;
         }
+        self.check_v4()?;
         if let Some(c) = &self.context.country {
             if c.len() != 2 || !c.bytes().all(|b| b.is_ascii_uppercase()) {
                 return Err(DecodeError::invalid(
@@ -195,7 +196,90 @@ impl Event {
                 check_decision_version(d, self.schema_version)
             }
             EventBody::OfferAccepted(o) => non_empty("data.decision_id", &o.decision_id),
+            EventBody::ConsentChanged(c) => c
+                .source
+                .as_deref()
+                .map_or(Ok(()), |s| non_empty("data.source", s)),
+            EventBody::RecoveryMessageRequested(r) => {
+                check_id("data.message_id", &r.message_id)?;
+                check_id("data.decision_id", &r.decision_id)?;
+                non_empty("data.action_key", &r.action_key)?;
+                if r.due_at < r.recovery.abandoned_at {
+                    return Err(DecodeError::invalid(
+                        "data.due_at",
+                        "must not be before the abandonment",
+                    ));
+                }
+                Ok(())
+            }
+            EventBody::RecoveryMessageOutcome(o) => check_id("data.message_id", &o.message_id),
         }
+    }
+
+    /// What schema v4 added: refused in an event that says an older version; the time zone is an IANA
+    /// name in shape (whether the zone exists is the reader's concern: an unknown one falls back to the
+    /// configured zone, see `recovery`).
+    fn check_v4(&self) -> Result<(), DecodeError> {
+        let older = |field: &str| {
+            Err(DecodeError::invalid(
+                field,
+                format_args!(
+                    "is a schema v4 addition; this event says schema_version {}",
+                    self.schema_version
+                ),
+            ))
+        };
+        if let Some(tz) = &self.context.time_zone {
+            if self.schema_version < 4 {
+                return older("context.time_zone");
+            }
+            let ok = (1..=64).contains(&tz.len())
+                && tz
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'_' | b'-' | b'+'))
+                && !tz.starts_with('/')
+                && !tz.ends_with('/')
+                && !tz.contains("//");
+            if !ok {
+                return Err(DecodeError::invalid(
+                    "context.time_zone",
+                    "must be an IANA time zone name, e.g. Europe/Berlin",
+                ));
+            }
+        }
+        let event_type = self.body.event_type();
+        if self.schema_version < 4 && super::V4_EVENT_TYPES.contains(&event_type) {
+            return older("event_type");
+        }
+        if let EventBody::CartItemAdded(a) = &self.body {
+            match a.unit_cost_minor {
+                Some(_) if self.schema_version < 4 => return older("data.unit_cost_minor"),
+                Some(c) if c < 0 => {
+                    return Err(DecodeError::invalid(
+                        "data.unit_cost_minor",
+                        "must not be negative",
+                    ))
+                }
+                _ => {}
+            }
+        }
+        if let EventBody::DecisionServed(d) = &self.body {
+            let recovery_placement = d.placement == crate::placement::Placement::Recovery.as_str();
+            match (&d.recovery, recovery_placement) {
+                (Some(_), _) if self.schema_version < 4 => return older("data.recovery"),
+                (Some(_), false) => {
+                    return Err(DecodeError::invalid(
+                        "data.recovery",
+                        "only a decision at the recovery placement has a recovery step",
+                    ))
+                }
+                (None, true) if self.schema_version >= 4 => {
+                    return Err(DecodeError::MissingField("data.recovery"))
+                }
+                _ => {}
+            }
+        }
+        Ok(())
     }
 }
 

@@ -1,4 +1,4 @@
-//! Event schema v2: the contract between producers and the event log.
+//! Event schema v4: the contract between producers and the event log.
 //!
 //! Wire shape (one JSON object per Kinesis record):
 //!
@@ -44,18 +44,24 @@ use std::collections::BTreeMap;
 ///   `model_input` (the model's input columns by name, at `feature_schema_version`) and
 ///   `policy_features` (the policy's context features by name). Required unless the decision was
 ///   degraded; refused in an event that says an older version.
-pub const SCHEMA_VERSION: u32 = 3;
+/// - **v4**: abandoned-cart recovery. `context.time_zone` (the shopper's IANA time zone, for quiet
+///   hours); `cart_item_added.unit_cost_minor` (the merchant's cost, for the margin floor); three event types: `consent_changed` (marketing consent given or withdrawn, per channel),
+///   `recovery_message_requested` (written by the recovery sweep) and `recovery_message_outcome`
+///   (delivered, opened, clicked, unsubscribed, bounced: from the merchant's messaging service); and
+///   `decision_served.recovery` (which cart sequence and step a `recovery` decision is for). Each is
+///   refused in an event that says an older version.
+pub const SCHEMA_VERSION: u32 = 4;
 /// The oldest schema version this build still reads.
 pub const OLDEST_SCHEMA_VERSION: u32 = 1;
 
 /// One event: the common envelope plus a typed payload.
 #[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
-#[schemars(title = "checkout-ai event, schema v2 (reads v1)", deny_unknown_fields)]
+#[schemars(title = "checkout-ai event, schema v4 (reads v1 to v3)", deny_unknown_fields)]
 pub struct Event {
     /// Producer-assigned identity of the event (a UUID or another stable id). Redeliveries carry the same id.
     pub event_id: String,
-    /// 2 for this schema; 1 is still read (see the v2 fields of `decision_served`).
-    #[schemars(range(min = 1, max = 2))]
+    /// 4 for this schema; 1 to 3 are still read (each version's additions are refused in older ones).
+    #[schemars(range(min = 1, max = 4))]
     pub schema_version: u32,
     /// When the event happened, stamped by the producer (RFC 3339). Projections order by this, not by arrival.
     pub occurred_at: DateTime<Utc>,
@@ -93,6 +99,10 @@ pub struct Context {
     /// Acquisition channel / traffic source id (the UCI dataset's `TrafficType`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traffic_type: Option<u16>,
+    /// **v4.** The shopper's IANA time zone (`Europe/Berlin`), when the storefront knows it: quiet hours
+    /// for recovery messages are kept in it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_zone: Option<String>,
 }
 
 impl Context {
@@ -150,10 +160,16 @@ pub enum EventBody {
     /// Boxed: the largest payload by far, and the rarest.
     DecisionServed(Box<DecisionServed>),
     OfferAccepted(OfferAccepted),
+    /// **v4.**
+    ConsentChanged(ConsentChanged),
+    /// **v4.**
+    RecoveryMessageRequested(RecoveryMessageRequested),
+    /// **v4.**
+    RecoveryMessageOutcome(RecoveryMessageOutcome),
 }
 
 /// Every `event_type` this schema version knows, in declaration order.
-pub const EVENT_TYPES: [&str; 14] = [
+pub const EVENT_TYPES: [&str; 17] = [
     "session_started",
     "page_viewed",
     "product_viewed",
@@ -168,6 +184,16 @@ pub const EVENT_TYPES: [&str; 14] = [
     "order_placed",
     "decision_served",
     "offer_accepted",
+    "consent_changed",
+    "recovery_message_requested",
+    "recovery_message_outcome",
+];
+
+/// The event types schema v4 added (refused in an event that says an older version).
+pub const V4_EVENT_TYPES: [&str; 3] = [
+    "consent_changed",
+    "recovery_message_requested",
+    "recovery_message_outcome",
 ];
 
 impl EventBody {
@@ -188,6 +214,9 @@ impl EventBody {
             EventBody::OrderPlaced(_) => 11,
             EventBody::DecisionServed(_) => 12,
             EventBody::OfferAccepted(_) => 13,
+            EventBody::ConsentChanged(_) => 14,
+            EventBody::RecoveryMessageRequested(_) => 15,
+            EventBody::RecoveryMessageOutcome(_) => 16,
         };
         EVENT_TYPES[i]
     }
@@ -215,6 +244,9 @@ impl EventBody {
             "order_placed" => parse(data, EventBody::OrderPlaced),
             "decision_served" => parse(data, |d| EventBody::DecisionServed(Box::new(d))),
             "offer_accepted" => parse(data, EventBody::OfferAccepted),
+            "consent_changed" => parse(data, EventBody::ConsentChanged),
+            "recovery_message_requested" => parse(data, EventBody::RecoveryMessageRequested),
+            "recovery_message_outcome" => parse(data, EventBody::RecoveryMessageOutcome),
             _ => return None,
         })
     }
@@ -285,6 +317,10 @@ pub struct CartItemAdded {
     pub product_id: String,
     pub quantity: u32,
     pub unit_price: Money,
+    /// **v4.** The merchant's unit cost in the price's currency, when it shares it: what lets a recovery
+    /// message carry an incentive within the margin floor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit_cost_minor: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub category_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -447,6 +483,20 @@ pub struct DecisionServed {
     /// inputs; with the model's vector, what `feature_hash` covers).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub policy_features: BTreeMap<String, f64>,
+    /// **v4, required at the `recovery` placement and only there.** The cart sequence and step the
+    /// decision is for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery: Option<RecoveryStep>,
+}
+
+/// Which message of which abandoned cart's sequence a recovery decision is for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RecoveryStep {
+    /// When the cart was abandoned (its last shopper event plus the idle time): the sequence's basis.
+    pub abandoned_at: DateTime<Utc>,
+    /// 0-based step of the sequence.
+    pub step: u32,
 }
 
 /// A policy's identity.
@@ -552,6 +602,80 @@ impl DecisionServed {
 pub struct OfferAccepted {
     pub decision_id: String,
     pub action: String,
+}
+
+/// A channel a recovery message goes out on, and that consent is given for.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Channel {
+    Email,
+    Sms,
+}
+
+impl Channel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Email => "email",
+            Channel::Sms => "sms",
+        }
+    }
+}
+
+/// **v4.** The shopper gave or withdrew marketing consent (an opt-out is `granted: false`). Produced by
+/// the storefront or the messaging service; applies to the pseudonymous user, or to the session when
+/// there is none.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConsentChanged {
+    /// The channel; absent means every channel.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<Channel>,
+    pub granted: bool,
+    /// Where the change came from, e.g. `preference_center`, `unsubscribe_link`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+}
+
+/// **v4.** The recovery sweep asked the merchant's messaging service to send a message. The event id is
+/// the message id, which is also the outbound record's idempotency key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RecoveryMessageRequested {
+    pub message_id: String,
+    /// The recovery decision that chose the message's content.
+    pub decision_id: String,
+    /// The decision's `action_key`: `reminder`, `free_shipping`, `percent_discount_10`, ….
+    pub action_key: String,
+    pub channel: Channel,
+    /// The sequence's basis and this message's step.
+    pub recovery: RecoveryStep,
+    /// When the step fell due; the message was requested at `occurred_at` (later under quiet hours or
+    /// a channel cap).
+    pub due_at: DateTime<Utc>,
+}
+
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageOutcome {
+    Delivered,
+    Opened,
+    Clicked,
+    /// The shopper unsubscribed from the channel: an opt-out as well.
+    Unsubscribed,
+    Bounced,
+}
+
+/// **v4.** What became of a requested message, reported by the messaging service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RecoveryMessageOutcome {
+    pub message_id: String,
+    pub channel: Channel,
+    pub outcome: MessageOutcome,
 }
 
 /// The JSON Schema of [`Event`], as committed under `events/schema/`.

@@ -12,6 +12,7 @@
 //! first exposed before its end. Re-running a window that has its JSON report changes nothing.
 
 use super::config::{Experiment, Status};
+use crate::placement::Placement;
 use crate::features::ExperimentUnit;
 use crate::ports::{Condition, ObjectStore, PutError, StoreError, UnitSource};
 use crate::stats::analysis::{analyse, Settings};
@@ -21,7 +22,9 @@ use crate::stats::tally::{Design, MetricDef, MetricKind, Role, Tally};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-/// The metrics every experiment on the decision API is read on, from its experiment units.
+/// The metrics an experiment is read on, from its experiment units: every experiment on the decision
+/// API on conversion, revenue per user and average order value after the first exposure; the recovery
+/// experiment on the recovered-cart rate, revenue per abandoned cart and the unsubscribe rate.
 pub fn unit_design(experiment: &Experiment, currency: &str) -> Design {
     let metric = |name: &str, kind, role, covariate: Option<&str>, source: String| MetricDef {
         name: name.into(),
@@ -31,13 +34,39 @@ pub fn unit_design(experiment: &Experiment, currency: &str) -> Design {
         covariate: covariate.map(str::to_string),
         source,
     };
-    Design {
-        experiment_id: experiment.id.clone(),
-        variants: experiment.variations.clone(),
-        weights: experiment.weights.clone().unwrap_or_else(|| {
-            vec![1.0 / experiment.variations.len() as f64; experiment.variations.len()]
-        }),
-        metrics: vec![
+    let days = crate::features::aggregate::ATTRIBUTION_DAYS;
+    let metrics = if experiment.placement == Placement::Recovery {
+        vec![
+            metric(
+                "recovered_cart_rate",
+                MetricKind::Proportion,
+                Role::Goal,
+                Some("orders_before"),
+                format!(
+                    "users with an order within {days} days of their first recovery decision \
+                     (1 h after their cart's abandonment, when nothing was ordered yet)"
+                ),
+            ),
+            metric(
+                "revenue_per_abandoned_cart",
+                MetricKind::Mean,
+                Role::Goal,
+                Some("revenue_before"),
+                format!("revenue within {days} days of the first recovery decision, {currency} minor units per user"),
+            ),
+            MetricDef {
+                inverse: true,
+                ..metric(
+                    "unsubscribe_rate",
+                    MetricKind::Proportion,
+                    Role::Guardrail,
+                    None,
+                    "users who unsubscribed or withdrew consent after their first recovery decision".into(),
+                )
+            },
+        ]
+    } else {
+        vec![
             metric(
                 "conversion",
                 MetricKind::Proportion,
@@ -59,13 +88,22 @@ pub fn unit_design(experiment: &Experiment, currency: &str) -> Design {
                 None,
                 format!("revenue / orders after first exposure, {currency} minor units"),
             ),
-        ],
+        ]
+    };
+    Design {
+        experiment_id: experiment.id.clone(),
+        variants: experiment.variations.clone(),
+        weights: experiment.weights.clone().unwrap_or_else(|| {
+            vec![1.0 / experiment.variations.len() as f64; experiment.variations.len()]
+        }),
+        metrics,
     }
 }
 
 /// Folds units into a tally, one at a time.
 pub struct UnitFold {
     pub tally: Tally,
+    recovery: bool,
     pub data: DataSummary,
     window_end: DateTime<Utc>,
     now: i64,
@@ -89,14 +127,15 @@ fn revenue_in(money: &crate::features::aggregate::Money, currency: &str) -> Opti
 
 impl UnitFold {
     pub fn new(
-        design: Design,
+        experiment: &Experiment,
         source: String,
         window_end: DateTime<Utc>,
         now: DateTime<Utc>,
         currency: &str,
     ) -> Self {
         Self {
-            tally: Tally::new(design),
+            tally: Tally::new(unit_design(experiment, currency)),
+            recovery: experiment.placement == Placement::Recovery,
             data: DataSummary {
                 source,
                 ..DataSummary::default()
@@ -135,6 +174,20 @@ impl UnitFold {
             return;
         };
         self.tally.unit(arm);
+        let flag = |b: bool| f64::from(u8::from(b));
+        if self.recovery {
+            self.tally
+                .observe(0, arm, flag(u.orders_in_window > 0), f64::from(u.orders_before));
+            match (
+                revenue_in(&u.revenue_in_window, &self.currency),
+                revenue_in(&u.revenue_before, &self.currency),
+            ) {
+                (Some(after), Some(before)) => self.tally.observe(1, arm, after, before),
+                _ => self.data.exclude("revenue_in_another_currency"),
+            }
+            self.tally.observe(2, arm, flag(u.unsubscribed_after), 0.0);
+            return;
+        }
         let orders_after = f64::from(u.orders_after);
         self.tally.observe(
             0,
@@ -271,7 +324,7 @@ pub async fn evaluate_experiment<U: UnitSource, R: ObjectStore>(
         return Ok(outcome);
     }
     let mut fold = UnitFold::new(
-        unit_design(experiment, currency),
+        experiment,
         format!("{source}/experiment#{}", experiment.id),
         window_end,
         now,
@@ -403,6 +456,9 @@ mod tests {
                 "USD".to_string(),
                 if i.is_multiple_of(3) { 1_500 } else { 0 },
             )]),
+            orders_in_window: 0,
+            revenue_in_window: Money::new(),
+            unsubscribed_after: false,
             complete: true,
             expires_at: 4_000_000_000,
         }
@@ -439,8 +495,7 @@ mod tests {
 
     #[test]
     fn the_fold_applies_every_exclusion_and_counts_per_arm() {
-        let design = unit_design(&experiment(), "USD");
-        let mut fold = UnitFold::new(design, "mem".into(), at(12), at(12), "USD");
+        let mut fold = UnitFold::new(&experiment(), "mem".into(), at(12), at(12), "USD");
         for u in population() {
             fold.add(Ok(u));
         }

@@ -24,6 +24,9 @@ pub const RECENT_ORDERS: usize = 100;
 pub const TOP_K: usize = 10;
 /// How far back before the first exposure the pre-exposure covariate looks.
 pub const PRE_EXPOSURE_DAYS: i64 = 30;
+/// The attribution window of an experiment unit's windowed outcome (`orders_in_window`): an order within
+/// this many days of the first exposure (the recovered-cart rate of the recovery experiment).
+pub const ATTRIBUTION_DAYS: i64 = 7;
 
 fn add_money(total: &mut Money, delta: &Money, sign: i64) {
     for (currency, amount) in delta {
@@ -140,6 +143,9 @@ pub struct UserContribution {
     pub last_event_at: DateTime<Utc>,
     pub orders: Vec<OrderRef>,
     pub exposures: BTreeMap<String, Exposure>,
+    /// The latest opt-out in the session: an `unsubscribed` message outcome or a withdrawn consent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_unsubscribed_at: Option<DateTime<Utc>>,
     pub expires_at: i64,
 }
 
@@ -153,6 +159,7 @@ impl UserContribution {
             last_event_at: first.occurred_at,
             orders: Vec::new(),
             exposures: BTreeMap::new(),
+            last_unsubscribed_at: None,
             expires_at,
         }
     }
@@ -190,6 +197,9 @@ pub struct UserFeatures {
     pub recent_orders: Vec<OrderRef>,
     /// First exposure per experiment.
     pub exposures: BTreeMap<String, Exposure>,
+    /// The user's latest opt-out (an `unsubscribed` outcome or a withdrawn consent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_unsubscribed_at: Option<DateTime<Utc>>,
     pub expires_at: i64,
 }
 
@@ -249,10 +259,24 @@ impl UserFeatures {
                     revenue_after: Money::new(),
                     orders_before: 0,
                     revenue_before: Money::new(),
+                    orders_in_window: 0,
+                    revenue_in_window: Money::new(),
+                    unsubscribed_after: self
+                        .last_unsubscribed_at
+                        .is_some_and(|t| t >= x.first_at),
                     complete: complete_since.is_none_or(|oldest| oldest < lookback),
                     expires_at: self.expires_at,
                 };
+                let window_end = x.first_at + Duration::days(ATTRIBUTION_DAYS);
                 for o in &self.recent_orders {
+                    if o.at >= x.first_at && o.at < window_end {
+                        u.orders_in_window += 1;
+                        add_money(
+                            &mut u.revenue_in_window,
+                            &Money::from([(o.currency.clone(), o.total_minor)]),
+                            1,
+                        );
+                    }
                     let (orders, revenue) = if o.at >= x.first_at {
                         (&mut u.orders_after, &mut u.revenue_after)
                     } else if o.at >= lookback {
@@ -296,6 +320,7 @@ impl Contribution for UserContribution {
             days: BTreeMap::new(),
             recent_orders: Vec::new(),
             exposures: BTreeMap::new(),
+            last_unsubscribed_at: None,
             expires_at: self.expires_at,
         }
     }
@@ -315,6 +340,7 @@ impl Contribution for UserContribution {
         agg.first_seen_at = agg.first_seen_at.min(self.started_at);
         agg.last_event_at = agg.last_event_at.max(self.last_event_at);
         agg.expires_at = agg.expires_at.max(self.expires_at);
+        agg.last_unsubscribed_at = agg.last_unsubscribed_at.max(self.last_unsubscribed_at);
         if let Some(last) = self.orders.iter().map(|o| o.at).max() {
             agg.last_order_at = Some(agg.last_order_at.map_or(last, |t| t.max(last)));
         }
@@ -381,6 +407,14 @@ pub struct ExperimentUnit {
     /// Orders in the [`PRE_EXPOSURE_DAYS`] before the first exposure (the CUPED covariate).
     pub orders_before: u32,
     pub revenue_before: Money,
+    /// Orders within [`ATTRIBUTION_DAYS`] of the first exposure, and their revenue.
+    #[serde(default)]
+    pub orders_in_window: u32,
+    #[serde(default)]
+    pub revenue_in_window: Money,
+    /// Whether the user opted out (unsubscribed or withdrew consent) at or after the first exposure.
+    #[serde(default)]
+    pub unsubscribed_after: bool,
     /// False when the user has more orders than the user item keeps and some of the window may be
     /// missing (only for users with more than [`RECENT_ORDERS`] orders in it).
     pub complete: bool,

@@ -109,10 +109,12 @@ pub async fn erase<L: LogIndex + LogEraser, S: FeatureWriter>(
         log_keys.extend(entries.into_iter().map(|e| (e.session_id, e.event_id)));
     }
 
+    // The session items, and the sessions' recovery due items (which name the user).
     let mut writes: Vec<Write> = sessions
         .iter()
-        .map(|s| Write {
-            key: Key::session(s),
+        .flat_map(|s| [Key::session(s), Key::recovery_due(s)])
+        .map(|key| Write {
+            key,
             expect: Expect::Any,
             doc: None,
         })

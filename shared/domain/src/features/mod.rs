@@ -66,6 +66,7 @@ pub const FEATURES_SK: &str = "features";
 /// | a session's contribution to an aggregate | the aggregate's `pk` | `session#<session_id>` |
 /// | co-occurrence count | `item#<product_id>` | `co_viewed#<other>` / `co_purchased#<other>` |
 /// | experiment unit | `experiment#<experiment_id>` | `unit#<user_id>` |
+/// | a cart's next recovery check ([`crate::recovery::DueItem`]; index `recovery-due`) | `recovery#<session_id>` | `due` |
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Key {
     pub pk: String,
@@ -103,6 +104,10 @@ impl Key {
         )
     }
 
+    pub fn recovery_due(session_id: &str) -> Self {
+        Self::new(format!("recovery#{session_id}"), "due")
+    }
+
     /// The item holding what `session_id` last contributed to the aggregate at `self`.
     pub fn contribution(&self, session_id: &str) -> Self {
         Self::new(self.pk.clone(), format!("session#{session_id}"))
@@ -135,6 +140,7 @@ pub enum Doc {
     Page(PageFeatures),
     PageContribution(PageContribution),
     ExperimentUnit(ExperimentUnit),
+    RecoveryDue(crate::recovery::DueItem),
 }
 
 impl Doc {
@@ -149,6 +155,7 @@ impl Doc {
             Doc::Page(p) => Key::page(&p.path),
             Doc::PageContribution(c) => Key::page(&c.path).contribution(&c.session_id),
             Doc::ExperimentUnit(u) => Key::experiment_unit(&u.experiment_id, &u.user_id),
+            Doc::RecoveryDue(d) => Key::recovery_due(&d.session_id),
         }
     }
 
@@ -164,6 +171,7 @@ impl Doc {
             Doc::Page(_) => "page",
             Doc::PageContribution(_) => "page_contribution",
             Doc::ExperimentUnit(_) => "experiment_unit",
+            Doc::RecoveryDue(_) => "recovery_due",
         }
     }
 
@@ -185,12 +193,13 @@ impl Doc {
             Doc::Page(d) => d.expires_at,
             Doc::PageContribution(d) => d.expires_at,
             Doc::ExperimentUnit(d) => d.expires_at,
+            Doc::RecoveryDue(d) => d.expires_at,
         }
     }
 }
 
 /// The entity types, for counting items per type.
-pub const ENTITIES: [&str; 9] = [
+pub const ENTITIES: [&str; 10] = [
     "session",
     "user",
     "user_contribution",
@@ -200,4 +209,5 @@ pub const ENTITIES: [&str; 9] = [
     "page",
     "page_contribution",
     "experiment_unit",
+    "recovery_due",
 ];

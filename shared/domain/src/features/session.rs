@@ -296,6 +296,14 @@ fn fold_sorted(events: &[&(Event, i64)]) -> Option<SessionProjection> {
             c.expires_at = c.expires_at.max(expires);
             match &event.body {
                 EventBody::OrderPlaced(o) => c.orders.push(OrderRef::new(event, o)),
+                EventBody::RecoveryMessageOutcome(o)
+                    if o.outcome == crate::event::MessageOutcome::Unsubscribed =>
+                {
+                    c.last_unsubscribed_at = c.last_unsubscribed_at.max(Some(event.occurred_at));
+                }
+                EventBody::ConsentChanged(x) if !x.granted => {
+                    c.last_unsubscribed_at = c.last_unsubscribed_at.max(Some(event.occurred_at));
+                }
                 EventBody::DecisionServed(d) => {
                     if let (Some(exp), Some(variant)) = (&d.experiment_id, &d.variant) {
                         Exposure::observe(
@@ -390,7 +398,10 @@ fn fold_sorted(events: &[&(Event, i64)]) -> Option<SessionProjection> {
                     s.offers += 1;
                 }
             }
-            EventBody::OfferAccepted(_) => {}
+            EventBody::OfferAccepted(_)
+            | EventBody::ConsentChanged(_)
+            | EventBody::RecoveryMessageRequested(_)
+            | EventBody::RecoveryMessageOutcome(_) => {}
         }
     }
     (s.cart_value_minor, s.cart_items) = cart.totals();

@@ -19,6 +19,7 @@ use super::session::{fold, SessionProjection};
 use super::{Doc, Key};
 use crate::ingest::LogEntry;
 use crate::ports::{CommitError, Expect, FeatureWriter, SessionLog, StoreError, Stored, Write};
+use crate::recovery::{schedule, RecoverySettings, Schedule};
 use chrono::{DateTime, Utc};
 use futures::stream::{self, StreamExt};
 use serde::Serialize;
@@ -154,6 +155,9 @@ pub struct FeatureUpdater<L, S> {
     pub concurrency: usize,
     /// Conflicts tolerated per aggregate or session before giving up on it for this batch.
     pub max_attempts: u32,
+    /// When abandoned carts are checked: the updater keeps each cart's recovery due item (`None`: it
+    /// keeps none).
+    pub recovery: Option<RecoverySettings>,
 }
 
 impl<L: SessionLog, S: FeatureWriter> FeatureUpdater<L, S> {
@@ -163,6 +167,7 @@ impl<L: SessionLog, S: FeatureWriter> FeatureUpdater<L, S> {
             store,
             concurrency: 16,
             max_attempts: 5,
+            recovery: Some(RecoverySettings::default()),
         }
     }
 
@@ -215,7 +220,7 @@ impl<L: SessionLog, S: FeatureWriter> FeatureUpdater<L, S> {
             .await;
 
         // 2. Fold; skip what is current.
-        let mut todo: Vec<(SessionProjection, Option<u64>)> = Vec::new();
+        let mut todo: Vec<(SessionProjection, Option<u64>, Schedule)> = Vec::new();
         for (session_id, entries) in folds {
             let entries = match entries {
                 Ok(e) => e,
@@ -249,13 +254,19 @@ impl<L: SessionLog, S: FeatureWriter> FeatureUpdater<L, S> {
                 Some((_, s)) if s.event_count >= projection.session.event_count => {
                     out.counts.sessions_current += 1;
                 }
-                _ => todo.push((projection, current.map(|(v, _)| v))),
+                _ => {
+                    let due = self
+                        .recovery
+                        .as_ref()
+                        .map_or(Schedule::NoCart, |r| schedule(&entries, r));
+                    todo.push((projection, current.map(|(v, _)| v), due));
+                }
             }
         }
 
         // 3. Aggregates: group the changes, read them, commit each aggregate.
         let mut groups: BTreeMap<Key, Vec<Change>> = BTreeMap::new();
-        for (p, _) in &todo {
+        for (p, _, _) in &todo {
             for c in &p.users {
                 groups
                     .entry(Key::user(&c.user_id))
@@ -287,7 +298,7 @@ impl<L: SessionLog, S: FeatureWriter> FeatureUpdater<L, S> {
         if let Err(e) = self.read_jobs(&mut jobs, &mut out.counts).await {
             let sessions: Vec<String> = todo
                 .iter()
-                .map(|(p, _)| p.session.session_id.clone())
+                .map(|(p, _, _)| p.session.session_id.clone())
                 .collect();
             fail_all(out, &sessions, &e);
             return Vec::new();
@@ -297,15 +308,27 @@ impl<L: SessionLog, S: FeatureWriter> FeatureUpdater<L, S> {
         // 4. Session items, last.
         let mut ids = Vec::new();
         let mut units = Vec::new();
-        for (p, version) in todo {
+        for (p, version, due) in todo {
             let id = p.session.session_id.clone();
             if let Some(e) = blocked.get(&id) {
                 out.failed.insert(id, e.clone_shallow());
                 continue;
             }
             let expect = version.map_or(Expect::Absent, Expect::Version);
+            // The cart's recovery due item lands with the session item, so a current session item
+            // proves its schedule landed too.
+            let mut unit = vec![Write::put(Doc::Session(p.session), expect)];
+            match due {
+                Schedule::NoCart => {}
+                Schedule::Due(d) => unit.push(Write::put(Doc::RecoveryDue(d.item()), Expect::Any)),
+                Schedule::Over => unit.push(Write {
+                    key: Key::recovery_due(&id),
+                    expect: Expect::Any,
+                    doc: None,
+                }),
+            }
             ids.push(id);
-            units.push(vec![Write::put(Doc::Session(p.session), expect)]);
+            units.push(unit);
         }
         let results = self.commit_packed(units, &mut out.counts).await;
         let mut conflicted = Vec::new();
