@@ -342,7 +342,12 @@ impl UnitSource for MemoryFeatureStore {
 }
 
 impl crate::ports::DueIndex for MemoryFeatureStore {
-    async fn due(&self, bucket: &str, until: &str, limit: usize) -> Result<Vec<Stored>, StoreError> {
+    async fn due(
+        &self,
+        bucket: &str,
+        until: &str,
+        limit: usize,
+    ) -> Result<Vec<Stored>, StoreError> {
         tokio::task::yield_now().await;
         let st = self.call("memory Query recovery-due")?;
         let mut due: Vec<&Stored> = st
@@ -386,7 +391,10 @@ impl BatchSink<crate::recovery::sweep::OutboundMessage> for MemoryOutbox {
         items: &[&crate::recovery::sweep::OutboundMessage],
     ) -> Result<Vec<usize>, StoreError> {
         tokio::task::yield_now().await;
-        let call = self.calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        let call = self
+            .calls
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1;
         self.faults.check(call, "memory SendMessageBatch")?;
         self.messages
             .lock()

@@ -9,8 +9,8 @@ use checkout_domain::decision::learned::{
 };
 use checkout_domain::decision::policy::Arm;
 use checkout_domain::decision::request::parse_request;
-use checkout_domain::event::{SCHEMA_VERSION, 
-    is_incentive_kind, ActionProbability, DecisionServed, Event, EventBody,
+use checkout_domain::event::{
+    is_incentive_kind, ActionProbability, DecisionServed, Event, EventBody, SCHEMA_VERSION,
 };
 use checkout_domain::features::session::fold;
 use checkout_domain::features::SessionFeatures;

@@ -5,8 +5,8 @@
 use checkout_domain::event::*;
 use checkout_domain::ingest::LogEntry;
 use checkout_domain::recovery::{
-    assess, cap, carts, next_due, quiet_until, schedule, Assessment, CapVerdict, Caps, Due,
-    DoneReason, History, QuietHours, RecoverySettings, Schedule, Sent,
+    assess, cap, carts, next_due, quiet_until, schedule, Assessment, CapVerdict, Caps, DoneReason,
+    Due, History, QuietHours, RecoverySettings, Schedule, Sent,
 };
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use proptest::prelude::*;
@@ -83,7 +83,14 @@ fn due(log: &[LogEntry]) -> Option<Due> {
     next_due(log, &RecoverySettings::default())
 }
 
-fn decision(session: &str, minutes: i64, basis: DateTime<Utc>, step: u32, action: &str, variant: &str) -> LogEntry {
+fn decision(
+    session: &str,
+    minutes: i64,
+    basis: DateTime<Utc>,
+    step: u32,
+    action: &str,
+    variant: &str,
+) -> LogEntry {
     let d = DecisionServed {
         decision_id: format!("d-{session}-{step}-{minutes}"),
         placement: "recovery".into(),
@@ -154,29 +161,51 @@ fn a_cart_left_idle_is_abandoned_and_its_steps_fall_due_after_it() {
     assert_eq!(first.due_at, abandoned + Duration::hours(1));
     // Not due a minute before; due at the step.
     let before = first.due_at - Duration::minutes(1);
-    assert_eq!(assess(&log, "s1", before, &s), Assessment::Wait(first.clone()));
-    assert_eq!(assess(&log, "s1", first.due_at, &s), Assessment::Send(first.clone()));
+    assert_eq!(
+        assess(&log, "s1", before, &s),
+        Assessment::Wait(first.clone())
+    );
+    assert_eq!(
+        assess(&log, "s1", first.due_at, &s),
+        Assessment::Send(first.clone())
+    );
     // Step 0 decided and its message requested: step 1 at +24 h; then step 2 at +72 h; then over.
     let mut log = log;
     log.push(decision("s1", 130, abandoned, 0, "reminder", "treatment"));
     log.push(requested("s1", 130, abandoned, 0));
     let second = due(&log).unwrap();
-    assert_eq!((second.step, second.due_at), (1, abandoned + Duration::hours(24)));
+    assert_eq!(
+        (second.step, second.due_at),
+        (1, abandoned + Duration::hours(24))
+    );
     log.push(decision("s1", 1500, abandoned, 1, "none", "treatment"));
     let third = due(&log).unwrap();
-    assert_eq!((third.step, third.due_at), (2, abandoned + Duration::hours(72)), "a step that chose nothing is done");
+    assert_eq!(
+        (third.step, third.due_at),
+        (2, abandoned + Duration::hours(72)),
+        "a step that chose nothing is done"
+    );
     log.push(decision("s1", 4400, abandoned, 2, "reminder", "treatment"));
-    assert_eq!(due(&log), Some(third.clone()), "decided to send but not yet requested: still due");
+    assert_eq!(
+        due(&log),
+        Some(third.clone()),
+        "decided to send but not yet requested: still due"
+    );
     log.push(requested("s1", 4400, abandoned, 2));
     assert_eq!(due(&log), None);
     assert_eq!(schedule(&log, &s), Schedule::Over);
     assert_eq!(
         assess(&log, "s1", t0() + Duration::days(9), &s),
-        Assessment::Done { reason: DoneReason::SequenceOver }
+        Assessment::Done {
+            reason: DoneReason::SequenceOver
+        }
     );
     // The system's own events are not shopper activity: the abandonment did not move.
     assert_eq!(carts(&log)[0].abandoned_at(&s), Some(abandoned));
-    assert_eq!(schedule(&[entry("v", "s9", U, 0, view("p1"))], &s), Schedule::NoCart);
+    assert_eq!(
+        schedule(&[entry("v", "s9", U, 0, view("p1"))], &s),
+        Schedule::NoCart
+    );
 }
 
 #[test]
@@ -189,7 +218,14 @@ fn the_holdout_ends_the_sequence_and_the_cart_cap_counts_across_restarts() {
     // Three messages, then the cart changes: the restart finds the cart's cap reached.
     let mut capped = log.clone();
     for step in 0..3 {
-        capped.push(decision("s1", 120 + i64::from(step), basis, step, "reminder", "treatment"));
+        capped.push(decision(
+            "s1",
+            120 + i64::from(step),
+            basis,
+            step,
+            "reminder",
+            "treatment",
+        ));
         capped.push(requested("s1", 120 + i64::from(step), basis, step));
     }
     capped.push(entry("a2", "s1", U, 5000, add("p2", 1)));
@@ -220,7 +256,9 @@ fn an_order_since_the_cart_in_any_session_cancels_and_an_earlier_one_does_not() 
         log.push(entry("o", session, U, minutes, order("o1")));
         assert_eq!(
             assess(&log, "s1", at, &s),
-            Assessment::Done { reason: DoneReason::OrderedSince },
+            Assessment::Done {
+                reason: DoneReason::OrderedSince
+            },
             "order in {session} at +{minutes} min"
         );
     }
@@ -246,7 +284,9 @@ fn an_emptied_cart_cancels_a_changed_one_restarts_and_activity_postpones() {
     emptied.push(entry("r2", "s1", U, 101, remove("p1", 5)));
     assert_eq!(
         assess(&emptied, "s1", at + Duration::hours(5), &s),
-        Assessment::Done { reason: DoneReason::Emptied }
+        Assessment::Done {
+            reason: DoneReason::Emptied
+        }
     );
     assert_eq!(schedule(&emptied, &s), Schedule::Over);
     // Changed and left again: the sequence restarts from the new abandonment.
@@ -263,7 +303,10 @@ fn an_emptied_cart_cancels_a_changed_one_restarts_and_activity_postpones() {
     let now = t0() + Duration::minutes(130);
     match assess(&active, "s1", now, &s) {
         Assessment::Wait(d) => {
-            assert_eq!(d.due_at, t0() + Duration::minutes(110 + 60) + Duration::hours(1))
+            assert_eq!(
+                d.due_at,
+                t0() + Duration::minutes(110 + 60) + Duration::hours(1)
+            )
         }
         other => panic!("{other:?}"),
     }
@@ -428,18 +471,38 @@ fn quiet_hours_defer_to_their_local_end_across_zones_and_daylight_saving() {
     let kolkata: chrono_tz::Tz = "Asia/Kolkata".parse().unwrap();
     let cases = [
         // (zone, due, end of quiet hours or None)
-        (berlin, utc(2026, 1, 10, 20, 30), Some(utc(2026, 1, 11, 7, 0))), // 21:30 CET
-        (berlin, utc(2026, 7, 10, 5, 0), Some(utc(2026, 7, 10, 6, 0))),   // 07:00 CEST, same morning
-        (berlin, utc(2026, 7, 10, 6, 0), None),                           // 08:00 CEST: over
+        (
+            berlin,
+            utc(2026, 1, 10, 20, 30),
+            Some(utc(2026, 1, 11, 7, 0)),
+        ), // 21:30 CET
+        (berlin, utc(2026, 7, 10, 5, 0), Some(utc(2026, 7, 10, 6, 0))), // 07:00 CEST, same morning
+        (berlin, utc(2026, 7, 10, 6, 0), None),                         // 08:00 CEST: over
         (berlin, utc(2026, 1, 10, 12, 0), None),
         // The night the clocks go forward (2026-03-08, 02:00 EST → 03:00 EDT): 22:00 EST ends at 08:00
         // EDT, 12:00 UTC, not the 13:00 a fixed offset would give.
-        (new_york, utc(2026, 3, 8, 3, 0), Some(utc(2026, 3, 8, 12, 0))),
+        (
+            new_york,
+            utc(2026, 3, 8, 3, 0),
+            Some(utc(2026, 3, 8, 12, 0)),
+        ),
         // The night they go back (2026-11-01, 02:00 EDT → 01:00 EST): 00:30 EDT ends at 08:00 EST.
-        (new_york, utc(2026, 11, 1, 4, 30), Some(utc(2026, 11, 1, 13, 0))),
-        (new_york, utc(2026, 11, 1, 12, 59), Some(utc(2026, 11, 1, 13, 0))),
+        (
+            new_york,
+            utc(2026, 11, 1, 4, 30),
+            Some(utc(2026, 11, 1, 13, 0)),
+        ),
+        (
+            new_york,
+            utc(2026, 11, 1, 12, 59),
+            Some(utc(2026, 11, 1, 13, 0)),
+        ),
         // A half-hour offset: 21:00 IST is 15:30 UTC.
-        (kolkata, utc(2026, 5, 1, 15, 30), Some(utc(2026, 5, 2, 2, 30))),
+        (
+            kolkata,
+            utc(2026, 5, 1, 15, 30),
+            Some(utc(2026, 5, 2, 2, 30)),
+        ),
         (kolkata, utc(2026, 5, 1, 15, 29), None),
     ];
     for (zone, due, end) in cases {
@@ -485,7 +548,10 @@ fn opt_outs_consent_and_unsubscribes_decide_whom_to_message() {
     assert!(!opted_out.may_message(Channel::Email, false));
     assert!(!opted_out.may_message(Channel::Sms, false));
     // Granted again for e-mail later: e-mail yes, SMS still no; and any listing order agrees.
-    let mut log = vec![consent("c2", 20, Some(Channel::Email), true), consent("c1", 10, None, false)];
+    let mut log = vec![
+        consent("c2", 20, Some(Channel::Email), true),
+        consent("c1", 10, None, false),
+    ];
     for _ in 0..2 {
         let h = History::of(&log);
         assert!(h.may_message(Channel::Email, true));
@@ -512,9 +578,17 @@ fn opt_outs_consent_and_unsubscribes_decide_whom_to_message() {
 #[test]
 fn settings_come_from_the_environment_and_refuse_nonsense() {
     let env = |pairs: &'static [(&'static str, &'static str)]| {
-        move |k: &str| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+        move |k: &str| {
+            pairs
+                .iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        }
     };
-    assert_eq!(RecoverySettings::from_env(env(&[])), Ok(RecoverySettings::default()));
+    assert_eq!(
+        RecoverySettings::from_env(env(&[])),
+        Ok(RecoverySettings::default())
+    );
     let s = RecoverySettings::from_env(env(&[
         ("RECOVERY_IDLE_MINUTES", "30"),
         ("RECOVERY_STEP_HOURS", "4, 48"),

@@ -403,16 +403,34 @@ mod tests {
                 serde_json::json!({"experiments": [{"id": "r", "variations": ["a", "b"], "placement": "recovery", "status": "running"}]}),
                 "the recovery placement's experiment is the `recovery` section's holdout",
             ),
-            (serde_json::json!({"recovery": {"holdout": 0.0}}), "without a holdout"),
-            (serde_json::json!({"recovery": {"holdout": 0.6}}), "[0.01, 0.5]"),
+            (
+                serde_json::json!({"recovery": {"holdout": 0.0}}),
+                "without a holdout",
+            ),
+            (
+                serde_json::json!({"recovery": {"holdout": 0.6}}),
+                "[0.01, 0.5]",
+            ),
             (
                 serde_json::json!({"recovery": {"default_time_zone": "Mars/Olympus_Mons"}}),
                 "not an IANA time zone",
             ),
-            (serde_json::json!({"recovery": {"quiet_start": "9pm"}}), "HH:MM"),
-            (serde_json::json!({"recovery": {"channels": []}}), "at least one channel"),
-            (serde_json::json!({"recovery": {"holdot": 0.1}}), "unknown field"),
-            (serde_json::json!({"policy": {"message_cost_minor": -1}}), "message_cost_minor"),
+            (
+                serde_json::json!({"recovery": {"quiet_start": "9pm"}}),
+                "HH:MM",
+            ),
+            (
+                serde_json::json!({"recovery": {"channels": []}}),
+                "at least one channel",
+            ),
+            (
+                serde_json::json!({"recovery": {"holdot": 0.1}}),
+                "unknown field",
+            ),
+            (
+                serde_json::json!({"policy": {"message_cost_minor": -1}}),
+                "message_cost_minor",
+            ),
         ];
         for (patch, expected) in cases {
             let mut v = base.clone();

@@ -125,11 +125,11 @@ pub fn parse_request(body: &[u8]) -> Result<DecisionRequest, RequestError> {
     let placement = Placement::parse(placement)
         .filter(|p| *p != Placement::Recovery)
         .ok_or_else(|| {
-        RequestError::invalid(
-            "placement",
-            "must be one of `cart`, `checkout`, `post_purchase`",
-        )
-    })?;
+            RequestError::invalid(
+                "placement",
+                "must be one of `cart`, `checkout`, `post_purchase`",
+            )
+        })?;
     let context = match root.get("context") {
         None | Some(Value::Null) => None,
         Some(Value::Object(c)) => Some(c),

@@ -56,7 +56,10 @@ pub const OLDEST_SCHEMA_VERSION: u32 = 1;
 
 /// One event: the common envelope plus a typed payload.
 #[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
-#[schemars(title = "checkout-ai event, schema v4 (reads v1 to v3)", deny_unknown_fields)]
+#[schemars(
+    title = "checkout-ai event, schema v4 (reads v1 to v3)",
+    deny_unknown_fields
+)]
 pub struct Event {
     /// Producer-assigned identity of the event (a UUID or another stable id). Redeliveries carry the same id.
     pub event_id: String,

@@ -12,8 +12,8 @@
 //! first exposed before its end. Re-running a window that has its JSON report changes nothing.
 
 use super::config::{Experiment, Status};
-use crate::placement::Placement;
 use crate::features::ExperimentUnit;
+use crate::placement::Placement;
 use crate::ports::{Condition, ObjectStore, PutError, StoreError, UnitSource};
 use crate::stats::analysis::{analyse, Settings};
 use crate::stats::html;
@@ -176,8 +176,12 @@ impl UnitFold {
         self.tally.unit(arm);
         let flag = |b: bool| f64::from(u8::from(b));
         if self.recovery {
-            self.tally
-                .observe(0, arm, flag(u.orders_in_window > 0), f64::from(u.orders_before));
+            self.tally.observe(
+                0,
+                arm,
+                flag(u.orders_in_window > 0),
+                f64::from(u.orders_before),
+            );
             match (
                 revenue_in(&u.revenue_in_window, &self.currency),
                 revenue_in(&u.revenue_before, &self.currency),

@@ -261,9 +261,7 @@ impl UserFeatures {
                     revenue_before: Money::new(),
                     orders_in_window: 0,
                     revenue_in_window: Money::new(),
-                    unsubscribed_after: self
-                        .last_unsubscribed_at
-                        .is_some_and(|t| t >= x.first_at),
+                    unsubscribed_after: self.last_unsubscribed_at.is_some_and(|t| t >= x.first_at),
                     complete: complete_since.is_none_or(|oldest| oldest < lookback),
                     expires_at: self.expires_at,
                 };

@@ -149,7 +149,6 @@ impl Cart {
     pub fn abandoned_at(&self, settings: &RecoverySettings) -> Option<DateTime<Utc>> {
         (!self.is_empty() && !self.ordered).then(|| self.last_activity_at + settings.idle)
     }
-
 }
 
 /// Whether an event is the shopper's own storefront activity (what the idle time counts from).
@@ -376,7 +375,11 @@ pub fn next_due(session_entries: &[LogEntry], settings: &RecoverySettings) -> Op
     next_due_of(session_id, &events, settings)
 }
 
-pub(crate) fn next_due_of(session_id: String, events: &[Event], settings: &RecoverySettings) -> Option<Due> {
+pub(crate) fn next_due_of(
+    session_id: String,
+    events: &[Event],
+    settings: &RecoverySettings,
+) -> Option<Due> {
     let cart = cart_of(session_id, events)?;
     let basis = cart.abandoned_at(settings)?;
     let progress = Progress::of(events);
@@ -453,7 +456,9 @@ pub enum Assessment {
     /// The next step falls due later (the first step of a restarted sequence, or a shopper active
     /// again whose cart is not yet abandoned).
     Wait(Due),
-    Done { reason: DoneReason },
+    Done {
+        reason: DoneReason,
+    },
 }
 
 /// The check before sending anything about the cart of `session_id`, at `now`: `user_entries` are the
@@ -619,7 +624,12 @@ impl History {
         h
     }
 
-    fn set_consent(&mut self, channel: Option<Channel>, at: (DateTime<Utc>, String), granted: bool) {
+    fn set_consent(
+        &mut self,
+        channel: Option<Channel>,
+        at: (DateTime<Utc>, String),
+        granted: bool,
+    ) {
         let slot = self.consent.entry(channel).or_insert((at.clone(), granted));
         if slot.0 <= at {
             *slot = (at, granted);
@@ -714,7 +724,12 @@ pub fn message_id(session_id: &str, basis: DateTime<Utc>, step: u32) -> String {
 
 fn stable_hash(kind: &str, session_id: &str, basis: DateTime<Utc>, step: u32) -> String {
     let mut h = Sha256::new();
-    for part in [kind, session_id, &basis.timestamp_millis().to_string(), &step.to_string()] {
+    for part in [
+        kind,
+        session_id,
+        &basis.timestamp_millis().to_string(),
+        &step.to_string(),
+    ] {
         h.update(part.as_bytes());
         h.update([0]);
     }

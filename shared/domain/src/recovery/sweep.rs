@@ -296,7 +296,9 @@ where
         let mut entries = self.user_entries(item, cost).await?;
         let due = match assess(&entries, &item.session_id, now, self.settings) {
             Assessment::Done { reason } => {
-                return self.remove(&stored, cost, Outcome::Ended(reason.as_str())).await
+                return self
+                    .remove(&stored, cost, Outcome::Ended(reason.as_str()))
+                    .await
             }
             Assessment::Wait(due) => {
                 return self
@@ -312,7 +314,9 @@ where
         let history = History::of(&entries);
         let channel = cfg.channel(due.step);
         if !history.may_message(channel, cfg.require_consent) {
-            return self.remove(&stored, cost, Outcome::Ended("opted_out")).await;
+            return self
+                .remove(&stored, cost, Outcome::Ended("opted_out"))
+                .await;
         }
         let (zone, known) = cfg.zone(history.time_zone());
         *zone_fallback = !known;
@@ -407,7 +411,10 @@ where
                     .unwrap_or_else(|| decision.action.clone()),
                 decision_id: decision.decision_id.clone(),
                 cart: OutboundCart {
-                    currency: cart.as_ref().map(|c| c.currency.clone()).unwrap_or_default(),
+                    currency: cart
+                        .as_ref()
+                        .map(|c| c.currency.clone())
+                        .unwrap_or_default(),
                     value_minor: cart.as_ref().map_or(0, |c| c.value_minor),
                     items: lines,
                 },
@@ -446,15 +453,17 @@ where
             .filter(|e| e.session_id == due.session_id)
             .collect();
         match next_due_of(due.session_id.clone(), &session, self.settings) {
-            Some(next) => {
-                self.reschedule(&stored, &next, next.due_at, cost, outcome.clone())
-                    .await
-                    .map(|o| if o == Outcome::Conflict { outcome } else { o })
-            }
-            None => self
-                .remove(&stored, cost, outcome.clone())
+            Some(next) => self
+                .reschedule(&stored, &next, next.due_at, cost, outcome.clone())
                 .await
                 .map(|o| if o == Outcome::Conflict { outcome } else { o }),
+            None => self.remove(&stored, cost, outcome.clone()).await.map(|o| {
+                if o == Outcome::Conflict {
+                    outcome
+                } else {
+                    o
+                }
+            }),
         }
     }
 
@@ -538,7 +547,10 @@ where
     }
 
     async fn append(&self, events: &[Event], cost: &mut SweepCost) -> Result<(), StoreError> {
-        let entries: Vec<LogEntry> = events.iter().map(|e| self.entry(e)).collect::<Result<_, _>>()?;
+        let entries: Vec<LogEntry> = events
+            .iter()
+            .map(|e| self.entry(e))
+            .collect::<Result<_, _>>()?;
         let d = deliver(self.log_sink, &entries, &self.retry).await;
         cost.log_entries_written += entries.len() as u64;
         match d.error {
