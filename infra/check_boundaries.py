@@ -19,6 +19,7 @@ FUNCTIONS = {
     "feature-updater": {"aws-sdk-dynamodb", "aws-sdk-sqs"},
     "scorer": {"aws-sdk-dynamodb", "aws-sdk-kinesis", "aws-sdk-s3", "aws-sdk-ssm"},
     "experiment-evaluator": {"aws-sdk-dynamodb", "aws-sdk-s3"},
+    "recovery-sweep": {"aws-sdk-dynamodb", "aws-sdk-s3", "aws-sdk-sqs"},
 }
 OPERATOR_ONLY = {"csv", "ndarray", "clap", "indicatif", "statrs"}
 STATISTICS = {"experiment-evaluator": {"statrs"}}

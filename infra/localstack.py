@@ -188,6 +188,11 @@ class Stack:
         s = client("sqs", self.endpoint)
         name = self.name(lid)
         attrs = {}
+        if p.get("FifoQueue"):
+            name += ".fifo"
+            attrs["FifoQueue"] = "true"
+        if "RedrivePolicy" in p:
+            attrs["RedrivePolicy"] = json.dumps(p["RedrivePolicy"])
         if "MessageRetentionPeriod" in p:
             attrs["MessageRetentionPeriod"] = str(p["MessageRetentionPeriod"])
         if "VisibilityTimeout" in p:

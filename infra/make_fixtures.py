@@ -154,7 +154,25 @@ inserts = [stream_record(e, i) for i, e in enumerate(funnel)]
 inserts.append(stream_record(funnel[0], len(funnel), "MODIFY"))
 stream_batch = {"Records": inserts}
 
+# --- abandoned-cart recovery: a cart left in another session (schema v4: the shopper's time zone and the
+# merchant's unit cost), as ingest receives it and as the feature updater's stream delivers it. Abandoned
+# at 11:05 (idle 60 min), its first message falls due at 12:05 UTC, 13:05 in Berlin.
+ABANDONED = "sess-9c21"
+abandoned_cart = [
+    dict(envelope("evt-0201", "page_viewed", {"page_type": "product_related", "path": "/p/sku-2"}, 240,
+                  user_id="shopper-2002", session_id=ABANDONED), schema_version=4),
+    dict(envelope("evt-0202", "cart_item_added", {"product_id": "sku-2", "quantity": 2, "unit_price": eur(4999),
+                                                   "unit_cost_minor": 2500}, 300,
+                  user_id="shopper-2002", session_id=ABANDONED), schema_version=4),
+]
+for e in abandoned_cart:
+    e["context"]["time_zone"] = "Europe/Berlin"
+abandoned_records = {"Records": [record(js(e), 200 + i, ABANDONED) for i, e in enumerate(abandoned_cart)]}
+abandoned_inserts = {"Records": [stream_record(e, 200 + i) for i, e in enumerate(abandoned_cart)]}
+
 root = pathlib.Path(__file__).resolve().parent.parent / "events"
+(root / "kinesis-abandoned-cart.json").write_text(json.dumps(abandoned_records, indent=2) + "\n")
+(root / "dynamodb-abandoned-cart-inserts.json").write_text(json.dumps(abandoned_inserts, indent=2) + "\n")
 (root / "kinesis-valid.json").write_text(json.dumps(valid, indent=2) + "\n")
 (root / "kinesis-poison.json").write_text(json.dumps(poison, indent=2) + "\n")
 (root / "dynamodb-event-log-inserts.json").write_text(json.dumps(stream_batch, indent=2) + "\n")
@@ -197,5 +215,7 @@ decision_request = {
 # ---- the experiment evaluator: the input EventBridge Scheduler sends (template: ScheduleV2 Input, with
 # <aws.scheduler.scheduled-time> filled in).
 (root / "scheduler-evaluate.json").write_text(json.dumps({"window_end": "2025-11-20T11:00:00Z"}, indent=2) + "\n")
+# ---- the recovery sweep: the input of its schedule (every 5 minutes), as of 12:30 UTC that day.
+(root / "scheduler-recovery-sweep.json").write_text(json.dumps({"now": "2025-11-20T12:30:00Z"}, indent=2) + "\n")
 (root / "scheduler-evaluate-one.json").write_text(json.dumps(
     {"window_end": "2025-11-20T11:00:00Z", "experiment_id": "checkout-offers"}, indent=2) + "\n")

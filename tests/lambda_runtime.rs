@@ -277,5 +277,59 @@ async fn every_function_runs_under_the_runtime_api_with_its_fixtures() {
     let again = invoke(&w, "scheduler-evaluate-one.json");
     assert_eq!(again["reports"][0]["outcome"], "exists", "{again}");
     drop(w);
+
+    // Recovery: the abandoned cart is ingested and projected (its due item written), and the sweep's
+    // schedule fixture, an hour and a half after the abandonment, decides and sends its first message,
+    // or logs the holdout's decision, as the user's assignment says.
+    let w = watch("ingest", &dir, "IngestFunction");
+    assert_eq!(
+        invoke(&w, "kinesis-abandoned-cart.json"),
+        json!({"batchItemFailures": []})
+    );
+    drop(w);
+    let w = watch("feature-updater", &dir, "FeatureUpdaterFunction");
+    assert_eq!(
+        invoke(&w, "dynamodb-abandoned-cart-inserts.json"),
+        json!({"batchItemFailures": []})
+    );
+    drop(w);
+    let user = checkout_ai_integration_tests::log_items(&stack)
+        .await
+        .into_iter()
+        .find(|e| e.session_id == "sess-9c21")
+        .and_then(|e| e.user_id)
+        .expect("the cart's pseudonymous user");
+    let treated = DecisionConfig::default()
+        .recovery
+        .experiment()
+        .assign(&user)
+        .is_some_and(|a| a.variant == checkout_domain::recovery::TREATMENT);
+    let w = watch("recovery-sweep", &dir, "RecoverySweepFunction");
+    let run = invoke(&w, "scheduler-recovery-sweep.json");
+    drop(w);
+    assert_eq!(run["due_items"], 1, "{run}");
+    let messages =
+        checkout_ai_integration_tests::queue_messages(&stack, "RecoveryOutboundQueue").await;
+    if treated {
+        assert_eq!(run["sent_by_step"]["0"], 1, "{run}");
+        assert_eq!(messages.len(), 1, "{messages:?}");
+        assert_eq!(messages[0]["cart_token"], "sess-9c21");
+        assert_eq!(messages[0]["user"], user.as_str());
+    } else {
+        assert_eq!(run["holdout"], 1, "{run}");
+        assert!(messages.is_empty());
+    }
+    let types: Vec<String> = checkout_ai_integration_tests::log_items(&stack)
+        .await
+        .into_iter()
+        .filter(|e| e.session_id == "sess-9c21")
+        .map(|e| e.event_type)
+        .collect();
+    assert!(types.contains(&"decision_served".to_string()), "{types:?}");
+    assert_eq!(
+        types.contains(&"recovery_message_requested".to_string()),
+        treated,
+        "{types:?}"
+    );
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -78,9 +78,22 @@ fn emitted() -> BTreeMap<&'static str, BTreeMap<&'static str, Vec<&'static str>>
                     ("Conversion", &["experiment", "variant"]),
                     ("RevenuePerUser", &["experiment", "variant"]),
                     ("AverageOrderValue", &["experiment", "variant"]),
+                    ("RecoveredCartRate", &["experiment", "variant"]),
+                    ("RevenuePerAbandonedCart", &["experiment", "variant"]),
+                    ("UnsubscribeRate", &["experiment", "variant"]),
                     ("DriftPsi", &["input"]),
                 ],
                 experiment_evaluator::METRICS,
+            ),
+        ),
+        (
+            recovery_sweep::SERVICE,
+            with(
+                &[
+                    ("MessagesRequestedByStep", &["step"]),
+                    ("SequencesEndedByReason", &["reason"]),
+                ],
+                recovery_sweep::METRICS,
             ),
         ),
     ])
@@ -180,6 +193,11 @@ fn the_dashboard_is_valid_and_draws_only_metrics_the_functions_emit() {
         ("experiment-evaluator", "SrmAlarms"),
         ("experiment-evaluator", "DriftMaxPsi"),
         ("experiment-evaluator", "DriftPsi"),
+        ("experiment-evaluator", "RecoveredCartRate"),
+        ("experiment-evaluator", "UnsubscribeRate"),
+        ("recovery-sweep", "MessagesRequestedByStep"),
+        ("recovery-sweep", "SequencesEndedByReason"),
+        ("recovery-sweep", "SweepFailures"),
     ] {
         assert!(
             drawn.contains(&(service.to_string(), metric.to_string())),

@@ -133,19 +133,29 @@ pub const METRICS: &[&str] = &[
     "Conversion",
     "RevenuePerUser",
     "AverageOrderValue",
+    "RecoveredCartRate",
+    "RevenuePerAbandonedCart",
+    "UnsubscribeRate",
 ];
 
 /// The readout metric of each report metric (the dashboard's per-arm widgets).
-pub const READOUTS: [(&str, &str); 3] = [
+pub const READOUTS: [(&str, &str); 6] = [
     ("conversion", "Conversion"),
     ("revenue_per_user", "RevenuePerUser"),
     ("average_order_value", "AverageOrderValue"),
+    ("recovered_cart_rate", "RecoveredCartRate"),
+    ("revenue_per_abandoned_cart", "RevenuePerAbandonedCart"),
+    ("unsubscribe_rate", "UnsubscribeRate"),
 ];
+
+/// The first metric of each design: its arms' `n` is the `Units` readout.
+const UNIT_METRICS: [&str; 2] = ["conversion", "recovered_cart_rate"];
 
 /// A run's metrics (EMF, service `experiment-evaluator`): `ExperimentsEvaluated` (reports written),
 /// `SrmAlarms`, `ReportFailures` (refused or failed, and by `reason`), and per experiment and arm
 /// (dimensions `experiment`, `variant`) the readout of each written report: `Units`, `Conversion`,
-/// `RevenuePerUser`, `AverageOrderValue` (the arm's means).
+/// `RevenuePerUser`, `AverageOrderValue` (the arm's means), and for the recovery experiment
+/// `RecoveredCartRate`, `RevenuePerAbandonedCart`, `UnsubscribeRate`.
 pub fn metrics(summary: &RunSummary) -> Metrics {
     let mut m = Metrics::new(SERVICE);
     let written: Vec<&Outcome> = summary
@@ -201,7 +211,7 @@ pub fn metrics(summary: &RunSummary) -> Metrics {
             if let Some((_, name)) = READOUTS.iter().find(|(metric, _)| *metric == r.metric) {
                 m.add_with(&dims, name, Unit::None, r.mean);
             }
-            if r.metric == READOUTS[0].0 {
+            if UNIT_METRICS.contains(&r.metric.as_str()) {
                 m.add_with(&dims, "Units", Unit::Count, r.n as f64);
             }
         }

@@ -9,6 +9,7 @@ use checkout_domain::experiment::evaluation::report_keys;
 use checkout_domain::features::aggregate::Money;
 use checkout_domain::features::{Doc, ExperimentUnit};
 use checkout_domain::memory::{Faults, MemoryFeatureStore, MemoryObjectStore};
+use checkout_domain::recovery::RecoveryConfig;
 use chrono::{DateTime, TimeZone, Utc};
 use experiment_evaluator::{Config, Function};
 use lambda_runtime::{Context, LambdaEvent};
@@ -37,6 +38,11 @@ fn decision_config() -> Vec<u8> {
         .collect();
     DecisionConfig {
         experiments,
+        // The recovery experiment has its own test.
+        recovery: RecoveryConfig {
+            enabled: false,
+            ..RecoveryConfig::default()
+        },
         ..DecisionConfig::default()
     }
     .encode()
@@ -217,13 +223,105 @@ async fn a_refusal_succeeds_with_its_reason_and_is_not_retried() {
     let r = refused(&f, FIXTURE).await;
     assert_eq!(r.reason, "invalid_config");
     assert!(r.error.contains("invalid decision config"), "{}", r.error);
-    // No config at all: nothing is running, nothing to do.
+    // No config at all: the defaults, where only the recovery experiment runs.
     let empty = Function {
         config_store: MemoryObjectStore::default(),
         ..function(MemoryFeatureStore::default())
     };
     let summary = empty.handle(event(FIXTURE)).await.expect("run");
-    assert!(summary.reports.is_empty() && summary.failed.is_empty() && summary.refused.is_empty());
+    let ids: Vec<&str> = summary
+        .reports
+        .iter()
+        .map(|r| r.experiment_id.as_str())
+        .collect();
+    assert_eq!(ids, ["cart-recovery"]);
+    assert!(summary.failed.is_empty() && summary.refused.is_empty());
+}
+
+/// The recovery experiment is read on its own metrics, from the units' windowed outcomes: the
+/// recovered-cart rate and revenue within 7 days of the first recovery decision, and the unsubscribe
+/// rate as a guardrail.
+#[tokio::test]
+async fn the_recovery_experiment_is_read_on_recovered_carts_revenue_and_unsubscribes() {
+    let store = MemoryFeatureStore::default();
+    let exposed = Utc.with_ymd_and_hms(2025, 11, 18, 9, 0, 0).unwrap();
+    for i in 0..1_000u32 {
+        let holdout = i % 10 == 0;
+        let recovered = if holdout { i % 50 == 0 } else { i % 8 == 0 };
+        store.insert(Doc::ExperimentUnit(ExperimentUnit {
+            experiment_id: "cart-recovery".into(),
+            user_id: format!("p{i:04}"),
+            variant: if holdout { "holdout" } else { "treatment" }.into(),
+            first_exposure_at: exposed,
+            decision_id: format!("rcv-{i}"),
+            variants_seen: 1,
+            // Orders after the window count in the unbounded outcome only.
+            orders_after: u32::from(recovered) + u32::from(i % 3 == 0),
+            revenue_after: Money::from([("USD".into(), 9_999)]),
+            orders_before: 0,
+            revenue_before: Money::new(),
+            orders_in_window: u32::from(recovered),
+            revenue_in_window: Money::from([("USD".into(), if recovered { 4_000 } else { 0 })]),
+            unsubscribed_after: i % 40 == 1,
+            complete: true,
+            expires_at: 4_000_000_000,
+        }));
+    }
+    let f = Function {
+        config_store: MemoryObjectStore::default(),
+        ..function(store)
+    };
+    let summary = f.handle(event(FIXTURE)).await.expect("run");
+    let outcome = &summary.reports[0];
+    assert_eq!(outcome.experiment_id, "cart-recovery");
+    assert_eq!(outcome.units.as_deref(), Some(&[100, 900][..]));
+    let report: Value =
+        serde_json::from_slice(&f.reports.object(&outcome.json_key).unwrap()).unwrap();
+    let metric = |name: &str| {
+        report["metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["name"] == name)
+            .unwrap_or_else(|| panic!("no {name} in {report}"))
+            .clone()
+    };
+    let means = |name: &str| -> Vec<f64> {
+        metric(name)["arms"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["mean"].as_f64().unwrap())
+            .collect()
+    };
+    // holdout: i ≡ 0 (mod 10), recovered when i ≡ 0 (mod 50): 20 of 100; treatment: i ≡ 0 (mod 8) and
+    // not ≡ 0 (mod 10): 125 − 25 = 100 of 900.
+    assert_eq!(means("recovered_cart_rate"), vec![0.2, 100.0 / 900.0]);
+    assert_eq!(
+        means("revenue_per_abandoned_cart"),
+        vec![800.0, 4_000.0 * 100.0 / 900.0]
+    );
+    // i ≡ 1 (mod 40) is never ≡ 0 (mod 10): 25 units, all treated.
+    assert_eq!(means("unsubscribe_rate"), vec![0.0, 25.0 / 900.0]);
+    assert_eq!(metric("unsubscribe_rate")["role"], "guardrail");
+    assert_eq!(metric("unsubscribe_rate")["inverse"], true);
+    let readout: Vec<&str> = outcome.readout.iter().map(|r| r.metric.as_str()).collect();
+    assert!(readout.contains(&"recovered_cart_rate"));
+    let docs = experiment_evaluator::metrics(&summary).documents(window_end());
+    let names = checkout_aws::emf::check_documents(
+        &docs,
+        experiment_evaluator::SERVICE,
+        experiment_evaluator::METRICS,
+    )
+    .expect("valid EMF documents of the function's own metrics");
+    for name in [
+        "Units",
+        "RecoveredCartRate",
+        "RevenuePerAbandonedCart",
+        "UnsubscribeRate",
+    ] {
+        assert_eq!(names[name], ["service", "experiment", "variant"], "{name}");
+    }
 }
 
 #[tokio::test]

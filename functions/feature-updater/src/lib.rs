@@ -38,6 +38,8 @@ pub struct Config {
     pub concurrency: usize,
     /// Conflicting attempts per aggregate before its sessions are handed back to Lambda.
     pub max_attempts: u32,
+    /// When abandoned carts are checked: the schedule the updater keeps for the recovery sweep.
+    pub recovery: checkout_domain::recovery::RecoverySettings,
 }
 
 impl Config {
@@ -48,6 +50,7 @@ impl Config {
             failure_queue_url: env.required("FAILURE_QUEUE_URL")?.to_string(),
             concurrency: env.parsed("UPDATE_CONCURRENCY", 16usize)?.max(1),
             max_attempts: env.parsed("MAX_CONFLICT_ATTEMPTS", 5u32)?.max(1),
+            recovery: env.recovery_settings()?,
         })
     }
 }
@@ -150,6 +153,7 @@ impl Function {
         );
         updater.concurrency = config.concurrency;
         updater.max_attempts = config.max_attempts;
+        updater.recovery = Some(config.recovery);
         Ok(Function {
             updater,
             failures: SqsFailureQueue {

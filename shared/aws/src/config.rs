@@ -51,6 +51,20 @@ impl Env {
         self.optional(name).ok_or(ConfigError::Missing(name))
     }
 
+    /// When abandoned carts are checked (`RECOVERY_IDLE_MINUTES`, `RECOVERY_STEP_HOURS`,
+    /// `RECOVERY_MAX_MESSAGES_PER_CART`): the feature updater and the recovery sweep read the same.
+    pub fn recovery_settings(
+        &self,
+    ) -> Result<checkout_domain::recovery::RecoverySettings, ConfigError> {
+        checkout_domain::recovery::RecoverySettings::from_env(|name| {
+            self.optional(name).map(str::to_string)
+        })
+        .map_err(|reason| ConfigError::Invalid {
+            name: "RECOVERY_*",
+            reason,
+        })
+    }
+
     /// Parses an optional variable, with a default.
     pub fn parsed<T: std::str::FromStr>(
         &self,

@@ -254,7 +254,7 @@ impl checkout_domain::ports::LogEraser for DynamoLogIndex {
 
 /// At most `limit` items a query matches, across pages, each decoded by `decode`, with the query's own
 /// consistency.
-async fn collect<T, E>(
+pub async fn collect<T, E>(
     query: aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder,
     limit: usize,
     decode: impl Fn(Item) -> Result<T, E>,

@@ -11,7 +11,7 @@
 //! | `version` | N | optimistic-concurrency counter that conditional writes check |
 //! | `expires_at` | N | TTL (epoch seconds), also checked on read |
 
-use crate::dynamo::{query_all, Item};
+use crate::dynamo::{collect, query_all, Item};
 use crate::error::store_error;
 use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::ProvideErrorMetadata;
@@ -23,7 +23,7 @@ use checkout_domain::delivery::RetryPolicy;
 use checkout_domain::features::{Doc, Key, FEATURE_SCHEMA_VERSION};
 use checkout_domain::ports::StoreError;
 use checkout_domain::ports::{CommitError, Expect, FeatureReader, FeatureWriter, Stored, Write};
-use checkout_domain::ports::{UnitPage, UnitSource};
+use checkout_domain::ports::{DueIndex, UnitPage, UnitSource};
 use std::collections::HashMap;
 
 /// `BatchGetItem` reads at most 100 keys.
@@ -190,6 +190,29 @@ impl FeatureReader for DynamoFeatureStore {
             }
         }
         Ok(out)
+    }
+}
+
+/// The features table's sparse index of recovery due items (`due_bucket` HASH, `due_key` RANGE,
+/// projection ALL): only `recovery_due` items carry its keys.
+pub const RECOVERY_DUE_INDEX: &str = "recovery-due";
+
+impl DueIndex for DynamoFeatureStore {
+    async fn due(
+        &self,
+        bucket: &str,
+        until: &str,
+        limit: usize,
+    ) -> Result<Vec<Stored>, StoreError> {
+        let query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(RECOVERY_DUE_INDEX)
+            .key_condition_expression("due_bucket = :b AND due_key <= :u")
+            .expression_attribute_values(":b", AttributeValue::S(bucket.into()))
+            .expression_attribute_values(":u", AttributeValue::S(until.into()));
+        collect(query, limit, |item| from_feature_item(item).map(|(_, s)| s)).await
     }
 }
 

@@ -64,7 +64,11 @@ impl BatchSink<QuarantineRecord> for SqsQuarantine {
         for r in &records {
             let body = serde_json::to_string(r)
                 .map_err(|e| StoreError::permanent("SendMessageBatch", e))?;
-            messages.push((body, r.reason.as_str()));
+            messages.push(crate::sqs::Outgoing {
+                body,
+                reason: r.reason.as_str(),
+                fifo: None,
+            });
         }
         send_batch(&self.sqs, &self.queue_url, &messages).await
     }

@@ -583,12 +583,15 @@ pub fn cap(
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct History {
     /// The latest consent state per channel (`None`: every channel), with its (time, event id).
-    consent: BTreeMap<Option<Channel>, ((DateTime<Utc>, String), bool)>,
+    consent: BTreeMap<Option<Channel>, (Stamp, bool)>,
     pub sent: Vec<Sent>,
     /// Outcomes per message id.
     pub outcomes: BTreeMap<String, BTreeSet<MessageOutcome>>,
-    time_zone: Option<((DateTime<Utc>, String), String)>,
+    time_zone: Option<(Stamp, String)>,
 }
+
+/// When an event happened, with its id to break ties: the order "latest" means.
+type Stamp = (DateTime<Utc>, String);
 
 impl History {
     pub fn of(user_entries: &[LogEntry]) -> Self {
