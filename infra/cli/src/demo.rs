@@ -59,6 +59,7 @@ pub struct DemoSummary {
     pub report: demo_loop::ReportSummary,
     pub learning: crate::learn::DemoLearning,
     pub operations: crate::demo_ops::OperationsSummary,
+    pub recovery: crate::demo_recovery::RecoverySummary,
     pub timings_seconds: std::collections::BTreeMap<String, f64>,
 }
 
@@ -84,30 +85,30 @@ pub struct FlowBack {
 pub async fn demo(stack: &LocalStack, file: &Path, out: &Path) -> Result<(), BoxError> {
     let mut timings = std::collections::BTreeMap::new();
     let t = Instant::now();
-    println!("1/10 replaying {} into Kinesis …", file.display());
+    println!("1/11 replaying {} into Kinesis …", file.display());
     let replay = replay(stack, file, None, None).await?;
     timings.insert("replay".to_string(), t.elapsed().as_secs_f64());
 
     let t = Instant::now();
-    println!("2/10 driving the ingest handler from the stream, batch by batch …");
+    println!("2/11 driving the ingest handler from the stream, batch by batch …");
     let run = drive_ingest(stack).await?;
     timings.insert("ingest".to_string(), t.elapsed().as_secs_f64());
 
     let t = Instant::now();
-    println!("3/10 driving the feature updater from the event log's stream (INSERTs only) …");
+    println!("3/11 driving the feature updater from the event log's stream (INSERTs only) …");
     let features_run = drive_features(stack).await?;
     let features_secs = t.elapsed().as_secs_f64();
     timings.insert("features".to_string(), features_secs);
 
     let t = Instant::now();
-    println!("4/10 training a model on the event log's sessions and promoting it …");
+    println!("4/11 training a model on the event log's sessions and promoting it …");
     let model = train_and_promote(stack, out).await?;
     timings.insert("model".to_string(), t.elapsed().as_secs_f64());
 
     let t = Instant::now();
     let visits = demo_loop::cart_visits(file)?;
     println!(
-        "5/10 a storefront asks the scorer for {} decisions (each session that reaches the cart), through the HTTP API event …",
+        "5/11 a storefront asks the scorer for {} decisions (each session that reaches the cart), through the HTTP API event …",
         visits.len()
     );
     demo_loop::configure_experiment(stack).await?;
@@ -119,7 +120,7 @@ pub async fn demo(stack: &LocalStack, file: &Path, out: &Path) -> Result<(), Box
     timings.insert("decisions".to_string(), t.elapsed().as_secs_f64());
 
     let t = Instant::now();
-    println!("6/10 decision events back through Kinesis, ingest and the feature updater …");
+    println!("6/11 decision events back through Kinesis, ingest and the feature updater …");
     let ingest_back = drive_ingest_after(stack, &run.stream.positions).await?;
     let features_back = drive_features_after(stack, &features_run.stream.positions).await?;
     timings.insert("decisions_flow_back".to_string(), t.elapsed().as_secs_f64());
@@ -130,7 +131,7 @@ pub async fn demo(stack: &LocalStack, file: &Path, out: &Path) -> Result<(), Box
     };
 
     let t = Instant::now();
-    println!("7/10 the experiment evaluator over the window …");
+    println!("7/11 the experiment evaluator over the window …");
     let last_exposure = visits
         .iter()
         .map(|v| v.at)
@@ -140,7 +141,7 @@ pub async fn demo(stack: &LocalStack, file: &Path, out: &Path) -> Result<(), Box
     timings.insert("evaluate".to_string(), t.elapsed().as_secs_f64());
 
     let t = Instant::now();
-    println!("8/10 reading the event log and the features table back …");
+    println!("8/11 reading the event log and the features table back …");
     let sdk = stack.sdk_config().await;
     let ddb = aws_sdk_dynamodb::Client::new(&sdk);
     let event_log_items = count_items(&ddb, &stack.resource("EventLogTable")?.name).await?;
@@ -169,7 +170,7 @@ pub async fn demo(stack: &LocalStack, file: &Path, out: &Path) -> Result<(), Box
     timings.insert("verify".to_string(), t.elapsed().as_secs_f64());
 
     let t = Instant::now();
-    println!("9/10 the learning loop: point-in-time rows of these decisions, off-policy evaluation, a simulated closed loop …");
+    println!("9/11 the learning loop: point-in-time rows of these decisions, off-policy evaluation, a simulated closed loop …");
     let uci = file
         .parent()
         .unwrap_or(Path::new("."))
@@ -179,11 +180,25 @@ pub async fn demo(stack: &LocalStack, file: &Path, out: &Path) -> Result<(), Box
 
     let t = Instant::now();
     println!(
-        "10/10 operations: explain a decision, the drift monitor over the day, erase a shopper …"
+        "10/11 operations: explain a decision, the drift monitor over the day, erase a shopper …"
     );
     std::fs::create_dir_all(out)?;
     let operations = crate::demo_ops::run(stack, &visits, out).await?;
     timings.insert("operations".to_string(), t.elapsed().as_secs_f64());
+
+    let t = Instant::now();
+    println!("11/11 abandoned-cart recovery: the carts the feature updater scheduled, swept hour by hour on a simulated clock through their three steps …");
+    let recovery = crate::demo_recovery::run(
+        stack,
+        &features_back.stream.positions,
+        features_run.counts.due_items_written,
+        (
+            replay.first_event_at.ok_or("the replay had no events")?,
+            replay.last_event_at.ok_or("the replay had no events")?,
+        ),
+    )
+    .await?;
+    timings.insert("recovery".to_string(), t.elapsed().as_secs_f64());
     let per_event = |n: usize| n as f64 / event_log_items.max(1) as f64;
     let fc = &features_run.counts;
     let features = FeaturesSummary {
@@ -221,6 +236,7 @@ pub async fn demo(stack: &LocalStack, file: &Path, out: &Path) -> Result<(), Box
         report,
         learning,
         operations,
+        recovery,
         timings_seconds: timings,
     };
     std::fs::create_dir_all(out)?;
@@ -387,6 +403,7 @@ fn print_summary(s: &DemoSummary) {
         s.report.s3_bucket, s.report.s3_key, s.report.json, s.report.html
     );
     crate::learn::print_demo(&s.learning);
+    crate::demo_recovery::print(&s.recovery);
     println!();
     println!("checkout-ai demo: {}", s.dataset);
     println!("  rows replayed                {:>8}", s.replay.rows);

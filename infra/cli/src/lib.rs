@@ -19,6 +19,7 @@ pub mod census;
 pub mod demo;
 pub mod demo_loop;
 pub mod demo_ops;
+pub mod demo_recovery;
 pub mod drift;
 pub mod drivers;
 pub mod erase;

@@ -20,6 +20,9 @@ pub struct ReplayReport {
     pub records_put: usize,
     pub put_records_calls: u64,
     pub put_records_retries: u64,
+    /// The first and last event times replayed.
+    pub first_event_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub last_event_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// The v1 records for the REES46 file: one per row, every `dup_every`-th also sent twice in a row.
@@ -48,6 +51,9 @@ pub fn rees46_records(
             }
         };
         ids.insert(event.event_id.clone());
+        let at = Some(event.occurred_at);
+        report.first_event_at = report.first_event_at.min(at).or(at);
+        report.last_event_at = report.last_event_at.max(at);
         let record = OutRecord {
             partition_key: event.session_id.clone(),
             data: serde_json::to_vec(&event)?,

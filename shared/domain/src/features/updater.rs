@@ -40,6 +40,8 @@ pub struct UpdateCounts {
     pub transactional_items_written: usize,
     pub commits: usize,
     pub conflicts: usize,
+    /// Of the items written, recovery due items put or removed (the carts' schedule).
+    pub due_items_written: usize,
 }
 
 impl std::ops::AddAssign<&UpdateCounts> for UpdateCounts {
@@ -53,6 +55,7 @@ impl std::ops::AddAssign<&UpdateCounts> for UpdateCounts {
         self.transactional_items_written += o.transactional_items_written;
         self.commits += o.commits;
         self.conflicts += o.conflicts;
+        self.due_items_written += o.due_items_written;
     }
 }
 
@@ -318,6 +321,7 @@ impl<L: SessionLog, S: FeatureWriter> FeatureUpdater<L, S> {
             // The cart's recovery due item lands with the session item, so a current session item
             // proves its schedule landed too.
             let mut unit = vec![Write::put(Doc::Session(p.session), expect)];
+            out.counts.due_items_written += usize::from(due != Schedule::NoCart);
             match due {
                 Schedule::NoCart => {}
                 Schedule::Due(d) => unit.push(Write::put(Doc::RecoveryDue(d.item()), Expect::Any)),

@@ -98,8 +98,11 @@ pub struct SweepCost {
     /// `Query` of a session's partition, and of the `by-user` index.
     pub log_queries: u64,
     pub log_entries_read: u64,
+    /// The bodies' bytes read and written (for the capacity units they cost).
+    pub log_bytes_read: u64,
     pub feature_batch_reads: u64,
     pub log_entries_written: u64,
+    pub log_bytes_written: u64,
     /// Due items moved or removed.
     pub due_writes: u64,
     pub outbound_messages: u64,
@@ -111,6 +114,8 @@ impl std::ops::AddAssign<&SweepCost> for SweepCost {
         self.due_items_read += o.due_items_read;
         self.log_queries += o.log_queries;
         self.log_entries_read += o.log_entries_read;
+        self.log_bytes_read += o.log_bytes_read;
+        self.log_bytes_written += o.log_bytes_written;
         self.feature_batch_reads += o.feature_batch_reads;
         self.log_entries_written += o.log_entries_written;
         self.due_writes += o.due_writes;
@@ -278,6 +283,7 @@ where
             }
         }
         cost.log_entries_read += entries.len() as u64;
+        cost.log_bytes_read += entries.iter().map(|e| e.body.len() as u64).sum::<u64>();
         Ok(entries)
     }
 
@@ -553,6 +559,7 @@ where
             .collect::<Result<_, _>>()?;
         let d = deliver(self.log_sink, &entries, &self.retry).await;
         cost.log_entries_written += entries.len() as u64;
+        cost.log_bytes_written += entries.iter().map(|e| e.body.len() as u64).sum::<u64>();
         match d.error {
             Some(e) => Err(e),
             None if d.accepted.iter().all(|a| *a) => Ok(()),
