@@ -181,6 +181,15 @@ def index_table(c, call, out):
          ExpressionAttributeValues={":p": {"S": "p2"}}, ProjectionExpression="sk, gpk, w")
     kw = {"TableName": "g", "IndexName": "by_g", "Limit": 11}
     pages(call, "scan", **kw)
+    # Ties on the index's keys: the table's keys order them (the order must not come from the table's).
+    for i in range(6):
+        call("put_item", TableName="g", Item={"pk": {"S": f"t{5 - i}"}, "sk": {"S": f"{i % 2}"},
+                                              "gpk": {"S": "gt"}, "gsk": {"N": "7"}, "v": {"N": str(i)}})
+    for forward in (True, False):
+        kw = {"TableName": "g", "IndexName": "by_g", "KeyConditionExpression": "gpk = :g AND gsk <= :n",
+              "ExpressionAttributeValues": {":g": {"S": "gt"}, ":n": {"N": "7"}}, "Limit": 2,
+              "ScanIndexForward": forward}
+        pages(call, "query", **kw)
     move = {"Update": {"TableName": "g", "Key": {"pk": {"S": "p1"}, "sk": {"S": "001"}},
                        "UpdateExpression": "SET gpk = :g", "ExpressionAttributeValues": {":g": {"S": "g2"}}}}
     fail = {"ConditionCheck": {"TableName": "g", "Key": {"pk": {"S": "p0"}, "sk": {"S": "000"}},

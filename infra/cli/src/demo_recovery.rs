@@ -87,6 +87,7 @@ pub async fn run(
     };
     // Every cart the updater scheduled, from the due index (no scan): their first steps fall due
     // between the replay's first event plus the idle time and its last plus the idle time and a step.
+    let listing = std::time::Instant::now();
     let mut due: Vec<checkout_domain::recovery::DueItem> = Vec::new();
     let until = due_key_until(to + TimeDelta::days(30));
     let mut hour = from.duration_trunc(TimeDelta::hours(1))?;
@@ -109,14 +110,25 @@ pub async fn run(
         .filter(|u| experiment.assign(u).is_some_and(|a| a.variant == HOLDOUT))
         .count();
     let hour = |t: DateTime<Utc>| t.duration_trunc(TimeDelta::hours(1)).unwrap_or(t);
-    let first = due.iter().map(|d| d.due_at).min().map(hour);
+    // The first full hour at or after `t`: a sweep then sees what fell due by `t`.
+    let ceil = |t: DateTime<Utc>| {
+        let h = hour(t);
+        if h == t {
+            h
+        } else {
+            h + TimeDelta::hours(1)
+        }
+    };
+    let first = due.iter().map(|d| ceil(d.due_at)).min();
     let last_due = due.iter().map(|d| d.due_at).max();
 
-    // The sweep function as deployed, with a short look-back: the simulated clock moves an hour at a
-    // time and every item is read within the hour it falls due.
+    // The sweep function as deployed, with a one-hour look-back. The simulated clock jumps from one
+    // hour with something due to the next (the sweep reports where it moved each item), rather than
+    // ticking every five minutes: on moto an index query reads the whole table, and a tick with nothing
+    // due would cost the same as one with work.
     let env = stack
         .env("RecoverySweepFunction")?
-        .with("SWEEP_LOOKBACK_HOURS", "2");
+        .with("SWEEP_LOOKBACK_HOURS", "1");
     let sweep = recovery_sweep::Function::new(&env, &sdk)
         .await
         .map_err(|e| e.to_string())?;
@@ -124,12 +136,19 @@ pub async fn run(
     let clock = std::time::Instant::now();
     let mut total = SweepReport::default();
     let mut sweeps = 0;
-    let mut now = first;
+    let mut pending: BTreeSet<DateTime<Utc>> = due.iter().map(|d| ceil(d.due_at)).collect();
     let horizon = last_due.map(|t| t + TimeDelta::hours(72 + 24));
-    while let (Some(t), Some(end)) = (now, horizon) {
-        if t > end {
+    let mut now = None;
+    println!(
+        "  {} carts scheduled (the due index over the replay's hours, {:.1} s)",
+        due.len(),
+        listing.elapsed().as_secs_f64()
+    );
+    while let Some(t) = pending.pop_first() {
+        if horizon.is_some_and(|end| t > end) {
             break;
         }
+        let started = std::time::Instant::now();
         let r = sweep
             .run(&recovery_sweep::Invocation { now: Some(t) }, Utc::now())
             .await?;
@@ -140,6 +159,16 @@ pub async fn run(
             )
             .into());
         }
+        println!(
+            "  sweep at {t}: {} due, {} sent, {} held out, {} deferred, {} ended ({:.1} s)",
+            r.due_items,
+            r.sent(),
+            r.holdout,
+            r.deferred_quiet_hours + r.deferred_cap + r.waiting,
+            r.ended.values().sum::<u64>(),
+            started.elapsed().as_secs_f64()
+        );
+        pending.extend(r.moved_to.iter().map(|m| ceil(*m)));
         merge(&mut total, &r);
         sweeps += 1;
         now = Some(t + TimeDelta::hours(1));

@@ -149,6 +149,9 @@ pub struct SweepReport {
     /// Shoppers whose time zone was unknown (the configured one was used).
     pub zone_fallbacks: u64,
     pub cost: SweepCost,
+    /// The times the sweep moved due items to (when they are next checked).
+    #[serde(skip)]
+    pub moved_to: std::collections::BTreeSet<DateTime<Utc>>,
 }
 
 impl SweepReport {
@@ -172,6 +175,15 @@ enum Outcome {
     Waiting,
     Ended(&'static str),
     Conflict,
+}
+
+/// What working on one due item read, wrote and found, besides its outcome.
+#[derive(Debug, Default)]
+struct ItemLog {
+    cost: SweepCost,
+    zone_fallback: bool,
+    /// Where the item was moved to, if it was.
+    moved_to: Option<DateTime<Utc>>,
 }
 
 /// Everything a sweep needs besides its ports.
@@ -237,19 +249,19 @@ where
         }
         report.due_items = items.len() as u64;
         report.cost.due_items_read = items.len() as u64;
-        let results: Vec<(Result<Outcome, StoreError>, SweepCost, bool)> = stream::iter(items)
+        let results: Vec<(Result<Outcome, StoreError>, ItemLog)> = stream::iter(items)
             .map(|stored| async move {
-                let mut cost = SweepCost::default();
-                let mut fallback = false;
-                let r = self.item(stored, inputs, &mut cost, &mut fallback).await;
-                (r, cost, fallback)
+                let mut log = ItemLog::default();
+                let r = self.item(stored, inputs, &mut log).await;
+                (r, log)
             })
             .buffer_unordered(self.concurrency.max(1))
             .collect()
             .await;
-        for (result, cost, fallback) in results {
-            report.cost += &cost;
-            report.zone_fallbacks += u64::from(fallback);
+        for (result, log) in results {
+            report.cost += &log.cost;
+            report.zone_fallbacks += u64::from(log.zone_fallback);
+            report.moved_to.extend(log.moved_to);
             match result {
                 Ok(Outcome::Sent(step)) => *report.sent_by_step.entry(step).or_default() += 1,
                 Ok(Outcome::Holdout) => report.holdout += 1,
@@ -291,44 +303,41 @@ where
         &self,
         stored: Stored,
         inputs: SweepInputs<'_>,
-        cost: &mut SweepCost,
-        zone_fallback: &mut bool,
+        log: &mut ItemLog,
     ) -> Result<Outcome, StoreError> {
         let Doc::RecoveryDue(item) = &stored.doc else {
             return Ok(Outcome::Ended("not_a_due_item"));
         };
         let now = inputs.now;
         let cfg = &inputs.config.recovery;
-        let mut entries = self.user_entries(item, cost).await?;
+        let mut entries = self.user_entries(item, &mut log.cost).await?;
         let due = match assess(&entries, &item.session_id, now, self.settings) {
             Assessment::Done { reason } => {
                 return self
-                    .remove(&stored, cost, Outcome::Ended(reason.as_str()))
+                    .remove(&stored, log, Outcome::Ended(reason.as_str()))
                     .await
             }
             Assessment::Wait(due) => {
                 return self
-                    .reschedule(&stored, &due, due.due_at, cost, Outcome::Waiting)
+                    .reschedule(&stored, &due, due.due_at, log, Outcome::Waiting)
                     .await
             }
             Assessment::Send(due) => due,
         };
         let Some(user) = due.user_id.clone() else {
             // Nobody to message: an anonymous cart.
-            return self.remove(&stored, cost, Outcome::Ended("no_user")).await;
+            return self.remove(&stored, log, Outcome::Ended("no_user")).await;
         };
         let history = History::of(&entries);
         let channel = cfg.channel(due.step);
         if !history.may_message(channel, cfg.require_consent) {
-            return self
-                .remove(&stored, cost, Outcome::Ended("opted_out"))
-                .await;
+            return self.remove(&stored, log, Outcome::Ended("opted_out")).await;
         }
         let (zone, known) = cfg.zone(history.time_zone());
-        *zone_fallback = !known;
+        log.zone_fallback = !known;
         if let Some(end) = quiet_until(now, &zone, &cfg.quiet_hours()) {
             return self
-                .reschedule(&stored, &due, end, cost, Outcome::DeferredQuiet)
+                .reschedule(&stored, &due, end, log, Outcome::DeferredQuiet)
                 .await;
         }
         let experiment = cfg.experiment();
@@ -353,26 +362,34 @@ where
                         CapVerdict::Allowed => {}
                         CapVerdict::DeferUntil { at } => {
                             return self
-                                .reschedule(&stored, &due, at, cost, Outcome::DeferredCap)
+                                .reschedule(&stored, &due, at, log, Outcome::DeferredCap)
                                 .await
                         }
                         CapVerdict::CartCapReached => {
-                            return self.remove(&stored, cost, Outcome::Ended("cart_cap")).await
+                            return self.remove(&stored, log, Outcome::Ended("cart_cap")).await
                         }
                     }
                 }
                 let Some(cart) = super::cart_of(due.session_id.clone(), &session) else {
-                    return self.remove(&stored, cost, Outcome::Ended("emptied")).await;
+                    return self.remove(&stored, log, Outcome::Ended("emptied")).await;
                 };
                 let (event, d) = self
-                    .decide(&due, &cart, &session, &user, &decision_id, inputs, cost)
+                    .decide(
+                        &due,
+                        &cart,
+                        &session,
+                        &user,
+                        &decision_id,
+                        inputs,
+                        &mut log.cost,
+                    )
                     .await?;
                 (d, Some(event))
             }
         };
         // The last check, as late as it can be: an order (or an emptied cart, or renewed activity)
         // that reached the log while this item was being worked on stops it here.
-        let latest = self.user_entries(item, cost).await?;
+        let latest = self.user_entries(item, &mut log.cost).await?;
         if let Some(ended) = match assess(&latest, &item.session_id, now, self.settings) {
             Assessment::Send(again) if again == due => None,
             Assessment::Done { reason } => Some(Outcome::Ended(reason.as_str())),
@@ -383,7 +400,8 @@ where
         }
         entries = latest;
         if let Some(event) = fresh {
-            self.append(std::slice::from_ref(&event), cost).await?;
+            self.append(std::slice::from_ref(&event), &mut log.cost)
+                .await?;
             entries.push(self.entry(&event)?);
         }
         let sends = decision.action != "none" && decision.variant.as_deref() != Some(HOLDOUT);
@@ -429,7 +447,7 @@ where
                 requested_at: now,
             };
             let sent = deliver(self.outbound, std::slice::from_ref(&message), &self.retry).await;
-            cost.outbound_messages += sent.stats.requests;
+            log.cost.outbound_messages += sent.stats.requests;
             if let Some(e) = sent.error {
                 return Err(e);
             }
@@ -449,7 +467,8 @@ where
                     due_at: due.due_at,
                 }),
             };
-            self.append(std::slice::from_ref(&requested), cost).await?;
+            self.append(std::slice::from_ref(&requested), &mut log.cost)
+                .await?;
             entries.push(self.entry(&requested)?);
             Outcome::Sent(due.step)
         };
@@ -460,10 +479,10 @@ where
             .collect();
         match next_due_of(due.session_id.clone(), &session, self.settings) {
             Some(next) => self
-                .reschedule(&stored, &next, next.due_at, cost, outcome.clone())
+                .reschedule(&stored, &next, next.due_at, log, outcome.clone())
                 .await
                 .map(|o| if o == Outcome::Conflict { outcome } else { o }),
-            None => self.remove(&stored, cost, outcome.clone()).await.map(|o| {
+            None => self.remove(&stored, log, outcome.clone()).await.map(|o| {
                 if o == Outcome::Conflict {
                     outcome
                 } else {
@@ -577,38 +596,34 @@ where
         stored: &Stored,
         due: &Due,
         at: DateTime<Utc>,
-        cost: &mut SweepCost,
+        log: &mut ItemLog,
         outcome: Outcome,
     ) -> Result<Outcome, StoreError> {
         let item = DueItem::new(due, at);
         if Doc::RecoveryDue(item.clone()) == stored.doc {
             return Ok(outcome);
         }
-        self.write(
-            Write::put(Doc::RecoveryDue(item), Expect::Version(stored.version)),
-            cost,
-            outcome,
-        )
-        .await
+        let write = Write::put(Doc::RecoveryDue(item), Expect::Version(stored.version));
+        let done = self.write(write, &mut log.cost, outcome).await?;
+        if done != Outcome::Conflict {
+            log.moved_to = Some(at);
+        }
+        Ok(done)
     }
 
     async fn remove(
         &self,
         stored: &Stored,
-        cost: &mut SweepCost,
+        log: &mut ItemLog,
         outcome: Outcome,
     ) -> Result<Outcome, StoreError> {
         let key: Key = stored.doc.key();
-        self.write(
-            Write {
-                key,
-                expect: Expect::Version(stored.version),
-                doc: None,
-            },
-            cost,
-            outcome,
-        )
-        .await
+        let write = Write {
+            key,
+            expect: Expect::Version(stored.version),
+            doc: None,
+        };
+        self.write(write, &mut log.cost, outcome).await
     }
 
     async fn write(
