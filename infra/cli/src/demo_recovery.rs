@@ -26,6 +26,9 @@ pub struct RecoverySummary {
     pub users: usize,
     pub holdout_users: usize,
     pub sweeps: usize,
+    /// Sweep times still pending when the simulation stopped (10 days after the last first step): 0
+    /// means every sequence ran to its end.
+    pub unfinished: usize,
     pub first_sweep: Option<DateTime<Utc>>,
     pub last_sweep: Option<DateTime<Utc>>,
     /// Messages requested per step (0 = the first, 1 h after the abandonment).
@@ -137,7 +140,7 @@ pub async fn run(
     let mut total = SweepReport::default();
     let mut sweeps = 0;
     let mut pending: BTreeSet<DateTime<Utc>> = due.iter().map(|d| ceil(d.due_at)).collect();
-    let horizon = last_due.map(|t| t + TimeDelta::hours(72 + 24));
+    let horizon = last_due.map(|t| t + TimeDelta::days(10));
     let mut now = None;
     println!(
         "  {} carts scheduled (the due index over the replay's hours, {:.1} s)",
@@ -168,12 +171,16 @@ pub async fn run(
             r.ended.values().sum::<u64>(),
             started.elapsed().as_secs_f64()
         );
-        pending.extend(r.moved_to.iter().map(|m| ceil(*m)));
+        // An item moved to a time already past (a next step that fell due while its predecessor waited
+        // on a cap) is for the next run: the clock never goes back.
+        let next = t + TimeDelta::hours(1);
+        pending.extend(r.moved_to.iter().map(|m| ceil(*m).max(next)));
         merge(&mut total, &r);
         sweeps += 1;
         now = Some(t + TimeDelta::hours(1));
     }
     let last_sweep = now.map(|t| t - TimeDelta::hours(1));
+    let unfinished = pending.len();
     seconds.insert("sweeps".to_string(), clock.elapsed().as_secs_f64());
     let outbound = drain(stack, "RecoveryOutboundQueue").await?;
     // What the demo checks: the holdout got nothing, no key went out twice, no cart got more than
@@ -232,16 +239,22 @@ pub async fn run(
     let c = &total.cost;
     let avg_read = c.log_bytes_read as f64 / c.log_queries.max(1) as f64;
     let read_units = c.log_queries as f64 * kib(avg_read, 4096.0) + 0.5 * c.index_queries as f64;
-    let avg_written = c.log_bytes_written as f64 / c.log_entries_written.max(1) as f64;
-    // A decision lands in three indexes (by-user, decisions-by-id, decisions-by-hour), a requested
-    // event in one (by-user): two on average, counted at the item's size.
-    let write_units = c.log_entries_written as f64 * kib(avg_written, 1024.0) * 3.0
+    let requested = c.log_entries_written - c.decisions_written;
+    let avg_decision = c.decision_bytes_written as f64 / c.decisions_written.max(1) as f64;
+    let avg_requested =
+        (c.log_bytes_written - c.decision_bytes_written) as f64 / requested.max(1) as f64;
+    // A decision is written to the table, to decisions-by-hour (which projects its body) and, keys
+    // only, to by-user and decisions-by-id; a requested event to the table and by-user. A due item
+    // write is the item and its index entry.
+    let write_units = c.decisions_written as f64 * (2.0 * kib(avg_decision, 1024.0) + 2.0)
+        + requested as f64 * (kib(avg_requested, 1024.0) + 1.0)
         + 2.0 * (c.due_writes as f64 + updater_due_writes as f64);
     Ok(RecoverySummary {
         abandoned_carts: due.len(),
         users: users.len(),
         holdout_users,
         sweeps,
+        unfinished,
         first_sweep: first,
         last_sweep,
         messages_by_step: total.sent_by_step.clone(),
@@ -351,13 +364,14 @@ async fn evaluate(stack: &LocalStack, id: &str, end: DateTime<Utc>) -> Result<Re
 /// The phase's lines in the demo's summary.
 pub fn print(r: &RecoverySummary) {
     println!(
-        "  recovery: {} abandoned carts of {} users ({} in the 10% holdout), swept {} times ({} to {})",
+        "  recovery: {} abandoned carts of {} users ({} in the 10% holdout), swept {} times ({} to {}; {} sweeps left unrun)",
         r.abandoned_carts,
         r.users,
         r.holdout_users,
         r.sweeps,
         r.first_sweep.map(|t| t.to_rfc3339()).unwrap_or_default(),
-        r.last_sweep.map(|t| t.to_rfc3339()).unwrap_or_default()
+        r.last_sweep.map(|t| t.to_rfc3339()).unwrap_or_default(),
+        r.unfinished
     );
     println!(
         "    messages per step {:?} by content {:?}; holdout decisions {} (no message), decided not to send {}",

@@ -103,6 +103,9 @@ pub struct SweepCost {
     pub feature_batch_reads: u64,
     pub log_entries_written: u64,
     pub log_bytes_written: u64,
+    /// Of those, the decisions (the rest are `recovery_message_requested`).
+    pub decisions_written: u64,
+    pub decision_bytes_written: u64,
     /// Due items moved or removed.
     pub due_writes: u64,
     pub outbound_messages: u64,
@@ -116,6 +119,8 @@ impl std::ops::AddAssign<&SweepCost> for SweepCost {
         self.log_entries_read += o.log_entries_read;
         self.log_bytes_read += o.log_bytes_read;
         self.log_bytes_written += o.log_bytes_written;
+        self.decisions_written += o.decisions_written;
+        self.decision_bytes_written += o.decision_bytes_written;
         self.feature_batch_reads += o.feature_batch_reads;
         self.log_entries_written += o.log_entries_written;
         self.due_writes += o.due_writes;
@@ -577,8 +582,14 @@ where
             .map(|e| self.entry(e))
             .collect::<Result<_, _>>()?;
         let d = deliver(self.log_sink, &entries, &self.retry).await;
-        cost.log_entries_written += entries.len() as u64;
-        cost.log_bytes_written += entries.iter().map(|e| e.body.len() as u64).sum::<u64>();
+        for e in &entries {
+            cost.log_entries_written += 1;
+            cost.log_bytes_written += e.body.len() as u64;
+            if e.is_decision() {
+                cost.decisions_written += 1;
+                cost.decision_bytes_written += e.body.len() as u64;
+            }
+        }
         match d.error {
             Some(e) => Err(e),
             None if d.accepted.iter().all(|a| *a) => Ok(()),
