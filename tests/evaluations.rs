@@ -107,6 +107,11 @@ async fn the_evaluator_pages_the_units_writes_the_window_once_and_matches_the_me
     ];
     let config = DecisionConfig {
         experiments,
+        // Only the experiments above: the recovery holdout's has its own tests.
+        recovery: checkout_domain::recovery::RecoveryConfig {
+            enabled: false,
+            ..Default::default()
+        },
         ..DecisionConfig::default()
     };
     let s3 = s3_client(&sdk);

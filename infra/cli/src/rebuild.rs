@@ -4,7 +4,7 @@
 use crate::census::scan_features;
 use crate::local::stack::LocalStack;
 use crate::BoxError;
-use checkout_domain::features::rebuild::{count_by_entity, diff, rebuild, Difference};
+use checkout_domain::features::rebuild::{count_by_entity, diff, is_schedule, rebuild, Difference};
 use checkout_domain::features::{Doc, Key};
 use serde::Serialize;
 
@@ -14,6 +14,7 @@ pub struct RebuildReport {
     pub log_entries: usize,
     pub unreadable_events: usize,
     pub expected_items: usize,
+    /// Live projection items (recovery due items, which are schedule, are counted only by entity).
     pub live_items: usize,
     pub expected_by_entity: std::collections::BTreeMap<String, usize>,
     pub live_by_entity: std::collections::BTreeMap<String, usize>,
@@ -54,7 +55,7 @@ pub fn compare(
         log_entries,
         unreadable_events: unreadable.len(),
         expected_items: expected.len(),
-        live_items: live.len(),
+        live_items: live.values().filter(|d| !is_schedule(d)).count(),
         expected_by_entity: count_by_entity(expected.values()),
         live_by_entity: count_by_entity(live.values()),
         differences: differences.len(),

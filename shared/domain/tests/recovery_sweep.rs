@@ -281,6 +281,16 @@ fn a_treated_cart_gets_one_message_per_step_and_the_holdout_nothing() {
             assert!(d.score.is_some(), "the propensity model scored the session");
         }
         assert_eq!(w.due_items(), 0, "both sequences are over");
+        // The learning loop's in-session export leaves recovery decisions out (their outcome is a
+        // later order elsewhere), and says how many.
+        let dataset = checkout_domain::learning::dataset::build(
+            w.up.log.items().into_values().collect(),
+            &w.model,
+            Default::default(),
+        );
+        assert_eq!(dataset.summary.decisions, 4);
+        assert_eq!(dataset.summary.recovery_skipped, 4);
+        assert!(dataset.rows.is_empty());
         let total: u64 = reports.iter().map(SweepReport::sent).sum();
         assert_eq!(total, 3);
         assert_eq!(reports.iter().map(|r| r.holdout).sum::<u64>(), 1);
@@ -396,6 +406,36 @@ fn an_opt_out_an_order_and_the_channel_cap_stop_or_defer_messages() {
         assert!(deferred_cap >= 1);
         let one_first = messages.iter().find(|m| m.cart_token == "s-one").unwrap();
         assert_eq!(one_first.requested_at, t0() + Duration::hours(2));
+    });
+}
+
+/// Two carts of one user due in the same run: the caps hold within the run (one e-mail now, the other
+/// deferred 16 h), and an item whose next step is already overdue is moved to now, not into the past.
+#[test]
+fn one_users_carts_due_together_are_capped_within_the_run() {
+    rt().block_on(async {
+        let w = World::new();
+        let u = &users(TREATMENT, 1)[0];
+        w.deliver(&[
+            event("a1", "s-a", u, t0(), add("p1", 5_000)),
+            event("a2", "s-b", u, t0(), add("p2", 5_000)),
+        ])
+        .await;
+        let due = t0() + Duration::hours(2);
+        let r = w.sweep(due).await;
+        assert_eq!((r.sent(), r.deferred_cap), (1, 1), "{r:?}");
+        let later = due + Duration::hours(16);
+        assert!(r.moved_to.contains(&later), "{:?}", r.moved_to);
+        assert!(r.moved_to.iter().all(|t| *t >= due));
+        // 16 h later is 04:00 UTC: quiet hours then hold it to 08:00.
+        let r = w.sweep(later).await;
+        assert_eq!(r.deferred_quiet_hours, 1, "{r:?}");
+        let morning = Utc.with_ymd_and_hms(2026, 6, 2, 8, 0, 0).unwrap();
+        let r = w.sweep(morning).await;
+        assert_eq!(r.sent(), 1, "the deferred cart's first message: {r:?}");
+        let times: Vec<DateTime<Utc>> =
+            w.outbox.messages().iter().map(|m| m.requested_at).collect();
+        assert_eq!(times, vec![due, morning]);
     });
 }
 

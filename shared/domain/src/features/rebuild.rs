@@ -156,11 +156,17 @@ fn same(a: &Doc, b: &Doc) -> bool {
     }
 }
 
-/// The differences between the expected (rebuilt) and the live items, in key order. Recovery due
-/// items are left out: they are the sweep's schedule, which it moves (deferrals), not a projection.
+/// Whether an item is schedule rather than a projection: a recovery due item, which the sweep moves
+/// (deferrals) and the rebuild does not produce.
+pub fn is_schedule(d: &Doc) -> bool {
+    matches!(d, Doc::RecoveryDue(_))
+}
+
+/// The differences between the expected (rebuilt) and the live items, in key order. Schedule items
+/// ([`is_schedule`]) are left out.
 pub fn diff(expected: &BTreeMap<Key, Doc>, live: &BTreeMap<Key, Doc>) -> Vec<Difference> {
     let mut out = Vec::new();
-    let schedule = |d: &Doc| matches!(d, Doc::RecoveryDue(_));
+    let schedule = is_schedule;
     for (key, e) in expected.iter().filter(|(_, d)| !schedule(d)) {
         match live.get(key) {
             None => out.push(Difference::Missing {

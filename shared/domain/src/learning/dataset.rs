@@ -14,7 +14,9 @@
 //! its revenue, and its margin net of the served action's cost: `revenue × cart margin ratio − cost`, with
 //! the ratio from the decision's cart (`margin / value`), else `assumed_margin_ratio`.
 //!
-//! Degraded decisions (no context was read) are counted and left out.
+//! Degraded decisions (no context was read) are counted and left out, and so are recovery decisions
+//! (their outcome is an order in another session days later: a different label, which the logged
+//! events support but this in-session export does not compute).
 
 use crate::decision::engine::{feature_hash, policy_context, uci_at};
 use crate::decision::learned::PolicyContext;
@@ -95,6 +97,10 @@ pub struct DatasetSummary {
     pub decisions: usize,
     pub rows: usize,
     pub degraded_skipped: usize,
+    /// Recovery decisions (placement `recovery`), left out: their outcome is a later order in another
+    /// session within days, not this session's next order, so this reward would call every one a miss.
+    #[serde(default)]
+    pub recovery_skipped: usize,
     pub unreadable_events: usize,
     /// Rows whose decision was scored by another model version than the one given (their hashes cannot
     /// match).
@@ -177,6 +183,10 @@ pub fn build(entries: Vec<LogEntry>, model: &Model, settings: DatasetSettings) -
             summary.decisions += 1;
             if d.degraded {
                 summary.degraded_skipped += 1;
+                continue;
+            }
+            if d.placement == Placement::Recovery.as_str() {
+                summary.recovery_skipped += 1;
                 continue;
             }
             let t = event.occurred_at;

@@ -189,6 +189,9 @@ struct ItemLog {
     zone_fallback: bool,
     /// Where the item was moved to, if it was.
     moved_to: Option<DateTime<Utc>>,
+    /// The sweep's time: an item is never moved before it (an overdue next step is due now, and
+    /// stays in the index partitions the next run reads).
+    now: Option<DateTime<Utc>>,
 }
 
 /// Everything a sweep needs besides its ports.
@@ -254,15 +257,34 @@ where
         }
         report.due_items = items.len() as u64;
         report.cost.due_items_read = items.len() as u64;
-        let results: Vec<(Result<Outcome, StoreError>, ItemLog)> = stream::iter(items)
-            .map(|stored| async move {
-                let mut log = ItemLog::default();
-                let r = self.item(stored, inputs, &mut log).await;
-                (r, log)
-            })
-            .buffer_unordered(self.concurrency.max(1))
-            .collect()
-            .await;
+        // One user's carts one after another (each check reads what the previous one sent, so the
+        // channel caps hold within a run); different users concurrently.
+        let mut by_user: BTreeMap<String, Vec<Stored>> = BTreeMap::new();
+        for stored in items {
+            let user = match &stored.doc {
+                Doc::RecoveryDue(d) => d.user_id.clone().unwrap_or_else(|| d.session_id.clone()),
+                _ => String::new(),
+            };
+            by_user.entry(user).or_default().push(stored);
+        }
+        let results: Vec<(Result<Outcome, StoreError>, ItemLog)> =
+            stream::iter(by_user.into_values())
+                .map(|carts| async move {
+                    let mut done = Vec::with_capacity(carts.len());
+                    for stored in carts {
+                        let mut log = ItemLog {
+                            now: Some(now),
+                            ..ItemLog::default()
+                        };
+                        let r = self.item(stored, inputs, &mut log).await;
+                        done.push((r, log));
+                    }
+                    done
+                })
+                .buffer_unordered(self.concurrency.max(1))
+                .flat_map(stream::iter)
+                .collect()
+                .await;
         for (result, log) in results {
             report.cost += &log.cost;
             report.zone_fallbacks += u64::from(log.zone_fallback);
@@ -610,6 +632,7 @@ where
         log: &mut ItemLog,
         outcome: Outcome,
     ) -> Result<Outcome, StoreError> {
+        let at = log.now.map_or(at, |now| at.max(now));
         let item = DueItem::new(due, at);
         if Doc::RecoveryDue(item.clone()) == stored.doc {
             return Ok(outcome);
