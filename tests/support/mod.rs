@@ -181,36 +181,9 @@ pub async fn quarantine_messages(stack: &LocalStack) -> Vec<QuarantineRecord> {
 
 /// Receives and deletes every message of one of the stack's queues, as JSON.
 pub async fn queue_messages(stack: &LocalStack, queue: &str) -> Vec<serde_json::Value> {
-    let sdk = stack.sdk_config().await;
-    let sqs = aws_sdk_sqs::Client::new(&sdk);
-    let url = stack
-        .resource(queue)
-        .expect("queue")
-        .url
-        .clone()
-        .expect("url");
-    let mut out = Vec::new();
-    loop {
-        let got = sqs
-            .receive_message()
-            .queue_url(&url)
-            .max_number_of_messages(10)
-            .send()
-            .await
-            .expect("receive");
-        if got.messages().is_empty() {
-            return out;
-        }
-        for m in got.messages() {
-            out.push(serde_json::from_str(m.body().expect("body")).expect("message JSON"));
-            sqs.delete_message()
-                .queue_url(&url)
-                .receipt_handle(m.receipt_handle().expect("handle"))
-                .send()
-                .await
-                .expect("delete");
-        }
-    }
+    checkout_ai::local::queue_messages(stack, queue)
+        .await
+        .expect("the queue drains")
 }
 
 /// A Kinesis event for payloads, as Lambda would deliver them from one shard.

@@ -182,7 +182,7 @@ pub async fn run(
     let last_sweep = now.map(|t| t - TimeDelta::hours(1));
     let unfinished = pending.len();
     seconds.insert("sweeps".to_string(), clock.elapsed().as_secs_f64());
-    let outbound = drain(stack, "RecoveryOutboundQueue").await?;
+    let outbound = crate::local::queue_messages(stack, "RecoveryOutboundQueue").await?;
     // What the demo checks: the holdout got nothing, no key went out twice, no cart got more than
     // its cap, and every message was logged.
     let mut keys = BTreeSet::new();
@@ -279,40 +279,6 @@ pub async fn run(
         report_action,
         seconds,
     })
-}
-
-/// Receives and deletes every message of one of the stack's queues, as JSON (what the merchant's
-/// messaging service would consume).
-async fn drain(stack: &LocalStack, queue: &str) -> Result<Vec<serde_json::Value>, BoxError> {
-    let sdk = stack.sdk_config().await;
-    let sqs = aws_sdk_sqs::Client::new(&sdk);
-    let url = stack
-        .resource(queue)?
-        .url
-        .clone()
-        .ok_or("the queue has no url")?;
-    let mut out = Vec::new();
-    loop {
-        let got = sqs
-            .receive_message()
-            .queue_url(&url)
-            .max_number_of_messages(10)
-            .send()
-            .await?;
-        if got.messages().is_empty() {
-            return Ok(out);
-        }
-        for m in got.messages() {
-            out.push(serde_json::from_str(m.body().unwrap_or("null"))?);
-            if let Some(handle) = m.receipt_handle() {
-                sqs.delete_message()
-                    .queue_url(&url)
-                    .receipt_handle(handle)
-                    .send()
-                    .await?;
-            }
-        }
-    }
 }
 
 fn merge(total: &mut SweepReport, r: &SweepReport) {
