@@ -175,7 +175,7 @@ pub async fn run(
         // on a cap) is for the next run: the clock never goes back.
         let next = t + TimeDelta::hours(1);
         pending.extend(r.moved_to.iter().map(|m| ceil(*m).max(next)));
-        merge(&mut total, &r);
+        total += &r;
         sweeps += 1;
         now = Some(t + TimeDelta::hours(1));
     }
@@ -279,24 +279,6 @@ pub async fn run(
         report_action,
         seconds,
     })
-}
-
-fn merge(total: &mut SweepReport, r: &SweepReport) {
-    total.due_items += r.due_items;
-    for (k, v) in &r.sent_by_step {
-        *total.sent_by_step.entry(*k).or_default() += v;
-    }
-    total.holdout += r.holdout;
-    total.skipped += r.skipped;
-    total.deferred_quiet_hours += r.deferred_quiet_hours;
-    total.deferred_cap += r.deferred_cap;
-    total.waiting += r.waiting;
-    for (k, v) in &r.ended {
-        *total.ended.entry(k.clone()).or_default() += v;
-    }
-    total.conflicts += r.conflicts;
-    total.zone_fallbacks += r.zone_fallbacks;
-    total.cost += &r.cost;
 }
 
 type Readout = (BTreeMap<String, u64>, BTreeMap<String, f64>, Option<String>);

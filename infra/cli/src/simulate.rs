@@ -358,15 +358,6 @@ fn features(row: &UciSession, w: &World, session_id: &str, now: DateTime<Utc>) -
     }
 }
 
-fn device_name(d: DeviceType) -> &'static str {
-    match d {
-        DeviceType::Mobile => "mobile",
-        DeviceType::Tablet => "tablet",
-        DeviceType::Desktop => "desktop",
-        DeviceType::Other => "other",
-    }
-}
-
 /// Draws the parts of a shopper UCI does not record.
 fn draw_world(rng: &mut SplitMix64, row: &UciSession) -> (World, Placement) {
     let placement = if rng.uniform() < 0.5 {
@@ -457,7 +448,7 @@ pub fn simulate(
                 session_id: session_id.clone(),
                 user_id: Some(format!("user-{n}")),
                 placement,
-                device: Some(device_name(world.device).into()),
+                device: Some(world.device.as_str().into()),
                 country: None,
                 cart: Some(Cart {
                     currency: "USD".into(),

@@ -134,6 +134,18 @@ pub enum DeviceType {
     Other,
 }
 
+impl DeviceType {
+    /// The wire name (what a decision request's `device` says).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeviceType::Desktop => "desktop",
+            DeviceType::Mobile => "mobile",
+            DeviceType::Tablet => "tablet",
+            DeviceType::Other => "other",
+        }
+    }
+}
+
 /// An amount of money in integer minor units (cents for USD, yen for JPY) and an ISO 4217 code.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -615,15 +627,6 @@ pub struct OfferAccepted {
 pub enum Channel {
     Email,
     Sms,
-}
-
-impl Channel {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Channel::Email => "email",
-            Channel::Sms => "sms",
-        }
-    }
 }
 
 /// **v4.** The shopper gave or withdrew marketing consent (an opt-out is `granted: false`). Produced by

@@ -128,8 +128,6 @@ pub struct Cart {
     pub user_id: Option<String>,
     /// The first add.
     pub started_at: DateTime<Utc>,
-    /// The last add or remove.
-    pub changed_at: DateTime<Utc>,
     /// The shopper's last storefront event in the session.
     pub last_activity_at: DateTime<Utc>,
     /// Quantity per product, positive only.
@@ -205,7 +203,6 @@ pub(crate) fn cart_of(session_id: String, events: &[Event]) -> Option<Cart> {
                     session_id: session_id.clone(),
                     user_id: None,
                     started_at: e.occurred_at,
-                    changed_at: e.occurred_at,
                     last_activity_at: e.occurred_at,
                     lines: BTreeMap::new(),
                     prices: BTreeMap::new(),
@@ -220,7 +217,6 @@ pub(crate) fn cart_of(session_id: String, events: &[Event]) -> Option<Cart> {
                         unit_cost_minor: a.unit_cost_minor,
                     },
                 );
-                c.changed_at = e.occurred_at;
             }
             EventBody::CartItemRemoved(r) => {
                 if let Some(c) = cart.as_mut() {
@@ -230,7 +226,6 @@ pub(crate) fn cart_of(session_id: String, events: &[Event]) -> Option<Cart> {
                             c.lines.remove(&r.product_id);
                         }
                     }
-                    c.changed_at = e.occurred_at;
                 }
             }
             EventBody::OrderPlaced(_) => ordered = true,
@@ -238,7 +233,7 @@ pub(crate) fn cart_of(session_id: String, events: &[Event]) -> Option<Cart> {
         }
     }
     let mut c = cart?;
-    c.last_activity_at = last_activity.unwrap_or(c.changed_at);
+    c.last_activity_at = last_activity.unwrap_or(c.started_at);
     c.ordered = ordered;
     c.user_id = user_id;
     Some(c)
@@ -627,12 +622,7 @@ impl History {
         h
     }
 
-    fn set_consent(
-        &mut self,
-        channel: Option<Channel>,
-        at: (DateTime<Utc>, String),
-        granted: bool,
-    ) {
+    fn set_consent(&mut self, channel: Option<Channel>, at: Stamp, granted: bool) {
         let slot = self.consent.entry(channel).or_insert((at.clone(), granted));
         if slot.0 <= at {
             *slot = (at, granted);

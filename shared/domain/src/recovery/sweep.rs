@@ -94,7 +94,6 @@ pub struct OutboundLine {
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
 pub struct SweepCost {
     pub index_queries: u64,
-    pub due_items_read: u64,
     /// `Query` of a session's partition, and of the `by-user` index.
     pub log_queries: u64,
     pub log_entries_read: u64,
@@ -114,7 +113,6 @@ pub struct SweepCost {
 impl std::ops::AddAssign<&SweepCost> for SweepCost {
     fn add_assign(&mut self, o: &SweepCost) {
         self.index_queries += o.index_queries;
-        self.due_items_read += o.due_items_read;
         self.log_queries += o.log_queries;
         self.log_entries_read += o.log_entries_read;
         self.log_bytes_read += o.log_bytes_read;
@@ -159,6 +157,28 @@ pub struct SweepReport {
     pub moved_to: std::collections::BTreeSet<DateTime<Utc>>,
 }
 
+/// Sweeps added up (a day of them, say); `now` and `moved_to` stay the first's.
+impl std::ops::AddAssign<&SweepReport> for SweepReport {
+    fn add_assign(&mut self, r: &SweepReport) {
+        self.due_items += r.due_items;
+        for (k, v) in &r.sent_by_step {
+            *self.sent_by_step.entry(*k).or_default() += v;
+        }
+        self.holdout += r.holdout;
+        self.skipped += r.skipped;
+        self.deferred_quiet_hours += r.deferred_quiet_hours;
+        self.deferred_cap += r.deferred_cap;
+        self.waiting += r.waiting;
+        for (k, v) in &r.ended {
+            *self.ended.entry(k.clone()).or_default() += v;
+        }
+        self.conflicts += r.conflicts;
+        self.failed += r.failed;
+        self.zone_fallbacks += r.zone_fallbacks;
+        self.cost += &r.cost;
+    }
+}
+
 impl SweepReport {
     pub fn sent(&self) -> u64 {
         self.sent_by_step.values().sum()
@@ -183,7 +203,7 @@ enum Outcome {
 }
 
 /// What working on one due item read, wrote and found, besides its outcome.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct ItemLog {
     cost: SweepCost,
     zone_fallback: bool,
@@ -191,7 +211,18 @@ struct ItemLog {
     moved_to: Option<DateTime<Utc>>,
     /// The sweep's time: an item is never moved before it (an overdue next step is due now, and
     /// stays in the index partitions the next run reads).
-    now: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+}
+
+impl ItemLog {
+    fn new(now: DateTime<Utc>) -> Self {
+        Self {
+            cost: SweepCost::default(),
+            zone_fallback: false,
+            moved_to: None,
+            now,
+        }
+    }
 }
 
 /// Everything a sweep needs besides its ports.
@@ -256,7 +287,6 @@ where
             }
         }
         report.due_items = items.len() as u64;
-        report.cost.due_items_read = items.len() as u64;
         // One user's carts one after another (each check reads what the previous one sent, so the
         // channel caps hold within a run); different users concurrently.
         let mut by_user: BTreeMap<String, Vec<Stored>> = BTreeMap::new();
@@ -272,10 +302,7 @@ where
                 .map(|carts| async move {
                     let mut done = Vec::with_capacity(carts.len());
                     for stored in carts {
-                        let mut log = ItemLog {
-                            now: Some(now),
-                            ..ItemLog::default()
-                        };
+                        let mut log = ItemLog::new(now);
                         let r = self.item(stored, inputs, &mut log).await;
                         done.push((r, log));
                     }
@@ -431,10 +458,9 @@ where
                 .await?;
             entries.push(self.entry(&event)?);
         }
-        let sends = decision.action != "none" && decision.variant.as_deref() != Some(HOLDOUT);
         let outcome = if decision.variant.as_deref() == Some(HOLDOUT) {
             Outcome::Holdout
-        } else if !sends {
+        } else if decision.action == "none" {
             Outcome::Skipped
         } else {
             let message_id = super::message_id(&due.session_id, due.abandoned_at, due.step);
@@ -504,19 +530,15 @@ where
             .into_iter()
             .filter(|e| e.session_id == due.session_id)
             .collect();
+        // What was done stands even if the updater moved the item meanwhile.
         match next_due_of(due.session_id.clone(), &session, self.settings) {
-            Some(next) => self
-                .reschedule(&stored, &next, next.due_at, log, outcome.clone())
-                .await
-                .map(|o| if o == Outcome::Conflict { outcome } else { o }),
-            None => self.remove(&stored, log, outcome.clone()).await.map(|o| {
-                if o == Outcome::Conflict {
-                    outcome
-                } else {
-                    o
-                }
-            }),
-        }
+            Some(next) => {
+                self.reschedule(&stored, &next, next.due_at, log, outcome.clone())
+                    .await?
+            }
+            None => self.remove(&stored, log, outcome.clone()).await?,
+        };
+        Ok(outcome)
     }
 
     /// Decides the step: the engine at the recovery placement, for the user's pseudonym.
@@ -537,12 +559,10 @@ where
             user_id: Some(user.to_string()),
             placement: Placement::Recovery,
             device: last(|e| {
-                e.context.device.as_ref().map(|d| {
-                    serde_json::to_value(d.kind)
-                        .ok()
-                        .and_then(|v| v.as_str().map(str::to_string))
-                        .unwrap_or_default()
-                })
+                e.context
+                    .device
+                    .as_ref()
+                    .map(|d| d.kind.as_str().to_string())
             }),
             country: last(|e| e.context.country.clone()),
             cart: request_cart(cart),
@@ -632,7 +652,7 @@ where
         log: &mut ItemLog,
         outcome: Outcome,
     ) -> Result<Outcome, StoreError> {
-        let at = log.now.map_or(at, |now| at.max(now));
+        let at = at.max(log.now);
         let item = DueItem::new(due, at);
         if Doc::RecoveryDue(item.clone()) == stored.doc {
             return Ok(outcome);
