@@ -9,6 +9,7 @@
 //! - [`ports`], [`delivery`], [`ingest`]: the ports, batch delivery with retries, ingest planning;
 //! - [`features`]: the projections of the event log;
 //! - [`model`], [`experiment`], [`ope`]: scoring, assignment, experiment evaluation, off-policy evaluation;
+//! - [`risk`]: fraud risk: friction chosen by expected cost;
 //! - [`decision`]: the decision engine that uses all of the above, and the learned policy it serves;
 //! - [`learning`]: point-in-time training data and off-policy evaluation of candidate policies;
 //! - [`stats`] (feature `stats`): gbstats-exact statistics, used by experiment evaluation.
@@ -28,5 +29,6 @@ pub mod placement;
 pub mod ports;
 pub mod pseudonym;
 pub mod recovery;
+pub mod risk;
 #[cfg(feature = "stats")]
 pub mod stats;

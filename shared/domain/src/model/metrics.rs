@@ -1,4 +1,5 @@
-//! Evaluation: ROC AUC, Brier score, log loss, a reliability table, and seeded stratified splits.
+//! Evaluation: ROC AUC, average precision, Brier score, log loss, a reliability table, and seeded stratified
+//! splits.
 
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -33,6 +34,78 @@ pub fn roc_auc(scores: &[f64], labels: &[bool]) -> Option<f64> {
     }
     let (p, n) = (positives as f64, negatives as f64);
     Some((rank_sum - p * (p + 1.0) / 2.0) / (p * n))
+}
+
+/// Average precision as scikit-learn's `average_precision_score`: `Σₙ (Rₙ − Rₙ₋₁)·Pₙ` over the distinct
+/// scores taken as thresholds, highest first (tied rows enter together, no interpolation). `None` when
+/// there is no positive or a score is NaN.
+pub fn average_precision(scores: &[f64], labels: &[bool]) -> Option<f64> {
+    if scores.len() != labels.len() || scores.iter().any(|s| s.is_nan()) {
+        return None;
+    }
+    let positives = labels.iter().filter(|&&l| l).count();
+    if positives == 0 {
+        return None;
+    }
+    let mut order: Vec<usize> = (0..scores.len()).collect();
+    order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
+    let (mut taken, mut hits, mut ap) = (0usize, 0usize, 0.0);
+    let mut i = 0;
+    while i < order.len() {
+        let mut j = i;
+        while j + 1 < order.len() && scores[order[j + 1]] == scores[order[i]] {
+            j += 1;
+        }
+        let new_hits = order[i..=j].iter().filter(|&&k| labels[k]).count();
+        taken += j - i + 1;
+        hits += new_hits;
+        ap += new_hits as f64 / positives as f64 * (hits as f64 / taken as f64);
+        i = j + 1;
+    }
+    Some(ap)
+}
+
+/// One scored transaction for [`card_precision_at_k`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CardScore {
+    pub day: i64,
+    pub card: u64,
+    pub score: f64,
+    pub fraud: bool,
+}
+
+/// The fraud-detection handbook's card precision@k (Le Borgne et al., chapter 4.4): per day, each card's
+/// highest score and whether any of its transactions that day was fraud; the share of compromised cards
+/// among the `k` highest-scored cards (divided by `k` even on a day with fewer cards). Cards found
+/// compromised on one day are left out of the later days, as the handbook does (an investigator has
+/// already blocked them). Returns each day's precision, in day order, and their mean.
+pub fn card_precision_at_k(rows: &[CardScore], k: usize) -> (Vec<(i64, f64)>, f64) {
+    use std::collections::{BTreeMap, HashMap, HashSet};
+    let mut days: BTreeMap<i64, HashMap<u64, (f64, bool)>> = BTreeMap::new();
+    for r in rows {
+        let card = days
+            .entry(r.day)
+            .or_default()
+            .entry(r.card)
+            .or_insert((r.score, r.fraud));
+        card.0 = card.0.max(r.score);
+        card.1 |= r.fraud;
+    }
+    let mut detected: HashSet<u64> = HashSet::new();
+    let mut per_day = Vec::with_capacity(days.len());
+    for (day, cards) in days {
+        let mut ranked: Vec<(u64, f64, bool)> = cards
+            .into_iter()
+            .filter(|(card, _)| !detected.contains(card))
+            .map(|(card, (score, fraud))| (card, score, fraud))
+            .collect();
+        ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        let hits: Vec<u64> = ranked.iter().take(k).filter(|c| c.2).map(|c| c.0).collect();
+        per_day.push((day, hits.len() as f64 / k.max(1) as f64));
+        detected.extend(hits);
+    }
+    let mean = per_day.iter().map(|d| d.1).sum::<f64>() / per_day.len().max(1) as f64;
+    (per_day, mean)
 }
 
 /// Mean squared difference between the predicted probability and the outcome.
@@ -170,6 +243,71 @@ mod tests {
         assert_eq!(roc_auc(&[0.1, 0.9], &[true, false]), Some(0.0));
         assert_eq!(roc_auc(&[0.1, 0.9], &[true, true]), None);
         assert_eq!(roc_auc(&[f64::NAN, 0.9], &[true, false]), None);
+    }
+
+    /// A second implementation of average precision, from its definition: the precision at each positive's
+    /// rank, ties resolved by letting the whole tied group in at once.
+    fn ap_by_definition(scores: &[f64], labels: &[bool]) -> f64 {
+        let positives = labels.iter().filter(|&&l| l).count() as f64;
+        let mut sum = 0.0;
+        for (i, _) in labels.iter().enumerate().filter(|(_, &l)| l) {
+            let at_or_above = |j: usize| scores[j] >= scores[i];
+            let taken = (0..scores.len()).filter(|&j| at_or_above(j)).count() as f64;
+            let hits = (0..scores.len())
+                .filter(|&j| at_or_above(j) && labels[j])
+                .count() as f64;
+            sum += hits / taken;
+        }
+        sum / positives
+    }
+
+    #[test]
+    fn average_precision_matches_its_definition_and_scikit_learn() {
+        // scikit-learn 1.x: average_precision_score([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8]) == 0.8333…
+        let ap = average_precision(&[0.1, 0.4, 0.35, 0.8], &[false, false, true, true]).unwrap();
+        assert!((ap - 5.0 / 6.0).abs() < 1e-15);
+        assert_eq!(average_precision(&[0.5, 0.5], &[false, true]), Some(0.5));
+        assert_eq!(average_precision(&[0.1, 0.9], &[false, false]), None);
+        let mut rng = StdRng::seed_from_u64(3);
+        for _ in 0..200 {
+            use rand::RngExt;
+            let n = rng.random_range(2..60);
+            let scores: Vec<f64> = (0..n)
+                .map(|_| f64::from(rng.random_range(0..8u8)))
+                .collect();
+            let labels: Vec<bool> = (0..n).map(|_| rng.random_bool(0.3)).collect();
+            if !labels.contains(&true) {
+                continue;
+            }
+            let ap = average_precision(&scores, &labels).unwrap();
+            assert!((ap - ap_by_definition(&scores, &labels)).abs() < 1e-12);
+        }
+    }
+
+    #[test]
+    fn card_precision_takes_each_cards_maximum_and_drops_detected_cards() {
+        let row = |day, card, score, fraud| CardScore {
+            day,
+            card,
+            score,
+            fraud,
+        };
+        let rows = [
+            // Day 0: card 1 (fraud) scores 0.9 on its second transaction; card 2 is genuine.
+            row(0, 1, 0.2, false),
+            row(0, 1, 0.9, true),
+            row(0, 2, 0.8, false),
+            row(0, 3, 0.1, true),
+            // Day 1: card 1 again at the top, but it was caught on day 0, so card 3 (0.7) and 2 rank.
+            row(1, 1, 0.99, true),
+            row(1, 3, 0.7, true),
+            row(1, 2, 0.6, false),
+        ];
+        let (days, mean) = card_precision_at_k(&rows, 2);
+        assert_eq!(days, vec![(0, 0.5), (1, 0.5)]);
+        assert_eq!(mean, 0.5);
+        let (days, _) = card_precision_at_k(&rows, 1);
+        assert_eq!(days, vec![(0, 1.0), (1, 1.0)]);
     }
 
     #[test]

@@ -1,0 +1,8 @@
+//! Fraud-resilient gating: the risk score's friction, chosen by expected cost.
+//!
+//! - [`friction`]: what each friction (allow, step-up, review, decline) costs on a genuine and on a
+//!   fraudulent order, score bands, and the bands that minimise the cost on labelled orders.
+
+pub mod friction;
+
+pub use friction::{Band, Bands, Friction, FrictionCosts, Labelled, Order, PolicyCost};
