@@ -20,7 +20,7 @@ export SAM_CLI_TELEMETRY      = 0
 export SAM_CLI_DISABLE_VERSION_CHECK = 1
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help venv build demo test lint fmt-check clippy boundaries template-check moto-check sam-build unit-tests bench bench-model bench-decision bench-evaluate bench-ope bench-simulate fallback-model \
+.PHONY: help venv build demo test lint fmt-check clippy boundaries template-check moto-check sam-build unit-tests bench bench-model bench-decision bench-evaluate bench-ope bench-simulate bench-fraud fallback-model \
         stack-up stack-down schema fixtures clean
 
 help: ## List the targets
@@ -100,7 +100,7 @@ moto-check: $(STAMP)
 unit-tests: $(STAMP) sam-build
 	CHECKOUT_AI_BOOTSTRAPS=$(SAM_BUILD) cargo test --locked --workspace --no-fail-fast
 
-bench: bench-model bench-decision bench-evaluate bench-ope bench-simulate ## All benchmarks: ingest's pure part, the model and the scorer against scikit-learn, evaluate against gbstats, off-policy evaluation against numpy, the simulator
+bench: bench-model bench-decision bench-evaluate bench-ope bench-simulate bench-fraud ## All benchmarks: ingest's pure part, the model and the scorer against scikit-learn, evaluate against gbstats, off-policy evaluation against numpy, the simulators
 	cargo bench --locked -p checkout-ai --bench ingest_pure
 
 bench-decision: $(STAMP) ## Scorer: decision compute vs scikit-learn predict_proba, cold start, binary size
@@ -115,6 +115,10 @@ bench-ope: $(STAMP) ## Off-policy evaluation: 5 estimators + 2,000-resample boot
 bench-simulate: $(STAMP) ## The closed-loop simulator with the default truth (6 rounds of 20,000 decisions)
 	cargo build --locked --profile tool -p checkout-ai
 	target/tool/checkout-ai simulate --out-dir target/bench/simulation
+
+bench-fraud: ## Fraud: the handbook's simulator and protocol over 8 seeds; model quality and the cost of friction bands vs a block threshold
+	cargo build --locked --profile tool -p checkout-ai
+	target/tool/checkout-ai fraud-bench --out-dir target/bench/fraud
 
 bench-model: $(STAMP) ## linfa vs scikit-learn: training time, same-fold AUC, single-row inference latency
 	cargo bench --locked -p checkout-train --bench model

@@ -25,6 +25,7 @@ pub mod drivers;
 pub mod erase;
 pub mod evaluate;
 pub mod explain;
+pub mod fraud;
 pub mod learn;
 pub mod local;
 pub mod model;

@@ -19,6 +19,7 @@ use linfa_logistic::LogisticRegression;
 use ndarray::{Array1, Array2};
 use sha2::{Digest, Sha256};
 
+pub mod fraud;
 pub mod policy;
 
 /// The training recipe. [`Default`] is the reference protocol with scikit-learn's defaults for
