@@ -79,7 +79,7 @@ funnel = [
 valid = {"Records": [record(js(e), i) for i, e in enumerate(funnel)]}
 
 future = envelope("evt-0104", "product_viewed", {"product_id": "sku-2"}, 200)
-future["schema_version"] = 5
+future["schema_version"] = 6
 unknown = envelope("evt-0103", "wishlist_added", {"product_id": "sku-2"}, 200)
 no_id = envelope("evt-0105", "product_viewed", {"product_id": "sku-2"}, 200)
 del no_id["event_id"]
@@ -92,7 +92,7 @@ poison_payloads = [
     b'{"event_id":"evt-0102","note":"\xff\xfe"}',  # 2 not UTF-8
     js(ok_a),                                  # 3 duplicate of 0 in the same batch
     js(unknown),                               # 4 unknown event_type
-    js(future),                                # 5 future schema_version
+    js(future),                                # 5 future schema_version (6)
     js(no_id),                                 # 6 missing event_id
     js(oversize),                              # 7 over the 32 KiB limit
     js(ok_b),                                  # 8 valid

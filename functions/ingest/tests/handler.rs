@@ -347,3 +347,66 @@ async fn tombstones_never_read_stop_the_batch_rather_than_risk_a_resurrection() 
     assert!(f.ingestor.log.items().is_empty());
     assert!(f.ingestor.quarantine.items().is_empty());
 }
+
+/// A Kinesis event of `payloads`, in the shape of the valid fixture's first record.
+fn records(payloads: &[serde_json::Value]) -> KinesisEvent {
+    let mut event = fixture(VALID);
+    let template = event.records[0].clone();
+    event.records = payloads
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let mut r = template.clone();
+            *r.kinesis.data = p.to_string().into_bytes();
+            r.kinesis.sequence_number = format!("4959{i:020}");
+            r.event_id = Some(format!("shardId-000000000000:4959{i:020}"));
+            r
+        })
+        .collect();
+    event
+}
+
+fn payment(event_id: &str, card: &str) -> serde_json::Value {
+    serde_json::json!({
+        "event_id": event_id, "event_type": "payment_attempted", "schema_version": 5,
+        "occurred_at": "2025-11-20T10:00:00Z", "session_id": "s-risk", "user_id": "shopper-7",
+        "context": { "device": { "type": "mobile", "id": "device-abc-123" }, "country": "DE", "ip": "203.0.113.9" },
+        "data": { "payment_attempt_id": "pa-1", "method": "card",
+                  "amount": { "amount_minor": 12999, "currency": "EUR" },
+                  "card_fingerprint": card, "billing_country": "DE", "shipping_country": "FR" }
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_card_number_is_quarantined_masked_and_a_fingerprint_lands_pseudonymized() {
+    let f = function(Faults::default(), Faults::default(), 25);
+    let event = records(&[
+        payment("e-fingerprint", "fp_Qx7LmN2pR4"),
+        payment("e-pan", "4111 1111 1111 1111"),
+    ]);
+    f.handle_at(event.clone(), now()).await.expect("handled");
+
+    let logged = f.ingestor.log.items();
+    assert_eq!(logged.len(), 1, "{logged:?}");
+    let text = format!("{logged:?}");
+    assert!(!text.contains("fp_Qx7LmN2pR4") && !text.contains("device-abc-123"));
+    let entry = logged.values().next().expect("one entry");
+    let body = entry.event().expect("readable");
+    let checkout_domain::event::EventBody::PaymentAttempted(p) = &body.body else {
+        panic!("a payment");
+    };
+    assert!(p
+        .card_fingerprint
+        .as_deref()
+        .is_some_and(|c| c.starts_with("c_")));
+    let device = body.context.device.as_ref().and_then(|d| d.id.as_deref());
+    assert!(device.is_some_and(|d| d.starts_with("d_")), "{device:?}");
+    assert_eq!(p.shipping_country.as_deref(), Some("FR"));
+
+    let quarantined = f.ingestor.quarantine.items();
+    let q = &quarantined[&seq(&event, 1)];
+    assert_eq!(q.reason, "card_number_detected");
+    let kept = String::from_utf8(q.payload().expect("inline")).expect("utf-8");
+    assert!(kept.contains("XXXX XXXX XXXX 1111"), "{kept}");
+    assert!(!kept.contains("4111"), "{kept}");
+}

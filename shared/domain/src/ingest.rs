@@ -201,6 +201,8 @@ pub struct Rejection {
     pub reason: &'static str,
     pub field: Option<String>,
     pub detail: String,
+    /// The payload as it may be kept, when the original must not be (a card number masked).
+    pub redacted: Option<Vec<u8>>,
 }
 
 /// Admission rules: size, retention window and clock skew, plus the pseudonymization key.
@@ -221,10 +223,24 @@ pub const DEFAULT_MAX_RECORD_BYTES: usize = 32 * 1024;
 impl Admission {
     /// Decodes, validates and pseudonymizes one record.
     pub fn admit(&self, data: &[u8], now: DateTime<Utc>) -> Result<LogEntry, Rejection> {
+        let pans = crate::event::pan::find(data);
+        if !pans.is_empty() {
+            return Err(Rejection {
+                reason: "card_number_detected",
+                field: None,
+                detail: format!(
+                    "{} value(s) look like a card number (PAN); the payload is kept with them masked. \
+                     Send the payment service's card fingerprint instead",
+                    pans.len()
+                ),
+                redacted: Some(crate::event::pan::mask(data, &pans)),
+            });
+        }
         let mut event = Event::decode(data, self.max_record_bytes).map_err(|e| Rejection {
             reason: e.reason_code(),
             field: e.field().map(str::to_string),
             detail: e.to_string(),
+            redacted: None,
         })?;
         let expires = event.occurred_at + self.retention;
         if expires <= now {
@@ -236,6 +252,7 @@ impl Admission {
                     event.occurred_at.to_rfc3339(),
                     self.retention.num_days()
                 ),
+                redacted: None,
             });
         }
         if event.occurred_at > now + self.max_future_skew {
@@ -247,6 +264,7 @@ impl Admission {
                     event.occurred_at.to_rfc3339(),
                     self.max_future_skew.num_seconds()
                 ),
+                redacted: None,
             });
         }
         self.pseudonymize(&mut event);
@@ -254,6 +272,7 @@ impl Admission {
             reason: "invalid_field",
             field: None,
             detail: format!("event cannot be re-encoded: {e}"),
+            redacted: None,
         })
     }
 
@@ -266,10 +285,21 @@ impl Admission {
         if let Some(ip) = event.context.ip.as_mut() {
             *ip = p.pseudonymize(IdKind::Ip, ip);
         }
-        if let EventBody::OrderPlaced(order) = &mut event.body {
-            if let Some(email) = order.email.as_mut() {
-                *email = p.pseudonymize(IdKind::Email, email);
+        if let Some(id) = event.context.device.as_mut().and_then(|d| d.id.as_mut()) {
+            *id = p.pseudonymize(IdKind::Device, id);
+        }
+        match &mut event.body {
+            EventBody::OrderPlaced(order) => {
+                if let Some(email) = order.email.as_mut() {
+                    *email = p.pseudonymize(IdKind::Email, email);
+                }
             }
+            EventBody::PaymentAttempted(payment) => {
+                if let Some(card) = payment.card_fingerprint.as_mut() {
+                    *card = p.pseudonymize(IdKind::Card, card);
+                }
+            }
+            _ => {}
         }
     }
 }
@@ -433,7 +463,8 @@ impl<L: BatchSink<LogEntry>, Q: BatchSink<QuarantineRecord>> Ingestor<L, Q> {
                             quarantined_at: now,
                             payload_bytes: r.data.len(),
                             payload_base64: Some(
-                                base64::engine::general_purpose::STANDARD.encode(r.data),
+                                base64::engine::general_purpose::STANDARD
+                                    .encode(rej.redacted.as_deref().unwrap_or(r.data)),
                             ),
                             payload_ref: None,
                         });

@@ -26,6 +26,10 @@ pub enum IdKind {
     UserId,
     Email,
     Ip,
+    /// The storefront's device id (schema v5).
+    Device,
+    /// The payment service's card fingerprint (schema v5).
+    Card,
 }
 
 impl IdKind {
@@ -34,6 +38,8 @@ impl IdKind {
             IdKind::UserId => b"user_id\0",
             IdKind::Email => b"email\0",
             IdKind::Ip => b"ip\0",
+            IdKind::Device => b"device\0",
+            IdKind::Card => b"card\0",
         }
     }
 
@@ -42,6 +48,8 @@ impl IdKind {
             IdKind::UserId => "u_",
             IdKind::Email => "e_",
             IdKind::Ip => "ip_",
+            IdKind::Device => "d_",
+            IdKind::Card => "c_",
         }
     }
 }

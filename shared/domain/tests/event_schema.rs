@@ -56,7 +56,7 @@ fn a_valid_event_decodes_and_round_trips() {
 #[test]
 fn every_bad_record_kind_has_its_own_reason_code() {
     let mut future = valid();
-    future["schema_version"] = json!(5);
+    future["schema_version"] = json!(6);
     let mut future_shape = valid();
     future_shape["schema_version"] = json!(6);
     future_shape["occurred_at"] = json!(1_700_000_000);
@@ -149,13 +149,13 @@ fn no_input_panics() {
 }
 
 /// The committed schema must be exactly what the types generate. Regenerate with
-/// `make schema` (`checkout-ai schema > events/schema/event-v4.schema.json`). The v1, v2 and v3 files stay as
+/// `make schema` (`checkout-ai schema > events/schema/event-v5.schema.json`). The v1 to v4 files stay as
 /// they were published: the contracts their producers were given.
 #[test]
 fn committed_json_schema_matches_the_types() {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../events/schema/event-v4.schema.json"
+        "/../../events/schema/event-v5.schema.json"
     );
     let committed: Value =
         serde_json::from_str(&std::fs::read_to_string(path).expect("schema file is committed"))
@@ -163,7 +163,7 @@ fn committed_json_schema_matches_the_types() {
     assert_eq!(
         committed,
         json_schema(),
-        "events/schema/event-v4.schema.json is stale; regenerate it"
+        "events/schema/event-v5.schema.json is stale; regenerate it"
     );
     // And it names every event type.
     let text = committed.to_string();
@@ -339,4 +339,95 @@ fn a_v1_decision_log_still_folds() {
     assert_eq!((p.session.decisions, p.session.offers), (2, 2));
     let exposure = &p.users[0].exposures["e"];
     assert_eq!(exposure.decision_id, "d-1", "{exposure:?}");
+}
+
+fn v5(event_type: &str, data: Value) -> Value {
+    json!({
+        "event_id": "e-5", "event_type": event_type, "schema_version": 5,
+        "occurred_at": "2026-11-20T10:15:00Z", "session_id": "s-1", "user_id": "user-42",
+        "data": data
+    })
+}
+
+fn review(transition: &str, actor_kind: &str) -> Value {
+    v5(
+        "review_updated",
+        json!({
+            "case_id": "case-1", "transition": transition,
+            "actor": { "kind": actor_kind, "id": "reviewer-9" },
+            "decision_id": "d-1", "order_ref": "pa-1", "score": 12.5, "band": 2,
+            "rule_ids": ["card_declines_1h"], "reasons": ["amount_over_history"],
+            "deadline_at": "2026-11-27T10:15:00Z", "default_decision": "approved"
+        }),
+    )
+}
+
+#[test]
+fn schema_v5_additions_decode_and_are_refused_in_older_versions() {
+    let payment = v5(
+        "payment_attempted",
+        json!({ "payment_attempt_id": "pa-1", "method": "card",
+                "amount": { "amount_minor": 100, "currency": "EUR" },
+                "card_fingerprint": "fp_1", "billing_country": "DE", "shipping_country": "FR" }),
+    );
+    decode(&payment).expect("a v5 payment");
+    let mut old = payment.clone();
+    old["schema_version"] = json!(4);
+    let err = decode(&old).expect_err("v4 has no card fingerprint");
+    assert_eq!(err.field(), Some("data.card_fingerprint"));
+    let mut bad = payment.clone();
+    bad["data"]["shipping_country"] = json!("France");
+    assert_eq!(
+        decode(&bad).expect_err("alpha-2").field(),
+        Some("data.shipping_country")
+    );
+
+    let mut device = valid();
+    device["context"]["device"]["id"] = json!("dev-1");
+    assert_eq!(
+        decode(&device).expect_err("v1").field(),
+        Some("context.device.id")
+    );
+    device["schema_version"] = json!(5);
+    decode(&device).expect("a v5 device id");
+
+    for (t, data) in [
+        (
+            "chargeback_received",
+            json!({ "order_id": "o-1", "amount": { "amount_minor": 100, "currency": "EUR" },
+                    "reason_code": "10.4", "fraud": true }),
+        ),
+        (
+            "fraud_confirmed",
+            json!({ "order_id": "o-1", "source": "issuer" }),
+        ),
+    ] {
+        let e = v5(t, data);
+        assert_eq!(decode(&e).expect("v5").body.event_type(), t);
+        let mut old = e.clone();
+        old["schema_version"] = json!(4);
+        assert_eq!(decode(&old).expect_err("v4").field(), Some("event_type"));
+    }
+    assert!(EVENT_TYPES.contains(&"review_updated"));
+    decode(&review("opened", "system")).expect("the system opens a case");
+    decode(&review("approved", "reviewer")).expect("a reviewer decides");
+    decode(&review("released", "system")).expect("a claim lapses");
+    decode(&review("released", "reviewer")).expect("a reviewer lets go");
+    for (t, k) in [
+        ("opened", "reviewer"),
+        ("approved", "system"),
+        ("expired", "reviewer"),
+    ] {
+        assert_eq!(
+            decode(&review(t, k)).expect_err("wrong actor").field(),
+            Some("data.actor.kind"),
+            "{t} by {k}"
+        );
+    }
+    let mut out_of_range = review("opened", "system");
+    out_of_range["data"]["score"] = json!(140);
+    assert_eq!(
+        decode(&out_of_range).expect_err("0–100").field(),
+        Some("data.score")
+    );
 }

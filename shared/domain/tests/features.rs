@@ -65,6 +65,7 @@ fn entry(e: &E) -> LogEntry {
                 kind: DeviceType::Mobile,
                 os: Some("2".into()),
                 browser: Some("2".into()),
+                id: None,
             }),
             ..Context::default()
         },

@@ -543,6 +543,7 @@ fn served_event(
     now: DateTime<Utc>,
 ) -> Event {
     let device = request.device.as_deref().map(|d| Device {
+        id: None,
         kind: device_type(d),
         os: None,
         browser: None,
@@ -591,6 +592,7 @@ fn served_event(
             model_input: logged.model_input,
             policy_features: logged.policy_features,
             recovery: None,
+            risk: None,
         })),
     }
 }

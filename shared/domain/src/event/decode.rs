@@ -93,13 +93,9 @@ impl Event {
             check_id("user_id", u)?;
         }
         self.check_v4()?;
+        self.check_v5()?;
         if let Some(c) = &self.context.country {
-            if c.len() != 2 || !c.bytes().all(|b| b.is_ascii_uppercase()) {
-                return Err(DecodeError::invalid(
-                    "context.country",
-                    "must be an ISO 3166-1 alpha-2 code",
-                ));
-            }
+            check_country("context.country", c)?;
         }
         let money = |field: &'static str, m: &Money, allow_negative: bool| {
             if m.currency.len() != 3 || !m.currency.bytes().all(|b| b.is_ascii_uppercase()) {
@@ -213,6 +209,64 @@ impl Event {
                 Ok(())
             }
             EventBody::RecoveryMessageOutcome(o) => check_id("data.message_id", &o.message_id),
+            EventBody::ChargebackReceived(c) => {
+                check_id("data.order_id", &c.order_id)?;
+                money("data.amount", &c.amount, false)?;
+                c.reason_code
+                    .as_deref()
+                    .map_or(Ok(()), |r| non_empty("data.reason_code", r))
+            }
+            EventBody::FraudConfirmed(f) => check_id("data.order_id", &f.order_id),
+            EventBody::ReviewUpdated(r) => check_review(r),
+        }
+    }
+
+    /// What schema v5 added: refused in an event that says an older version; countries are alpha-2.
+    fn check_v5(&self) -> Result<(), DecodeError> {
+        let older = |field: &str| {
+            Err(DecodeError::invalid(
+                field,
+                format_args!(
+                    "is a schema v5 addition; this event says schema_version {}",
+                    self.schema_version
+                ),
+            ))
+        };
+        let v5 = self.schema_version >= 5;
+        if let Some(id) = self.context.device.as_ref().and_then(|d| d.id.as_deref()) {
+            if !v5 {
+                return older("context.device.id");
+            }
+            check_id("context.device.id", id)?;
+        }
+        if !v5 && super::V5_EVENT_TYPES.contains(&self.body.event_type()) {
+            return older("event_type");
+        }
+        match &self.body {
+            EventBody::PaymentAttempted(p) => {
+                for (field, value) in [
+                    ("data.card_fingerprint", &p.card_fingerprint),
+                    ("data.billing_country", &p.billing_country),
+                    ("data.shipping_country", &p.shipping_country),
+                ] {
+                    let Some(value) = value else { continue };
+                    if !v5 {
+                        return older(field);
+                    }
+                    if field == "data.card_fingerprint" {
+                        check_id(field, value)?;
+                    } else {
+                        check_country(field, value)?;
+                    }
+                }
+                Ok(())
+            }
+            EventBody::DecisionServed(d) => match &d.risk {
+                Some(_) if !v5 => older("data.risk"),
+                Some(risk) => check_risk(risk),
+                None => Ok(()),
+            },
+            _ => Ok(()),
         }
     }
 
@@ -281,6 +335,89 @@ impl Event {
         }
         Ok(())
     }
+}
+
+fn check_country(field: &str, c: &str) -> Result<(), DecodeError> {
+    if c.len() != 2 || !c.bytes().all(|b| b.is_ascii_uppercase()) {
+        return Err(DecodeError::invalid(
+            field,
+            "must be an ISO 3166-1 alpha-2 code",
+        ));
+    }
+    Ok(())
+}
+
+fn check_score(field: &str, score: f64) -> Result<(), DecodeError> {
+    if !(0.0..=100.0).contains(&score) {
+        return Err(DecodeError::invalid(
+            field,
+            "must be a risk score in [0, 100]",
+        ));
+    }
+    Ok(())
+}
+
+fn check_codes(field: &str, codes: &[String]) -> Result<(), DecodeError> {
+    if codes.len() > 32 || codes.iter().any(|c| c.is_empty() || c.len() > MAX_ID_LEN) {
+        return Err(DecodeError::invalid(
+            field,
+            format_args!("at most 32 codes of 1..={MAX_ID_LEN} bytes"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_risk(r: &RiskServed) -> Result<(), DecodeError> {
+    check_score("data.risk.score", r.score)?;
+    check_score("data.risk.band_from", r.band_from)?;
+    check_score("data.risk.band_to", r.band_to)?;
+    if r.band_from > r.band_to {
+        return Err(DecodeError::invalid(
+            "data.risk.band_from",
+            "must not be above band_to",
+        ));
+    }
+    check_codes("data.risk.reasons", &r.reasons)?;
+    check_codes("data.risk.rule_ids", &r.rule_ids)?;
+    check_id("data.risk.model_id", &r.model_id)?;
+    check_id("data.risk.model_version", &r.model_version)?;
+    check_id("data.risk.bands_version", &r.bands_version)
+}
+
+fn check_review(r: &ReviewUpdated) -> Result<(), DecodeError> {
+    check_id("data.case_id", &r.case_id)?;
+    check_id("data.actor.id", &r.actor.id)?;
+    check_id("data.decision_id", &r.decision_id)?;
+    check_id("data.order_ref", &r.order_ref)?;
+    check_score("data.score", r.score)?;
+    check_codes("data.rule_ids", &r.rule_ids)?;
+    check_codes("data.reasons", &r.reasons)?;
+    if let Some(reason) = &r.reason {
+        check_codes("data.reason", std::slice::from_ref(reason))?;
+    }
+    if !matches!(
+        r.default_decision,
+        ReviewTransition::Approved | ReviewTransition::Rejected
+    ) {
+        return Err(DecodeError::invalid(
+            "data.default_decision",
+            "must be approved or rejected",
+        ));
+    }
+    // A person decides or claims; only the system opens, escalates and expires.
+    let by_system = matches!(
+        r.transition,
+        ReviewTransition::Opened | ReviewTransition::Escalated | ReviewTransition::Expired
+    );
+    if by_system != (r.actor.kind == ActorKind::System)
+        && r.transition != ReviewTransition::Released
+    {
+        return Err(DecodeError::invalid(
+            "data.actor.kind",
+            format_args!("{:?} is not done by a {:?}", r.transition, r.actor.kind),
+        ));
+    }
+    Ok(())
 }
 
 /// A v1 decision carries none of the v2 fields; a v2 decision carries its policy, its key and a

@@ -1,4 +1,4 @@
-//! Event schema v4: the contract between producers and the event log.
+//! Event schema v5: the contract between producers and the event log.
 //!
 //! Wire shape (one JSON object per Kinesis record):
 //!
@@ -23,6 +23,7 @@
 //! reason code, never panicking.
 
 mod decode;
+pub mod pan;
 
 pub use decode::DecodeError;
 
@@ -50,21 +51,28 @@ use std::collections::BTreeMap;
 ///   (delivered, opened, clicked, unsubscribed, bounced: from the merchant's messaging service); and
 ///   `decision_served.recovery` (which cart sequence and step a `recovery` decision is for). Each is
 ///   refused in an event that says an older version.
-pub const SCHEMA_VERSION: u32 = 4;
+/// - **v5**: fraud-resilient gating. `context.device.id` (the storefront's device identifier,
+///   pseudonymized at ingest); `payment_attempted.card_fingerprint` (the payment service's card
+///   fingerprint, never the card number; pseudonymized at ingest), `billing_country` and
+///   `shipping_country`; `decision_served.risk` (the risk score, its band, the recommended friction and
+///   the reason codes); three event types: `chargeback_received` and `fraud_confirmed` (labels, which
+///   arrive weeks late) and `review_updated` (every transition of a manual-review case, with who acted).
+///   Each is refused in an event that says an older version.
+pub const SCHEMA_VERSION: u32 = 5;
 /// The oldest schema version this build still reads.
 pub const OLDEST_SCHEMA_VERSION: u32 = 1;
 
 /// One event: the common envelope plus a typed payload.
 #[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
 #[schemars(
-    title = "checkout-ai event, schema v4 (reads v1 to v3)",
+    title = "checkout-ai event, schema v5 (reads v1 to v4)",
     deny_unknown_fields
 )]
 pub struct Event {
     /// Producer-assigned identity of the event (a UUID or another stable id). Redeliveries carry the same id.
     pub event_id: String,
-    /// 4 for this schema; 1 to 3 are still read (each version's additions are refused in older ones).
-    #[schemars(range(min = 1, max = 4))]
+    /// 5 for this schema; 1 to 4 are still read (each version's additions are refused in older ones).
+    #[schemars(range(min = 1, max = 5))]
     pub schema_version: u32,
     /// When the event happened, stamped by the producer (RFC 3339). Projections order by this, not by arrival.
     pub occurred_at: DateTime<Utc>,
@@ -123,6 +131,10 @@ pub struct Device {
     pub os: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub browser: Option<String>,
+    /// **v5.** The storefront's device identifier (a cookie or app-install id). Personal data: replaced by
+    /// a keyed pseudonym at ingest. Risk velocity is counted per device.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -181,10 +193,16 @@ pub enum EventBody {
     RecoveryMessageRequested(RecoveryMessageRequested),
     /// **v4.**
     RecoveryMessageOutcome(RecoveryMessageOutcome),
+    /// **v5.**
+    ChargebackReceived(ChargebackReceived),
+    /// **v5.**
+    FraudConfirmed(FraudConfirmed),
+    /// **v5.**
+    ReviewUpdated(Box<ReviewUpdated>),
 }
 
 /// Every `event_type` this schema version knows, in declaration order.
-pub const EVENT_TYPES: [&str; 17] = [
+pub const EVENT_TYPES: [&str; 20] = [
     "session_started",
     "page_viewed",
     "product_viewed",
@@ -202,7 +220,13 @@ pub const EVENT_TYPES: [&str; 17] = [
     "consent_changed",
     "recovery_message_requested",
     "recovery_message_outcome",
+    "chargeback_received",
+    "fraud_confirmed",
+    "review_updated",
 ];
+
+/// The event types schema v5 added (refused in an event that says an older version).
+pub const V5_EVENT_TYPES: [&str; 3] = ["chargeback_received", "fraud_confirmed", "review_updated"];
 
 /// The event types schema v4 added (refused in an event that says an older version).
 pub const V4_EVENT_TYPES: [&str; 3] = [
@@ -232,6 +256,9 @@ impl EventBody {
             EventBody::ConsentChanged(_) => 14,
             EventBody::RecoveryMessageRequested(_) => 15,
             EventBody::RecoveryMessageOutcome(_) => 16,
+            EventBody::ChargebackReceived(_) => 17,
+            EventBody::FraudConfirmed(_) => 18,
+            EventBody::ReviewUpdated(_) => 19,
         };
         EVENT_TYPES[i]
     }
@@ -262,6 +289,9 @@ impl EventBody {
             "consent_changed" => parse(data, EventBody::ConsentChanged),
             "recovery_message_requested" => parse(data, EventBody::RecoveryMessageRequested),
             "recovery_message_outcome" => parse(data, EventBody::RecoveryMessageOutcome),
+            "chargeback_received" => parse(data, EventBody::ChargebackReceived),
+            "fraud_confirmed" => parse(data, EventBody::FraudConfirmed),
+            "review_updated" => parse(data, |r| EventBody::ReviewUpdated(Box::new(r))),
             _ => return None,
         })
     }
@@ -418,6 +448,17 @@ pub struct PaymentAttempted {
     pub payment_attempt_id: String,
     pub method: PaymentMethod,
     pub amount: Money,
+    /// **v5.** The payment service's card fingerprint (the same card gives the same fingerprint across
+    /// merchants' customers), never the card number: a value that looks like one is refused at ingest.
+    /// Replaced by a keyed pseudonym at ingest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub card_fingerprint: Option<String>,
+    /// **v5.** ISO 3166-1 alpha-2.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub billing_country: Option<String>,
+    /// **v5.** ISO 3166-1 alpha-2.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shipping_country: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -502,6 +543,51 @@ pub struct DecisionServed {
     /// decision is for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recovery: Option<RecoveryStep>,
+    /// **v5.** The risk assessment of a `checkout` decision: what gating was recommended and why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub risk: Option<RiskServed>,
+}
+
+/// What the storefront and the payment service are told to do about a payment. Ordered by how much it
+/// costs a genuine shopper.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Friction {
+    Allow,
+    /// A 3-D Secure challenge or a one-time code.
+    StepUp,
+    /// Hold the order for a human reviewer.
+    Review,
+    /// Decline recommended.
+    Decline,
+}
+
+/// **v5.** The risk assessment logged with a decision.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RiskServed {
+    /// The risk score, 0–100: the model's probability of fraud, in percent.
+    pub score: f64,
+    /// The band the score fell in (0 = the lowest) and its score range.
+    pub band: u32,
+    pub band_from: f64,
+    pub band_to: f64,
+    pub friction: Friction,
+    /// Reason codes, strongest first (`card_attempts_1h`, `country_mismatch`, …).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reasons: Vec<String>,
+    /// Rules that fired (they can only make the friction stricter).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rule_ids: Vec<String>,
+    pub model_id: String,
+    pub model_version: String,
+    /// The bands' version (the decision config's `rules_version` and its risk section).
+    pub bands_version: String,
+    /// The signals could not be read or scored in time: the configured safe friction was served.
+    #[serde(default)]
+    pub degraded: bool,
 }
 
 /// Which message of which abandoned cart's sequence a recovery decision is for.
@@ -682,6 +768,101 @@ pub struct RecoveryMessageOutcome {
     pub message_id: String,
     pub channel: Channel,
     pub outcome: MessageOutcome,
+}
+
+/// **v5.** A chargeback (a dispute) arrived for an order: a label, weeks after the order. Reason codes are
+/// the network's (`10.4`, `4837`, …) or the payment service's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChargebackReceived {
+    pub order_id: String,
+    pub amount: Money,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason_code: Option<String>,
+    /// Whether the dispute is for fraud (not, say, goods not received): only a fraud dispute is a fraud
+    /// label.
+    pub fraud: bool,
+}
+
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum FraudSource {
+    /// The merchant's own investigation.
+    Merchant,
+    /// The issuer reported it (a fraud notification such as a TC40 or SAFE report).
+    Issuer,
+}
+
+/// **v5.** An order was confirmed as fraud outside the review queue: a label.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FraudConfirmed {
+    pub order_id: String,
+    pub source: FraudSource,
+}
+
+/// A manual-review case's transitions: `opened → assigned → approved | rejected | expired`; an assigned
+/// case can be `released` back to the queue, and an open one `escalated` when its deadline nears.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum ReviewTransition {
+    Opened,
+    Assigned,
+    Released,
+    Escalated,
+    Approved,
+    Rejected,
+    Expired,
+}
+
+/// Who moved a case.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReviewActor {
+    /// `reviewer` (a person, by the identity provider's subject) or `system` (the decision API opening a
+    /// case, the SLA sweep escalating or expiring one).
+    pub kind: ActorKind,
+    pub id: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ActorKind {
+    Reviewer,
+    System,
+}
+
+/// **v5.** One transition of a manual-review case, with the assessment it was opened on and who acted.
+/// The case is a fold of these events; an `approved` or `rejected` one is also a label.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReviewUpdated {
+    pub case_id: String,
+    pub transition: ReviewTransition,
+    pub actor: ReviewActor,
+    /// The checkout decision that recommended the review.
+    pub decision_id: String,
+    /// The payment attempt or order under review, as the storefront named it.
+    pub order_ref: String,
+    /// The assessment the case was opened on.
+    pub score: f64,
+    pub band: u32,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rule_ids: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reasons: Vec<String>,
+    /// Why this transition: a reviewer's reason code (`stolen_card`, `verified_customer`, …) or the
+    /// system's (`sla_escalation`, `authorisation_expiry`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// When the case must be decided: before this, the automatic default applies.
+    pub deadline_at: DateTime<Utc>,
+    /// The decision applied automatically at the deadline.
+    pub default_decision: ReviewTransition,
 }
 
 /// The JSON Schema of [`Event`], as committed under `events/schema/`.

@@ -401,7 +401,10 @@ fn fold_sorted(events: &[&(Event, i64)]) -> Option<SessionProjection> {
             EventBody::OfferAccepted(_)
             | EventBody::ConsentChanged(_)
             | EventBody::RecoveryMessageRequested(_)
-            | EventBody::RecoveryMessageOutcome(_) => {}
+            | EventBody::RecoveryMessageOutcome(_)
+            | EventBody::ChargebackReceived(_)
+            | EventBody::FraudConfirmed(_)
+            | EventBody::ReviewUpdated(_) => {}
         }
     }
     (s.cart_value_minor, s.cart_items) = cart.totals();

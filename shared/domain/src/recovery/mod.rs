@@ -157,6 +157,9 @@ pub fn is_shopper_activity(body: &EventBody) -> bool {
             | EventBody::ConsentChanged(_)
             | EventBody::RecoveryMessageRequested(_)
             | EventBody::RecoveryMessageOutcome(_)
+            | EventBody::ChargebackReceived(_)
+            | EventBody::FraudConfirmed(_)
+            | EventBody::ReviewUpdated(_)
     )
 }
 

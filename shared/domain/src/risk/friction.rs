@@ -18,31 +18,7 @@
 
 use serde::{Deserialize, Serialize};
 
-/// What the storefront and the payment service are told to do. Ordered by how much it costs a genuine
-/// shopper.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    PartialOrd,
-    Ord,
-    Serialize,
-    Deserialize,
-    schemars::JsonSchema,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum Friction {
-    Allow,
-    /// A 3-D Secure challenge or a one-time code.
-    StepUp,
-    /// Hold the order for a human reviewer.
-    Review,
-    /// Decline recommended.
-    Decline,
-}
+pub use crate::event::Friction;
 
 impl Friction {
     pub const ALL: [Friction; 4] = [
