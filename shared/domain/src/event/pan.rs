@@ -95,7 +95,7 @@ pub fn luhn(d: &[u8]) -> bool {
         .enumerate()
         .map(|(i, &x)| {
             let x = u32::from(x);
-            if i % 2 == 1 {
+            if !i.is_multiple_of(2) {
                 let y = x * 2;
                 if y > 9 {
                     y - 9
@@ -107,7 +107,7 @@ pub fn luhn(d: &[u8]) -> bool {
             }
         })
         .sum();
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 /// `bytes` with every digit of each range but the last four replaced by `X` (PCI DSS allows at most the
