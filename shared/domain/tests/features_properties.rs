@@ -23,7 +23,7 @@ fn event(i: usize, (session, user, minute, kind, a, b): Spec) -> Event {
         currency: "USD".into(),
     };
     let product = format!("p{}", a % 6);
-    let body = match kind % 9 {
+    let body = match kind % 12 {
         0 => EventBody::PageViewed(PageViewed {
             page_type: [
                 PageType::Administrative,
@@ -72,6 +72,23 @@ fn event(i: usize, (session, user, minute, kind, a, b): Spec) -> Event {
             }],
             email: None,
         }),
+        9 => EventBody::PaymentAttempted(PaymentAttempted {
+            payment_attempt_id: format!("pa{}", i.saturating_sub(usize::from(b % 2))),
+            method: PaymentMethod::Card,
+            amount: usd(i64::from(a) * 100 + 1),
+            card_fingerprint: Some(format!("c{}", a % 3)),
+            billing_country: Some("DE".into()),
+            shipping_country: None,
+        }),
+        10 => EventBody::FraudConfirmed(FraudConfirmed {
+            order_id: format!("o{i}"),
+            source: FraudSource::Issuer,
+        }),
+        11 => EventBody::CouponApplied(CouponApplied {
+            code: "X".into(),
+            outcome: CouponOutcome::Rejected,
+            discount: None,
+        }),
         _ => EventBody::DecisionServed(Box::new(DecisionServed {
             decision_id: format!("d{i}"),
             placement: "cart".into(),
@@ -92,14 +109,25 @@ fn event(i: usize, (session, user, minute, kind, a, b): Spec) -> Event {
         .with_ymd_and_hms(2019, 10, 1, 0, 0, 0)
         .single()
         .expect("time");
+    // Schema v5's events carry a device id; risk signals are kept per user, card, IP and device.
+    let v5 = matches!(kind % 12, 9..=11);
     Event {
         event_id: format!("e{i}"),
-        schema_version: 1,
+        schema_version: if v5 { 5 } else { 1 },
         // Minutes span ~45 days, so the 30-day window drops days.
         occurred_at: start + Duration::minutes(i64::from(minute) * 10),
         session_id: format!("s{}", session % 5),
         user_id: user.map(|u| format!("u{}", u % 3)),
-        context: Context::default(),
+        context: Context {
+            ip: Some(format!("ip{}", b % 2)),
+            device: v5.then(|| Device {
+                kind: DeviceType::Desktop,
+                os: None,
+                browser: None,
+                id: Some(format!("d{}", a % 2)),
+            }),
+            ..Context::default()
+        },
         body,
     }
 }

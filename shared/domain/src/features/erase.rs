@@ -105,6 +105,7 @@ pub async fn erase<L: LogIndex + LogEraser, S: FeatureWriter>(
             partitions.extend(p.users.iter().map(|c| Key::user(&c.user_id).pk));
             partitions.extend(p.items.iter().map(|c| Key::item(&c.product_id).pk));
             partitions.extend(p.pages.iter().map(|c| Key::page(&c.path).pk));
+            partitions.extend(p.risk.iter().map(|c| Key::risk(c.key, &c.id).pk));
         }
         log_keys.extend(entries.into_iter().map(|e| (e.session_id, e.event_id)));
     }
@@ -136,6 +137,9 @@ pub async fn erase<L: LogIndex + LogEraser, S: FeatureWriter>(
                 }
                 Doc::PageContribution(c) if !erased(c.session_id()) => {
                     remaining.pages.push(c.clone())
+                }
+                Doc::RiskContribution(c) if !erased(c.session_id()) => {
+                    remaining.risk.push(c.clone())
                 }
                 Doc::User(u) => units_before.extend(
                     u.experiment_units()

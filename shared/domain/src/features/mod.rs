@@ -36,6 +36,7 @@ pub mod aggregate;
 pub mod erase;
 mod plan;
 pub mod rebuild;
+pub mod risk;
 pub mod session;
 pub mod updater;
 
@@ -66,6 +67,7 @@ pub const FEATURES_SK: &str = "features";
 /// | a session's contribution to an aggregate | the aggregate's `pk` | `session#<session_id>` |
 /// | co-occurrence count | `item#<product_id>` | `co_viewed#<other>` / `co_purchased#<other>` |
 /// | experiment unit | `experiment#<experiment_id>` | `unit#<user_id>` |
+/// | a key's risk signals (`<key>`: `user`, `card`, `ip`, `device`) | `risk#<key>#<id>` | `features` |
 /// | a cart's next recovery check ([`crate::recovery::DueItem`]; index `recovery-due`) | `recovery#<session_id>` | `due` |
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Key {
@@ -102,6 +104,10 @@ impl Key {
             format!("experiment#{experiment_id}"),
             format!("unit#{user_id}"),
         )
+    }
+
+    pub fn risk(key: risk::signals::RiskKey, id: &str) -> Self {
+        Self::new(format!("risk#{}#{id}", key.as_str()), FEATURES_SK)
     }
 
     pub fn recovery_due(session_id: &str) -> Self {
@@ -141,6 +147,8 @@ pub enum Doc {
     PageContribution(PageContribution),
     ExperimentUnit(ExperimentUnit),
     RecoveryDue(crate::recovery::DueItem),
+    Risk(risk::RiskFeatures),
+    RiskContribution(risk::RiskContribution),
 }
 
 impl Doc {
@@ -156,6 +164,8 @@ impl Doc {
             Doc::PageContribution(c) => Key::page(&c.path).contribution(&c.session_id),
             Doc::ExperimentUnit(u) => Key::experiment_unit(&u.experiment_id, &u.user_id),
             Doc::RecoveryDue(d) => Key::recovery_due(&d.session_id),
+            Doc::Risk(r) => Key::risk(r.key, &r.id),
+            Doc::RiskContribution(c) => Key::risk(c.key, &c.id).contribution(&c.session_id),
         }
     }
 
@@ -172,6 +182,8 @@ impl Doc {
             Doc::PageContribution(_) => "page_contribution",
             Doc::ExperimentUnit(_) => "experiment_unit",
             Doc::RecoveryDue(_) => "recovery_due",
+            Doc::Risk(_) => "risk",
+            Doc::RiskContribution(_) => "risk_contribution",
         }
     }
 
@@ -194,12 +206,14 @@ impl Doc {
             Doc::PageContribution(d) => d.expires_at,
             Doc::ExperimentUnit(d) => d.expires_at,
             Doc::RecoveryDue(d) => d.expires_at,
+            Doc::Risk(d) => d.expires_at,
+            Doc::RiskContribution(d) => d.expires_at,
         }
     }
 }
 
 /// The entity types, for counting items per type.
-pub const ENTITIES: [&str; 10] = [
+pub const ENTITIES: [&str; 12] = [
     "session",
     "user",
     "user_contribution",
@@ -210,4 +224,6 @@ pub const ENTITIES: [&str; 10] = [
     "page_contribution",
     "experiment_unit",
     "recovery_due",
+    "risk",
+    "risk_contribution",
 ];

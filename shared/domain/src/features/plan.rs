@@ -6,6 +6,7 @@ use super::aggregate::{
     pair_deltas, supersedes, top_k, top_k_update, Contribution, ItemContribution, ItemFeatures,
     PageContribution, PairCount, PairKind, Partner, UserContribution,
 };
+use super::risk::RiskContribution;
 use super::{Doc, Key};
 use crate::ports::{Expect, Stored, Write};
 use std::collections::{BTreeMap, HashMap};
@@ -19,6 +20,7 @@ pub(super) enum Change {
     User(UserContribution),
     Item(ItemContribution),
     Page(PageContribution),
+    Risk(RiskContribution),
 }
 
 impl Change {
@@ -43,11 +45,19 @@ impl Change {
         }
     }
 
+    pub(super) fn risk(&self) -> Option<&RiskContribution> {
+        match self {
+            Change::Risk(c) => Some(c),
+            _ => None,
+        }
+    }
+
     pub(super) fn session_id(&self) -> &str {
         match self {
             Change::User(c) => &c.session_id,
             Change::Item(c) => &c.session_id,
             Change::Page(c) => &c.session_id,
+            Change::Risk(c) => &c.session_id,
         }
     }
 }
@@ -211,6 +221,14 @@ pub(super) fn plan(
             }
             Ok(Plan::done(f.taken, writes))
         }
+        Some(Change::Risk(_)) => {
+            let f = fold_changes(agg_key, changes, read, Change::risk, |_, _| 0)?;
+            let mut writes = f.writes;
+            if let Some(after) = f.after {
+                writes.push(Write::put(Doc::Risk(after), Expect::of(agg_stored)));
+            }
+            Ok(Plan::done(f.taken, writes))
+        }
         Some(Change::Item(_)) => plan_item(agg_key, changes, read, pairs),
         None => Ok(Plan::done(0, Vec::new())),
     }
@@ -338,6 +356,7 @@ macro_rules! typed {
 typed!(UserContribution, User, "user");
 typed!(ItemContribution, Item, "item");
 typed!(PageContribution, Page, "page");
+typed!(RiskContribution, Risk, "risk");
 
 /// The stored contribution of `session_id` to `agg`, typed.
 fn stored_contribution<'a, C: Typed>(

@@ -8,6 +8,7 @@ use super::aggregate::{
     top_k, Contribution, ItemContribution, PageContribution, PairCount, PairKind, Partner,
     UserContribution,
 };
+use super::risk::RiskContribution;
 use super::session::{fold, Unreadable};
 use super::{Doc, Key};
 use crate::ingest::LogEntry;
@@ -30,6 +31,7 @@ pub fn rebuild(entries: Vec<LogEntry>) -> (BTreeMap<Key, Doc>, Vec<Unreadable>) 
         contributions.users.extend(p.users);
         contributions.items.extend(p.items);
         contributions.pages.extend(p.pages);
+        contributions.risk.extend(p.risk);
         put(&mut docs, Doc::Session(p.session));
     }
     docs.extend(aggregate(contributions));
@@ -42,6 +44,7 @@ pub struct Contributions {
     pub users: Vec<UserContribution>,
     pub items: Vec<ItemContribution>,
     pub pages: Vec<PageContribution>,
+    pub risk: Vec<RiskContribution>,
 }
 
 /// The aggregates (users and their experiment units, items and their co-occurrence counts, pages) that
@@ -78,6 +81,17 @@ pub fn aggregate(c: Contributions) -> BTreeMap<Key, Doc> {
         let agg = pages.entry(c.path.clone()).or_insert_with(|| c.empty());
         c.apply(None, agg);
         put(&mut docs, Doc::PageContribution(c));
+    }
+    let mut risk = BTreeMap::new();
+    for c in c.risk {
+        let agg = risk
+            .entry((c.key, c.id.clone()))
+            .or_insert_with(|| c.empty());
+        c.apply(None, agg);
+        put(&mut docs, Doc::RiskContribution(c));
+    }
+    for (_, profile) in risk {
+        put(&mut docs, Doc::Risk(profile));
     }
     let mut partners: BTreeMap<(String, PairKind), Vec<Partner>> = BTreeMap::new();
     for ((product_id, kind, other_id), (sessions, expires_at)) in pairs {

@@ -169,6 +169,8 @@ pub struct SessionProjection {
     pub users: Vec<UserContribution>,
     pub items: Vec<ItemContribution>,
     pub pages: Vec<PageContribution>,
+    /// Payment signals per user, card, IP and device.
+    pub risk: Vec<super::risk::RiskContribution>,
 }
 
 /// A log entry whose body could not be read back (it was validated at ingest, so this means a bug or a
@@ -449,10 +451,12 @@ fn fold_sorted(events: &[&(Event, i64)]) -> Option<SessionProjection> {
     visits.truncate(MAX_LISTED_PAGES);
     s.pages = visits;
     let items = items.contributions(&s);
+    let risk = super::risk::contributions(events, &s.session_id, s.event_count, s.expires_at);
     Some(SessionProjection {
         users: users.into_values().collect(),
         items,
         pages,
+        risk,
         session: s,
     })
 }

@@ -288,6 +288,12 @@ impl<L: SessionLog, S: FeatureWriter> FeatureUpdater<L, S> {
                     .or_default()
                     .push(Change::Page(c.clone()));
             }
+            for c in &p.risk {
+                groups
+                    .entry(Key::risk(c.key, &c.id))
+                    .or_default()
+                    .push(Change::Risk(c.clone()));
+            }
         }
         let mut jobs: Vec<Job> = groups
             .into_iter()

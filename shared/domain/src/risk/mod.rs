@@ -5,4 +5,7 @@
 
 pub mod friction;
 
+/// The risk signals are a projection of the event log: see [`crate::features::risk`].
+pub use crate::features::risk::signals;
+
 pub use friction::{Band, Bands, Friction, FrictionCosts, Labelled, Order, PolicyCost};
