@@ -101,8 +101,9 @@ fn windows_count_by_event_time_and_labels_only_once_arrived() {
     // At minute 60, only the label that arrived at minute 60 is known; the one of day 10 is not yet.
     assert_eq!(p.known_frauds(now, Duration::days(30)), (3, 1));
     assert_eq!(p.known_frauds(at(60 * 24 * 10), Duration::days(30)), (3, 2));
-    // A later signal of the same event carries its label; the earliest label wins.
+    // A later fold of the same event replaces it: here, its label arrived.
     let mut relabelled = p.clone();
     relabelled.add(&[s(1, 50, SignalKind::Attempt, Some("c2"), Some(120))]);
     assert_eq!(relabelled.known_frauds(at(120), Duration::days(30)), (3, 2));
+    assert_eq!(relabelled.signals.len(), 4);
 }

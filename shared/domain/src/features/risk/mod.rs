@@ -53,11 +53,14 @@ impl Contribution for RiskContribution {
         }
     }
 
-    /// A later fold of a session holds every signal of the earlier one (the log only grows), so adding
-    /// the new signals is the whole move.
+    /// The session's earlier signals out, its current ones in (a later fold can know more of the same
+    /// event: a declined attempt's card, a label).
     fn apply(&self, old: Option<&Self>, agg: &mut RiskFeatures) {
-        if old.is_none() {
-            agg.sessions += 1;
+        match old {
+            None => agg.sessions += 1,
+            Some(old) => agg
+                .profile
+                .remove(&old.signals.iter().map(|s| s.event_id.as_str()).collect()),
         }
         agg.profile.add(&self.signals);
         agg.expires_at = agg.expires_at.max(self.expires_at);

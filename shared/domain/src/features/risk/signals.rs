@@ -83,8 +83,9 @@ pub struct RiskProfile {
 }
 
 impl RiskProfile {
-    /// Adds `signals` (a signal already held, by event id, is replaced: its label may have arrived), then
-    /// trims to the history and the cap.
+    /// Adds `signals`, replacing a signal held under the same event id (a later fold of its session knows
+    /// more: the card of a declined attempt, a label, a decline that unmakes a payment), then trims to the
+    /// history and the cap. An event's time never changes, so the trim only ever moves forward.
     pub fn add<'a>(&mut self, signals: impl IntoIterator<Item = &'a Signal>) {
         let mut by_id: std::collections::BTreeMap<String, Signal> = self
             .signals
@@ -92,12 +93,7 @@ impl RiskProfile {
             .map(|s| (s.event_id.clone(), s))
             .collect();
         for s in signals {
-            let slot = by_id.entry(s.event_id.clone()).or_insert_with(|| s.clone());
-            // The earliest label wins whatever the order the folds arrive in.
-            slot.fraud_label_at = match (slot.fraud_label_at, s.fraud_label_at) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
+            by_id.insert(s.event_id.clone(), s.clone());
         }
         let mut all: Vec<Signal> = by_id.into_values().collect();
         all.sort_by(|a, b| b.at.cmp(&a.at).then_with(|| a.event_id.cmp(&b.event_id)));
