@@ -20,7 +20,7 @@ export SAM_CLI_TELEMETRY      = 0
 export SAM_CLI_DISABLE_VERSION_CHECK = 1
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help venv build demo test lint fmt-check clippy boundaries template-check moto-check sam-build unit-tests bench bench-model bench-decision bench-evaluate bench-ope bench-simulate bench-fraud fallback-model \
+.PHONY: help venv build demo test lint fmt-check clippy boundaries template-check moto-check sam-build unit-tests bench bench-model bench-decision bench-evaluate bench-ope bench-simulate bench-fraud fallback-model fallback-risk-model \
         stack-up stack-down schema fixtures clean
 
 help: ## List the targets
@@ -129,6 +129,10 @@ bench-evaluate: $(STAMP) ## checkout-ai evaluate vs pandas + gbstats on a genera
 	$(PY) infra/gen_experiment_csv.py --rows 1000000 --seed 1 --out target/bench/experiment-1m.csv
 	cargo build --locked --profile tool -p checkout-ai
 	$(PY) infra/bench_evaluate.py target/tool/checkout-ai target/bench/experiment-1m.csv
+
+fallback-risk-model: ## Retrain the fraud-risk model compiled into the scorer (shared/domain/models/) on the handbook's simulator, seed 0
+	cargo run --quiet --locked -p checkout-ai -- fraud-bench --seeds 1 --out-dir target/fraud-fallback
+	cp target/fraud-fallback/risk-model.json shared/domain/models/fraud-risk.json
 
 fallback-model: ## Retrain the model compiled into the scorer (shared/domain/models/) from the UCI file
 	cargo run --quiet --locked -p checkout-ai -- train --csv $(DATA)/online_shoppers_intention.csv \

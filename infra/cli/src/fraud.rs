@@ -7,10 +7,10 @@ use checkout_train::fraud::{run_seeds, sim::SimConfig, Bench, Protocol, Seeds, H
 use std::fmt::Write as _;
 use std::path::Path;
 
-/// Runs the benchmark over `seeds` worlds and writes `bench.json` and `cost-curve.svg` (seed 0) to
-/// `out_dir`.
+/// Runs the benchmark over the worlds of `seeds` and writes `bench.json`, and for the first seed
+/// `cost-curve.svg` and the served model's artifact `risk-model.json`, to `out_dir`.
 pub fn run(
-    seeds: u64,
+    seeds: std::ops::Range<u64>,
     costs: &FrictionCosts,
     margin_rate: f64,
     out_dir: &Path,
@@ -32,6 +32,10 @@ pub fn run(
         out_dir.join("cost-curve.svg"),
         cost_curve_svg(&report.runs[0]),
     )?;
+    std::fs::write(
+        out_dir.join("risk-model.json"),
+        report.runs[0].artifact.encode()?,
+    )?;
     Ok(report)
 }
 
@@ -39,7 +43,8 @@ pub fn print(r: &Seeds) {
     let first = &r.runs[0];
     let d = &first.data;
     println!(
-        "seed 0: {} transactions, {} frauds ({:.2}%): {}",
+        "seed {}: {} transactions, {} frauds ({:.2}%): {}",
+        first.config.seed,
         d.transactions,
         d.frauds,
         100.0 * d.frauds as f64 / d.transactions as f64,
@@ -100,7 +105,8 @@ pub fn print(r: &Seeds) {
         h.card_precision_100
     );
     println!(
-        "expected cost on the test week, seed 0 (costs {} ; margin {:.0}% of value)",
+        "expected cost on the test week, seed {} (costs {}; margin {:.0}% of value)",
+        first.config.seed,
         serde_json::to_string(&first.costs).unwrap_or_default(),
         100.0 * first.margin_rate
     );

@@ -49,9 +49,11 @@ enum Command {
     /// of friction bands fitted from the costs against a single block threshold and no gating. Writes
     /// bench.json and cost-curve.svg.
     FraudBench {
-        /// Simulated worlds (seeds 0..N).
+        /// Simulated worlds: seeds `first-seed .. first-seed + seeds`.
         #[arg(long, default_value_t = 8)]
         seeds: u64,
+        #[arg(long, default_value_t = 0)]
+        first_seed: u64,
         /// A JSON file of friction costs (see docs/fraud.md; default: the documented defaults).
         #[arg(long)]
         costs: Option<PathBuf>,
@@ -664,6 +666,7 @@ async fn run(command: Command) -> Result<ExitCode, ops::BoxError> {
         }
         Command::FraudBench {
             seeds,
+            first_seed,
             costs,
             margin_rate,
             out_dir,
@@ -673,7 +676,12 @@ async fn run(command: Command) -> Result<ExitCode, ops::BoxError> {
                     .map_err(|e| format!("{}: {e}", path.display()))?,
                 None => Default::default(),
             };
-            let report = ops::fraud::run(seeds, &costs, margin_rate, &out_dir)?;
+            let report = ops::fraud::run(
+                first_seed..first_seed + seeds,
+                &costs,
+                margin_rate,
+                &out_dir,
+            )?;
             ops::fraud::print(&report);
         }
         Command::DriftSimulate {

@@ -213,3 +213,54 @@ fn bands_must_start_at_zero_rise_and_get_stricter() {
     assert_eq!(serde_json::from_str::<Bands>(&json).unwrap(), ok);
     assert!(serde_json::from_str::<Bands>(r#"[{"from":1,"friction":"allow"}]"#).is_err());
 }
+
+#[test]
+fn the_compiled_in_risk_model_reads_scores_and_refuses_tampering() {
+    use checkout_domain::risk::inputs::{NAMES, WIDTH};
+    use checkout_domain::risk::model::{fallback, RiskModelArtifact, RISK_MODEL_NAME};
+    let model = fallback().expect("the compiled-in risk model reads");
+    assert_eq!(model.name, RISK_MODEL_NAME);
+    assert_eq!(model.training.label_delay_days, 7);
+    let bytes = model.encode().expect("encodes");
+    assert_eq!(
+        RiskModelArtifact::decode(&bytes).expect("round trip"),
+        model
+    );
+
+    // A small everyday payment by a known customer on a clean device, against the same payment on a
+    // device with many recently confirmed frauds.
+    let mut x = [0.0; WIDTH];
+    let set = |x: &mut [f64; WIDTH], name: &str, v: f64| {
+        x[NAMES.iter().position(|n| *n == name).expect("input")] = v;
+    };
+    set(&mut x, "amount", 40.0);
+    set(&mut x, "log_amount", 41f64.ln());
+    set(&mut x, "amount_over_user_mean_order", 1.0);
+    set(&mut x, "log_account_age_days", 100f64.ln());
+    set(&mut x, "device_attempts_30d", 40.0);
+    let calm = model.score(&x);
+    assert_eq!(calm.friction, Friction::Allow, "{calm:?}");
+    set(&mut x, "log_device_known_frauds_14d", 20f64.ln());
+    set(&mut x, "log_device_known_frauds_30d", 20f64.ln());
+    set(&mut x, "device_known_fraud_share_14d", 0.8);
+    set(&mut x, "device_known_fraud_share_30d", 0.5);
+    let hot = model.score(&x);
+    assert!(hot.score > calm.score * 10.0, "{calm:?} {hot:?}");
+    assert_ne!(hot.friction, Friction::Allow, "{hot:?}");
+    assert!(
+        hot.reasons
+            .iter()
+            .any(|r| r.starts_with("log_device_known_frauds")),
+        "{hot:?}"
+    );
+    assert!(hot.band_from <= hot.score && hot.score <= hot.band_to);
+
+    let tampered = String::from_utf8(bytes.clone())
+        .expect("utf-8")
+        .replacen("\"intercept\":", "\"intercept\":1.0e-3+", 0)
+        .replacen("fraud-risk", "fraud-risk2", 1);
+    assert!(RiskModelArtifact::decode(tampered.as_bytes()).is_err());
+    let mut renamed = model.clone();
+    renamed.inputs[0] = "amount_usd".into();
+    assert!(renamed.encode().is_err());
+}

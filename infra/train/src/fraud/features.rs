@@ -153,8 +153,9 @@ pub struct Scaler {
 }
 
 impl Scaler {
-    /// Fits the first `width` inputs.
-    pub fn fit(rows: &[&Row], width: usize) -> Self {
+    /// Fits every input of the rows (all of one width).
+    pub fn fit(rows: &[&[f64]]) -> Self {
+        let width = rows.first().map_or(0, |r| r.len());
         let n = rows.len().max(1) as f64;
         let mut mean = vec![0.0; width];
         for r in rows {
@@ -175,8 +176,8 @@ impl Scaler {
         Self { mean, scale }
     }
 
-    /// The scaled inputs it was fitted on.
-    pub fn apply(&self, row: &Row) -> Vec<f64> {
+    /// The scaled inputs it was fitted on (the first `mean.len()` of `row`).
+    pub fn apply(&self, row: &[f64]) -> Vec<f64> {
         row.iter()
             .zip(&self.mean)
             .zip(&self.scale)

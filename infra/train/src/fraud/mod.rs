@@ -4,6 +4,7 @@
 //! friction bands fitted from the merchant's costs against a single block threshold and no gating.
 
 pub mod features;
+pub mod serving;
 pub mod sim;
 
 use crate::{logistic, TrainConfig, TrainError};
@@ -13,7 +14,9 @@ use checkout_domain::risk::friction::{
     best_block, block_curve, evaluate, fit_bands, Bands, Friction, FrictionCosts, Labelled, Order,
     PolicyCost,
 };
-use features::{Row, Scaler};
+use checkout_domain::risk::inputs;
+use checkout_domain::risk::model::{RiskMetrics, RiskModelArtifact, RiskTraining, RISK_MODEL_NAME};
+use features::Scaler;
 use ndarray::Array2;
 use serde::Serialize;
 use sim::{Scenario, Simulation};
@@ -86,7 +89,8 @@ pub struct RiskModel {
 }
 
 impl RiskModel {
-    pub fn probability(&self, row: &Row) -> f64 {
+    /// The probability of fraud of `row` (its first inputs, as many as the model was trained on).
+    pub fn probability(&self, row: &[f64]) -> f64 {
         sigmoid(linear_logit(
             self.intercept,
             &self.weights,
@@ -95,16 +99,17 @@ impl RiskModel {
     }
 }
 
-/// A logistic regression on the first `width` inputs.
+/// A standardised logistic regression on the first `width` inputs of the rows.
 pub fn train(
-    rows: &[&Row],
+    rows: &[&[f64]],
     labels: &[bool],
     width: usize,
     config: &TrainConfig,
 ) -> Result<RiskModel, TrainError> {
-    let scaler = Scaler::fit(rows, width);
+    let cut: Vec<&[f64]> = rows.iter().map(|r| &r[..width]).collect();
+    let scaler = Scaler::fit(&cut);
     let mut x = Array2::<f64>::zeros((rows.len(), width));
-    for (mut out, row) in x.rows_mut().into_iter().zip(rows) {
+    for (mut out, row) in x.rows_mut().into_iter().zip(&cut) {
         for (o, v) in out.iter_mut().zip(scaler.apply(row)) {
             *o = v;
         }
@@ -116,6 +121,9 @@ pub fn train(
         weights,
     })
 }
+
+/// The model checkout-ai serves: its own inputs, computed as the scorer computes them.
+pub const SERVING_MODEL: &str = "checkout-ai risk model (serving inputs)";
 
 /// The handbook's published test-set figures for its logistic regression on this protocol (chapter 3.4,
 /// "Baseline fraud detection system", table "performances on test set"; scikit-learn defaults on the
@@ -170,6 +178,8 @@ pub struct Bench {
     pub banded_over_block_oracle: f64,
     /// The single block threshold's cost curve on the test week (threshold, cost in minor units), thinned.
     pub block_curve: Vec<(f64, f64)>,
+    /// The served model as the registry and the scorer read it.
+    pub artifact: RiskModelArtifact,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -207,16 +217,11 @@ pub fn run(
     let sim = sim::simulate(&config);
     let txs = &sim.transactions;
     let labels: Vec<bool> = txs.iter().map(|t| t.fraud()).collect();
-    let rows = features::transform(txs, &labels, i64::from(protocol.delay_days));
+    let handbook_rows = features::transform(txs, &labels, i64::from(protocol.delay_days));
     let (train_idx, test_idx) = protocol.split(&sim);
-
-    let pick = |idx: &[usize]| -> (Vec<&Row>, Vec<bool>) {
-        (
-            idx.iter().map(|&i| &rows[i]).collect(),
-            idx.iter().map(|&i| labels[i]).collect(),
-        )
-    };
-    let (train_rows, train_labels) = pick(&train_idx);
+    let both: Vec<usize> = train_idx.iter().chain(&test_idx).copied().collect();
+    let serving_rows = serving::inputs(&sim, i64::from(protocol.delay_days), &both);
+    let train_labels: Vec<bool> = train_idx.iter().map(|&i| labels[i]).collect();
     let test_labels: Vec<bool> = test_idx.iter().map(|&i| labels[i]).collect();
     let cards = |idx: &[usize], p: &[f64]| -> Vec<CardScore> {
         idx.iter()
@@ -229,30 +234,45 @@ pub fn run(
             })
             .collect()
     };
+    let handbook: Vec<&[f64]> = handbook_rows.iter().map(|r| &r[..]).collect();
+    let serving: Vec<&[f64]> = serving_rows.iter().map(|r| &r[..]).collect();
     let mut models = Vec::new();
     let mut scores = (Vec::new(), Vec::new());
-    for (name, width) in [
+    for (name, rows, names) in [
         (
             "handbook logistic regression (reproduced)",
-            features::HANDBOOK_WIDTH,
+            &handbook,
+            &features::NAMES[..features::HANDBOOK_WIDTH],
         ),
-        ("checkout-ai risk model", features::WIDTH),
+        (
+            "handbook inputs + order value against history",
+            &handbook,
+            &features::NAMES[..],
+        ),
+        (SERVING_MODEL, &serving, &inputs::NAMES[..]),
     ] {
-        let model = train(&train_rows, &train_labels, width, &TrainConfig::default())?;
+        let pick = |idx: &[usize]| -> Vec<&[f64]> { idx.iter().map(|&i| rows[i]).collect() };
+        let model = train(
+            &pick(&train_idx),
+            &train_labels,
+            names.len(),
+            &TrainConfig::default(),
+        )?;
         let score = |idx: &[usize]| -> Vec<f64> {
-            idx.iter().map(|&i| model.probability(&rows[i])).collect()
+            idx.iter().map(|&i| model.probability(rows[i])).collect()
         };
         let (train_p, test_p) = (score(&train_idx), score(&test_idx));
         let (test, per_day) = quality(&test_p, &test_labels, &cards(&test_idx, &test_p));
         let (train_q, _) = quality(&train_p, &train_labels, &cards(&train_idx, &train_p));
         models.push(ModelRow {
             name: name.into(),
-            inputs: features::NAMES[..width].to_vec(),
+            inputs: names.to_vec(),
             test,
             train: train_q,
             card_precision_per_day: per_day,
             model,
         });
+        // The last is the served model: the costs are its.
         scores = (train_p, test_p);
     }
     let (train_p, test_p) = scores;
@@ -296,6 +316,38 @@ pub fn run(
         row("friction bands (fitted on the training week)", &banded),
     ];
     let cost = |i: usize| policies[i].test.cost_minor;
+    let served = &models[2];
+    let trained_through = serving::epoch()
+        + chrono::Duration::days(i64::from(protocol.train_start_day + protocol.train_days));
+    let artifact = RiskModelArtifact {
+        name: RISK_MODEL_NAME.into(),
+        version: format!("sim-{}-s{}", trained_through.format("%Y%m%d"), config.seed),
+        created_at: trained_through + chrono::Duration::days(i64::from(protocol.delay_days)),
+        inputs: inputs::NAMES.iter().map(|n| n.to_string()).collect(),
+        mean: served.model.scaler.mean.clone(),
+        scale: served.model.scaler.scale.clone(),
+        intercept: served.model.intercept,
+        weights: served.model.weights.clone(),
+        bands: banded.clone(),
+        costs: costs.clone(),
+        training: RiskTraining {
+            source: format!("simulated:handbook:seed-{}", config.seed),
+            rows: train_idx.len() as u64,
+            positives: train_labels.iter().filter(|&&l| l).count() as u64,
+            label_delay_days: protocol.delay_days,
+            trained_through,
+            library: "linfa-logistic 0.8".into(),
+            alpha: TrainConfig::default().alpha,
+        },
+        metrics: RiskMetrics {
+            rows: test_idx.len() as u64,
+            positives: test_labels.iter().filter(|&&l| l).count() as u64,
+            auc: served.test.auc,
+            average_precision: served.test.average_precision,
+            cost_over_no_gating: cost(3) / cost(0),
+            cost_over_block: cost(3) / cost(1),
+        },
+    };
     let curve = block_curve(costs, &test_l);
     let step = (curve.len() / 200).max(1);
     let block_curve = curve
@@ -332,6 +384,7 @@ pub fn run(
         banded_over_block_oracle: cost(3) / cost(2),
         policies,
         block_curve,
+        artifact,
     })
 }
 
@@ -362,15 +415,16 @@ fn mean_min_max(values: impl Iterator<Item = f64> + Clone) -> [f64; 3] {
     ]
 }
 
-/// [`run`] with seeds `0..seeds`.
+/// [`run`] with the seeds `seeds` (e.g. `0..8`).
 pub fn run_seeds(
     config: &sim::SimConfig,
     protocol: &Protocol,
     costs: &FrictionCosts,
     margin_rate: f64,
-    seeds: u64,
+    seeds: std::ops::Range<u64>,
 ) -> Result<Seeds, TrainError> {
-    let runs = (0..seeds.max(1))
+    let seeds = seeds.start..seeds.end.max(seeds.start + 1);
+    let runs = seeds
         .map(|seed| {
             let config = sim::SimConfig {
                 seed,
