@@ -123,6 +123,7 @@ fn planted() -> Vec<Vec<u8>> {
             config: &config,
             policy: None,
             shadow: None,
+            risk_model: None,
         },
     );
     assert!(d.response.experiment.is_some(), "exposed");

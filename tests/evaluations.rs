@@ -35,6 +35,7 @@ fn logged_decision(id: &str, at: chrono::DateTime<Utc>) -> checkout_domain::inge
             config: &DecisionConfig::default(),
             policy: None,
             shadow: None,
+            risk_model: None,
         },
     );
     checkout_domain::ingest::LogEntry::of(&d.event, i64::MAX).unwrap()

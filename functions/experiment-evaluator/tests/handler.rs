@@ -427,6 +427,7 @@ async fn decisions_logged(
                 config: &config,
                 policy: None,
                 shadow: None,
+                risk_model: None,
             },
         );
         entries.push(LogEntry::of(&d.event, i64::MAX).unwrap());

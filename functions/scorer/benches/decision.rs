@@ -162,6 +162,7 @@ fn compute() -> serde_json::Value {
         config: &config,
         policy: None,
         shadow: None,
+        risk_model: None,
     };
     let one = decide(&request, Ok(&features), inputs(0));
     assert!(

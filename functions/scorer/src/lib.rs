@@ -26,6 +26,7 @@ use checkout_domain::ports::FeatureReader;
 use checkout_domain::ports::ObjectStore;
 use checkout_domain::ports::OutRecord;
 use checkout_domain::pseudonym::Pseudonymizer;
+use checkout_domain::risk::model::{self as risk, LoadedRisk};
 use lambda_http::http::{header, Method, StatusCode};
 use lambda_http::{Body, Error, Request, Response};
 use serde::Serialize;
@@ -130,6 +131,8 @@ pub struct Scorer<F = DynamoFeatureStore, O = S3ObjectStore, K = KinesisProducer
     pub decision_config: ConfigCache<O>,
     pub model: Loaded,
     pub policies: LoadedPolicies,
+    /// The fraud-risk model assessed at `checkout`.
+    pub risk_model: LoadedRisk,
     pub events: K,
     pub pseudonymizer: Pseudonymizer,
     pub pages: PageCache,
@@ -215,7 +218,7 @@ impl<F: FeatureReader, O: ObjectStore + Send + Sync, K: BatchSink<OutRecord>> Sc
             }
         };
         // Independent, so concurrent: the cold start costs the slowest of them, not their sum.
-        let (key, model, policies, _, ()) = tokio::join!(
+        let (key, model, policies, risk_model, _, ()) = tokio::join!(
             key,
             load_or_fallback(
                 decision_config.store(),
@@ -228,6 +231,7 @@ impl<F: FeatureReader, O: ObjectStore + Send + Sync, K: BatchSink<OutRecord>> Sc
                 settings.shadow_policy_version.as_deref(),
                 settings.model_load_budget
             ),
+            risk::load_or_fallback(decision_config.store(), settings.model_load_budget),
             decision_config.current(),
             warm,
         );
@@ -236,6 +240,7 @@ impl<F: FeatureReader, O: ObjectStore + Send + Sync, K: BatchSink<OutRecord>> Sc
             pages: PageCache::new(settings.page_cache_ttl, settings.page_cache_entries),
             model: model?,
             policies,
+            risk_model: risk_model?,
             pseudonymizer: Pseudonymizer::new(key?.as_bytes())?,
             settings,
             features,
@@ -344,7 +349,8 @@ impl<F: FeatureReader, O: ObjectStore + Send + Sync, K: BatchSink<OutRecord>> Sc
                 });
             }
         }
-        let request = parse_request(body)?;
+        let mut request = parse_request(body)?;
+        request.pseudonymize_payment(&self.pseudonymizer);
         let began = tokio::time::Instant::now();
         let unit = request
             .user_id
@@ -376,6 +382,7 @@ impl<F: FeatureReader, O: ObjectStore + Send + Sync, K: BatchSink<OutRecord>> Sc
                 config: &snapshot.config,
                 policy: self.policies.champion.as_ref(),
                 shadow: self.policies.shadow.as_ref(),
+                risk_model: Some(&self.risk_model.model),
             },
         );
         let c = &self.counters;
@@ -406,6 +413,14 @@ impl<F: FeatureReader, O: ObjectStore + Send + Sync, K: BatchSink<OutRecord>> Sc
             );
             m.add_with(&[("action", action)], "DecisionsByAction", Unit::Count, 1.0);
             m.count("DecisionCount", 1);
+            if let Some(risk) = &r.risk {
+                m.add_with(
+                    &[("friction", risk.friction.as_str())],
+                    "RiskFriction",
+                    Unit::Count,
+                    1.0,
+                );
+            }
             m.count("Degraded", usize::from(r.degraded));
             if let Err(reason) = &read {
                 m.add_with(
@@ -478,6 +493,8 @@ impl<F: FeatureReader, O: ObjectStore + Send + Sync, K: BatchSink<OutRecord>> Sc
         serde_json::json!({
             "status": "ok",
             "model": {"id": model.model.name(), "version": model.model.version(), "origin": model.origin},
+            "risk_model": {"id": self.risk_model.model.name, "version": self.risk_model.model.version,
+                           "origin": self.risk_model.origin},
             "policy": {"name": self.settings.policy_name, "serving": self.policies.origin,
                        "shadow": self.policies.shadow.as_ref().map(|p| &p.version),
                        "shadow_problem": self.policies.shadow_problem},
@@ -505,6 +522,7 @@ pub const METRICS: &[&str] = &[
     "EventPutRetries",
     "EventPutFailures",
     "Rejected",
+    "RiskFriction",
 ];
 
 fn ms(d: Duration) -> f64 {

@@ -608,6 +608,10 @@ async fn refusals_carry_a_stable_code_and_the_field() {
         ),
         (vec![b' '; 17 * 1024], None, 413, "body_too_large", None),
         (cart_body("s", None, "cart", true), Some("text/plain"), 415, "unsupported_media_type", None),
+        (
+            br#"{"session_id": "s", "placement": "checkout", "context": {"payment": {"card_fingerprint": "5555 5555 5555 4444"}}}"#.to_vec(),
+            None, 400, "card_number_detected", None,
+        ),
     ];
     for (body, ct, status, code, field) in cases {
         let a = s
@@ -635,7 +639,7 @@ async fn refusals_carry_a_stable_code_and_the_field() {
         events(&s).is_empty(),
         "refused requests decide and log nothing"
     );
-    assert_eq!(s.counters.rejected.load(Ordering::Relaxed), 8);
+    assert_eq!(s.counters.rejected.load(Ordering::Relaxed), 9);
 }
 
 // --------------------------------------------------------------------------------- hostile input
@@ -840,4 +844,95 @@ async fn without_a_learned_policy_the_configured_one_serves_and_says_so() {
     assert!(h["policy"]["serving"]["reason"]
         .as_str()
         .is_some_and(|r| r.contains("no champion")));
+}
+
+/// Payments on one device, each confirmed as fraud a few days later: what a fraud ring's device looks
+/// like in the log (schema v5, through the real updater).
+async fn ring_features() -> MemoryFeatureStore {
+    let p = Pseudonymizer::new(KEY.as_bytes()).unwrap();
+    let mut entries = Vec::new();
+    for i in 0..12 {
+        let session = format!("ring-{i}");
+        let day = 12 + i % 3;
+        let v5 = |id: String, kind: &str, day: u32, data: Value| {
+            let json = json!({
+                "event_id": id, "event_type": kind, "schema_version": 5,
+                "occurred_at": format!("2026-11-{day:02}T10:{i:02}:00Z"),
+                "session_id": session, "user_id": pseudonym(&format!("mule-{i}")),
+                "context": {"device": {"type": "mobile",
+                    "id": p.pseudonymize(checkout_domain::pseudonym::IdKind::Device, "ring-device")}},
+                "data": data,
+            });
+            let event =
+                Event::decode(json.to_string().as_bytes(), usize::MAX).expect("valid event");
+            LogEntry::of(&event, 4_000_000_000).expect("entry")
+        };
+        entries.push(v5(format!("a{i}"), "payment_attempted", day, json!({
+            "payment_attempt_id": format!("pa-{i}"), "method": "card", "amount": gbp(9000),
+            "card_fingerprint": p.pseudonymize(checkout_domain::pseudonym::IdKind::Card, &format!("card-{i}"))})));
+        entries.push(v5(
+            format!("o{i}"),
+            "order_placed",
+            day,
+            json!({
+            "order_id": format!("ord-{i}"), "total": gbp(9000), "lines": []}),
+        ));
+        entries.push(v5(
+            format!("f{i}"),
+            "fraud_confirmed",
+            day + 6,
+            json!({
+            "order_id": format!("ord-{i}"), "source": "issuer"}),
+        ));
+    }
+    let updater = FeatureUpdater::new(
+        MemoryLog::new(100, Faults::default()),
+        MemoryFeatureStore::new(Faults::default()),
+    );
+    use checkout_domain::ports::BatchSink;
+    let refs: Vec<&LogEntry> = entries.iter().collect();
+    assert!(updater.log.put(&refs).await.unwrap().is_empty());
+    let sessions: Vec<String> = entries.iter().map(|e| e.session_id.clone()).collect();
+    updater.update(&sessions).await;
+    updater.store
+}
+
+#[tokio::test]
+async fn at_checkout_the_answer_carries_the_friction_score_band_and_reasons() {
+    let s = scorer_over(ring_features().await, treat_all(), Faults::default()).await;
+    let body = |device: &str| {
+        json!({"session_id": "s-pay", "user_id": "erin", "placement": "checkout",
+               "context": {"country": "GB", "device_id": device, "ip": "198.51.100.7",
+                           "payment": {"card_fingerprint": "card-new", "billing_country": "GB",
+                                       "shipping_country": "GB"},
+                           "cart": {"currency": "GBP", "items": [{"product_id": "a", "quantity": 1,
+                                    "unit_price_minor": 9000}]}}})
+        .to_string()
+        .into_bytes()
+    };
+    let (status, clean) = post(&s, &body("fresh-device")).await;
+    assert_eq!(status, 200);
+    assert_eq!(clean["risk"]["friction"], "allow", "{clean:#}");
+    let (status, ring) = post(&s, &body("ring-device")).await;
+    assert_eq!(status, 200);
+    let risk = &ring["risk"];
+    assert_ne!(risk["friction"], "allow", "{ring:#}");
+    assert!(risk["score"].as_f64() > clean["risk"]["score"].as_f64());
+    assert!(risk["reasons"].to_string().contains("device"), "{risk}");
+    // Logged with the decision, with the device pseudonymized: the raw id is nowhere in the event.
+    let logged = events(&s);
+    let served: Vec<_> = logged
+        .iter()
+        .filter_map(|e| match &e.body {
+            checkout_domain::event::EventBody::DecisionServed(d) => d.risk.clone(),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(served.len(), 2);
+    assert_eq!(serde_json::to_value(&served[1]).unwrap(), *risk);
+    let text = format!("{logged:?}");
+    assert!(!text.contains("ring-device") && !text.contains("card-new"));
+    // Not assessed elsewhere.
+    let (_, cart) = post(&s, &cart_body("s-cart", Some("alice"), "cart", true)).await;
+    assert!(cart.get("risk").is_none());
 }

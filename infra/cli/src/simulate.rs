@@ -459,6 +459,7 @@ pub fn simulate(
                         unit_cost_minor: Some(world.value_minor - world.margin_minor),
                     }],
                 }),
+                payment: None,
             };
             let id = format!(
                 "{:016x}-sim",
@@ -472,6 +473,7 @@ pub fn simulate(
                 config: &cold,
                 policy: champion.as_ref(),
                 shadow: None,
+                risk_model: None,
             };
             let d = decide(&request, Ok(&f), inputs);
             let EventBody::DecisionServed(served) = &d.event.body else {

@@ -215,7 +215,6 @@ fn the_training_inputs_are_the_scorers_inputs_over_stored_profiles() {
         };
         let mine: Vec<_> = before.iter().filter(|u| u.customer == t.customer).collect();
         let history = History {
-            first_seen_at: mine.first().map(|u| at(u.seconds)),
             orders: mine.len() as u32,
             revenue_minor: mine.iter().map(|u| (u.amount * 100.0).round() as i64).sum(),
         };

@@ -51,6 +51,7 @@ fn inputs<'a>(id: &'a str, model: &'a Model, config: &'a DecisionConfig) -> Inpu
         config,
         policy: None,
         shadow: None,
+        risk_model: None,
     }
 }
 
@@ -303,4 +304,132 @@ fn session_with_declines(declines: u32) -> SessionFeatures {
         events.push(LogEntry::of(&event, 0).expect("entry"));
     }
     fold(&events).0.expect("folds").session
+}
+
+/// A profile with `frauds` attempts in the last week, all labelled fraud an hour before now.
+fn profile_with_frauds(frauds: u32) -> checkout_domain::risk::signals::RiskProfile {
+    use checkout_domain::risk::signals::{RiskProfile, Signal, SignalKind};
+    let now = chrono::Utc
+        .with_ymd_and_hms(2026, 11, 24, 12, 0, 0)
+        .unwrap();
+    let signals: Vec<Signal> = (0..frauds)
+        .map(|i| Signal {
+            at: now - chrono::Duration::hours(24 * 8 + i64::from(i)),
+            event_id: format!("pa-{i}"),
+            kind: SignalKind::Attempt,
+            card: Some(format!("c_{i}")),
+            fraud_label_at: Some(now - chrono::Duration::hours(1)),
+        })
+        .collect();
+    let mut p = RiskProfile::default();
+    p.add(&signals);
+    p
+}
+
+#[test]
+fn at_checkout_the_decision_recommends_a_friction_from_the_risk_model_and_logs_it() {
+    use checkout_domain::event::Friction;
+    use checkout_domain::risk::model::fallback;
+    use checkout_domain::risk::signals::RiskKey;
+    let model = fallback_model().expect("model");
+    let risk_model = fallback().expect("risk model");
+    let config = DecisionConfig::default();
+    let checkout = |payment: &str| {
+        parse_request(
+            format!(
+                r#"{{"session_id": "s", "user_id": "u", "placement": "checkout", "context": {{
+                "country": "DE", "device_id": "dev-1", {payment}
+                "cart": {{"currency": "EUR", "items": [{{"product_id": "p", "quantity": 1, "unit_price_minor": 7999}}]}}}}}}"#
+            )
+            .as_bytes(),
+        )
+        .expect("valid")
+    };
+    let with = |id: &str, request, features: Result<&Features, &str>, risk| {
+        decide(
+            request,
+            features,
+            Inputs {
+                risk_model: risk,
+                ..inputs(id, &model, &config)
+            },
+        )
+    };
+    let calm = Features::default();
+    let request = checkout(
+        r#""payment": {"card_fingerprint": "fp1", "billing_country": "DE", "shipping_country": "DE"},"#,
+    );
+    let d = with("d-calm", &request, Ok(&calm), Some(&risk_model));
+    let risk = d.response.risk.as_ref().expect("assessed at checkout");
+    assert_eq!(risk.friction, Friction::Allow, "{risk:?}");
+    assert!(!risk.degraded && risk.score.is_some_and(|s| s < 5.0));
+    assert_eq!(risk.model_version, risk_model.version);
+
+    // The same payment from a device with many recently confirmed frauds.
+    let mut hot = Features::default();
+    hot.risk.insert(RiskKey::Device, profile_with_frauds(40));
+    let d = with("d-hot", &request, Ok(&hot), Some(&risk_model));
+    let risk = d.response.risk.clone().expect("assessed");
+    assert_ne!(risk.friction, Friction::Allow, "{risk:?}");
+    assert!(
+        risk.reasons.iter().any(|r| r.contains("device")),
+        "{risk:?}"
+    );
+    let (from, to) = (risk.band_from.unwrap(), risk.band_to.unwrap());
+    assert!(from <= risk.score.unwrap() && risk.score.unwrap() <= to);
+    // Logged as it was answered, and the logged event passes the schema's checks.
+    let EventBody::DecisionServed(served) = &d.event.body else {
+        panic!("a decision event")
+    };
+    assert_eq!(served.risk.as_ref(), Some(&risk));
+    let bytes = serde_json::to_vec(&d.event).expect("encodes");
+    Event::decode(&bytes, 32 * 1024).expect("a valid v5 event");
+
+    // Degraded: the configured safe friction, no score.
+    let d = with("d-degraded", &request, Err("timeout"), Some(&risk_model));
+    let risk = d.response.risk.expect("still answered");
+    assert!(risk.degraded && risk.score.is_none());
+    assert_eq!(risk.friction, config.risk.safe_friction);
+
+    // The declines rule only makes it stricter.
+    let declined = Features {
+        session: Some(session_with_declines(2)),
+        ..Features::default()
+    };
+    let d = with("d-declines", &request, Ok(&declined), Some(&risk_model));
+    let risk = d.response.risk.expect("assessed");
+    assert!(risk.friction >= Friction::StepUp);
+    assert_eq!(risk.rule_ids, vec!["session_declines".to_string()]);
+
+    // Not at the cart, and not without a model.
+    let cart = request_at_cart();
+    assert!(with("d-cart", &cart, Ok(&calm), Some(&risk_model))
+        .response
+        .risk
+        .is_none());
+    assert!(with("d-none", &request, Ok(&calm), None)
+        .response
+        .risk
+        .is_none());
+}
+
+fn request_at_cart() -> checkout_domain::decision::request::DecisionRequest {
+    request()
+}
+
+#[test]
+fn a_card_number_in_a_decision_request_is_refused() {
+    let err = parse_request(
+        br#"{"session_id": "s", "placement": "checkout", "context": {"payment": {"card_fingerprint": "4111111111111111"}}}"#,
+    )
+    .expect_err("a PAN");
+    assert_eq!((err.status, err.code), (400, "card_number_detected"));
+    let err = parse_request(
+        br#"{"session_id": "s", "placement": "checkout", "context": {"payment": {"billing_country": "Germany"}}}"#,
+    )
+    .expect_err("alpha-2");
+    assert_eq!(
+        err.field.as_deref(),
+        Some("context.payment.billing_country")
+    );
 }

@@ -174,6 +174,7 @@ fn decision(
             config,
             policy: Some(policy),
             shadow: None,
+            risk_model: None,
         },
     );
     assert_eq!(d.response.arm, Arm::Treatment);

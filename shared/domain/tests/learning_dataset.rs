@@ -135,6 +135,7 @@ fn decision(log: &[LogEntry], at: DateTime<Utc>) -> LogEntry {
             config: &config,
             policy: None,
             shadow: None,
+            risk_model: None,
         },
     );
     LogEntry::of(&d.event, i64::MAX / 2).unwrap()

@@ -236,7 +236,6 @@ fn the_compiled_in_risk_model_reads_scores_and_refuses_tampering() {
     set(&mut x, "amount", 40.0);
     set(&mut x, "log_amount", 41f64.ln());
     set(&mut x, "amount_over_user_mean_order", 1.0);
-    set(&mut x, "log_account_age_days", 100f64.ln());
     set(&mut x, "device_attempts_30d", 40.0);
     let calm = model.score(&x);
     assert_eq!(calm.friction, Friction::Allow, "{calm:?}");

@@ -88,7 +88,6 @@ pub fn inputs(sim: &Simulation, label_delay_days: i64, wanted: &[usize]) -> Vec<
             let value_minor = (t.amount * 100.0).round() as i64;
             if !wanted.contains(&i) {
                 let h = history.entry(t.customer).or_default();
-                h.first_seen_at.get_or_insert(at(t.seconds));
                 h.orders += 1;
                 h.revenue_minor += value_minor;
                 return [0.0; WIDTH];
@@ -116,7 +115,6 @@ pub fn inputs(sim: &Simulation, label_delay_days: i64, wanted: &[usize]) -> Vec<
                 },
                 now,
             );
-            h.first_seen_at.get_or_insert(at(t.seconds));
             h.orders += 1;
             h.revenue_minor += value_minor;
             row

@@ -50,6 +50,9 @@ pub struct DecisionConfig {
     /// Abandoned-cart recovery: the holdout, channels, caps, quiet hours and consent.
     #[serde(default)]
     pub recovery: RecoveryConfig,
+    /// Fraud-resilient gating at `checkout`.
+    #[serde(default)]
+    pub risk: super::gate::RiskConfig,
 }
 
 fn control() -> Arm {
@@ -71,6 +74,7 @@ impl Default for DecisionConfig {
             policy: PolicyConfig::default(),
             experiments: Vec::new(),
             recovery: RecoveryConfig::default(),
+            risk: super::gate::RiskConfig::default(),
         }
     }
 }

@@ -23,13 +23,15 @@ use super::policy::{self, Action, Arm, Blocked, Candidate, Economics, Signals};
 use super::request::{DecisionRequest, Placement};
 use crate::event::{
     ActionProbability, Context, DecisionCart, DecisionServed, Device, DeviceType, Event, EventBody,
-    PolicyRef, ShadowChoice, VisitorType, CONFIGURED_POLICY_ID, SCHEMA_VERSION,
+    PolicyRef, RiskServed, ShadowChoice, VisitorType, CONFIGURED_POLICY_ID, SCHEMA_VERSION,
 };
 use crate::experiment::config::{assign, Assignment};
+use crate::features::risk::signals::{RiskKey, RiskProfile};
 pub use crate::features::session::{logged_model_input, model_input};
 use crate::features::FEATURE_SCHEMA_VERSION;
 use crate::features::{ItemFeatures, PageFeatures, SessionFeatures, UciSession, UserFeatures};
 use crate::model::scorer::Model;
+use crate::risk::model::RiskModelArtifact;
 use chrono::{DateTime, Datelike, Utc, Weekday};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -49,6 +51,8 @@ pub struct Features {
     pub items: Vec<ItemFeatures>,
     /// The session's pages, by path.
     pub pages: HashMap<String, PageFeatures>,
+    /// At `checkout`: the risk profiles of the user, card, IP and device that have one.
+    pub risk: std::collections::BTreeMap<RiskKey, RiskProfile>,
 }
 
 /// Everything a decision depends on besides the request and the features.
@@ -64,6 +68,8 @@ pub struct Inputs<'a> {
     pub policy: Option<&'a PolicyArtifact>,
     /// A challenger run in shadow mode: logged, never served.
     pub shadow: Option<&'a PolicyArtifact>,
+    /// The fraud-risk model assessed at `checkout` (`None`: no risk assessment).
+    pub risk_model: Option<&'a RiskModelArtifact>,
 }
 
 /// The id of the policy that serves the control arm (always `none`).
@@ -144,6 +150,9 @@ pub struct DecisionResponse {
     pub degraded: bool,
     pub degraded_reason: Option<String>,
     pub ttl_seconds: u32,
+    /// At `checkout`: the recommended friction, the risk score, its band and reason codes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub risk: Option<RiskServed>,
 }
 
 /// A decision: what to answer and what to log.
@@ -288,6 +297,13 @@ pub fn decide(
         degraded: degraded_reason.is_some(),
         degraded_reason,
         ttl_seconds: config.response_ttl_seconds,
+        risk: super::gate::assess(
+            request,
+            features,
+            inputs.risk_model,
+            &config.risk,
+            inputs.now,
+        ),
     };
     let event = served_event(request, &response, feature_hash, logged, inputs.now);
     Decision { response, event }
@@ -592,7 +608,7 @@ fn served_event(
             model_input: logged.model_input,
             policy_features: logged.policy_features,
             recovery: None,
-            risk: None,
+            risk: r.risk.clone(),
         })),
     }
 }

@@ -8,7 +8,8 @@
 //! A page the table does not have is cached as absent (it counts zero, as in training).
 
 use super::engine::Features;
-use super::request::DecisionRequest;
+use super::request::{DecisionRequest, Placement};
+use crate::features::risk::signals::RiskKey;
 use crate::features::{Doc, Key, PageFeatures};
 use crate::ports::StoreError;
 use crate::ports::{FeatureReader, Stored};
@@ -21,10 +22,23 @@ use tokio::time::Instant;
 /// Cart products whose co-occurrences are read (the rest of a large cart is ignored for cross-sell).
 pub const CROSS_SELL_SOURCES: usize = 20;
 
-/// The keys of the first read: session, user (when known) and the cart's first products.
+/// The keys of the first read: session, user (when known), at `checkout` the risk profiles of the user,
+/// card, IP and device (pseudonymized by then), and the cart's first products.
 pub fn first_keys(request: &DecisionRequest, unit: Option<&str>) -> Vec<Key> {
     let mut keys = vec![Key::session(&request.session_id)];
     keys.extend(unit.map(Key::user));
+    if request.placement == Placement::Checkout {
+        keys.extend(unit.map(|u| Key::risk(RiskKey::User, u)));
+        if let Some(p) = &request.payment {
+            for (key, id) in [
+                (RiskKey::Card, &p.card_fingerprint),
+                (RiskKey::Ip, &p.ip),
+                (RiskKey::Device, &p.device_id),
+            ] {
+                keys.extend(id.as_deref().map(|id| Key::risk(key, id)));
+            }
+        }
+    }
     if let Some(cart) = &request.cart {
         for line in &cart.items {
             let k = Key::item(&line.product_id);
@@ -151,6 +165,9 @@ async fn read<F: FeatureReader>(
             Doc::Session(s) if s.session_id == request.session_id => f.session = Some(s),
             Doc::User(u) if Some(u.user_id.as_str()) == unit => f.user = Some(u),
             Doc::Item(i) => f.items.push(i),
+            Doc::Risk(r) => {
+                f.risk.insert(r.key, r.profile);
+            }
             _ => {}
         }
     }

@@ -61,6 +61,40 @@ pub struct DecisionRequest {
     /// ISO 3166-1 alpha-2.
     pub country: Option<String>,
     pub cart: Option<Cart>,
+    /// What the risk assessment at `checkout` reads: raw identifiers, pseudonymized before any use.
+    pub payment: Option<PaymentContext>,
+}
+
+impl DecisionRequest {
+    /// Replaces the payment context's raw identifiers by their pseudonyms (the ingest key, so they match
+    /// the risk profiles' keys). The scorer calls this before anything reads them.
+    pub fn pseudonymize_payment(&mut self, p: &crate::pseudonym::Pseudonymizer) {
+        use crate::pseudonym::IdKind;
+        if let Some(pay) = self.payment.as_mut() {
+            for (kind, id) in [
+                (IdKind::Card, &mut pay.card_fingerprint),
+                (IdKind::Device, &mut pay.device_id),
+                (IdKind::Ip, &mut pay.ip),
+            ] {
+                if let Some(raw) = id.as_mut() {
+                    *raw = p.pseudonymize(kind, raw);
+                }
+            }
+        }
+    }
+}
+
+/// `context.payment` and the request's device and IP, for the risk assessment.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct PaymentContext {
+    /// The payment service's card fingerprint (never the card number: a body that holds one is refused).
+    pub card_fingerprint: Option<String>,
+    pub billing_country: Option<String>,
+    pub shipping_country: Option<String>,
+    /// `context.device_id`: the storefront's device identifier.
+    pub device_id: Option<String>,
+    /// `context.ip`: the shopper's IP address.
+    pub ip: Option<String>,
 }
 
 /// A refused request: the HTTP status, a stable code, the field at fault and a message.
@@ -108,6 +142,17 @@ pub fn parse_request(body: &[u8]) -> Result<DecisionRequest, RequestError> {
             ),
         });
     }
+    if !crate::event::pan::find(body).is_empty() {
+        return Err(RequestError {
+            status: 400,
+            code: "card_number_detected",
+            field: None,
+            message:
+                "the body holds what looks like a card number; send the payment service's card \
+                      fingerprint in context.payment.card_fingerprint, never the number"
+                    .into(),
+        });
+    }
     let value: Value = serde_json::from_slice(body).map_err(|e| RequestError {
         status: 400,
         code: "malformed_json",
@@ -137,6 +182,32 @@ pub fn parse_request(body: &[u8]) -> Result<DecisionRequest, RequestError> {
     };
     let empty = Map::new();
     let context = context.unwrap_or(&empty);
+    let payment = match context.get("payment") {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(p)) => Some(p),
+        Some(_) => {
+            return Err(RequestError::invalid(
+                "context.payment",
+                "must be an object",
+            ))
+        }
+    };
+    let payment_context = PaymentContext {
+        card_fingerprint: match payment {
+            Some(p) => identifier(p, "card_fingerprint", "context.payment.card_fingerprint")?,
+            None => None,
+        },
+        billing_country: match payment {
+            Some(p) => code(p, "billing_country", "context.payment.billing_country", 2)?,
+            None => None,
+        },
+        shipping_country: match payment {
+            Some(p) => code(p, "shipping_country", "context.payment.shipping_country", 2)?,
+            None => None,
+        },
+        device_id: identifier(context, "device_id", "context.device_id")?,
+        ip: identifier(context, "ip", "context.ip")?,
+    };
     Ok(DecisionRequest {
         session_id: identifier(root, "session_id", "session_id")?
             .ok_or_else(|| RequestError::missing("session_id"))?,
@@ -149,6 +220,7 @@ pub fn parse_request(body: &[u8]) -> Result<DecisionRequest, RequestError> {
             Some(Value::Object(cart)) => Some(parse_cart(cart)?),
             Some(_) => return Err(RequestError::invalid("context.cart", "must be an object")),
         },
+        payment: (payment_context != PaymentContext::default()).then_some(payment_context),
     })
 }
 

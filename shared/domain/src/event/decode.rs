@@ -368,20 +368,30 @@ fn check_codes(field: &str, codes: &[String]) -> Result<(), DecodeError> {
 }
 
 fn check_risk(r: &RiskServed) -> Result<(), DecodeError> {
-    check_score("data.risk.score", r.score)?;
-    check_score("data.risk.band_from", r.band_from)?;
-    check_score("data.risk.band_to", r.band_to)?;
-    if r.band_from > r.band_to {
-        return Err(DecodeError::invalid(
-            "data.risk.band_from",
-            "must not be above band_to",
-        ));
+    match (r.score, r.band, r.band_from, r.band_to) {
+        (None, None, None, None) if r.degraded => {}
+        (Some(score), Some(_), Some(from), Some(to)) if !r.degraded => {
+            check_score("data.risk.score", score)?;
+            check_score("data.risk.band_from", from)?;
+            check_score("data.risk.band_to", to)?;
+            if from > to {
+                return Err(DecodeError::invalid(
+                    "data.risk.band_from",
+                    "must not be above band_to",
+                ));
+            }
+        }
+        _ => {
+            return Err(DecodeError::invalid(
+                "data.risk",
+                "score, band, band_from and band_to are all present, or all absent when degraded",
+            ))
+        }
     }
     check_codes("data.risk.reasons", &r.reasons)?;
     check_codes("data.risk.rule_ids", &r.rule_ids)?;
     check_id("data.risk.model_id", &r.model_id)?;
-    check_id("data.risk.model_version", &r.model_version)?;
-    check_id("data.risk.bands_version", &r.bands_version)
+    check_id("data.risk.model_version", &r.model_version)
 }
 
 fn check_review(r: &ReviewUpdated) -> Result<(), DecodeError> {

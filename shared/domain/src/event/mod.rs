@@ -564,18 +564,24 @@ pub enum Friction {
     Decline,
 }
 
-/// **v5.** The risk assessment logged with a decision.
+/// **v5.** The risk assessment logged with a decision (and returned with it).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RiskServed {
-    /// The risk score, 0–100: the model's probability of fraud, in percent.
-    pub score: f64,
-    /// The band the score fell in (0 = the lowest) and its score range.
-    pub band: u32,
-    pub band_from: f64,
-    pub band_to: f64,
+    /// The risk score, 0–100: the model's probability of fraud, in percent. Absent when degraded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub score: Option<f64>,
+    /// The band the score fell in (0 = the lowest) and its score range `[band_from, band_to)`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub band: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub band_from: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub band_to: Option<f64>,
+    /// What to do: the band's friction, made stricter by any rule that fired; the configured safe
+    /// friction when degraded.
     pub friction: Friction,
-    /// Reason codes, strongest first (`card_attempts_1h`, `country_mismatch`, …).
+    /// Reason codes (model inputs that raised the score), strongest first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub reasons: Vec<String>,
     /// Rules that fired (they can only make the friction stricter).
@@ -583,9 +589,7 @@ pub struct RiskServed {
     pub rule_ids: Vec<String>,
     pub model_id: String,
     pub model_version: String,
-    /// The bands' version (the decision config's `rules_version` and its risk section).
-    pub bands_version: String,
-    /// The signals could not be read or scored in time: the configured safe friction was served.
+    /// The signals could not be read in time: the configured safe friction was served.
     #[serde(default)]
     pub degraded: bool,
 }

@@ -566,6 +566,7 @@ where
             }),
             country: last(|e| e.context.country.clone()),
             cart: request_cart(cart),
+            payment: None,
         };
         let (features, read) = read_features(
             self.store,
@@ -593,6 +594,7 @@ where
                 config: inputs.config,
                 policy: None,
                 shadow: inputs.shadow,
+                risk_model: None,
             },
         );
         let mut event = decision.event;

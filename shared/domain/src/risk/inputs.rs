@@ -39,18 +39,18 @@ pub struct Payment {
 /// The user's order history, from the user aggregate.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct History {
-    pub first_seen_at: Option<DateTime<Utc>>,
     pub orders: u32,
     /// Revenue in the payment's currency, minor units.
     pub revenue_minor: i64,
 }
 
-/// The inputs by name, in the model's order.
-pub const NAMES: [&str; 23] = [
+/// The inputs by name, in the model's order. The account's age is projected (the user aggregate's
+/// `first_seen_at`) but is not an input: the simulator the model is trained on has no new accounts, so a
+/// weight for it would be learnt from nothing and extrapolated at serving.
+pub const NAMES: [&str; 22] = [
     "amount",
     "log_amount",
     "amount_over_user_mean_order",
-    "log_account_age_days",
     "user_attempts_10m",
     "user_declines_1h",
     "user_distinct_cards_24h",
@@ -107,9 +107,6 @@ pub fn compute<'p>(
     let mean_order = (history.orders > 0)
         .then(|| history.revenue_minor as f64 / 100.0 / f64::from(history.orders))
         .filter(|m| *m > 0.0);
-    let age_days = history
-        .first_seen_at
-        .map_or(0.0, |t| (now - t).num_seconds().max(0) as f64 / 86_400.0);
     let differ = |a: &Option<String>, b: &Option<String>| match (a, b) {
         (Some(a), Some(b)) => f64::from(u8::from(a != b)),
         _ => 0.0,
@@ -118,7 +115,6 @@ pub fn compute<'p>(
         value,
         value.ln_1p(),
         mean_order.map_or(1.0, |m| value / m),
-        age_days.ln_1p(),
         count(RiskKey::User, SignalKind::Attempt, minutes(10)),
         count(RiskKey::User, SignalKind::Decline, hours(1)),
         cards(RiskKey::User, hours(24)),

@@ -177,3 +177,44 @@ impl RiskModelArtifact {
         }
     }
 }
+
+/// The risk model the scorer serves and where it came from.
+#[derive(Debug, Clone)]
+pub struct LoadedRisk {
+    pub model: RiskModelArtifact,
+    pub origin: crate::model::registry::Origin,
+}
+
+/// The scorer's cold-start load: the registry's `fraud-risk` champion within `budget`, else the
+/// compiled-in model (logged as an error with its reason). Only a broken fallback is an `Err`.
+pub async fn load_or_fallback(
+    store: &impl crate::ports::ObjectStore,
+    budget: std::time::Duration,
+) -> Result<LoadedRisk, ArtifactError> {
+    use crate::model::registry::{load_champion, Origin, RegistryError};
+    let outcome = match tokio::time::timeout(
+        budget,
+        load_champion::<RiskModelArtifact>(store, RISK_MODEL_NAME),
+    )
+    .await
+    {
+        Ok(result) => result,
+        Err(_) => Err(RegistryError::Timeout(budget)),
+    };
+    match outcome {
+        Ok(model) => Ok(LoadedRisk {
+            model,
+            origin: Origin::Champion,
+        }),
+        Err(error) => {
+            let model = fallback()?;
+            let reason = error.to_string();
+            tracing::error!(model = RISK_MODEL_NAME, error = %reason,
+                fallback = %model.version, "risk champion unavailable; serving the compiled-in fallback");
+            Ok(LoadedRisk {
+                model,
+                origin: Origin::Fallback { reason },
+            })
+        }
+    }
+}
