@@ -395,6 +395,11 @@ impl<F: FeatureReader, O: ObjectStore + Send + Sync, K: BatchSink<OutRecord>> Sc
             }
         }
         let put = self.emit(&decision.event).await;
+        // A `review` friction opens a case (id = the decision id) in the same session.
+        let review_put = match &decision.review {
+            Some(opened) => Some(self.emit(opened).await),
+            None => None,
+        };
         let r = &decision.response;
         let total = began.elapsed();
         self.record(|m| {
@@ -413,6 +418,10 @@ impl<F: FeatureReader, O: ObjectStore + Send + Sync, K: BatchSink<OutRecord>> Sc
             );
             m.add_with(&[("action", action)], "DecisionsByAction", Unit::Count, 1.0);
             m.count("DecisionCount", 1);
+            if let Some(p) = review_put {
+                m.count("ReviewsOpened", 1);
+                m.count("EventPutFailures", usize::from(p == EventPut::Failed));
+            }
             if let Some(risk) = &r.risk {
                 m.add_with(
                     &[("friction", risk.friction.as_str())],
@@ -523,6 +532,7 @@ pub const METRICS: &[&str] = &[
     "EventPutFailures",
     "Rejected",
     "RiskFriction",
+    "ReviewsOpened",
 ];
 
 fn ms(d: Duration) -> f64 {

@@ -929,7 +929,9 @@ async fn at_checkout_the_answer_carries_the_friction_score_band_and_reasons() {
         })
         .collect();
     assert_eq!(served.len(), 2);
-    assert_eq!(serde_json::to_value(&served[1]).unwrap(), *risk);
+    assert!(served
+        .iter()
+        .any(|r| serde_json::to_value(r).unwrap() == *risk));
     let text = format!("{logged:?}");
     assert!(!text.contains("ring-device") && !text.contains("card-new"));
     // Not assessed elsewhere.

@@ -433,3 +433,68 @@ fn a_card_number_in_a_decision_request_is_refused() {
         Some("context.payment.billing_country")
     );
 }
+
+#[test]
+fn a_review_friction_opens_a_case_in_the_same_session() {
+    use checkout_domain::event::{Friction, ReviewTransition};
+    use checkout_domain::risk::friction::{Band, Bands};
+    use checkout_domain::risk::model::fallback;
+    let model = fallback_model().expect("model");
+    let mut risk_model = fallback().expect("risk model");
+    risk_model.bands = Bands::try_from(vec![
+        Band {
+            from: 0.0,
+            friction: Friction::Allow,
+        },
+        Band {
+            from: 0.001,
+            friction: Friction::Review,
+        },
+    ])
+    .unwrap();
+    let config = DecisionConfig::default();
+    let request = parse_request(
+        br#"{"session_id": "s", "user_id": "u", "placement": "checkout", "context": {
+            "payment": {"card_fingerprint": "fp", "order_ref": "ord-77"},
+            "cart": {"currency": "EUR", "items": [{"product_id": "p", "quantity": 1, "unit_price_minor": 7999}]}}}"#,
+    )
+    .expect("valid");
+    let d = decide(
+        &request,
+        Ok(&Features::default()),
+        Inputs {
+            risk_model: Some(&risk_model),
+            ..inputs("d-review", &model, &config)
+        },
+    );
+    assert_eq!(
+        d.response.risk.as_ref().map(|r| r.friction),
+        Some(Friction::Review)
+    );
+    let opened = d.review.expect("a case is opened");
+    assert_eq!(opened.session_id, "s");
+    assert_eq!(opened.event_id, "d-review#0");
+    let EventBody::ReviewUpdated(r) = &opened.body else {
+        panic!("a review event")
+    };
+    assert_eq!(
+        (r.case_id.as_str(), r.order_ref.as_str()),
+        ("d-review", "ord-77")
+    );
+    assert_eq!(r.transition, ReviewTransition::Opened);
+    assert_eq!(
+        r.deadline_at,
+        opened.occurred_at + chrono::Duration::days(7)
+    );
+    Event::decode(&serde_json::to_vec(&opened).unwrap(), 32 * 1024).expect("valid v5 event");
+    // Allowed payments open nothing.
+    let d = decide(
+        &request,
+        Ok(&Features::default()),
+        Inputs {
+            risk_model: Some(&fallback().unwrap()),
+            ..inputs("d-allow", &model, &config)
+        },
+    );
+    assert!(d.review.is_none());
+}

@@ -23,7 +23,7 @@ fn event(i: usize, (session, user, minute, kind, a, b): Spec) -> Event {
         currency: "USD".into(),
     };
     let product = format!("p{}", a % 6);
-    let body = match kind % 12 {
+    let body = match kind % 13 {
         0 => EventBody::PageViewed(PageViewed {
             page_type: [
                 PageType::Administrative,
@@ -84,6 +84,35 @@ fn event(i: usize, (session, user, minute, kind, a, b): Spec) -> Event {
             order_id: format!("o{i}"),
             source: FraudSource::Issuer,
         }),
+        12 => EventBody::ReviewUpdated(Box::new(ReviewUpdated {
+            // A case lives in one session (its id is the decision id).
+            case_id: format!("k{}-{}", session % 5, a % 2),
+            transition: [
+                ReviewTransition::Opened,
+                ReviewTransition::Assigned,
+                ReviewTransition::Rejected,
+            ][usize::from(b % 3)],
+            actor: ReviewActor {
+                kind: if b % 3 == 0 {
+                    ActorKind::System
+                } else {
+                    ActorKind::Reviewer
+                },
+                id: "r".into(),
+            },
+            decision_id: "d".into(),
+            order_ref: format!("o{}", a % 4),
+            score: 10.0,
+            band: 2,
+            rule_ids: vec![],
+            reasons: vec![],
+            reason: None,
+            deadline_at: Utc
+                .with_ymd_and_hms(2019, 11, 1, 0, 0, 0)
+                .single()
+                .expect("time"),
+            default_decision: ReviewTransition::Approved,
+        })),
         11 => EventBody::CouponApplied(CouponApplied {
             code: "X".into(),
             outcome: CouponOutcome::Rejected,
@@ -110,7 +139,7 @@ fn event(i: usize, (session, user, minute, kind, a, b): Spec) -> Event {
         .single()
         .expect("time");
     // Schema v5's events carry a device id; risk signals are kept per user, card, IP and device.
-    let v5 = matches!(kind % 12, 9..=11);
+    let v5 = matches!(kind % 13, 9..=12);
     Event {
         event_id: format!("e{i}"),
         schema_version: if v5 { 5 } else { 1 },

@@ -53,6 +53,9 @@ pub struct DecisionConfig {
     /// Fraud-resilient gating at `checkout`.
     #[serde(default)]
     pub risk: super::gate::RiskConfig,
+    /// The manual-review queue: deadline, escalation, default decision.
+    #[serde(default)]
+    pub review: crate::features::review::ReviewConfig,
 }
 
 fn control() -> Arm {
@@ -75,6 +78,7 @@ impl Default for DecisionConfig {
             experiments: Vec::new(),
             recovery: RecoveryConfig::default(),
             risk: super::gate::RiskConfig::default(),
+            review: crate::features::review::ReviewConfig::default(),
         }
     }
 }
@@ -113,6 +117,7 @@ impl DecisionConfig {
                 self.format, self.format_version
             ));
         }
+        self.review.validate().map_err(InvalidConfig)?;
         let p = &self.policy;
         let share = |x: f64| (0.0..=1.0).contains(&x);
         let u = &p.uplift;

@@ -160,6 +160,8 @@ pub struct DecisionResponse {
 pub struct Decision {
     pub response: DecisionResponse,
     pub event: Event,
+    /// When the friction is `review`: the event that opens the case (case id = decision id).
+    pub review: Option<Event>,
 }
 
 /// Decides. `features` is `Err(reason)` when they could not be read in time.
@@ -306,7 +308,34 @@ pub fn decide(
         ),
     };
     let event = served_event(request, &response, feature_hash, logged, inputs.now);
-    Decision { response, event }
+    let review = response
+        .risk
+        .as_ref()
+        .filter(|r| r.friction == crate::event::Friction::Review && !r.degraded)
+        .map(|risk| {
+            let order_ref = request
+                .payment
+                .as_ref()
+                .and_then(|p| p.order_ref.as_deref())
+                .unwrap_or(inputs.decision_id);
+            let opened = crate::features::review::open(
+                inputs.decision_id,
+                order_ref,
+                risk,
+                &config.review,
+                inputs.now,
+            );
+            Event {
+                event_id: crate::features::review::event_id(inputs.decision_id, 0),
+                body: EventBody::ReviewUpdated(Box::new(opened)),
+                ..event.clone()
+            }
+        });
+    Decision {
+        response,
+        event,
+        review,
+    }
 }
 
 /// What the event logs beyond the response.

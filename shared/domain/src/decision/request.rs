@@ -95,6 +95,8 @@ pub struct PaymentContext {
     pub device_id: Option<String>,
     /// `context.ip`: the shopper's IP address.
     pub ip: Option<String>,
+    /// The storefront's reference of the payment or order, named in a review case.
+    pub order_ref: Option<String>,
 }
 
 /// A refused request: the HTTP status, a stable code, the field at fault and a message.
@@ -207,6 +209,10 @@ pub fn parse_request(body: &[u8]) -> Result<DecisionRequest, RequestError> {
         },
         device_id: identifier(context, "device_id", "context.device_id")?,
         ip: identifier(context, "ip", "context.ip")?,
+        order_ref: match payment {
+            Some(p) => identifier(p, "order_ref", "context.payment.order_ref")?,
+            None => None,
+        },
     };
     Ok(DecisionRequest {
         session_id: identifier(root, "session_id", "session_id")?

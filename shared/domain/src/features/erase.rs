@@ -92,6 +92,7 @@ pub async fn erase<L: LogIndex + LogEraser, S: FeatureWriter>(
     counts.sessions = sessions.len();
     let mut log_keys: Vec<(String, String)> = Vec::new();
     let mut partitions: BTreeSet<String> = BTreeSet::from([Key::user(user).pk]);
+    let mut review_cases: Vec<Key> = Vec::new();
     for s in sessions {
         let entries = log.session_events(s).await?;
         counts.requests += 1;
@@ -106,6 +107,7 @@ pub async fn erase<L: LogIndex + LogEraser, S: FeatureWriter>(
             partitions.extend(p.items.iter().map(|c| Key::item(&c.product_id).pk));
             partitions.extend(p.pages.iter().map(|c| Key::page(&c.path).pk));
             partitions.extend(p.risk.iter().map(|c| Key::risk(c.key, &c.id).pk));
+            review_cases.extend(p.reviews.iter().map(|(id, _)| Key::review_case(id)));
         }
         log_keys.extend(entries.into_iter().map(|e| (e.session_id, e.event_id)));
     }
@@ -121,6 +123,13 @@ pub async fn erase<L: LogIndex + LogEraser, S: FeatureWriter>(
         })
         .collect();
     counts.feature_items_deleted += sessions.len();
+    // The sessions' review cases (they name the user).
+    counts.feature_items_deleted += review_cases.len();
+    writes.extend(review_cases.into_iter().map(|key| Write {
+        key,
+        expect: Expect::Any,
+        doc: None,
+    }));
     for pk in &partitions {
         let live = store.query(pk, "").await?;
         counts.requests += 1;

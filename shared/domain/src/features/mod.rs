@@ -36,6 +36,7 @@ pub mod aggregate;
 pub mod erase;
 mod plan;
 pub mod rebuild;
+pub mod review;
 pub mod risk;
 pub mod session;
 pub mod updater;
@@ -53,6 +54,9 @@ pub use session::{SessionFeatures, SessionProjection, UciSession};
 /// one: the updater refuses them and the table must be rebuilt (`checkout-ai rebuild-features`).
 pub const FEATURE_SCHEMA_VERSION: u32 = 1;
 
+/// The partition of the review queue (one: review volume is far below a partition's write limit).
+pub const REVIEW_QUEUE_PK: &str = "review#queue";
+
 /// The sort key of an entity's own features item.
 pub const FEATURES_SK: &str = "features";
 
@@ -68,6 +72,7 @@ pub const FEATURES_SK: &str = "features";
 /// | co-occurrence count | `item#<product_id>` | `co_viewed#<other>` / `co_purchased#<other>` |
 /// | experiment unit | `experiment#<experiment_id>` | `unit#<user_id>` |
 /// | a key's risk signals (`<key>`: `user`, `card`, `ip`, `device`) | `risk#<key>#<id>` | `features` |
+/// | a manual-review case ([`review::QueueItem`]) | `review#queue` | `case#<case_id>` |
 /// | a cart's next recovery check ([`crate::recovery::DueItem`]; index `recovery-due`) | `recovery#<session_id>` | `due` |
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Key {
@@ -110,6 +115,10 @@ impl Key {
         Self::new(format!("risk#{}#{id}", key.as_str()), FEATURES_SK)
     }
 
+    pub fn review_case(case_id: &str) -> Self {
+        Self::new(REVIEW_QUEUE_PK, format!("case#{case_id}"))
+    }
+
     pub fn recovery_due(session_id: &str) -> Self {
         Self::new(format!("recovery#{session_id}"), "due")
     }
@@ -149,6 +158,7 @@ pub enum Doc {
     RecoveryDue(crate::recovery::DueItem),
     Risk(risk::RiskFeatures),
     RiskContribution(risk::RiskContribution),
+    ReviewCase(review::QueueItem),
 }
 
 impl Doc {
@@ -166,6 +176,7 @@ impl Doc {
             Doc::RecoveryDue(d) => Key::recovery_due(&d.session_id),
             Doc::Risk(r) => Key::risk(r.key, &r.id),
             Doc::RiskContribution(c) => Key::risk(c.key, &c.id).contribution(&c.session_id),
+            Doc::ReviewCase(c) => Key::review_case(&c.case_id),
         }
     }
 
@@ -184,6 +195,7 @@ impl Doc {
             Doc::RecoveryDue(_) => "recovery_due",
             Doc::Risk(_) => "risk",
             Doc::RiskContribution(_) => "risk_contribution",
+            Doc::ReviewCase(_) => "review_case",
         }
     }
 
@@ -208,12 +220,13 @@ impl Doc {
             Doc::RecoveryDue(d) => d.expires_at,
             Doc::Risk(d) => d.expires_at,
             Doc::RiskContribution(d) => d.expires_at,
+            Doc::ReviewCase(d) => d.expires_at,
         }
     }
 }
 
 /// The entity types, for counting items per type.
-pub const ENTITIES: [&str; 12] = [
+pub const ENTITIES: [&str; 13] = [
     "session",
     "user",
     "user_contribution",
@@ -226,4 +239,5 @@ pub const ENTITIES: [&str; 12] = [
     "recovery_due",
     "risk",
     "risk_contribution",
+    "review_case",
 ];

@@ -32,6 +32,9 @@ pub fn rebuild(entries: Vec<LogEntry>) -> (BTreeMap<Key, Doc>, Vec<Unreadable>) 
         contributions.items.extend(p.items);
         contributions.pages.extend(p.pages);
         contributions.risk.extend(p.risk);
+        for case in p.reviews.into_iter().filter_map(|(_, item)| item) {
+            put(&mut docs, Doc::ReviewCase(case));
+        }
         put(&mut docs, Doc::Session(p.session));
     }
     docs.extend(aggregate(contributions));

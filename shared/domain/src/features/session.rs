@@ -171,6 +171,8 @@ pub struct SessionProjection {
     pub pages: Vec<PageContribution>,
     /// Payment signals per user, card, IP and device.
     pub risk: Vec<super::risk::RiskContribution>,
+    /// The session's manual-review cases by id, as the queue lists them (`None`: not a case yet).
+    pub reviews: Vec<(String, Option<super::review::QueueItem>)>,
 }
 
 /// A log entry whose body could not be read back (it was validated at ingest, so this means a bug or a
@@ -452,11 +454,13 @@ fn fold_sorted(events: &[&(Event, i64)]) -> Option<SessionProjection> {
     s.pages = visits;
     let items = items.contributions(&s);
     let risk = super::risk::contributions(events, &s.session_id, s.event_count, s.expires_at);
+    let reviews = super::review::queue_items(events);
     Some(SessionProjection {
         users: users.into_values().collect(),
         items,
         pages,
         risk,
+        reviews,
         session: s,
     })
 }

@@ -327,6 +327,15 @@ impl<L: SessionLog, S: FeatureWriter> FeatureUpdater<L, S> {
             // The cart's recovery due item lands with the session item, so a current session item
             // proves its schedule landed too.
             let mut unit = vec![Write::put(Doc::Session(p.session), expect)];
+            // The session's review cases, as the queue lists them.
+            unit.extend(p.reviews.into_iter().map(|(id, item)| match item {
+                Some(c) => Write::put(Doc::ReviewCase(c), Expect::Any),
+                None => Write {
+                    key: Key::review_case(&id),
+                    expect: Expect::Any,
+                    doc: None,
+                },
+            }));
             out.counts.due_items_written += usize::from(due != Schedule::NoCart);
             match due {
                 Schedule::NoCart => {}

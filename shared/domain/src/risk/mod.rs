@@ -5,11 +5,15 @@
 //! - [`inputs`]: the model's inputs, from the risk profiles, the user's history and the payment.
 //! - [`model`]: the risk model artifact (registry and compiled-in fallback), its score, reason codes and
 //!   band.
+//! - [`review`]: the manual-review queue: cases as folds of their events, reviewers' commands, the SLA
+//!   (in `features`, with the other folds of the log).
 
 pub mod friction;
 pub mod inputs;
 pub mod model;
 
+/// Review cases are folds of the event log too: see [`crate::features::review`].
+pub use crate::features::review;
 /// The risk signals are a projection of the event log: see [`crate::features::risk`].
 pub use crate::features::risk::signals;
 
