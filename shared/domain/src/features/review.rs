@@ -398,8 +398,7 @@ pub struct QueueItem {
 /// id; `None` for a case whose events do not (yet) fold into one (no `opened` event first): its queue
 /// item, if any, must go.
 pub fn queue_items(events: &[&(crate::event::Event, i64)]) -> Vec<(String, Option<QueueItem>)> {
-    let mut cases: std::collections::BTreeMap<&str, Vec<(String, DateTime<Utc>, ReviewUpdated)>> =
-        Default::default();
+    let mut cases: std::collections::BTreeMap<&str, Vec<CaseEvent>> = Default::default();
     let mut expires: std::collections::BTreeMap<&str, i64> = Default::default();
     for (e, x) in events {
         if let crate::event::EventBody::ReviewUpdated(r) = &e.body {
