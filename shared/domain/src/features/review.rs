@@ -140,11 +140,12 @@ pub fn event_id(case_id: &str, n: u32) -> String {
     format!("{case_id}#{n}")
 }
 
+/// One event of a case: its event id, its time and its payload.
+pub type CaseEvent = (String, DateTime<Utc>, ReviewUpdated);
+
 /// Folds a case's events (any order; by their number in the event id). `None` without an `opened` one.
-pub fn fold(
-    events: &[(String, DateTime<Utc>, ReviewUpdated)],
-) -> Result<Option<Case>, ReviewError> {
-    let mut sorted: Vec<&(String, DateTime<Utc>, ReviewUpdated)> = events.iter().collect();
+pub fn fold(events: &[CaseEvent]) -> Result<Option<Case>, ReviewError> {
+    let mut sorted: Vec<&CaseEvent> = events.iter().collect();
     let number = |id: &str| {
         id.rsplit_once('#')
             .and_then(|(_, n)| n.parse::<u32>().ok())
