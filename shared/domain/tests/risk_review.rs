@@ -182,3 +182,212 @@ fn the_default_decision_and_deadline_are_configured_and_validated() {
     }
     assert!(fold(&[]).unwrap().is_none());
 }
+
+// ------------------------------------------------------------------ the queue over in-memory stores
+
+mod queue {
+    use super::*;
+    use checkout_domain::features::updater::FeatureUpdater;
+    use checkout_domain::ingest::LogEntry;
+    use checkout_domain::memory::{Faults, MemoryFeatureStore, MemoryLog};
+    use checkout_domain::ports::{BatchSink, FeatureReader};
+    use checkout_domain::risk::queue::{Queue, QueueError};
+    use checkout_domain::risk::signals::RiskKey;
+
+    fn entry(e: &Event) -> LogEntry {
+        LogEntry::of(e, (e.occurred_at + Duration::days(400)).timestamp()).expect("entry")
+    }
+
+    /// A checkout session on device `d_ring` whose payment went to review (the decision API's case).
+    fn session(n: u32) -> Vec<Event> {
+        let session = format!("s-{n}");
+        let case = format!("d-{n}");
+        let at = t0() + Duration::minutes(i64::from(n));
+        let base = |id: String, body: EventBody| Event {
+            event_id: id,
+            schema_version: 5,
+            occurred_at: at,
+            session_id: session.clone(),
+            user_id: Some(format!("u_{n}")),
+            context: checkout_domain::event::Context {
+                device: Some(checkout_domain::event::Device {
+                    kind: checkout_domain::event::DeviceType::Mobile,
+                    os: None,
+                    browser: None,
+                    id: Some("d_ring".into()),
+                }),
+                ..Default::default()
+            },
+            body,
+        };
+        let payment = checkout_domain::event::PaymentAttempted {
+            payment_attempt_id: format!("pa-{n}"),
+            method: checkout_domain::event::PaymentMethod::Card,
+            amount: checkout_domain::event::Money {
+                amount_minor: 9000,
+                currency: "EUR".into(),
+            },
+            card_fingerprint: Some(format!("c_{n}")),
+            billing_country: None,
+            shipping_country: None,
+        };
+        let opened = open(
+            &case,
+            &format!("pa-{n}"),
+            &risk(),
+            &ReviewConfig::default(),
+            at,
+        );
+        vec![
+            base(format!("pay-{n}"), EventBody::PaymentAttempted(payment)),
+            base(
+                event_id(&case, 0),
+                EventBody::ReviewUpdated(Box::new(opened)),
+            ),
+        ]
+    }
+
+    struct World {
+        updater: FeatureUpdater<MemoryLog, MemoryFeatureStore>,
+        config: ReviewConfig,
+    }
+
+    impl World {
+        async fn new(sessions: u32) -> Self {
+            let w = Self {
+                updater: FeatureUpdater::new(
+                    MemoryLog::new(100, Faults::default()),
+                    MemoryFeatureStore::new(Faults::default()),
+                ),
+                config: ReviewConfig::default(),
+            };
+            let events: Vec<Event> = (0..sessions).flat_map(session).collect();
+            let entries: Vec<LogEntry> = events.iter().map(entry).collect();
+            let refs: Vec<&LogEntry> = entries.iter().collect();
+            assert!(w.updater.log.put(&refs).await.unwrap().is_empty());
+            w.project().await;
+            w
+        }
+
+        /// What the stream would trigger: the updater over every session.
+        async fn project(&self) {
+            let ids: Vec<String> = (0..10).map(|n| format!("s-{n}")).collect();
+            self.updater.update(&ids).await;
+        }
+
+        fn queue(&self) -> Queue<'_, MemoryFeatureStore, MemoryLog, MemoryLog> {
+            Queue {
+                store: &self.updater.store,
+                log: &self.updater.log,
+                sink: &self.updater.log,
+                config: &self.config,
+                retention: Duration::days(400),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn reviewers_work_the_queue_and_their_rejection_becomes_a_label() {
+        let w = World::new(3).await;
+        let q = w.queue();
+        let listed = q.list().await.unwrap();
+        assert_eq!(
+            listed
+                .iter()
+                .map(|c| c.case_id.as_str())
+                .collect::<Vec<_>>(),
+            ["d-0", "d-1", "d-2"],
+            "soonest deadline first"
+        );
+        assert_eq!(listed[0].reasons, risk().reasons);
+
+        let now = t0() + Duration::hours(1);
+        // Two reviewers at once: one wins, the other gets a conflict.
+        let (a, b) = tokio::join!(
+            q.act("d-0", "ann", Command::Claim, now),
+            q.act("d-0", "bob", Command::Claim, now)
+        );
+        assert!(a.is_ok() != b.is_ok(), "{a:?} {b:?}");
+        let winner = if a.is_ok() { "ann" } else { "bob" };
+        assert!(matches!(
+            if a.is_ok() { b } else { a },
+            Err(QueueError::Review(ReviewError::Conflict { .. }))
+        ));
+        let case = q
+            .act(
+                "d-0",
+                winner,
+                Command::Decide {
+                    approve: false,
+                    reason: "stolen_card".into(),
+                },
+                now,
+            )
+            .await
+            .unwrap();
+        assert_eq!(case.status, Status::Rejected);
+        assert!(matches!(
+            q.act("nope", "ann", Command::Claim, now).await,
+            Err(QueueError::Review(ReviewError::NotFound(_)))
+        ));
+
+        // The projection follows the log: the case leaves the open list, and the rejection is a fraud
+        // label on the device's signals.
+        w.project().await;
+        let open: Vec<String> = q
+            .list()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|c| c.case_id)
+            .collect();
+        assert_eq!(open, ["d-1", "d-2"]);
+        let key = checkout_domain::features::Key::risk(RiskKey::Device, "d_ring");
+        let stored = w.updater.store.get_many(&[key.clone()]).await.unwrap();
+        let checkout_domain::features::Doc::Risk(profile) = &stored[&key].doc else {
+            panic!("a risk profile")
+        };
+        let (attempts, frauds) = profile.profile.known_frauds(now, Duration::days(30));
+        assert_eq!((attempts, frauds), (3, 1));
+    }
+
+    #[tokio::test]
+    async fn the_sla_escalates_then_expires_and_counts() {
+        let w = World::new(2).await;
+        let q = w.queue();
+        q.act("d-1", "ann", Command::Claim, t0() + Duration::hours(1))
+            .await
+            .unwrap();
+        // The claim (at 1 h) lapses 60 minutes later.
+        let quiet = q.sweep(t0() + Duration::minutes(121)).await.unwrap();
+        assert_eq!(
+            (quiet.open, quiet.escalated, quiet.expired, quiet.released),
+            (2, 0, 0, 1)
+        );
+        let day6 = q
+            .sweep(t0() + Duration::days(6) + Duration::hours(1))
+            .await
+            .unwrap();
+        assert_eq!((day6.escalated, day6.overdue_for_escalation), (2, 2));
+        let again = q
+            .sweep(t0() + Duration::days(6) + Duration::hours(2))
+            .await
+            .unwrap();
+        assert_eq!(again.escalated, 0, "once per case");
+        let day7 = q
+            .sweep(t0() + Duration::days(7) + Duration::hours(1))
+            .await
+            .unwrap();
+        assert_eq!((day7.expired, day7.open), (2, 0));
+        w.project().await;
+        assert!(q.list().await.unwrap().is_empty());
+        let shown = q
+            .show("d-0")
+            .await
+            .unwrap()
+            .expect("closed cases stay visible");
+        assert_eq!(shown.case.status, Status::Expired);
+        assert_eq!(shown.case.outcome, Some(ReviewTransition::Approved));
+        assert_eq!(shown.user_id.as_deref(), Some("u_0"));
+    }
+}

@@ -11,6 +11,7 @@
 pub mod friction;
 pub mod inputs;
 pub mod model;
+pub mod queue;
 
 /// Review cases are folds of the event log too: see [`crate::features::review`].
 pub use crate::features::review;
