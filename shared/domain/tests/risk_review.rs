@@ -343,7 +343,12 @@ mod queue {
             .collect();
         assert_eq!(open, ["d-1", "d-2"]);
         let key = checkout_domain::features::Key::risk(RiskKey::Device, "d_ring");
-        let stored = w.updater.store.get_many(&[key.clone()]).await.unwrap();
+        let stored = w
+            .updater
+            .store
+            .get_many(std::slice::from_ref(&key))
+            .await
+            .unwrap();
         let checkout_domain::features::Doc::Risk(profile) = &stored[&key].doc else {
             panic!("a risk profile")
         };
