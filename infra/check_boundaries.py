@@ -20,6 +20,7 @@ FUNCTIONS = {
     "scorer": {"aws-sdk-dynamodb", "aws-sdk-kinesis", "aws-sdk-s3", "aws-sdk-ssm"},
     "experiment-evaluator": {"aws-sdk-dynamodb", "aws-sdk-s3"},
     "recovery-sweep": {"aws-sdk-dynamodb", "aws-sdk-s3", "aws-sdk-sqs"},
+    "review": {"aws-sdk-dynamodb", "aws-sdk-s3"},
 }
 OPERATOR_ONLY = {"csv", "ndarray", "clap", "indicatif", "statrs"}
 STATISTICS = {"experiment-evaluator": {"statrs"}}

@@ -108,6 +108,26 @@ impl BatchSink<LogEntry> for DynamoEventLog {
     }
 }
 
+impl checkout_domain::ports::AppendOnce for DynamoEventLog {
+    /// `PutItem` with `attribute_not_exists`: a condition failure means the key was taken.
+    async fn append_once(&self, entry: &LogEntry) -> Result<bool, StoreError> {
+        use aws_sdk_dynamodb::error::ProvideErrorMetadata;
+        match self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(to_item(entry)))
+            .condition_expression("attribute_not_exists(event_id)")
+            .send()
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) if e.code() == Some("ConditionalCheckFailedException") => Ok(false),
+            Err(e) => Err(store_error("PutItem", e)),
+        }
+    }
+}
+
 /// One `BatchWriteItem` of puts or deletes on the event log, and the positions (in `keys`' order) of
 /// the requests DynamoDB left unprocessed, by their key.
 async fn batch_write<'k>(

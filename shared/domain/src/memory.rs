@@ -159,6 +159,19 @@ impl BatchSink<UpdateFailure> for MemoryFailures {
     }
 }
 
+impl crate::ports::AppendOnce for MemoryLog {
+    async fn append_once(&self, entry: &LogEntry) -> Result<bool, StoreError> {
+        tokio::task::yield_now().await;
+        let mut st = self.lock();
+        let key = (entry.session_id.clone(), entry.event_id.clone());
+        if st.items.contains_key(&key) {
+            return Ok(false);
+        }
+        st.items.insert(key, entry.clone());
+        Ok(true)
+    }
+}
+
 impl SessionLog for MemoryLog {
     async fn session_events(&self, session_id: &str) -> Result<Vec<LogEntry>, StoreError> {
         let st = self.lock();

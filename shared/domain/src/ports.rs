@@ -119,6 +119,16 @@ pub trait DueIndex: Sync {
     ) -> impl Future<Output = Result<Vec<Stored>, StoreError>> + Send;
 }
 
+/// Appends one entry to the event log only if no entry has its key (session, event id): what serialises
+/// the commands on a review case (its events are numbered).
+pub trait AppendOnce: Sync {
+    /// `Ok(false)`: an entry with the key was already there; nothing was written.
+    fn append_once(
+        &self,
+        entry: &LogEntry,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+}
+
 /// Deletes event-log entries by key (erasure only: the log is otherwise append-only). Shaped like
 /// [`BatchSink`], so `delivery::deliver` retries what the store leaves unprocessed.
 pub trait LogEraser: Sync {

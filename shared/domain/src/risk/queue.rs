@@ -3,9 +3,9 @@
 //! (`review#queue`); a case itself is always folded from its events in the event log, read strongly
 //! consistent, so every command is checked against the case as it is.
 //!
-//! Appending is idempotent in the log (same session, same event id), so a command appends its event
-//! `<case_id>#<n>` and reads the case back: if event `n` is someone else's (a reviewer who claimed at the
-//! same moment), the command lost and is refused as a conflict.
+//! A command appends its event `<case_id>#<n>` only if that key is free (a conditional put): when two
+//! reviewers act at the same moment, one event lands and the other command is refused as a conflict,
+//! and the log keeps exactly what happened.
 
 use crate::event::{Event, EventBody, ReviewUpdated, SCHEMA_VERSION};
 use crate::features::review::{
@@ -14,7 +14,7 @@ use crate::features::review::{
 };
 use crate::features::{Doc, Key, REVIEW_QUEUE_PK};
 use crate::ingest::LogEntry;
-use crate::ports::{BatchSink, FeatureWriter, SessionLog, StoreError};
+use crate::ports::{AppendOnce, FeatureWriter, SessionLog, StoreError};
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 
@@ -59,7 +59,7 @@ pub struct SlaReport {
     pub overdue_for_escalation: u64,
 }
 
-impl<S: FeatureWriter, L: SessionLog, W: BatchSink<LogEntry>> Queue<'_, S, L, W> {
+impl<S: FeatureWriter, L: SessionLog, W: AppendOnce> Queue<'_, S, L, W> {
     /// Every case the queue holds that is not closed, soonest deadline first.
     pub async fn list(&self) -> Result<Vec<QueueItem>, StoreError> {
         let mut items: Vec<QueueItem> = self
@@ -142,8 +142,8 @@ impl<S: FeatureWriter, L: SessionLog, W: BatchSink<LogEntry>> Queue<'_, S, L, W>
         }
     }
 
-    /// Appends `next` as the case's next event and reads the case back; refused if another event took
-    /// that number first.
+    /// Appends `next` as the case's next event, only if no other event took that number first, and
+    /// reads the case back.
     async fn append(
         &self,
         view: &CaseView,
@@ -166,20 +166,11 @@ impl<S: FeatureWriter, L: SessionLog, W: BatchSink<LogEntry>> Queue<'_, S, L, W>
             .map_err(|e| QueueError::Write(e.to_string()))?;
         let entry = LogEntry::of(&event, (now + self.retention).timestamp())
             .map_err(|e| QueueError::Write(e.to_string()))?;
-        let failed = self.sink.put(&[&entry]).await?;
-        if !failed.is_empty() {
-            return Err(StoreError {
-                operation: "append review event",
-                retryable: true,
-                source: "the event log throttled the append".into(),
-            }
-            .into());
-        }
+        let written = self.sink.append_once(&entry).await?;
         let events = self.events(&view.session_id, &view.case.case_id).await?;
-        let mine = events.iter().any(|(eid, _, e)| *eid == id && *e == next);
         let case =
             fold(&events)?.ok_or_else(|| ReviewError::NotFound(view.case.case_id.clone()))?;
-        if !mine {
+        if !written {
             return Err(ReviewError::Conflict {
                 case_id: case.case_id.clone(),
                 status: case.status,
