@@ -96,9 +96,13 @@ pub struct Function<
 
 impl Function {
     pub async fn from_env() -> Result<Self, Error> {
-        let sdk = load_sdk_config().await;
-        let config = Config::from_env(&Env::from_process())?;
-        let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
+        Self::new(&Env::from_process(), &load_sdk_config().await)
+    }
+
+    /// The function over the AWS adapters, from an environment (the local stack's `<Function>.env`).
+    pub fn new(env: &Env, sdk: &aws_config::SdkConfig) -> Result<Self, Error> {
+        let config = Config::from_env(env)?;
+        let dynamodb = aws_sdk_dynamodb::Client::new(sdk);
         Ok(Self {
             log: DynamoLogIndex {
                 client: dynamodb.clone(),
@@ -113,7 +117,7 @@ impl Function {
                 table: config.features_table.clone(),
             },
             config_store: S3ObjectStore {
-                client: s3_client(&sdk),
+                client: s3_client(sdk),
                 bucket: config.models_bucket.clone(),
             },
             config,
