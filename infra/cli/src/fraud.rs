@@ -134,6 +134,25 @@ pub fn print(r: &Seeds) {
             bands.join(" ")
         );
     }
+    println!(
+        "\nreview queue over the test week (seed {}; deadline 7 days, escalation 1 day before, expiry approves):",
+        first.config.seed
+    );
+    for w in [&first.review_week, &first.review_week_half_staffed] {
+        println!(
+        "  {:>3} decisions a day: {} opened ({} frauds), {} claimed, {} approved, {} rejected ({} frauds, {} genuine), {} escalated, {} expired",
+        w.capacity_per_day,
+        w.opened,
+        w.frauds,
+        w.claimed,
+        w.approved,
+        w.rejected,
+        w.frauds_rejected,
+        w.genuine_rejected,
+        w.escalated,
+        w.expired
+    );
+    }
     let [m, lo, hi] = r.banded_over_block;
     let [mo, loo, hio] = r.banded_over_block_oracle;
     println!(

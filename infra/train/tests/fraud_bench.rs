@@ -155,6 +155,13 @@ fn the_risk_model_meets_the_handbook_baseline_and_bands_cost_under_0_8_of_a_bloc
         r.banded_over_block_oracle
     );
     for run in &r.runs {
+        // The review queue's week: every review-band payment is a case, and every case ends.
+        for w in [&run.review_week, &run.review_week_half_staffed] {
+            assert_eq!(w.opened, run.policies[3].test.by_friction[2]);
+            assert_eq!(w.approved + w.rejected + w.expired, w.opened, "{w:?}");
+            assert_eq!(w.open_at_end, 0);
+        }
+        assert!(run.review_week_half_staffed.expired >= run.review_week.expired);
         let (block, banded) = (&run.policies[1].test, &run.policies[3].test);
         assert!(banded.false_decline_rate < block.false_decline_rate);
         assert!(banded.cost_minor < run.policies[0].test.cost_minor / 2.0);

@@ -4,6 +4,7 @@
 //! friction bands fitted from the merchant's costs against a single block threshold and no gating.
 
 pub mod features;
+pub mod review_week;
 pub mod serving;
 pub mod sim;
 
@@ -180,7 +181,15 @@ pub struct Bench {
     pub block_curve: Vec<(f64, f64)>,
     /// The served model as the registry and the scorer read it.
     pub artifact: RiskModelArtifact,
+    /// The review queue over the test week (the fitted bands' review cases, reviewers at
+    /// [`REVIEW_CAPACITY_PER_DAY`], the default SLA).
+    pub review_week: review_week::ReviewWeek,
+    /// The same with half the team: where the SLA escalates and expires.
+    pub review_week_half_staffed: review_week::ReviewWeek,
 }
+
+/// Decisions a day the simulated review team makes.
+pub const REVIEW_CAPACITY_PER_DAY: u32 = 40;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ModelRow {
@@ -316,6 +325,30 @@ pub fn run(
         row("friction bands (fitted on the training week)", &banded),
     ];
     let cost = |i: usize| policies[i].test.cost_minor;
+    let timed: Vec<(chrono::DateTime<chrono::Utc>, Labelled)> = test_idx
+        .iter()
+        .zip(&test_l)
+        .map(|(&i, l)| {
+            (
+                serving::epoch() + chrono::Duration::seconds(txs[i].seconds),
+                *l,
+            )
+        })
+        .collect();
+    let week = |capacity| {
+        review_week::simulate(
+            &timed,
+            &banded,
+            costs,
+            &checkout_domain::features::review::ReviewConfig::default(),
+            capacity,
+            config.seed,
+        )
+    };
+    let (review_week, review_week_half_staffed) = (
+        week(REVIEW_CAPACITY_PER_DAY),
+        week(REVIEW_CAPACITY_PER_DAY / 2),
+    );
     let served = &models[2];
     let trained_through = serving::epoch()
         + chrono::Duration::days(i64::from(protocol.train_start_day + protocol.train_days));
@@ -385,6 +418,8 @@ pub fn run(
         policies,
         block_curve,
         artifact,
+        review_week,
+        review_week_half_staffed,
     })
 }
 
