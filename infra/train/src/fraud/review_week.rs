@@ -40,7 +40,7 @@ pub fn simulate(
     capacity: u32,
     seed: u64,
 ) -> ReviewWeek {
-    let mut rng = SplitMix64(seed ^ 0x5EED_0F_5E1F);
+    let mut rng = SplitMix64(seed ^ 0x005E_ED0F_5E1F);
     let mut out = ReviewWeek {
         capacity_per_day: capacity,
         ..ReviewWeek::default()
