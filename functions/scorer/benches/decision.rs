@@ -3,7 +3,9 @@
 //! 1. **Decision compute**: features in hand → serialized response. `decide` (assignment, vectorize,
 //!    score with top-3 reasons, candidates and guardrails, choice, ranking, the event) plus
 //!    `serde_json` of the response: with the configured policy, with a learned policy, and with a learned
-//!    policy plus a shadow challenger (the shadow's cost is the difference of the last two p99s). Also the whole in-process path of a request: parse and validate the
+//!    policy plus a shadow challenger (the shadow's cost is the difference of the last two p99s); and at
+//!    `checkout` without and with the fraud-risk assessment over four full risk profiles (the risk's
+//!    cost is the difference of those p99s). Also the whole in-process path of a request: parse and validate the
 //!    body, pseudonymize the user id, decide, serialize the response and the event.
 //! 2. **Cold start**: process exec → the first Runtime API `GET …/invocation/next`, against a stub Runtime
 //!    API on 127.0.0.1. Init loads the decision config and the model and warms DynamoDB: against the
@@ -217,6 +219,57 @@ fn compute() -> serde_json::Value {
     };
     let learned_alone = learned(false);
     let learned_shadow = learned(true);
+    // At checkout with the risk assessment, worst case: all four profiles full (256 signals each).
+    let risk_model = checkout_domain::risk::model::fallback().expect("risk model");
+    let mut risky = features.clone();
+    for key in checkout_domain::risk::signals::RiskKey::ALL {
+        let signals: Vec<checkout_domain::risk::signals::Signal> = (0..256)
+            .map(|i| checkout_domain::risk::signals::Signal {
+                at: now - chrono::Duration::minutes(i * 37),
+                event_id: format!("e{i}"),
+                kind: checkout_domain::risk::signals::SignalKind::Attempt,
+                card: Some(format!("c{}", i % 7)),
+                fraud_label_at: (i % 5 == 0).then(|| now - chrono::Duration::hours(1)),
+            })
+            .collect();
+        let mut p = checkout_domain::risk::signals::RiskProfile::default();
+        p.add(&signals);
+        risky.risk.insert(key, p);
+    }
+    let checkout_body = json!({"session_id": session, "user_id": user, "placement": "checkout",
+        "context": {"device": "mobile", "country": "DE", "device_id": "dev-1", "ip": "198.51.100.7",
+            "payment": {"card_fingerprint": "fp-1", "billing_country": "DE", "shipping_country": "FR"},
+            "cart": {"currency": "EUR", "items": [
+            {"product_id": "sku-1", "quantity": 1, "unit_price_minor": 7999, "unit_cost_minor": 4000}]}}})
+    .to_string()
+    .into_bytes();
+    let checkout = parse_request(&checkout_body).expect("valid");
+    let at_checkout = |risk: bool| {
+        per_call_ns(calls, |i| {
+            let d = decide(
+                black_box(&checkout),
+                Ok(black_box(&risky)),
+                Inputs {
+                    risk_model: risk.then_some(&risk_model),
+                    ..inputs(i)
+                },
+            );
+            black_box(serde_json::to_vec(&d.response).ok());
+        })
+    };
+    let checkout_plain = at_checkout(false);
+    let checkout_risk = at_checkout(true);
+    assert!(decide(
+        &checkout,
+        Ok(&risky),
+        Inputs {
+            risk_model: Some(&risk_model),
+            ..inputs(0)
+        }
+    )
+    .response
+    .risk
+    .is_some_and(|r| r.score.is_some()));
     let timer = per_call_ns(calls, |i| {
         black_box(i);
     });
@@ -225,6 +278,9 @@ fn compute() -> serde_json::Value {
         "decision_compute_learned_ns": summary(&learned_alone),
         "decision_compute_learned_shadow_ns": summary(&learned_shadow),
         "shadow_added_p99_ns": quantile(&learned_shadow, 0.99).unwrap_or(0.0) - quantile(&learned_alone, 0.99).unwrap_or(0.0),
+        "decision_compute_checkout_ns": summary(&checkout_plain),
+        "decision_compute_checkout_risk_ns": summary(&checkout_risk),
+        "risk_added_p99_ns": quantile(&checkout_risk, 0.99).unwrap_or(0.0) - quantile(&checkout_plain, 0.99).unwrap_or(0.0),
         "request_to_response_and_event_ns": summary(&full),
         "timer_overhead_ns": summary(&timer),
         "response_bytes": response_bytes,

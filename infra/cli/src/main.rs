@@ -20,6 +20,11 @@ enum Command {
     /// and promotion of learned policies, and the Open Bandit Dataset check of the estimators.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// The fraud-risk model in the registry: publish an artifact (`fraud-bench` writes one), and promote a
+    /// published version when it ranks fraud at least as well at no more cost than the champion, on the
+    /// same held-out rows.
+    #[command(subcommand)]
+    RiskModel(RiskModelCommand),
     /// Run the closed-loop simulator: the real decision engine on UCI sessions in a world with a known,
     /// context-dependent effect per action; learn, evaluate off-policy and promote in rounds. Writes
     /// simulation.json and simulation.html.
@@ -314,6 +319,28 @@ impl EvaluateArgs {
         );
         Ok(())
     }
+}
+
+#[derive(Subcommand)]
+enum RiskModelCommand {
+    /// Publish a risk-model artifact under models/fraud-risk/<version>/ (idempotent for the same bytes).
+    Publish {
+        #[command(flatten)]
+        stack: StackArg,
+        #[arg(long)]
+        artifact: PathBuf,
+    },
+    /// Compare a published version with the champion, move the pointer if the rule allows, and write the
+    /// promotion record either way. Exit 3 when not promoted.
+    Promote {
+        #[command(flatten)]
+        stack: StackArg,
+        #[arg(long)]
+        version: String,
+        /// Promote even if the rule refuses, recording this reason.
+        #[arg(long = "override")]
+        override_reason: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -639,6 +666,36 @@ async fn run(command: Command) -> Result<ExitCode, ops::BoxError> {
         }
         Command::Evaluate(args) => args.run()?,
         Command::Policy(command) => return policy(command).await,
+        Command::RiskModel(command) => {
+            use checkout_domain::risk::model::{promote, RiskModelArtifact};
+            match command {
+                RiskModelCommand::Publish { stack, artifact } => {
+                    let store = ops::model::registry_store(&stack.load()?).await?;
+                    let a = RiskModelArtifact::decode(&std::fs::read(&artifact)?)?;
+                    let key = checkout_domain::model::registry::publish(&store, &a).await?;
+                    println!("published {}@{} at {key}", a.name, a.version);
+                }
+                RiskModelCommand::Promote {
+                    stack,
+                    version,
+                    override_reason,
+                } => {
+                    let store = ops::model::registry_store(&stack.load()?).await?;
+                    let record = promote(
+                        &store,
+                        &version,
+                        override_reason.as_deref(),
+                        chrono::Utc::now(),
+                    )
+                    .await?;
+                    print_json(&record)?;
+                    return Ok(promotion_exit(
+                        record.pointer_moved,
+                        &record.decision.reason,
+                    ));
+                }
+            }
+        }
         Command::Simulate {
             uci,
             rounds,

@@ -263,3 +263,59 @@ fn the_compiled_in_risk_model_reads_scores_and_refuses_tampering() {
     renamed.inputs[0] = "amount_usd".into();
     assert!(renamed.encode().is_err());
 }
+
+#[tokio::test]
+async fn a_risk_challenger_is_promoted_only_when_better_on_the_same_rows() {
+    use checkout_domain::memory::MemoryObjectStore;
+    use checkout_domain::model::registry::{champion_pointer, publish};
+    use checkout_domain::risk::model::{fallback, promote, RISK_MODEL_NAME};
+    let store = MemoryObjectStore::default();
+    let now = chrono::Utc::now();
+    let first = fallback().unwrap();
+    publish(&store, &first).await.unwrap();
+    let r = promote(&store, &first.version, None, now).await.unwrap();
+    assert!(r.pointer_moved, "{r:?}");
+    // Worse ranking on the same rows: refused, and the pointer stays.
+    let mut worse = first.clone();
+    worse.version = "worse".into();
+    worse.metrics.average_precision -= 0.05;
+    publish(&store, &worse).await.unwrap();
+    let r = promote(&store, "worse", None, now).await.unwrap();
+    assert!(
+        !r.pointer_moved && r.decision.reason.contains("not better"),
+        "{r:?}"
+    );
+    let (pointer, _) = champion_pointer(&store, RISK_MODEL_NAME)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(pointer.version, first.version);
+    // Better on both, same rows: promoted. Measured elsewhere: refused unless overridden.
+    let mut better = first.clone();
+    better.version = "better".into();
+    better.metrics.average_precision += 0.01;
+    better.metrics.cost_over_block -= 0.01;
+    publish(&store, &better).await.unwrap();
+    assert!(
+        promote(&store, "better", None, now)
+            .await
+            .unwrap()
+            .pointer_moved
+    );
+    let mut elsewhere = better.clone();
+    elsewhere.version = "elsewhere".into();
+    elsewhere.training.source = "simulated:handbook:seed-9".into();
+    elsewhere.metrics.average_precision += 0.1;
+    publish(&store, &elsewhere).await.unwrap();
+    let r = promote(&store, "elsewhere", None, now).await.unwrap();
+    assert!(!r.pointer_moved && r.decision.reason.contains("different rows"));
+    let r = promote(
+        &store,
+        "elsewhere",
+        Some("retrained on the merchant's labels"),
+        now,
+    )
+    .await
+    .unwrap();
+    assert!(r.pointer_moved && r.decision.overridden);
+}

@@ -30,7 +30,7 @@ fn continues(bytes: &[u8], at: Option<usize>, step: isize) -> bool {
     if is_alnum(b) {
         return true;
     }
-    b == b'-'
+    matches!(b, b'-' | b'.')
         && at
             .checked_add_signed(step)
             .and_then(|n| bytes.get(n))
@@ -170,6 +170,8 @@ mod tests {
             r#"{"event_id":"a4111111111111111"}"#,
             r#"{"event_id":"41111111-1111-1111-a111-111111111111"}"#,
             r#"{"occurred_at":"2019-10-01T00:00:00Z"}"#,
+            // The digits of a float (a decision's scores and probabilities).
+            r#"{"score":0.41111111111111116,"p":[0.4111111111111111],"e":4111111111111111.5}"#,
         ] {
             assert!(find(text.as_bytes()).is_empty(), "{text}");
         }

@@ -218,3 +218,148 @@ pub async fn load_or_fallback(
         }
     }
 }
+
+/// One side of a risk-model comparison: its held-out figures.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RiskContender {
+    pub version: String,
+    pub average_precision: f64,
+    /// The fitted bands' cost over the best single block threshold's, held out.
+    pub cost_over_block: f64,
+    /// What the figures were measured on: the training source and the held-out rows.
+    pub basis: String,
+}
+
+impl RiskContender {
+    fn of(a: &RiskModelArtifact) -> Self {
+        Self {
+            version: a.version.clone(),
+            average_precision: a.metrics.average_precision,
+            cost_over_block: a.metrics.cost_over_block,
+            basis: format!("{} ({} held-out rows)", a.training.source, a.metrics.rows),
+        }
+    }
+}
+
+/// The risk model's promotion rule: the challenger replaces the champion only when both were measured
+/// on the same held-out rows and it ranks fraud at least as well (average precision) at no more cost
+/// (its bands' cost over the block threshold's). An override (with its reason) promotes anyway and says
+/// so.
+pub fn decide(
+    challenger: &RiskContender,
+    champion: Option<&RiskContender>,
+    override_reason: Option<&str>,
+) -> crate::model::registry::Decision {
+    use crate::model::registry::Decision;
+    let verdict = |promote, reason: String| Decision {
+        promote,
+        overridden: false,
+        reason,
+    };
+    let refused = |reason: String| match override_reason {
+        Some(why) => Decision {
+            promote: true,
+            overridden: true,
+            reason: format!("{reason}; promoted by override: {why}"),
+        },
+        None => verdict(false, reason),
+    };
+    let Some(champion) = champion else {
+        return verdict(true, "there is no champion yet".into());
+    };
+    if champion.version == challenger.version {
+        return verdict(
+            false,
+            format!("{} is already the champion", challenger.version),
+        );
+    }
+    if champion.basis != challenger.basis {
+        return refused(format!(
+            "measured on different rows ({} vs {})",
+            challenger.basis, champion.basis
+        ));
+    }
+    let (ap, cost) = (challenger.average_precision, challenger.cost_over_block);
+    if ap >= champion.average_precision && cost <= champion.cost_over_block {
+        verdict(
+            true,
+            format!(
+                "average precision {ap:.4} ≥ {:.4} and cost ratio {cost:.4} ≤ {:.4}",
+                champion.average_precision, champion.cost_over_block
+            ),
+        )
+    } else {
+        refused(format!(
+            "average precision {ap:.4} vs {:.4}, cost ratio {cost:.4} vs {:.4}: not better on both",
+            champion.average_precision, champion.cost_over_block
+        ))
+    }
+}
+
+/// What a risk-model promotion decided and wrote.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RiskPromotionRecord {
+    pub format_version: u32,
+    pub name: String,
+    pub decided_at: DateTime<Utc>,
+    pub challenger: RiskContender,
+    pub champion: Option<RiskContender>,
+    pub decision: crate::model::registry::Decision,
+    pub pointer_moved: bool,
+    pub record_key: String,
+}
+
+impl crate::model::registry::Promotion for RiskPromotionRecord {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn record_key(&self) -> &str {
+        &self.record_key
+    }
+    fn decision_mut(&mut self) -> &mut crate::model::registry::Decision {
+        &mut self.decision
+    }
+    fn set_pointer_moved(&mut self) {
+        self.pointer_moved = true;
+    }
+}
+
+/// Compares a published `fraud-risk` challenger with the champion, moves the pointer when [`decide`]
+/// allows, and writes the promotion record either way.
+pub async fn promote(
+    store: &impl crate::ports::ObjectStore,
+    challenger_version: &str,
+    override_reason: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<RiskPromotionRecord, crate::model::registry::RegistryError> {
+    use crate::model::registry::{
+        champion_pointer, conclude, fetch_version, load_version_of, promotion_key,
+        REGISTRY_FORMAT_VERSION,
+    };
+    let (challenger, sha256) =
+        fetch_version::<RiskModelArtifact>(store, RISK_MODEL_NAME, challenger_version).await?;
+    let pointer = champion_pointer(store, RISK_MODEL_NAME).await?;
+    let champion = match &pointer {
+        Some((p, _)) => {
+            Some(load_version_of::<RiskModelArtifact>(store, RISK_MODEL_NAME, &p.version).await?)
+        }
+        None => None,
+    };
+    let ours = RiskContender::of(&challenger);
+    let theirs = champion.as_ref().map(RiskContender::of);
+    let decision = decide(&ours, theirs.as_ref(), override_reason);
+    let record_key = promotion_key(RISK_MODEL_NAME, now, challenger_version);
+    let mut record = RiskPromotionRecord {
+        format_version: REGISTRY_FORMAT_VERSION,
+        name: RISK_MODEL_NAME.into(),
+        decided_at: now,
+        challenger: ours,
+        champion: theirs,
+        decision,
+        pointer_moved: false,
+        record_key,
+    };
+    let current = pointer.as_ref().map(|(_, etag)| etag.as_str());
+    conclude(store, challenger_version, sha256, current, now, &mut record).await?;
+    Ok(record)
+}
