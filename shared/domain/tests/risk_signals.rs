@@ -107,3 +107,45 @@ fn windows_count_by_event_time_and_labels_only_once_arrived() {
     assert_eq!(relabelled.known_frauds(at(120), Duration::days(30)), (3, 2));
     assert_eq!(relabelled.signals.len(), 4);
 }
+
+/// The stored profile's one-walk summary against the questions asked one by one (the trait's default).
+#[test]
+fn the_one_walk_summary_equals_the_questions_one_by_one() {
+    use checkout_domain::risk::inputs::Windows;
+    struct OneByOne<'a>(&'a RiskProfile);
+    impl Windows for OneByOne<'_> {
+        fn count(&self, kind: SignalKind, now: DateTime<Utc>, window: Duration) -> u32 {
+            self.0.count(kind, now, window)
+        }
+        fn distinct_cards(&self, now: DateTime<Utc>, window: Duration) -> u32 {
+            self.0.distinct_cards(now, window)
+        }
+        fn known_frauds(&self, now: DateTime<Utc>, window: Duration) -> (u32, u32) {
+            self.0.known_frauds(now, window)
+        }
+    }
+    let mut rng = checkout_domain::ope::SplitMix64(11);
+    for case in 0..300 {
+        let n = (rng.uniform() * 300.0) as usize;
+        let signals: Vec<Signal> = (0..n)
+            .map(|i| {
+                let minute = (rng.uniform() * 60.0 * 24.0 * 40.0) as u32;
+                let spec = (
+                    minute,
+                    (rng.uniform() * 3.0) as u8,
+                    (rng.uniform() * 8.0) as u8,
+                    (rng.uniform() < 0.3).then(|| (rng.uniform() * 400.0) as u16),
+                );
+                signal(i, spec)
+            })
+            .collect();
+        let mut p = RiskProfile::default();
+        p.add(&signals);
+        let now = start() + Duration::minutes((rng.uniform() * 60.0 * 24.0 * 45.0) as i64);
+        assert_eq!(
+            Windows::summary(&p, now),
+            OneByOne(&p).summary(now),
+            "case {case}"
+        );
+    }
+}

@@ -124,29 +124,37 @@ impl RiskProfile {
 
     /// Distinct cards attempted in `(now − window, now]`.
     pub fn distinct_cards(&self, now: DateTime<Utc>, window: Duration) -> u32 {
-        self.in_window(now, window)
+        let mut seen: Vec<&str> = Vec::new();
+        for card in self
+            .in_window(now, window)
             .filter_map(|s| s.card.as_deref())
-            .collect::<BTreeSet<_>>()
-            .len() as u32
+        {
+            if !seen.contains(&card) {
+                seen.push(card);
+            }
+        }
+        seen.len() as u32
     }
 
     /// Attempts in `(now − window, now]` and how many of them were known to be fraud at `now`.
     pub fn known_frauds(&self, now: DateTime<Utc>, window: Duration) -> (u32, u32) {
-        let attempts: Vec<&Signal> = self
+        let (mut attempts, mut frauds) = (0, 0);
+        for s in self
             .in_window(now, window)
             .filter(|s| s.kind == SignalKind::Attempt)
-            .collect();
-        let frauds = attempts
-            .iter()
-            .filter(|s| s.fraud_label_at.is_some_and(|l| l <= now))
-            .count();
-        (attempts.len() as u32, frauds as u32)
+        {
+            attempts += 1;
+            frauds += u32::from(s.fraud_label_at.is_some_and(|l| l <= now));
+        }
+        (attempts, frauds)
     }
 
+    /// The signals in `(now − window, now]`: newest first, so the walk stops at the window's start.
     fn in_window(&self, now: DateTime<Utc>, window: Duration) -> impl Iterator<Item = &Signal> {
         let from = now - window;
-        self.signals
+        let first = self.signals.partition_point(|s| s.at > now);
+        self.signals[first..]
             .iter()
-            .filter(move |s| s.at > from && s.at <= now)
+            .take_while(move |s| s.at > from)
     }
 }
