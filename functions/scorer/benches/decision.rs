@@ -281,6 +281,7 @@ fn compute() -> serde_json::Value {
         "decision_compute_checkout_ns": summary(&checkout_plain),
         "decision_compute_checkout_risk_ns": summary(&checkout_risk),
         "risk_added_p99_ns": quantile(&checkout_risk, 0.99).unwrap_or(0.0) - quantile(&checkout_plain, 0.99).unwrap_or(0.0),
+        "checkout_risk_friction": friction,
         "request_to_response_and_event_ns": summary(&full),
         "timer_overhead_ns": summary(&timer),
         "response_bytes": response_bytes,

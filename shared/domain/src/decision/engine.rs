@@ -327,8 +327,12 @@ pub fn decide(
             );
             Event {
                 event_id: crate::features::review::event_id(inputs.decision_id, 0),
+                schema_version: event.schema_version,
+                occurred_at: event.occurred_at,
+                session_id: event.session_id.clone(),
+                user_id: event.user_id.clone(),
+                context: event.context.clone(),
                 body: EventBody::ReviewUpdated(Box::new(opened)),
-                ..event.clone()
             }
         });
     Decision {
