@@ -16,7 +16,7 @@ use checkout_aws::emf::{Metrics, Unit};
 use checkout_aws::features::DynamoFeatureStore;
 use checkout_aws::s3::{s3_client, S3ObjectStore};
 use checkout_aws::{load_sdk_config, ConfigError, Env};
-use checkout_domain::decision::config::{DecisionConfig, DEFAULT_CONFIG_KEY};
+use checkout_domain::decision::config::{ConfigCache, ConfigOrigin, DEFAULT_CONFIG_KEY};
 use checkout_domain::features::review::{Command, ReviewConfig, ReviewError};
 use checkout_domain::ports::{AppendOnce, FeatureWriter, ObjectStore, SessionLog};
 use checkout_domain::risk::queue::{Queue, QueueError, SlaReport};
@@ -26,6 +26,10 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 pub const SERVICE: &str = "review";
+/// How long the decision config's `review` section is reused before it is read again.
+pub const CONFIG_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+/// How long one read of the decision config may take.
+pub const CONFIG_FETCH_BUDGET: std::time::Duration = std::time::Duration::from_secs(2);
 /// The JWT scope a reviewer's token carries.
 pub const DEFAULT_REVIEWER_SCOPE: &str = "checkout-ai/review";
 
@@ -91,7 +95,7 @@ pub struct Function<
     pub log: L,
     pub sink: W,
     pub store: S,
-    pub config_store: C,
+    pub decision_config: ConfigCache<C>,
 }
 
 impl Function {
@@ -116,10 +120,15 @@ impl Function {
                 client: dynamodb,
                 table: config.features_table.clone(),
             },
-            config_store: S3ObjectStore {
-                client: s3_client(sdk),
-                bucket: config.models_bucket.clone(),
-            },
+            decision_config: ConfigCache::new(
+                S3ObjectStore {
+                    client: s3_client(sdk),
+                    bucket: config.models_bucket.clone(),
+                },
+                config.decision_config_key.clone(),
+                CONFIG_TTL,
+                CONFIG_FETCH_BUDGET,
+            ),
             config,
         })
     }
@@ -194,17 +203,14 @@ pub struct Invocation {
 }
 
 impl<L: SessionLog, W: AppendOnce, S: FeatureWriter, C: ObjectStore> Function<L, W, S, C> {
+    /// The decision config's `review` section, from the per-container cache (refreshed after its TTL;
+    /// the last good one when a refresh fails). Refused only when no good config was ever read and the
+    /// store could not be read.
     async fn review_config(&self) -> Result<ReviewConfig, String> {
-        match self
-            .config_store
-            .get(&self.config.decision_config_key)
-            .await
-        {
-            Ok(Some(o)) => DecisionConfig::decode(&o.bytes)
-                .map(|c| c.review)
-                .map_err(|e| e.to_string()),
-            Ok(None) => Ok(ReviewConfig::default()),
-            Err(e) => Err(e.to_string()),
+        let snapshot = self.decision_config.current().await;
+        match (&snapshot.origin, snapshot.stale_because) {
+            (ConfigOrigin::Defaults, Some(why)) => Err(why),
+            _ => Ok(snapshot.config.review.clone()),
         }
     }
 

@@ -101,7 +101,12 @@ async fn function() -> Review {
         sink: log.clone(),
         log,
         store,
-        config_store: MemoryObjectStore::default(),
+        decision_config: checkout_domain::decision::config::ConfigCache::new(
+            MemoryObjectStore::default(),
+            "config/decisions.json",
+            review::CONFIG_TTL,
+            review::CONFIG_FETCH_BUDGET,
+        ),
     }
 }
 

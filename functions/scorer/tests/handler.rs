@@ -160,6 +160,11 @@ async fn features() -> MemoryFeatureStore {
             "feature_hash": "", "degraded": false}),
         ),
     ];
+    projected(&entries).await
+}
+
+/// The features table the real updater makes of `entries`.
+async fn projected(entries: &[LogEntry]) -> MemoryFeatureStore {
     let updater = FeatureUpdater::new(
         MemoryLog::new(100, Faults::default()),
         MemoryFeatureStore::new(Faults::default()),
@@ -885,16 +890,7 @@ async fn ring_features() -> MemoryFeatureStore {
             "order_id": format!("ord-{i}"), "source": "issuer"}),
         ));
     }
-    let updater = FeatureUpdater::new(
-        MemoryLog::new(100, Faults::default()),
-        MemoryFeatureStore::new(Faults::default()),
-    );
-    use checkout_domain::ports::BatchSink;
-    let refs: Vec<&LogEntry> = entries.iter().collect();
-    assert!(updater.log.put(&refs).await.unwrap().is_empty());
-    let sessions: Vec<String> = entries.iter().map(|e| e.session_id.clone()).collect();
-    updater.update(&sessions).await;
-    updater.store
+    projected(&entries).await
 }
 
 #[tokio::test]

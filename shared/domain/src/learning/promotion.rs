@@ -61,37 +61,24 @@ pub fn decide(
     override_reason: Option<&str>,
 ) -> Decision {
     if challenger.policy == champion.policy {
-        return Decision {
-            promote: false,
-            overridden: false,
-            reason: format!("{} is already the champion", challenger.policy),
-        };
+        return Decision::verdict(
+            false,
+            format!("{} is already the champion", challenger.policy),
+        );
     }
     let (lower, estimate) = (challenger.dr_lower, champion.dr);
     if lower.is_finite() && estimate.is_finite() && lower > estimate {
-        return Decision {
-            promote: true,
-            overridden: false,
-            reason: format!(
-                "challenger DR lower bound {lower:.2} > champion DR estimate {estimate:.2}"
-            ),
-        };
+        return Decision::verdict(
+            true,
+            format!("challenger DR lower bound {lower:.2} > champion DR estimate {estimate:.2}"),
+        );
     }
-    let refused = format!(
-        "challenger DR lower bound {lower:.2} does not beat champion DR estimate {estimate:.2}"
-    );
-    match override_reason {
-        Some(why) => Decision {
-            promote: true,
-            overridden: true,
-            reason: format!("{refused}; promoted by override: {why}"),
-        },
-        None => Decision {
-            promote: false,
-            overridden: false,
-            reason: refused,
-        },
-    }
+    Decision::refused(
+        format!(
+            "challenger DR lower bound {lower:.2} does not beat champion DR estimate {estimate:.2}"
+        ),
+        override_reason,
+    )
 }
 
 /// Evaluates one target on the held-out rows.

@@ -423,7 +423,19 @@ pub async fn load_or_fallback(
     name: &str,
     budget: Duration,
 ) -> Result<Loaded, ArtifactError> {
-    let outcome = match tokio::time::timeout(budget, load_champion::<Model>(store, name)).await {
+    let (model, origin) = champion_or(store, name, budget, fallback_model).await?;
+    Ok(Loaded { model, origin })
+}
+
+/// Any registered artifact's cold-start load: the champion of `name` within `budget`, else `fallback()`
+/// (logged as an error with the reason, which the origin carries). Only a broken fallback is an `Err`.
+pub async fn champion_or<A: Registered>(
+    store: &impl ObjectStore,
+    name: &str,
+    budget: Duration,
+    fallback: impl FnOnce() -> Result<A, ArtifactError>,
+) -> Result<(A, Origin), ArtifactError> {
+    let outcome = match tokio::time::timeout(budget, load_champion::<A>(store, name)).await {
         Ok(result) => result,
         Err(_) => Err(RegistryError::Timeout(budget)),
     };
@@ -434,13 +446,10 @@ pub async fn load_or_fallback(
                 version = model.version(),
                 "loaded the champion model"
             );
-            Ok(Loaded {
-                model,
-                origin: Origin::Champion,
-            })
+            Ok((model, Origin::Champion))
         }
         Err(error) => {
-            let model = fallback_model()?;
+            let model = fallback()?;
             let reason = chain(&error);
             tracing::error!(
                 model = name,
@@ -448,10 +457,7 @@ pub async fn load_or_fallback(
                 fallback = %format!("{}@{}", model.name(), model.version()),
                 "champion model unavailable; serving the compiled-in fallback"
             );
-            Ok(Loaded {
-                model,
-                origin: Origin::Fallback { reason },
-            })
+            Ok((model, Origin::Fallback { reason }))
         }
     }
 }
@@ -509,6 +515,29 @@ pub struct Decision {
     pub reason: String,
 }
 
+impl Decision {
+    /// What the rule decided, with no override.
+    pub fn verdict(promote: bool, reason: String) -> Self {
+        Self {
+            promote,
+            overridden: false,
+            reason,
+        }
+    }
+
+    /// The rule refused for `reason`; an override (with its reason) promotes anyway and says so.
+    pub fn refused(reason: String, override_reason: Option<&str>) -> Self {
+        match override_reason {
+            Some(why) => Self {
+                promote: true,
+                overridden: true,
+                reason: format!("{reason}; promoted by override: {why}"),
+            },
+            None => Self::verdict(false, reason),
+        }
+    }
+}
+
 /// The promotion rule: the challenger replaces the champion only when its AUC on a common basis is at
 /// least the champion's. An explicit override (with its reason) promotes anyway and says so.
 pub fn decide(
@@ -517,19 +546,8 @@ pub fn decide(
     comparable: bool,
     override_reason: Option<&str>,
 ) -> Decision {
-    let verdict = |promote: bool, reason: String| Decision {
-        promote,
-        overridden: false,
-        reason,
-    };
-    let refused = |reason: String| match override_reason {
-        Some(why) => Decision {
-            promote: true,
-            overridden: true,
-            reason: format!("{reason}; promoted by override: {why}"),
-        },
-        None => verdict(false, reason),
-    };
+    let verdict = Decision::verdict;
+    let refused = |reason| Decision::refused(reason, override_reason);
     let Some(champion) = champion else {
         return verdict(true, "there is no champion yet".into());
     };

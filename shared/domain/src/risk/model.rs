@@ -191,32 +191,9 @@ pub async fn load_or_fallback(
     store: &impl crate::ports::ObjectStore,
     budget: std::time::Duration,
 ) -> Result<LoadedRisk, ArtifactError> {
-    use crate::model::registry::{load_champion, Origin, RegistryError};
-    let outcome = match tokio::time::timeout(
-        budget,
-        load_champion::<RiskModelArtifact>(store, RISK_MODEL_NAME),
-    )
-    .await
-    {
-        Ok(result) => result,
-        Err(_) => Err(RegistryError::Timeout(budget)),
-    };
-    match outcome {
-        Ok(model) => Ok(LoadedRisk {
-            model,
-            origin: Origin::Champion,
-        }),
-        Err(error) => {
-            let model = fallback()?;
-            let reason = error.to_string();
-            tracing::error!(model = RISK_MODEL_NAME, error = %reason,
-                fallback = %model.version, "risk champion unavailable; serving the compiled-in fallback");
-            Ok(LoadedRisk {
-                model,
-                origin: Origin::Fallback { reason },
-            })
-        }
-    }
+    let (model, origin) =
+        crate::model::registry::champion_or(store, RISK_MODEL_NAME, budget, fallback).await?;
+    Ok(LoadedRisk { model, origin })
 }
 
 /// One side of a risk-model comparison: its held-out figures.
@@ -251,19 +228,8 @@ pub fn decide(
     override_reason: Option<&str>,
 ) -> crate::model::registry::Decision {
     use crate::model::registry::Decision;
-    let verdict = |promote, reason: String| Decision {
-        promote,
-        overridden: false,
-        reason,
-    };
-    let refused = |reason: String| match override_reason {
-        Some(why) => Decision {
-            promote: true,
-            overridden: true,
-            reason: format!("{reason}; promoted by override: {why}"),
-        },
-        None => verdict(false, reason),
-    };
+    let verdict = Decision::verdict;
+    let refused = |reason| Decision::refused(reason, override_reason);
     let Some(champion) = champion else {
         return verdict(true, "there is no champion yet".into());
     };

@@ -10,7 +10,7 @@
 use crate::event::{Event, EventBody, ReviewUpdated, SCHEMA_VERSION};
 use crate::features::review::{
     command, event_id, fold, sweep as sla, Case, CaseEvent, Command, QueueItem, ReviewConfig,
-    ReviewError, Status,
+    ReviewError,
 };
 use crate::features::{Doc, Key, REVIEW_QUEUE_PK};
 use crate::ingest::LogEntry;
@@ -112,16 +112,21 @@ impl<S: FeatureWriter, L: SessionLog, W: AppendOnce> Queue<'_, S, L, W> {
 
     /// One case, folded from its events. `None` when the queue does not know it.
     pub async fn show(&self, case_id: &str) -> Result<Option<CaseView>, QueueError> {
-        let Some(item) = self.item(case_id).await? else {
-            return Ok(None);
-        };
-        let case = fold(&self.events(&item.session_id, case_id).await?)?
-            .ok_or_else(|| ReviewError::NotFound(case_id.to_string()))?;
-        Ok(Some(CaseView {
+        match self.item(case_id).await? {
+            Some(item) => self.view(item).await.map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The case a queue item names, folded from its events in its session.
+    async fn view(&self, item: QueueItem) -> Result<CaseView, QueueError> {
+        let case = fold(&self.events(&item.session_id, &item.case_id).await?)?
+            .ok_or_else(|| ReviewError::NotFound(item.case_id.clone()))?;
+        Ok(CaseView {
             case,
             session_id: item.session_id,
             user_id: item.user_id,
-        }))
+        })
     }
 
     /// A reviewer's command: the case after it.
@@ -185,9 +190,7 @@ impl<S: FeatureWriter, L: SessionLog, W: AppendOnce> Queue<'_, S, L, W> {
     pub async fn sweep(&self, now: DateTime<Utc>) -> Result<SlaReport, QueueError> {
         let mut report = SlaReport::default();
         for item in self.list().await? {
-            let Some(view) = self.show(&item.case_id).await? else {
-                continue;
-            };
+            let view = self.view(item).await?;
             let mut case = view.case.clone();
             // At most one transition per case per run, so each is decided on the case as it is.
             if let Some(next) = sla(&case, self.config, now) {
@@ -215,9 +218,4 @@ impl<S: FeatureWriter, L: SessionLog, W: AppendOnce> Queue<'_, S, L, W> {
         }
         Ok(report)
     }
-}
-
-/// Whether a queue item is a reviewer's to see (not closed).
-pub fn is_open(item: &QueueItem) -> bool {
-    matches!(item.status, Status::Open | Status::Assigned)
 }
