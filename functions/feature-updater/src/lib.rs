@@ -103,6 +103,10 @@ pub fn metrics(
     m.count("Sessions", c.sessions);
     m.count("ItemsWritten", c.feature_items_written);
     m.count("TransactionalItemsWritten", c.transactional_items_written);
+    m.count(
+        "WriteUnits",
+        usize::try_from(c.write_units).unwrap_or(usize::MAX),
+    );
     m.count("Conflicts", c.conflicts);
     m.count("UnreadableEvents", c.unreadable_events);
     let checkpoint = response

@@ -26,6 +26,8 @@ pub struct FeaturesSummary {
     pub log_items_read_per_event: f64,
     pub feature_items_read_per_event: f64,
     pub feature_items_written_per_event: f64,
+    /// DynamoDB write units per event, by item size and transaction (`features::cost`).
+    pub write_units_per_event: f64,
     pub events_per_second: f64,
     /// The session with the most events, as the scorer would read it.
     pub example_session: Option<checkout_domain::features::SessionFeatures>,
@@ -206,6 +208,7 @@ pub async fn demo(stack: &LocalStack, file: &Path, out: &Path) -> Result<(), Box
         log_items_read_per_event: per_event(fc.log_entries_read),
         feature_items_read_per_event: per_event(fc.feature_items_read),
         feature_items_written_per_event: per_event(fc.feature_items_written),
+        write_units_per_event: fc.write_units as f64 / event_log_items.max(1) as f64,
         events_per_second: event_log_items as f64 / features_secs.max(1e-9),
         example_session,
         run: features_run,
@@ -432,10 +435,11 @@ fn print_summary(s: &DemoSummary) {
         f.run.stream.invocations, f.run.counts.sessions, f.run.counts.sessions_current
     );
     println!(
-        "  per event: log items read {:.2}, feature items read {:.2}, written {:.2}; {:.0} events/s",
+        "  per event: log items read {:.2}, feature items read {:.2}, written {:.2} ({:.2} write units); {:.0} events/s",
         f.log_items_read_per_event,
         f.feature_items_read_per_event,
         f.feature_items_written_per_event,
+        f.write_units_per_event,
         f.events_per_second
     );
     println!("  features table items by entity:");

@@ -14,6 +14,7 @@
 //! | [`learn`] | point-in-time rows, off-policy evaluation, policy training and promotion, the Open Bandit check |
 //! | [`simulate`] | the closed-loop simulator with a known truth |
 //! | [`report_html`] | the learning loop's HTML pages |
+//! | [`write_cost`] | the feature updater's write units per event and per partition key, in memory |
 
 pub mod census;
 pub mod demo;
@@ -34,6 +35,7 @@ pub mod rees46;
 pub mod replay;
 pub mod report_html;
 pub mod simulate;
+pub mod write_cost;
 
 pub use demo::demo;
 pub use drivers::{

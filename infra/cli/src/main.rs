@@ -48,6 +48,18 @@ enum Command {
         #[arg(long, default_value = "target/simulation")]
         out_dir: PathBuf,
     },
+    /// What the feature updater's writes cost, measured in memory through the real updater: the REES46
+    /// replay in the stream mapping's batches, write units per event (by item size, transactions
+    /// doubled) and the hottest partition keys.
+    WriteCost {
+        #[arg(long, default_value = "../shared/data/rees46-2019-10-01-head.csv")]
+        file: PathBuf,
+        #[arg(long, default_value_t = checkout_ai::write_cost::TEMPLATE_BATCH_SIZE)]
+        batch_size: usize,
+        /// Only the first N rows.
+        #[arg(long)]
+        limit: Option<usize>,
+    },
     /// The offline fraud benchmark with known fraud: the fraud-detection handbook's transaction simulator
     /// and protocol (train a week, wait a week for labels, test a week), the risk model's ROC AUC, average
     /// precision and card precision@100 against the handbook's logistic regression, and the expected cost
@@ -721,6 +733,11 @@ async fn run(command: Command) -> Result<ExitCode, ops::BoxError> {
             let report = ops::simulate::run(&settings, &uci, &out_dir)?;
             ops::simulate::print(&report);
         }
+        Command::WriteCost {
+            file,
+            batch_size,
+            limit,
+        } => print_json(&checkout_ai::write_cost::rees46(&file, batch_size, limit).await?)?,
         Command::FraudBench {
             seeds,
             first_seed,

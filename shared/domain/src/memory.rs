@@ -248,6 +248,8 @@ struct FeatureState {
     calls: u64,
     items: BTreeMap<Key, Stored>,
     writes: u64,
+    /// Write units billed per partition key ([`crate::features::cost`]).
+    units_by_pk: HashMap<String, u64>,
     /// Commits writing an item whose `pk` starts with this fail with a transient error.
     failing_pk_prefix: Option<String>,
 }
@@ -296,6 +298,17 @@ impl MemoryFeatureStore {
     /// Calls made so far (reads and commits).
     pub fn calls(&self) -> u64 {
         self.lock().calls
+    }
+
+    /// Write units billed so far per partition key, by item size and transaction
+    /// ([`crate::features::cost`]).
+    pub fn write_units_by_pk(&self) -> HashMap<String, u64> {
+        self.lock().units_by_pk.clone()
+    }
+
+    /// Forgets the write units billed so far.
+    pub fn reset_write_units(&self) {
+        self.lock().units_by_pk.clear();
     }
 
     /// Puts a document as it is, at version 1 (test set-up).
@@ -463,8 +476,11 @@ impl FeatureWriter for MemoryFeatureStore {
         if !ok {
             return Err(CommitError::Conflict);
         }
+        let transactional = writes.len() > 1;
         for w in writes {
             st.writes += 1;
+            let units = crate::features::cost::write_units(&w, transactional);
+            *st.units_by_pk.entry(w.key.pk.clone()).or_default() += units;
             match w.doc {
                 None => {
                     st.items.remove(&w.key);

@@ -38,6 +38,8 @@ pub struct UpdateCounts {
     pub feature_items_written: usize,
     /// Of those, items written inside multi-item transactions (DynamoDB bills these twice).
     pub transactional_items_written: usize,
+    /// DynamoDB write units the writes cost, by item size ([`super::cost`]).
+    pub write_units: u64,
     pub commits: usize,
     pub conflicts: usize,
     /// Of the items written, recovery due items put or removed (the carts' schedule).
@@ -53,6 +55,7 @@ impl std::ops::AddAssign<&UpdateCounts> for UpdateCounts {
         self.feature_items_read += o.feature_items_read;
         self.feature_items_written += o.feature_items_written;
         self.transactional_items_written += o.transactional_items_written;
+        self.write_units += o.write_units;
         self.commits += o.commits;
         self.conflicts += o.conflicts;
         self.due_items_written += o.due_items_written;
@@ -349,7 +352,7 @@ impl<L: SessionLog, S: FeatureWriter> FeatureUpdater<L, S> {
             ids.push(id);
             units.push(unit);
         }
-        let results = self.commit_packed(units, &mut out.counts).await;
+        let results = self.commit_units(units, &mut out.counts).await;
         let mut conflicted = Vec::new();
         for (id, r) in ids.into_iter().zip(results) {
             match r {
@@ -370,7 +373,7 @@ impl<L: SessionLog, S: FeatureWriter> FeatureUpdater<L, S> {
         conflicted
     }
 
-    /// Applies every job's changes, packing the commits of many aggregates into few transactions, in as
+    /// Applies every job's changes, one commit per aggregate, in as
     /// many passes as the write limit needs, re-reading and recomputing what conflicted. Returns, per
     /// session, the error that kept one of its aggregates from landing.
     async fn aggregates(
@@ -417,7 +420,7 @@ impl<L: SessionLog, S: FeatureWriter> FeatureUpdater<L, S> {
                     }
                 }
             }
-            let results = self.commit_packed(units, counts).await;
+            let results = self.commit_units(units, counts).await;
             for ((mut job, taken), r) in planned.into_iter().zip(results) {
                 match r {
                     Ok(()) => {
@@ -472,69 +475,31 @@ impl<L: SessionLog, S: FeatureWriter> FeatureUpdater<L, S> {
         Ok(())
     }
 
-    /// Commits each unit atomically, packing units into as few transactions as the write limit allows.
-    /// When a packed transaction conflicts, its units are retried one by one, so that one contended item
-    /// does not hold back the others. One result per unit.
-    async fn commit_packed(
+    /// Commits each unit by itself, `concurrency` at a time. A unit is what must land atomically (an
+    /// aggregate with the contributions it takes, a session with its schedule); nothing needs atomicity
+    /// *across* units, so none is packed with another: a one-item unit is a plain conditional put at
+    /// half the price of a transaction, and one contended item holds back nothing else. One result per
+    /// unit, in order.
+    async fn commit_units(
         &self,
         units: Vec<Vec<Write>>,
         counts: &mut UpdateCounts,
     ) -> Vec<Result<(), CommitError>> {
-        let mut packs: Vec<Vec<usize>> = Vec::new();
-        let mut size = 0;
-        for (i, u) in units.iter().enumerate() {
-            match packs.last_mut() {
-                Some(p) if size + u.len() <= MAX_WRITES_PER_COMMIT => {
-                    p.push(i);
-                    size += u.len();
-                }
-                _ => {
-                    packs.push(vec![i]);
-                    size = u.len();
-                }
-            }
-        }
-        let units = &units;
-        type PackOutcome = (Vec<usize>, Vec<Result<(), CommitError>>, UpdateCounts);
-        let outcomes: Vec<PackOutcome> = stream::iter(packs)
-            .map(|pack| async move {
+        let outcomes: Vec<(Result<(), CommitError>, UpdateCounts)> = stream::iter(units)
+            .map(|unit| async move {
                 let mut c = UpdateCounts::default();
-                let writes: Vec<Write> = pack
-                    .iter()
-                    .flat_map(|i| units[*i].iter().cloned())
-                    .collect();
-                let first = self.commit_counted(writes, &mut c).await;
-                let results = match first {
-                    Err(CommitError::Conflict) if pack.len() > 1 => {
-                        let mut one_by_one = Vec::with_capacity(pack.len());
-                        for i in &pack {
-                            one_by_one.push(self.commit_counted(units[*i].clone(), &mut c).await);
-                        }
-                        one_by_one
-                    }
-                    Err(CommitError::Store(e)) => pack
-                        .iter()
-                        .map(|_| Err(CommitError::Store(e.clone_shallow())))
-                        .collect(),
-                    Err(CommitError::Conflict) => vec![Err(CommitError::Conflict)],
-                    Ok(()) => pack.iter().map(|_| Ok(())).collect(),
-                };
-                (pack, results, c)
+                let r = self.commit_counted(unit, &mut c).await;
+                (r, c)
             })
-            .buffer_unordered(self.concurrency.max(1))
+            .buffered(self.concurrency.max(1))
             .collect()
             .await;
-        let mut results: Vec<Option<Result<(), CommitError>>> =
-            units.iter().map(|_| None).collect();
-        for (pack, rs, c) in outcomes {
-            *counts += &c;
-            for (i, r) in pack.into_iter().zip(rs) {
-                results[i] = Some(r);
-            }
-        }
-        results
+        outcomes
             .into_iter()
-            .map(|r| r.unwrap_or(Err(CommitError::Conflict)))
+            .map(|(r, c)| {
+                *counts += &c;
+                r
+            })
             .collect()
     }
 
@@ -544,11 +509,16 @@ impl<L: SessionLog, S: FeatureWriter> FeatureUpdater<L, S> {
         c: &mut UpdateCounts,
     ) -> Result<(), CommitError> {
         let n = writes.len();
+        let units: u64 = writes
+            .iter()
+            .map(|w| super::cost::write_units(w, n > 1))
+            .sum();
         c.commits += 1;
         let r = self.store.commit(writes).await;
         match &r {
             Ok(()) => {
                 c.feature_items_written += n;
+                c.write_units += units;
                 if n > 1 {
                     c.transactional_items_written += n;
                 }
