@@ -33,6 +33,25 @@ pub struct FeaturesSummary {
     pub example_session: Option<checkout_domain::features::SessionFeatures>,
 }
 
+/// The demo summary's `archive` object.
+#[derive(Debug, Clone, Serialize)]
+pub struct ArchiveSummary {
+    pub written: crate::archive::ArchiveReport,
+    /// Each experiment with units, read from DynamoDB and from the archive's SQL.
+    pub readouts: Vec<crate::archive::ReadoutComparison>,
+}
+
+/// Archives the log and reads every experiment both ways, at one clock.
+async fn demo_archive(stack: &LocalStack, out: &Path) -> Result<ArchiveSummary, BoxError> {
+    let dir = out.join("archive");
+    let written = crate::archive::archive_log(stack, &dir).await?;
+    let now = chrono::Utc::now();
+    let window_end =
+        chrono::DurationRound::duration_trunc(now, chrono::TimeDelta::minutes(1)).unwrap_or(now);
+    let readouts = crate::archive::compare_readouts(stack, &dir, window_end, now).await?;
+    Ok(ArchiveSummary { written, readouts })
+}
+
 /// The demo summary written to `out/demo-summary.json`.
 #[derive(Debug, Serialize)]
 pub struct DemoSummary {
@@ -62,6 +81,7 @@ pub struct DemoSummary {
     pub learning: crate::learn::DemoLearning,
     pub operations: crate::demo_ops::OperationsSummary,
     pub recovery: crate::demo_recovery::RecoverySummary,
+    pub archive: ArchiveSummary,
     pub timings_seconds: std::collections::BTreeMap<String, f64>,
 }
 
@@ -87,30 +107,30 @@ pub struct FlowBack {
 pub async fn demo(stack: &LocalStack, file: &Path, out: &Path) -> Result<(), BoxError> {
     let mut timings = std::collections::BTreeMap::new();
     let t = Instant::now();
-    println!("1/11 replaying {} into Kinesis …", file.display());
+    println!("1/12 replaying {} into Kinesis …", file.display());
     let replay = replay(stack, file, None, None).await?;
     timings.insert("replay".to_string(), t.elapsed().as_secs_f64());
 
     let t = Instant::now();
-    println!("2/11 driving the ingest handler from the stream, batch by batch …");
+    println!("2/12 driving the ingest handler from the stream, batch by batch …");
     let run = drive_ingest(stack).await?;
     timings.insert("ingest".to_string(), t.elapsed().as_secs_f64());
 
     let t = Instant::now();
-    println!("3/11 driving the feature updater from the event log's stream (INSERTs only) …");
+    println!("3/12 driving the feature updater from the event log's stream (INSERTs only) …");
     let features_run = drive_features(stack).await?;
     let features_secs = t.elapsed().as_secs_f64();
     timings.insert("features".to_string(), features_secs);
 
     let t = Instant::now();
-    println!("4/11 training a model on the event log's sessions and promoting it …");
+    println!("4/12 training a model on the event log's sessions and promoting it …");
     let model = train_and_promote(stack, out).await?;
     timings.insert("model".to_string(), t.elapsed().as_secs_f64());
 
     let t = Instant::now();
     let visits = demo_loop::cart_visits(file)?;
     println!(
-        "5/11 a storefront asks the scorer for {} decisions (each session that reaches the cart), through the HTTP API event …",
+        "5/12 a storefront asks the scorer for {} decisions (each session that reaches the cart), through the HTTP API event …",
         visits.len()
     );
     demo_loop::configure_experiment(stack).await?;
@@ -122,7 +142,7 @@ pub async fn demo(stack: &LocalStack, file: &Path, out: &Path) -> Result<(), Box
     timings.insert("decisions".to_string(), t.elapsed().as_secs_f64());
 
     let t = Instant::now();
-    println!("6/11 decision events back through Kinesis, ingest and the feature updater …");
+    println!("6/12 decision events back through Kinesis, ingest and the feature updater …");
     let ingest_back = drive_ingest_after(stack, &run.stream.positions).await?;
     let features_back = drive_features_after(stack, &features_run.stream.positions).await?;
     timings.insert("decisions_flow_back".to_string(), t.elapsed().as_secs_f64());
@@ -133,7 +153,7 @@ pub async fn demo(stack: &LocalStack, file: &Path, out: &Path) -> Result<(), Box
     };
 
     let t = Instant::now();
-    println!("7/11 the experiment evaluator over the window …");
+    println!("7/12 the experiment evaluator over the window …");
     let last_exposure = visits
         .iter()
         .map(|v| v.at)
@@ -143,7 +163,7 @@ pub async fn demo(stack: &LocalStack, file: &Path, out: &Path) -> Result<(), Box
     timings.insert("evaluate".to_string(), t.elapsed().as_secs_f64());
 
     let t = Instant::now();
-    println!("8/11 reading the event log and the features table back …");
+    println!("8/12 reading the event log and the features table back …");
     let sdk = stack.sdk_config().await;
     let ddb = aws_sdk_dynamodb::Client::new(&sdk);
     let event_log_items = count_items(&ddb, &stack.resource("EventLogTable")?.name).await?;
@@ -172,7 +192,7 @@ pub async fn demo(stack: &LocalStack, file: &Path, out: &Path) -> Result<(), Box
     timings.insert("verify".to_string(), t.elapsed().as_secs_f64());
 
     let t = Instant::now();
-    println!("9/11 the learning loop: point-in-time rows of these decisions, off-policy evaluation, a simulated closed loop …");
+    println!("9/12 the learning loop: point-in-time rows of these decisions, off-policy evaluation, a simulated closed loop …");
     let uci = file
         .parent()
         .unwrap_or(Path::new("."))
@@ -182,14 +202,14 @@ pub async fn demo(stack: &LocalStack, file: &Path, out: &Path) -> Result<(), Box
 
     let t = Instant::now();
     println!(
-        "10/11 operations: explain a decision, the drift monitor over the day, erase a shopper …"
+        "10/12 operations: explain a decision, the drift monitor over the day, erase a shopper …"
     );
     std::fs::create_dir_all(out)?;
     let operations = crate::demo_ops::run(stack, &visits, out).await?;
     timings.insert("operations".to_string(), t.elapsed().as_secs_f64());
 
     let t = Instant::now();
-    println!("11/11 abandoned-cart recovery: the carts the feature updater scheduled, swept hour by hour on a simulated clock through their three steps …");
+    println!("11/12 abandoned-cart recovery: the carts the feature updater scheduled, swept hour by hour on a simulated clock through their three steps …");
     let recovery = crate::demo_recovery::run(
         stack,
         &features_back.stream.positions,
@@ -201,6 +221,11 @@ pub async fn demo(stack: &LocalStack, file: &Path, out: &Path) -> Result<(), Box
     )
     .await?;
     timings.insert("recovery".to_string(), t.elapsed().as_secs_f64());
+
+    let t = Instant::now();
+    println!("12/12 the event archive: the log's stream as Parquet by event hour, and every experiment read with the archive's SQL (DuckDB) against the evaluator's DynamoDB units …");
+    let archive = demo_archive(stack, out).await?;
+    timings.insert("archive".to_string(), t.elapsed().as_secs_f64());
     let per_event = |n: usize| n as f64 / event_log_items.max(1) as f64;
     let fc = &features_run.counts;
     let features = FeaturesSummary {
@@ -240,6 +265,7 @@ pub async fn demo(stack: &LocalStack, file: &Path, out: &Path) -> Result<(), Box
         learning,
         operations,
         recovery,
+        archive,
         timings_seconds: timings,
     };
     std::fs::create_dir_all(out)?;
@@ -247,6 +273,24 @@ pub async fn demo(stack: &LocalStack, file: &Path, out: &Path) -> Result<(), Box
     std::fs::write(&path, serde_json::to_string_pretty(&summary)? + "\n")?;
     print_summary(&summary);
     println!("summary written to {}", path.display());
+    if summary.archive.written.parquet_rows != summary.event_log_items {
+        return Err(format!(
+            "the archive's Parquet files hold {} rows but the event log {} items",
+            summary.archive.written.parquet_rows, summary.event_log_items
+        )
+        .into());
+    }
+    if let Some(r) = summary.archive.readouts.iter().find(|r| !r.identical) {
+        return Err(format!(
+            "experiment {}: the archive's SQL readout differs from the DynamoDB units: {}",
+            r.experiment_id,
+            r.differences.join("; ")
+        )
+        .into());
+    }
+    if summary.archive.readouts.is_empty() {
+        return Err("no experiment had units to read from the archive".into());
+    }
     if summary.features.run.failed_sessions > 0 {
         return Err(format!(
             "the feature updater handed back {} sessions",
@@ -407,6 +451,23 @@ fn print_summary(s: &DemoSummary) {
     );
     crate::learn::print_demo(&s.learning);
     crate::demo_recovery::print(&s.recovery);
+    let a = &s.archive;
+    println!(
+        "  event archive                {:>8}  rows in {} event-hour partitions ({} Parquet rows) under {}",
+        a.written.rows,
+        a.written.partitions,
+        a.written.parquet_rows,
+        a.written.dir.join("events").display()
+    );
+    for r in &a.readouts {
+        println!(
+            "    {:<26} units per arm {:?} (DynamoDB) vs {:?} (SQL): reports {}",
+            r.experiment_id,
+            r.units_dynamodb,
+            r.units_sql,
+            if r.identical { "identical" } else { "DIFFER" }
+        );
+    }
     println!();
     println!("checkout-ai demo: {}", s.dataset);
     println!("  rows replayed                {:>8}", s.replay.rows);

@@ -3,6 +3,7 @@
 //! | module | what |
 //! |---|---|
 //! | [`replay`] | a dataset into the event stream |
+//! | [`archive`] | the local event archive (Parquet by event hour) and the SQL experiment readout on it |
 //! | [`drivers`] | the local event-source-mapping drivers of ingest and the feature updater |
 //! | [`rebuild`] | projections rebuilt from the log and diffed against the live table |
 //! | [`demo`], [`demo_loop`] | `make demo`: the whole loop |
@@ -16,6 +17,7 @@
 //! | [`report_html`] | the learning loop's HTML pages |
 //! | [`write_cost`] | the feature updater's write units per event and per partition key, in memory |
 
+pub mod archive;
 pub mod census;
 pub mod demo;
 pub mod demo_loop;

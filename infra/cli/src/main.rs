@@ -48,6 +48,15 @@ enum Command {
         #[arg(long, default_value = "target/simulation")]
         out_dir: PathBuf,
     },
+    /// Archive the local event log (its stream, INSERTs in and erasures' REMOVEs out) as Parquet by event
+    /// hour under `out`, as Firehose does in AWS, and read every experiment with units both from the
+    /// evaluator's DynamoDB units and with `sql/experiment_readout.sql` on the archive (DuckDB).
+    Archive {
+        #[command(flatten)]
+        stack: StackArg,
+        #[arg(long, default_value = "out/archive")]
+        out: PathBuf,
+    },
     /// What the feature updater's writes cost, measured in memory through the real updater: the REES46
     /// replay in the stream mapping's batches, write units per event (by item size, transactions
     /// doubled) and the hottest partition keys.
@@ -732,6 +741,13 @@ async fn run(command: Command) -> Result<ExitCode, ops::BoxError> {
             }
             let report = ops::simulate::run(&settings, &uci, &out_dir)?;
             ops::simulate::print(&report);
+        }
+        Command::Archive { stack, out } => {
+            let stack = stack.load()?;
+            let written = checkout_ai::archive::archive_log(&stack, &out).await?;
+            let now = chrono::Utc::now();
+            let readouts = checkout_ai::archive::compare_readouts(&stack, &out, now, now).await?;
+            print_json(&serde_json::json!({"written": written, "readouts": readouts}))?;
         }
         Command::WriteCost {
             file,

@@ -14,6 +14,7 @@
 //! - [`learning`]: point-in-time training data and off-policy evaluation of candidate policies;
 //! - [`stats`] (feature `stats`): gbstats-exact statistics, used by experiment evaluation.
 
+pub mod archive;
 pub mod decision;
 pub mod delivery;
 pub mod event;

@@ -219,6 +219,129 @@ impl UnitFold {
     }
 }
 
+/// One row of the archive's experiment readout (`sql/experiment_readout.sql`): the units of one variant
+/// with one status, and, for `ok` units, the moments of the design's metrics, as integer sums.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct ReadoutRow {
+    pub variant: String,
+    /// `ok`, `expired`, `exposed_after_window` or `multi_variant`.
+    pub status: String,
+    pub units: u64,
+    /// Units whose revenue is partly in another currency (no revenue metrics for them).
+    pub currency_mismatch: u64,
+    pub m0_n: u64,
+    pub m0_sx: i128,
+    pub m0_sxx: i128,
+    pub m0_sy: i128,
+    pub m0_syy: i128,
+    pub m0_sxy: i128,
+    pub m1_n: u64,
+    pub m1_sx: i128,
+    pub m1_sxx: i128,
+    pub m1_sy: i128,
+    pub m1_syy: i128,
+    pub m1_sxy: i128,
+    pub m2_n: u64,
+    pub m2_sx: i128,
+    pub m2_sxx: i128,
+    pub m2_sy: i128,
+    pub m2_syy: i128,
+    pub m2_sxy: i128,
+}
+
+impl ReadoutRow {
+    fn moments(&self, metric: usize) -> crate::stats::tally::Moments {
+        let (n, sx, sxx, sy, syy, sxy) = match metric {
+            0 => (
+                self.m0_n,
+                self.m0_sx,
+                self.m0_sxx,
+                self.m0_sy,
+                self.m0_syy,
+                self.m0_sxy,
+            ),
+            1 => (
+                self.m1_n,
+                self.m1_sx,
+                self.m1_sxx,
+                self.m1_sy,
+                self.m1_syy,
+                self.m1_sxy,
+            ),
+            _ => (
+                self.m2_n,
+                self.m2_sx,
+                self.m2_sxx,
+                self.m2_sy,
+                self.m2_syy,
+                self.m2_sxy,
+            ),
+        };
+        crate::stats::tally::Moments {
+            n,
+            sum: sx as f64,
+            sum_squares: sxx as f64,
+            sum_y: sy as f64,
+            sum_y_squares: syy as f64,
+            sum_products: sxy as f64,
+        }
+    }
+}
+
+impl UnitFold {
+    /// Folds in one readout row: the same exclusions, in the same order, as [`UnitFold::add`] makes
+    /// unit by unit, and the row's moments added to its arm. With integer sums below 2^53 (any
+    /// realistic experiment's counts and minor-unit revenue) the tally is the one the units give.
+    pub fn add_readout(&mut self, row: &ReadoutRow) {
+        let n = row.units;
+        self.data.rows += n;
+        fn exclude(data: &mut DataSummary, reason: &str, k: u64) {
+            if k > 0 {
+                *data.excluded_units.entry(reason.to_string()).or_default() += k;
+            }
+        }
+        if row.status == "expired" {
+            exclude(&mut self.data, "expired", n);
+            return;
+        }
+        self.data.units += n;
+        if row.status != "ok" {
+            exclude(&mut self.data, &row.status, n);
+            return;
+        }
+        let Some(arm) = self.tally.arm(&row.variant) else {
+            exclude(&mut self.data, "unknown_variant", n);
+            return;
+        };
+        self.tally.units[arm] += n;
+        for metric in 0..self.tally.cells.len() {
+            let m = row.moments(metric);
+            let cell = &mut self.tally.cells[metric][arm];
+            cell.n += m.n;
+            cell.sum += m.sum;
+            cell.sum_squares += m.sum_squares;
+            cell.sum_y += m.sum_y;
+            cell.sum_y_squares += m.sum_y_squares;
+            cell.sum_products += m.sum_products;
+        }
+        exclude(
+            &mut self.data,
+            "revenue_in_another_currency",
+            row.currency_mismatch,
+        );
+    }
+
+    /// Whether the fold is for the recovery placement's design (the readout's `recovery` parameter).
+    pub fn recovery(&self) -> bool {
+        self.recovery
+    }
+
+    /// The window end and the clock the fold excludes units by (the readout's parameters).
+    pub fn cutoffs(&self) -> (DateTime<Utc>, i64) {
+        (self.window_end, self.now)
+    }
+}
+
 /// The window's name in keys.
 pub fn window_name(end: DateTime<Utc>) -> String {
     end.format("%Y%m%dT%H%MZ").to_string()

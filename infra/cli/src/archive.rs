@@ -1,0 +1,340 @@
+//! The local event archive and the experiment readout on it.
+//!
+//! In AWS, the archiver function puts each event the log admits to a Firehose delivery stream, which
+//! converts the rows to Parquet with the Glue table's schema and writes them to the archive bucket by
+//! event date and hour; Athena runs `sql/experiment_readout.sql` on them. Firehose and Athena do not run
+//! on the local stack, so here the same rows ([`ArchiveRow`], from the event log's stream, as the
+//! archiver reads it) are staged as JSON lines and `infra/archive_sql.py` does Firehose's conversion
+//! (same layout, same columns) and runs the same SQL file with DuckDB.
+
+use crate::local::esm::{DynamoStreamMapping, Positions};
+use crate::local::stack::LocalStack;
+use crate::BoxError;
+use aws_lambda_events::event::dynamodb::Event as StreamEvent;
+use aws_lambda_events::event::streams::DynamoDbEventResponse;
+use checkout_domain::archive::ArchiveRow;
+use checkout_domain::experiment::config::Experiment;
+use checkout_domain::experiment::evaluation::{ReadoutRow, UnitFold};
+use checkout_domain::ingest::LogEntry;
+use checkout_domain::stats::analysis::{analyse, Settings};
+use checkout_domain::stats::report::{Report, Window};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// What an archive run wrote.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct ArchiveReport {
+    pub rows: usize,
+    /// Log entries that could not be archived (logged; the rest goes on).
+    pub unarchivable: usize,
+    pub partitions: usize,
+    /// Rows in the Parquet files, as DuckDB counts them.
+    pub parquet_rows: usize,
+    pub dir: PathBuf,
+}
+
+/// The repository: the nearest directory up from the working directory that has the SQL files.
+fn repo_root() -> Result<PathBuf, BoxError> {
+    let cwd = std::env::current_dir()?;
+    cwd.ancestors()
+        .find(|d| d.join("sql/experiment_readout.sql").is_file())
+        .map(Path::to_path_buf)
+        .ok_or_else(|| format!("no sql/experiment_readout.sql above {}", cwd.display()).into())
+}
+
+/// The dev virtualenv's Python, which has DuckDB (`CHECKOUT_AI_PYTHON` overrides it).
+fn python(root: &Path) -> PathBuf {
+    std::env::var_os("CHECKOUT_AI_PYTHON")
+        .map_or_else(|| root.join(".venv/bin/python"), PathBuf::from)
+}
+
+fn run_python(args: &[&str]) -> Result<Vec<u8>, BoxError> {
+    let root = repo_root()?;
+    let python = python(&root);
+    let out = Command::new(&python)
+        .arg(root.join("infra/archive_sql.py"))
+        .args(args)
+        .output()
+        .map_err(|e| format!("running {}: {e}", python.display()))?;
+    if !out.status.success() {
+        return Err(format!(
+            "infra/archive_sql.py {}: {}",
+            args.first().copied().unwrap_or_default(),
+            String::from_utf8_lossy(&out.stderr)
+        )
+        .into());
+    }
+    Ok(out.stdout)
+}
+
+/// Archives every event in the local event log: the log's stream from its start (an INSERT archives an
+/// event, an erasure's REMOVE takes it back out), staged as JSON lines under `dir/staging`, then written
+/// as Parquet under `dir/events/dt=…/hour=…/`. Rebuilds the archive from scratch on every run.
+pub async fn archive_log(stack: &LocalStack, dir: &Path) -> Result<ArchiveReport, BoxError> {
+    let sdk = stack.sdk_config().await;
+    let table = stack.resource("EventLogTable")?;
+    let stream_arn = table
+        .stream_arn
+        .clone()
+        .ok_or("the event log table has no stream")?;
+    let mapping = DynamoStreamMapping {
+        streams: aws_sdk_dynamodbstreams::Client::new(&sdk),
+        stream_arn,
+        batch_size: 1000,
+        max_retries: 0,
+        event_names: vec!["INSERT".into(), "REMOVE".into()],
+        on_failure: None,
+    };
+    // What the log holds at the end of its stream: an erasure's REMOVEs take events back out, so the
+    // archive never keeps what the log no longer has.
+    let rows =
+        std::cell::RefCell::new(std::collections::BTreeMap::<(String, String), ArchiveRow>::new());
+    let unarchivable = std::cell::Cell::new(0usize);
+    mapping
+        .drain(&Positions::new(), |event: StreamEvent| {
+            let (rows, unarchivable) = (&rows, &unarchivable);
+            async move {
+                let mut rows = rows.borrow_mut();
+                for record in &event.records {
+                    if record.event_name == "REMOVE" {
+                        let key: Result<LogEntryKey, _> =
+                            serde_dynamo::from_item(record.change.keys.clone());
+                        if let Ok(k) = key {
+                            rows.remove(&(k.session_id, k.event_id));
+                        }
+                        continue;
+                    }
+                    let entry: Result<LogEntry, _> =
+                        serde_dynamo::from_item(record.change.new_image.clone());
+                    match entry
+                        .map_err(|e| e.to_string())
+                        .and_then(|e| ArchiveRow::of(&e).map_err(|e| e.to_string()))
+                    {
+                        Ok(row) => {
+                            rows.insert((row.session_id.clone(), row.event_id.clone()), row);
+                        }
+                        Err(e) => {
+                            eprintln!("not archived: {e}");
+                            unarchivable.set(unarchivable.get() + 1);
+                        }
+                    }
+                }
+                Ok(DynamoDbEventResponse::default())
+            }
+        })
+        .await?;
+    let rows = rows.into_inner();
+    let mut report = write_archive(dir, rows.values())?;
+    report.unarchivable = unarchivable.get();
+    Ok(report)
+}
+
+/// Writes rows as the archive under `dir` (staged JSON lines, then Parquet by event hour), replacing
+/// what was there.
+pub fn write_archive<'a>(
+    dir: &Path,
+    rows: impl IntoIterator<Item = &'a ArchiveRow>,
+) -> Result<ArchiveReport, BoxError> {
+    let staging = dir.join("staging");
+    if staging.exists() {
+        std::fs::remove_dir_all(&staging)?;
+    }
+    std::fs::create_dir_all(&staging)?;
+    let mut lines = Vec::new();
+    let mut n = 0;
+    for row in rows {
+        serde_json::to_writer(&mut lines, row)?;
+        lines.push(b'\n');
+        n += 1;
+    }
+    std::fs::File::create(staging.join("events.json"))?.write_all(&lines)?;
+    let written: serde_json::Value =
+        serde_json::from_slice(&run_python(&["parquet", &dir.display().to_string()])?)?;
+    Ok(ArchiveReport {
+        rows: n,
+        unarchivable: 0,
+        partitions: written["partitions"].as_u64().unwrap_or(0) as usize,
+        parquet_rows: written["rows"].as_u64().unwrap_or(0) as usize,
+        dir: dir.to_path_buf(),
+    })
+}
+
+/// The event log's key, as a stream record's `Keys` carries it.
+#[derive(serde::Deserialize)]
+struct LogEntryKey {
+    session_id: String,
+    event_id: String,
+}
+
+/// The readout SQL's rows for one experiment, over the archive under `dir`.
+pub fn readout(
+    dir: &Path,
+    experiment_id: &str,
+    recovery: bool,
+    window_end: DateTime<Utc>,
+    now: DateTime<Utc>,
+    currency: &str,
+) -> Result<Vec<ReadoutRow>, BoxError> {
+    let out = run_python(&[
+        "readout",
+        &dir.display().to_string(),
+        experiment_id,
+        if recovery { "1" } else { "0" },
+        &window_end.format("%Y-%m-%d %H:%M:%S").to_string(),
+        &now.timestamp().to_string(),
+        currency,
+    ])?;
+    Ok(serde_json::from_slice(&out)?)
+}
+
+/// The experiment's report from the archive: the readout's rows folded as the evaluator folds units.
+pub fn report_from_archive(
+    dir: &Path,
+    experiment: &Experiment,
+    settings: &Settings,
+    currency: &str,
+    window_end: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<Report, BoxError> {
+    let mut fold = UnitFold::new(
+        experiment,
+        format!("sql:{}", dir.join("events").display()),
+        window_end,
+        now,
+        currency,
+    );
+    let rows = readout(
+        dir,
+        &experiment.id,
+        fold.recovery(),
+        window_end,
+        now,
+        currency,
+    )?;
+    for row in &rows {
+        fold.add_readout(row);
+    }
+    Ok(analyse(
+        &fold.tally,
+        settings,
+        fold.data,
+        Some(Window { end: window_end }),
+        now,
+    ))
+}
+
+/// The fields two reports of the same data must agree on: all but the data's source.
+pub fn comparable(report: &Report) -> Result<serde_json::Value, BoxError> {
+    let mut v = serde_json::to_value(report)?;
+    if let Some(data) = v.get_mut("data").and_then(|d| d.as_object_mut()) {
+        data.remove("source");
+    }
+    Ok(v)
+}
+
+/// One experiment's report read both ways.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReadoutComparison {
+    pub experiment_id: String,
+    /// Units per arm, from the experiment units in DynamoDB and from the archive's SQL.
+    pub units_dynamodb: Vec<u64>,
+    pub units_sql: Vec<u64>,
+    pub identical: bool,
+    /// The first fields that differ (JSON pointers), when not identical.
+    pub differences: Vec<String>,
+}
+
+/// Reads every experiment of the local decision config that has units both ways, the evaluator's way
+/// (its experiment units in DynamoDB, through its own port) and from the archive's SQL, at the same
+/// `window_end` and clock, and compares the two reports field by field (all but the data's source).
+pub async fn compare_readouts(
+    stack: &LocalStack,
+    dir: &Path,
+    window_end: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<Vec<ReadoutComparison>, BoxError> {
+    use checkout_domain::ports::{ObjectStore as _, UnitSource as _};
+    let sdk = stack.sdk_config().await;
+    let function =
+        experiment_evaluator::Function::new(&stack.env("ExperimentEvaluatorFunction")?, &sdk)
+            .map_err(|e| e.to_string())?;
+    let config = function
+        .config_store
+        .get(&function.config.decision_config_key)
+        .await?
+        .ok_or("no decision config in the models bucket")?;
+    let experiments = checkout_domain::decision::config::DecisionConfig::decode(&config.bytes)
+        .map_err(|e| e.to_string())?
+        .all_experiments();
+    let (settings, currency) = (&function.config.settings, &function.config.currency);
+    let mut out = Vec::new();
+    for experiment in &experiments {
+        let mut fold = UnitFold::new(experiment, "dynamodb".into(), window_end, now, currency);
+        let mut after: Option<String> = None;
+        loop {
+            let page = function
+                .units
+                .page(&experiment.id, after.as_deref())
+                .await?;
+            page.units.into_iter().for_each(|u| fold.add(u));
+            match page.next {
+                Some(next) => after = Some(next),
+                None => break,
+            }
+        }
+        if fold.data.rows == 0 {
+            continue;
+        }
+        let from_units = analyse(
+            &fold.tally,
+            settings,
+            fold.data,
+            Some(Window { end: window_end }),
+            now,
+        );
+        let from_sql = report_from_archive(dir, experiment, settings, currency, window_end, now)?;
+        let (a, b) = (comparable(&from_units)?, comparable(&from_sql)?);
+        let mut differences = Vec::new();
+        diff("", &a, &b, &mut differences);
+        out.push(ReadoutComparison {
+            experiment_id: experiment.id.clone(),
+            units_dynamodb: from_units.arms.iter().map(|a| a.units).collect(),
+            units_sql: from_sql.arms.iter().map(|a| a.units).collect(),
+            identical: differences.is_empty(),
+            differences,
+        });
+    }
+    Ok(out)
+}
+
+/// JSON pointers where `a` and `b` differ (at most 10).
+fn diff(path: &str, a: &serde_json::Value, b: &serde_json::Value, out: &mut Vec<String>) {
+    use serde_json::Value;
+    if out.len() >= 10 {
+        return;
+    }
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            let keys: std::collections::BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+            for k in keys {
+                let null = Value::Null;
+                diff(
+                    &format!("{path}/{k}"),
+                    x.get(k).unwrap_or(&null),
+                    y.get(k).unwrap_or(&null),
+                    out,
+                );
+            }
+        }
+        (Value::Array(x), Value::Array(y)) if x.len() == y.len() => {
+            for (i, (p, q)) in x.iter().zip(y).enumerate() {
+                diff(&format!("{path}/{i}"), p, q, out);
+            }
+        }
+        _ if a != b => out.push(format!("{path}: {a} vs {b}")),
+        _ => {}
+    }
+}

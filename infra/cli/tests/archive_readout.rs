@@ -1,0 +1,286 @@
+//! The archive's SQL readout against the evaluator's own path, on data made to hit every rule: the
+//! same events projected by the real feature updater into experiment units (in memory) and archived
+//! as Parquet and read with `sql/experiment_readout.sql` (DuckDB from the dev virtualenv) must give the
+//! same report, field for field but the data's source, for a decision-API experiment and a recovery
+//! experiment.
+//!
+//! The events: users exposed once, to two variants (contaminated), first exposed after the window;
+//! orders in the 30 days before the exposure and before that, after it, within and after the 7-day
+//! window, some in another currency; opt-outs before and after; decisions of anonymous sessions; users
+//! past retention; and every archived row twice (Firehose delivers at least once).
+
+use checkout_ai::archive::{comparable, report_from_archive, write_archive};
+use checkout_domain::archive::ArchiveRow;
+use checkout_domain::event::Event;
+use checkout_domain::experiment::config::Experiment;
+use checkout_domain::experiment::evaluation::UnitFold;
+use checkout_domain::features::updater::FeatureUpdater;
+use checkout_domain::ingest::LogEntry;
+use checkout_domain::memory::{Faults, MemoryFeatureStore, MemoryLog};
+use checkout_domain::ports::{BatchSink, UnitSource};
+use checkout_domain::stats::analysis::{analyse, Settings};
+use checkout_domain::stats::report::{Report, Window};
+use chrono::{DateTime, TimeZone, Utc};
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+use serde_json::{json, Value};
+
+const T0: i64 = 1_700_000_000;
+
+fn at(secs: i64) -> String {
+    Utc.timestamp_opt(T0 + secs, 0)
+        .single()
+        .expect("valid")
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+fn event(id: &str, session: &str, user: Option<&str>, secs: i64, kind: &str, data: Value) -> Value {
+    let mut e = json!({
+        // The oldest version that has the event type: the archive takes every version.
+        "event_id": id, "event_type": kind,
+        "schema_version": if kind == "consent_changed" { 4 } else { 1 },
+        "occurred_at": at(secs),
+        "session_id": session, "data": data
+    });
+    if let Some(u) = user {
+        e["user_id"] = json!(u);
+    }
+    e
+}
+
+fn decision(id: &str, experiment: &str, variant: &str, placement: &str) -> Value {
+    json!({"decision_id": id, "placement": placement, "action": "none", "experiment_id": experiment,
+           "variant": variant, "propensity": 1.0, "model_id": "m", "model_version": "v1",
+           "feature_schema_version": 1, "rules_version": "r", "feature_hash": "ab", "degraded": false})
+}
+
+fn order(id: &str, minor: i64, currency: &str) -> Value {
+    json!({"order_id": id, "total": {"amount_minor": minor, "currency": currency},
+           "lines": [{"product_id": "p-1", "quantity": 1,
+                      "unit_price_minor": minor}]})
+}
+
+/// The events, each with its retention (epoch seconds).
+fn events(seed: u64) -> Vec<(Value, i64)> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut out = Vec::new();
+    let day = 86_400;
+    let keep = |secs: i64| T0 + secs + 90 * day;
+    for u in 0..400 {
+        let user = format!("u_{u:04}");
+        // Some users are past retention at the read.
+        let expires = |secs: i64| if u % 37 == 0 { T0 } else { keep(secs) };
+        let first = rng.random_range(0..20 * day);
+        for (experiment, placement) in [("exp-api", "cart"), ("exp-rec", "recovery")] {
+            let variant = if rng.random_bool(0.5) {
+                "control"
+            } else {
+                "treatment"
+            };
+            let s = format!("{user}-{experiment}-s1");
+            let d = format!("{s}-d1");
+            out.push((
+                event(
+                    &d,
+                    &s,
+                    Some(&user),
+                    first,
+                    "decision_served",
+                    decision(&d, experiment, variant, placement),
+                ),
+                expires(first),
+            ));
+            // A second exposure: the same variant, or (1 in 10) the other one.
+            let other = if u % 10 == 3 {
+                if variant == "control" {
+                    "treatment"
+                } else {
+                    "control"
+                }
+            } else {
+                variant
+            };
+            let later = first + rng.random_range(60..3 * day);
+            let d2 = format!("{s}-d2");
+            out.push((
+                event(
+                    &d2,
+                    &format!("{user}-{experiment}-s2"),
+                    Some(&user),
+                    later,
+                    "decision_served",
+                    decision(&d2, experiment, other, placement),
+                ),
+                expires(later),
+            ));
+        }
+        // Orders around the first exposure.
+        for k in 0..rng.random_range(0..6) {
+            let offset = rng.random_range(-45 * day..20 * day);
+            let currency = if rng.random_bool(0.08) { "EUR" } else { "USD" };
+            let minor = rng.random_range(100..50_000);
+            let s = format!("{user}-o{k}");
+            let id = format!("{s}-order");
+            out.push((
+                event(
+                    &id,
+                    &s,
+                    Some(&user),
+                    first + offset,
+                    "order_placed",
+                    order(&id, minor, currency),
+                ),
+                expires(first + offset),
+            ));
+        }
+        // Opt-outs, before or after.
+        if rng.random_bool(0.2) {
+            let offset = rng.random_range(-5 * day..5 * day);
+            let s = format!("{user}-c");
+            out.push((
+                event(
+                    &format!("{s}-consent"),
+                    &s,
+                    Some(&user),
+                    first + offset,
+                    "consent_changed",
+                    json!({"granted": false, "channel": "email"}),
+                ),
+                expires(first + offset),
+            ));
+        }
+    }
+    // Decisions of anonymous sessions are no unit.
+    for k in 0..20 {
+        let id = format!("anon-{k}");
+        out.push((
+            event(
+                &id,
+                &format!("anon-s{k}"),
+                None,
+                k * 100,
+                "decision_served",
+                decision(&id, "exp-api", "treatment", "cart"),
+            ),
+            keep(0),
+        ));
+    }
+    out
+}
+
+fn experiment(id: &str, placement: &str) -> Experiment {
+    serde_json::from_value(json!({
+        "id": id, "variations": ["control", "treatment"], "placement": placement, "status": "running"
+    }))
+    .expect("experiment")
+}
+
+async fn units_report(
+    store: &MemoryFeatureStore,
+    e: &Experiment,
+    settings: &Settings,
+    window_end: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Report {
+    let mut fold = UnitFold::new(e, "memory".into(), window_end, now, "USD");
+    let mut after: Option<String> = None;
+    loop {
+        let page = store.page(&e.id, after.as_deref()).await.expect("page");
+        page.units.into_iter().for_each(|u| fold.add(u));
+        match page.next {
+            Some(n) => after = Some(n),
+            None => break,
+        }
+    }
+    analyse(
+        &fold.tally,
+        settings,
+        fold.data,
+        Some(Window { end: window_end }),
+        now,
+    )
+}
+
+#[tokio::test]
+async fn the_archive_sql_readout_equals_the_evaluators_units_field_for_field() {
+    let mut entries = Vec::new();
+    for (v, expires) in events(20) {
+        let event = Event::decode(v.to_string().as_bytes(), usize::MAX).expect("valid event");
+        entries.push(LogEntry::of(&event, expires).expect("encodes"));
+    }
+    // The updater's way.
+    let updater = FeatureUpdater::new(
+        MemoryLog::new(usize::MAX, Faults::default()),
+        MemoryFeatureStore::new(Faults::default()),
+    );
+    let refs: Vec<&LogEntry> = entries.iter().collect();
+    updater.log.put(&refs).await.expect("log");
+    let sessions: Vec<String> = entries.iter().map(|e| e.session_id.clone()).collect();
+    let out = updater.update(&sessions).await;
+    assert!(
+        out.failed.is_empty(),
+        "{:?}",
+        out.failed.keys().collect::<Vec<_>>()
+    );
+
+    // The archive's way: every row twice.
+    let rows: Vec<ArchiveRow> = entries
+        .iter()
+        .map(|e| ArchiveRow::of(e).expect("row"))
+        .collect();
+    let twice: Vec<&ArchiveRow> = rows.iter().chain(rows.iter()).collect();
+    let dir = std::env::temp_dir().join(format!(
+        "checkout-ai-archive-readout-{}",
+        std::process::id()
+    ));
+    let written = write_archive(&dir, twice).expect("archive");
+    assert_eq!(written.parquet_rows, 2 * entries.len());
+    assert!(
+        written.partitions > 24,
+        "event-hour partitions: {}",
+        written.partitions
+    );
+
+    let settings = Settings::default();
+    let now = Utc
+        .timestamp_opt(T0 + 30 * 86_400, 0)
+        .single()
+        .expect("now");
+    // A window that leaves some first exposures after it.
+    let window_end = Utc
+        .timestamp_opt(T0 + 15 * 86_400, 0)
+        .single()
+        .expect("end");
+    for e in [
+        experiment("exp-api", "cart"),
+        experiment("exp-rec", "recovery"),
+    ] {
+        let a = units_report(&updater.store, &e, &settings, window_end, now).await;
+        let b = report_from_archive(&dir, &e, &settings, "USD", window_end, now).expect("readout");
+        let excluded = &a.data.excluded_units;
+        for reason in [
+            "expired",
+            "exposed_after_window",
+            "multi_variant",
+            "revenue_in_another_currency",
+        ] {
+            assert!(
+                excluded.get(reason).copied().unwrap_or(0) > 0,
+                "{}: no unit hit {reason}: {excluded:?}",
+                e.id
+            );
+        }
+        assert!(
+            a.arms.iter().all(|arm| arm.units > 50),
+            "{:?}",
+            a.arms.iter().map(|x| x.units).collect::<Vec<_>>()
+        );
+        assert_eq!(
+            comparable(&a).expect("json"),
+            comparable(&b).expect("json"),
+            "{}: the SQL readout differs from the units",
+            e.id
+        );
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
