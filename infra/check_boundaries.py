@@ -21,6 +21,7 @@ FUNCTIONS = {
     "experiment-evaluator": {"aws-sdk-dynamodb", "aws-sdk-s3"},
     "recovery-sweep": {"aws-sdk-dynamodb", "aws-sdk-s3", "aws-sdk-sqs"},
     "review": {"aws-sdk-dynamodb", "aws-sdk-s3"},
+    "archiver": {"aws-sdk-firehose"},
 }
 OPERATOR_ONLY = {"csv", "ndarray", "clap", "indicatif", "statrs"}
 STATISTICS = {"experiment-evaluator": {"statrs"}}

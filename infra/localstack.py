@@ -147,6 +147,13 @@ class Stack:
             create = creators.get(res["Type"])
             if create is None:
                 self.not_emulated.append(logical_id)
+                # Firehose does not run locally (`checkout-ai archive` writes the archive instead), but
+                # functions name it: its name resolves, nothing is created.
+                if res["Type"] == "AWS::KinesisFirehose::DeliveryStream":
+                    name = self.name(logical_id)
+                    self.resources[logical_id] = {
+                        "name": name, "emulated": False,
+                        "arn": f"arn:aws:firehose:{REGION}:{ACCOUNT}:deliverystream/{name}"}
                 continue
             self.resources[logical_id] = create(logical_id, self.resolve(res.get("Properties", {})))
 

@@ -64,6 +64,7 @@ pub const METRICS: &[&str] = &[
     "Sessions",
     "ItemsWritten",
     "TransactionalItemsWritten",
+    "WriteUnits",
     "Conflicts",
     "UnreadableEvents",
     "RetriedRecords",

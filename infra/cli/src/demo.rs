@@ -37,6 +37,8 @@ pub struct FeaturesSummary {
 #[derive(Debug, Clone, Serialize)]
 pub struct ArchiveSummary {
     pub written: crate::archive::ArchiveReport,
+    /// Items in the event log when it was archived (after the later phases' appends and the erasure).
+    pub event_log_items: usize,
     /// Each experiment with units, read from DynamoDB and from the archive's SQL.
     pub readouts: Vec<crate::archive::ReadoutComparison>,
 }
@@ -45,11 +47,17 @@ pub struct ArchiveSummary {
 async fn demo_archive(stack: &LocalStack, out: &Path) -> Result<ArchiveSummary, BoxError> {
     let dir = out.join("archive");
     let written = crate::archive::archive_log(stack, &dir).await?;
+    let ddb = aws_sdk_dynamodb::Client::new(&stack.sdk_config().await);
+    let event_log_items = count_items(&ddb, &stack.resource("EventLogTable")?.name).await?;
     let now = chrono::Utc::now();
     let window_end =
         chrono::DurationRound::duration_trunc(now, chrono::TimeDelta::minutes(1)).unwrap_or(now);
     let readouts = crate::archive::compare_readouts(stack, &dir, window_end, now).await?;
-    Ok(ArchiveSummary { written, readouts })
+    Ok(ArchiveSummary {
+        written,
+        event_log_items,
+        readouts,
+    })
 }
 
 /// The demo summary written to `out/demo-summary.json`.
@@ -273,10 +281,10 @@ pub async fn demo(stack: &LocalStack, file: &Path, out: &Path) -> Result<(), Box
     std::fs::write(&path, serde_json::to_string_pretty(&summary)? + "\n")?;
     print_summary(&summary);
     println!("summary written to {}", path.display());
-    if summary.archive.written.parquet_rows != summary.event_log_items {
+    if summary.archive.written.parquet_rows != summary.archive.event_log_items {
         return Err(format!(
             "the archive's Parquet files hold {} rows but the event log {} items",
-            summary.archive.written.parquet_rows, summary.event_log_items
+            summary.archive.written.parquet_rows, summary.archive.event_log_items
         )
         .into());
     }

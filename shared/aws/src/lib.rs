@@ -25,6 +25,8 @@ pub mod emf;
 pub mod error;
 #[cfg(feature = "dynamodb")]
 pub mod features;
+#[cfg(feature = "firehose")]
+pub mod firehose;
 #[cfg(feature = "kinesis")]
 pub mod kinesis;
 #[cfg(all(feature = "sqs", feature = "s3"))]

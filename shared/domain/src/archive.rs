@@ -128,3 +128,91 @@ impl ArchiveRow {
         Ok(row)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Event;
+
+    const COLUMNS_SQL: &str = include_str!("../../../sql/archive_events.sql");
+
+    /// The column names of `sql/archive_events.sql`, in order.
+    fn sql_columns() -> Vec<String> {
+        let text: String = COLUMNS_SQL
+            .lines()
+            .map(|l| l.split("--").next().unwrap_or(""))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let body = &text[text.find('(').expect("(") + 1..text.rfind(')').expect(")")];
+        body.lines()
+            .filter_map(|l| l.split_whitespace().next())
+            .map(|n| n.trim_end_matches(',').to_string())
+            .collect()
+    }
+
+    fn entry(json: serde_json::Value) -> LogEntry {
+        let e = Event::decode(json.to_string().as_bytes(), usize::MAX).expect("valid");
+        LogEntry::of(&e, 4_000_000_000).expect("encodes")
+    }
+
+    #[test]
+    fn the_row_has_the_archive_columns_in_order_and_the_partition_besides() {
+        let row = ArchiveRow::of(&entry(serde_json::json!({
+            "event_id": "e-1", "event_type": "order_placed", "schema_version": 1,
+            "occurred_at": "2019-10-01T23:59:59.999Z", "session_id": "s-1", "user_id": "u_1",
+            "data": {"order_id": "o-1", "total": {"amount_minor": 1299, "currency": "EUR"},
+                     "lines": [{"product_id": "p", "quantity": 1, "unit_price_minor": 1299}]}
+        })))
+        .expect("row");
+        let json = serde_json::to_value(&row).expect("json");
+        let keys: Vec<String> = json.as_object().expect("object").keys().cloned().collect();
+        let mut columns = sql_columns();
+        columns.extend(["dt".to_string(), "hour".to_string()]);
+        let mut sorted_keys = keys.clone();
+        sorted_keys.sort();
+        let mut sorted_columns = columns.clone();
+        sorted_columns.sort();
+        assert_eq!(
+            sorted_keys, sorted_columns,
+            "ArchiveRow vs sql/archive_events.sql"
+        );
+        assert_eq!((row.dt.as_str(), row.hour.as_str()), ("2019-10-01", "23"));
+        assert_eq!(row.order_total_minor, Some(1299));
+        assert_eq!(row.order_currency.as_deref(), Some("EUR"));
+        assert!(row.data.contains("\"order_id\":\"o-1\""), "{}", row.data);
+        assert_eq!(row.context, "{}");
+        assert!(!row.opted_out);
+        assert_eq!(
+            partition_prefix(&row.dt, &row.hour),
+            "events/dt=2019-10-01/hour=23/"
+        );
+    }
+
+    #[test]
+    fn an_exposure_and_an_opt_out_fill_their_columns() {
+        let d = ArchiveRow::of(&entry(serde_json::json!({
+            "event_id": "d-1", "event_type": "decision_served", "schema_version": 1,
+            "occurred_at": "2026-11-20T10:15:00Z", "session_id": "s-1", "user_id": "u_1",
+            "data": {"decision_id": "d-1", "placement": "cart", "action": "free_shipping",
+                     "experiment_id": "e", "variant": "treatment", "propensity": 1.0,
+                     "model_id": "m", "model_version": "v1", "feature_schema_version": 1,
+                     "rules_version": "r", "feature_hash": "ab", "degraded": false}
+        })))
+        .expect("row");
+        assert_eq!(
+            (
+                d.decision_id.as_deref(),
+                d.experiment_id.as_deref(),
+                d.variant.as_deref()
+            ),
+            (Some("d-1"), Some("e"), Some("treatment"))
+        );
+        let c = ArchiveRow::of(&entry(serde_json::json!({
+            "event_id": "c-1", "event_type": "consent_changed", "schema_version": 4,
+            "occurred_at": "2026-11-20T10:15:00Z", "session_id": "s-1", "user_id": "u_1",
+            "data": {"granted": false, "channel": "email"}
+        })))
+        .expect("row");
+        assert!(c.opted_out);
+    }
+}

@@ -114,6 +114,8 @@ impl<K: Ord + Clone, V: Clone> MemoryStore<K, V> {
 }
 
 pub type MemoryLog = MemoryStore<(String, String), LogEntry>;
+/// The event archive's delivery stream: rows by (session, event) id.
+pub type MemoryArchive = MemoryStore<(String, String), crate::archive::ArchiveRow>;
 pub type MemoryQuarantine = MemoryStore<String, QuarantineRecord>;
 /// A stream: records keyed by their bytes (a re-put of the same record is one record).
 pub type MemoryStream = MemoryStore<Vec<u8>, crate::ports::OutRecord>;
@@ -133,6 +135,15 @@ impl BatchSink<LogEntry> for MemoryLog {
     }
     async fn put(&self, items: &[&LogEntry]) -> Result<Vec<usize>, StoreError> {
         self.put_keyed(items, |e| (e.session_id.clone(), e.event_id.clone()))
+    }
+}
+
+impl BatchSink<crate::archive::ArchiveRow> for MemoryArchive {
+    fn max_batch(&self) -> usize {
+        self.max_batch
+    }
+    async fn put(&self, items: &[&crate::archive::ArchiveRow]) -> Result<Vec<usize>, StoreError> {
+        self.put_keyed(items, |r| (r.session_id.clone(), r.event_id.clone()))
     }
 }
 

@@ -373,7 +373,7 @@ impl<L: SessionLog, S: FeatureWriter> FeatureUpdater<L, S> {
         conflicted
     }
 
-    /// Applies every job's changes, one commit per aggregate, in as
+    /// Applies every job's changes, packing multi-item commits of many aggregates into few transactions, in as
     /// many passes as the write limit needs, re-reading and recomputing what conflicted. Returns, per
     /// session, the error that kept one of its aggregates from landing.
     async fn aggregates(
@@ -475,31 +475,76 @@ impl<L: SessionLog, S: FeatureWriter> FeatureUpdater<L, S> {
         Ok(())
     }
 
-    /// Commits each unit by itself, `concurrency` at a time. A unit is what must land atomically (an
-    /// aggregate with the contributions it takes, a session with its schedule); nothing needs atomicity
-    /// *across* units, so none is packed with another: a one-item unit is a plain conditional put at
-    /// half the price of a transaction, and one contended item holds back nothing else. One result per
-    /// unit, in order.
+    /// Commits each unit atomically. A unit of one write goes alone, as a plain conditional put (half
+    /// the price of a transaction). Units of several writes are transactions anyway (every item in one
+    /// is billed twice), so they are packed into as few transactions as the write limit allows: packing
+    /// costs no write units and saves round trips. When a packed transaction conflicts, its units are
+    /// retried one by one, so that one contended item does not hold back the others. One result per
+    /// unit.
     async fn commit_units(
         &self,
         units: Vec<Vec<Write>>,
         counts: &mut UpdateCounts,
     ) -> Vec<Result<(), CommitError>> {
-        let outcomes: Vec<(Result<(), CommitError>, UpdateCounts)> = stream::iter(units)
-            .map(|unit| async move {
+        let mut packs: Vec<Vec<usize>> = Vec::new();
+        let mut size = 0;
+        for (i, u) in units.iter().enumerate() {
+            if u.len() == 1 {
+                packs.push(vec![i]);
+                continue;
+            }
+            match packs.last_mut() {
+                Some(p) if size + u.len() <= MAX_WRITES_PER_COMMIT && units[p[0]].len() > 1 => {
+                    p.push(i);
+                    size += u.len();
+                }
+                _ => {
+                    packs.push(vec![i]);
+                    size = u.len();
+                }
+            }
+        }
+        let units = &units;
+        type PackOutcome = (Vec<usize>, Vec<Result<(), CommitError>>, UpdateCounts);
+        let outcomes: Vec<PackOutcome> = stream::iter(packs)
+            .map(|pack| async move {
                 let mut c = UpdateCounts::default();
-                let r = self.commit_counted(unit, &mut c).await;
-                (r, c)
+                let writes: Vec<Write> = pack
+                    .iter()
+                    .flat_map(|i| units[*i].iter().cloned())
+                    .collect();
+                let first = self.commit_counted(writes, &mut c).await;
+                let results = match first {
+                    Err(CommitError::Conflict) if pack.len() > 1 => {
+                        let mut one_by_one = Vec::with_capacity(pack.len());
+                        for i in &pack {
+                            one_by_one.push(self.commit_counted(units[*i].clone(), &mut c).await);
+                        }
+                        one_by_one
+                    }
+                    Err(CommitError::Store(e)) => pack
+                        .iter()
+                        .map(|_| Err(CommitError::Store(e.clone_shallow())))
+                        .collect(),
+                    Err(CommitError::Conflict) => vec![Err(CommitError::Conflict)],
+                    Ok(()) => pack.iter().map(|_| Ok(())).collect(),
+                };
+                (pack, results, c)
             })
-            .buffered(self.concurrency.max(1))
+            .buffer_unordered(self.concurrency.max(1))
             .collect()
             .await;
-        outcomes
+        let mut results: Vec<Option<Result<(), CommitError>>> =
+            units.iter().map(|_| None).collect();
+        for (pack, rs, c) in outcomes {
+            *counts += &c;
+            for (i, r) in pack.into_iter().zip(rs) {
+                results[i] = Some(r);
+            }
+        }
+        results
             .into_iter()
-            .map(|(r, c)| {
-                *counts += &c;
-                r
-            })
+            .map(|r| r.unwrap_or(Err(CommitError::Conflict)))
             .collect()
     }
 
