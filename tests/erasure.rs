@@ -251,7 +251,7 @@ async fn an_erased_user_is_found_nowhere_the_rebuild_matches_and_a_replay_brings
     assert!(live.keys().any(|k| k.pk == format!("user#{pseudonym}")));
     assert!(live
         .keys()
-        .any(|k| k.pk == "experiment#erasure-exp" && k.sk == format!("unit#{pseudonym}")));
+        .any(|k| *k == checkout_domain::features::Key::experiment_unit("erasure-exp", &pseudonym)));
 
     let receipt = checkout_ai::erase::run(&stack, CANARY)
         .await

@@ -20,7 +20,7 @@ use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, Delete, KeysAndAttributes, Put, TransactWriteItem};
 use aws_sdk_dynamodb::Client;
 use checkout_domain::delivery::RetryPolicy;
-use checkout_domain::features::{Doc, Key, FEATURE_SCHEMA_VERSION};
+use checkout_domain::features::{Doc, Key, UnitCursor, FEATURE_SCHEMA_VERSION, UNIT_SHARDS};
 use checkout_domain::ports::StoreError;
 use checkout_domain::ports::{CommitError, Expect, FeatureReader, FeatureWriter, Stored, Write};
 use checkout_domain::ports::{DueIndex, UnitPage, UnitSource};
@@ -341,8 +341,13 @@ pub struct DynamoUnitSource {
 }
 
 impl UnitSource for DynamoUnitSource {
+    /// One Query page of one shard; the cursor walks the shards in order.
     async fn page(&self, experiment_id: &str, after: Option<&str>) -> Result<UnitPage, StoreError> {
-        let pk = Key::experiment_unit(experiment_id, "").pk;
+        let cursor = UnitCursor::parse(after);
+        if cursor.shard >= UNIT_SHARDS {
+            return Ok(UnitPage::default());
+        }
+        let pk = Key::experiment_shard(experiment_id, cursor.shard);
         let mut query = self
             .client
             .query()
@@ -351,18 +356,20 @@ impl UnitSource for DynamoUnitSource {
             .expression_attribute_values(":pk", AttributeValue::S(pk.clone()))
             .expression_attribute_values(":unit", AttributeValue::S("unit#".into()))
             .set_limit(self.page_size);
-        if let Some(sk) = after {
+        if let Some(sk) = &cursor.after {
             query = query.set_exclusive_start_key(Some(key_attrs(&Key::new(pk, sk))));
         }
         let output = query
             .send()
             .await
             .map_err(|e| store_error("DynamoDB Query", e))?;
-        let next = output
-            .last_evaluated_key()
-            .and_then(|k| k.get("sk"))
-            .and_then(|v| v.as_s().ok())
-            .cloned();
+        let next = cursor.next(
+            output
+                .last_evaluated_key()
+                .and_then(|k| k.get("sk"))
+                .and_then(|v| v.as_s().ok())
+                .cloned(),
+        );
         let units = output
             .items
             .unwrap_or_default()

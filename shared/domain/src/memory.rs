@@ -348,15 +348,19 @@ impl UnitSource for MemoryFeatureStore {
     async fn page(&self, experiment_id: &str, after: Option<&str>) -> Result<UnitPage, StoreError> {
         tokio::task::yield_now().await;
         let st = self.call("memory Query")?;
-        let pk = Key::experiment_unit(experiment_id, "").pk;
-        let start = Key::new(pk.clone(), after.unwrap_or(""));
+        let cursor = crate::features::UnitCursor::parse(after);
+        if cursor.shard >= crate::features::UNIT_SHARDS {
+            return Ok(UnitPage::default());
+        }
+        let pk = Key::experiment_shard(experiment_id, cursor.shard);
+        let start = Key::new(pk.clone(), cursor.after.clone().unwrap_or_default());
         let mut units = Vec::new();
         let mut last = None;
         for (key, stored) in st.items.range(start..) {
             if key.pk != pk || units.len() == MEMORY_UNIT_PAGE {
                 break;
             }
-            if after == Some(key.sk.as_str()) || !key.sk.starts_with("unit#") {
+            if cursor.after.as_deref() == Some(key.sk.as_str()) || !key.sk.starts_with("unit#") {
                 continue;
             }
             units.push(match &stored.doc {
@@ -373,7 +377,7 @@ impl UnitSource for MemoryFeatureStore {
         });
         Ok(UnitPage {
             units,
-            next: if more { last } else { None },
+            next: cursor.next(if more { last } else { None }),
         })
     }
 }

@@ -659,8 +659,8 @@ mod tests {
         assert_eq!(first.outcome, "written");
         assert_eq!(first.units, Some(vec![501, 500]));
         assert!(first.latest_updated);
-        // 1,005 units in pages of 100.
-        assert_eq!(units.calls(), 11);
+        // 1,005 units over 16 shards (about 63 each), pages of 100: one page per shard.
+        assert_eq!(units.calls(), u64::from(crate::features::UNIT_SHARDS));
         let (json, html) = report_keys("checkout-offer", at(12));
         assert_eq!(json, "reports/checkout-offer/20261124T1200Z.json");
         let written = reports.object(&json).unwrap();
@@ -671,7 +671,7 @@ mod tests {
         let again = run(at(12)).await.unwrap();
         assert_eq!(again.outcome, "exists");
         assert_eq!(reports.object(&json).unwrap(), written);
-        assert_eq!(units.calls(), 11);
+        assert_eq!(units.calls(), u64::from(crate::features::UNIT_SHARDS));
         // A later window moves latest; a late retry of an earlier one does not move it back.
         run(at(14)).await.unwrap();
         let late = run(at(11)).await.unwrap();

@@ -55,6 +55,73 @@ pub use session::{SessionFeatures, SessionProjection, UciSession};
 /// one: the updater refuses them and the table must be rebuilt (`checkout-ai rebuild-features`).
 pub const FEATURE_SCHEMA_VERSION: u32 = 1;
 
+/// Experiment units are spread over this many partitions per experiment (`experiment#<id>#<shard>`),
+/// by a hash of the user, so that no partition key takes more than 1/16 of an experiment's unit writes
+/// (one partition key takes at most 1,000 write units a second). Changing it moves every unit's key:
+/// rebuild the table (`checkout-ai rebuild-features`) after a change.
+pub const UNIT_SHARDS: u32 = 16;
+
+/// The unit shard of a user: the first four bytes of SHA-256 of the id, modulo [`UNIT_SHARDS`].
+pub fn unit_shard(user_id: &str) -> u32 {
+    use sha2::{Digest, Sha256};
+    let d = Sha256::digest(user_id.as_bytes());
+    u32::from_be_bytes([d[0], d[1], d[2], d[3]]) % UNIT_SHARDS
+}
+
+/// Where a reader of an experiment's units is: the shard, and the last sort key read in it. Pages of
+/// [`crate::ports::UnitSource`] carry it as an opaque string, `<shard>|<sort key>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnitCursor {
+    pub shard: u32,
+    pub after: Option<String>,
+}
+
+impl UnitCursor {
+    pub fn parse(token: Option<&str>) -> Self {
+        let Some(t) = token else {
+            return Self {
+                shard: 0,
+                after: None,
+            };
+        };
+        match t.split_once('|') {
+            Some((shard, sk)) => Self {
+                shard: shard.parse().unwrap_or(UNIT_SHARDS),
+                after: (!sk.is_empty()).then(|| sk.to_string()),
+            },
+            None => Self {
+                shard: UNIT_SHARDS,
+                after: None,
+            },
+        }
+    }
+
+    pub fn token(&self) -> String {
+        format!("{}|{}", self.shard, self.after.as_deref().unwrap_or(""))
+    }
+
+    /// The next page's token: more of this shard after `last`, or the next shard, or none.
+    pub fn next(&self, last_in_shard: Option<String>) -> Option<String> {
+        match last_in_shard {
+            Some(sk) => Some(
+                Self {
+                    shard: self.shard,
+                    after: Some(sk),
+                }
+                .token(),
+            ),
+            None if self.shard + 1 < UNIT_SHARDS => Some(
+                Self {
+                    shard: self.shard + 1,
+                    after: None,
+                }
+                .token(),
+            ),
+            None => None,
+        }
+    }
+}
+
 /// The partition of the review queue (one: review volume is far below a partition's write limit).
 pub const REVIEW_QUEUE_PK: &str = "review#queue";
 
@@ -71,7 +138,7 @@ pub const FEATURES_SK: &str = "features";
 /// | page | `page#<path>` | `features` |
 /// | a session's contribution to an aggregate | the aggregate's `pk` | `session#<session_id>` |
 /// | co-occurrence count | `item#<product_id>` | `co_viewed#<other>` / `co_purchased#<other>` |
-/// | experiment unit | `experiment#<experiment_id>` | `unit#<user_id>` |
+/// | experiment unit | `experiment#<experiment_id>#<shard>` ([`unit_shard`]) | `unit#<user_id>` |
 /// | a key's risk signals (`<key>`: `user`, `card`, `ip`, `device`) | `risk#<key>#<id>` | `features` |
 /// | a manual-review case ([`review::QueueItem`]) | `review#queue` | `case#<case_id>` |
 /// | a cart's next recovery check ([`crate::recovery::DueItem`]; index `recovery-due`) | `recovery#<session_id>` | `due` |
@@ -107,9 +174,14 @@ impl Key {
 
     pub fn experiment_unit(experiment_id: &str, user_id: &str) -> Self {
         Self::new(
-            format!("experiment#{experiment_id}"),
+            Self::experiment_shard(experiment_id, unit_shard(user_id)),
             format!("unit#{user_id}"),
         )
+    }
+
+    /// The partition key of one shard of an experiment's units.
+    pub fn experiment_shard(experiment_id: &str, shard: u32) -> String {
+        format!("experiment#{experiment_id}#{shard:02}")
     }
 
     pub fn risk(key: risk::signals::RiskKey, id: &str) -> Self {
@@ -242,3 +314,38 @@ pub const ENTITIES: [&str; 13] = [
     "risk_contribution",
     "review_case",
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn units_spread_over_every_shard_and_the_cursor_walks_them_in_order() {
+        let mut per_shard = vec![0u32; UNIT_SHARDS as usize];
+        for u in 0..16_000 {
+            per_shard[unit_shard(&format!("u_{u:032x}")) as usize] += 1;
+        }
+        // 1,000 expected per shard; a binomial's 6 standard deviations is about 190.
+        assert!(
+            per_shard.iter().all(|n| (800..1200).contains(n)),
+            "{per_shard:?}"
+        );
+        let start = UnitCursor::parse(None);
+        assert_eq!((start.shard, start.after.as_deref()), (0, None));
+        let more = start.next(Some("unit#a".into())).expect("more in shard 0");
+        assert_eq!(
+            UnitCursor::parse(Some(&more)).after.as_deref(),
+            Some("unit#a")
+        );
+        let next = UnitCursor::parse(Some(&more)).next(None).expect("shard 1");
+        assert_eq!(UnitCursor::parse(Some(&next)).shard, 1);
+        let last = UnitCursor {
+            shard: UNIT_SHARDS - 1,
+            after: None,
+        };
+        assert_eq!(last.next(None), None);
+        assert!(Key::experiment_unit("e", "u_1")
+            .pk
+            .starts_with("experiment#e#"));
+    }
+}
