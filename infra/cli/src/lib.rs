@@ -9,6 +9,7 @@
 //! | [`demo`], [`demo_loop`] | `make demo`: the whole loop |
 //! | [`evaluate`] | offline experiment evaluation of a CSV export |
 //! | [`model`] | training, export, publication and promotion |
+//! | [`cross_sell`] | the cross-sell hit rate on held-out REES46 sessions per co-view window |
 //! | [`census`] | whole-table scans of the local stack |
 //! | [`local`] | the local stack's description and stream pollers |
 //! | [`rees46`] | the REES46 clickstream mapped to v1 events |
@@ -19,6 +20,7 @@
 
 pub mod archive;
 pub mod census;
+pub mod cross_sell;
 pub mod demo;
 pub mod demo_loop;
 pub mod demo_ops;

@@ -57,6 +57,12 @@ enum Command {
         #[arg(long, default_value = "out/archive")]
         out: PathBuf,
     },
+    /// The cross-sell hit rate on held-out REES46 sessions (the day's last third) for each co-view
+    /// window, with the pair counts each keeps: the trade-off of bounding co-occurrence.
+    CrossSellBench {
+        #[arg(long, default_value = "../shared/data/rees46-2019-10-01-head.csv")]
+        file: PathBuf,
+    },
     /// What the feature updater's writes cost, measured in memory through the real updater: the REES46
     /// replay in the stream mapping's batches, write units per event (by item size, transactions
     /// doubled) and the hottest partition keys.
@@ -68,6 +74,16 @@ enum Command {
         /// Only the first N rows.
         #[arg(long)]
         limit: Option<usize>,
+        /// Instead of REES46, the skewed synthetic load with this many events (one product at
+        /// `--hot-share` of all views), and the hottest partition key's rate at `--events-per-second`.
+        #[arg(long)]
+        skew_events: Option<usize>,
+        #[arg(long, default_value_t = 0.05)]
+        hot_share: f64,
+        #[arg(long, default_value_t = 50_000.0)]
+        events_per_second: f64,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
     },
     /// The offline fraud benchmark with known fraud: the fraud-detection handbook's transaction simulator
     /// and protocol (train a week, wait a week for labels, test a week), the risk model's ROC AUC, average
@@ -749,11 +765,25 @@ async fn run(command: Command) -> Result<ExitCode, ops::BoxError> {
             let readouts = checkout_ai::archive::compare_readouts(&stack, &out, now, now).await?;
             print_json(&serde_json::json!({"written": written, "readouts": readouts}))?;
         }
+        Command::CrossSellBench { file } => print_json(&checkout_ai::cross_sell::run(
+            &file,
+            &[None, Some(1), Some(2), Some(3), Some(5)],
+        )?)?,
         Command::WriteCost {
             file,
             batch_size,
             limit,
-        } => print_json(&checkout_ai::write_cost::rees46(&file, batch_size, limit).await?)?,
+            skew_events,
+            hot_share,
+            events_per_second,
+            seed,
+        } => match skew_events {
+            Some(n) => print_json(
+                &checkout_ai::write_cost::skew(n, hot_share, seed, batch_size, events_per_second)
+                    .await?,
+            )?,
+            None => print_json(&checkout_ai::write_cost::rees46(&file, batch_size, limit).await?)?,
+        },
         Command::FraudBench {
             seeds,
             first_seed,

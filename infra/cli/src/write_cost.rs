@@ -139,3 +139,152 @@ pub async fn rees46(
     let data: Vec<Vec<u8>> = records.into_iter().map(|r| r.data).collect();
     measure(&data, batch_size).await
 }
+
+/// The skewed synthetic load: `events` events of concurrent sessions (each 1 + a geometric number of
+/// product views, mean 3.4 like the REES46 day; a tenth add a viewed product to the cart; a
+/// thirtieth buy it), in stream order with every session spread over the whole stream (so a batch
+/// holds about one event per session, as at a high event rate). Products follow a Zipf law over
+/// 50,000 ids, except that one product, `hot`, takes `hot_share` of all views.
+pub fn skewed_records(events: usize, hot_share: f64, seed: u64) -> Vec<Vec<u8>> {
+    use checkout_domain::event::{
+        CartItemAdded, Event, EventBody, Money, OrderLine, OrderPlaced, ProductViewed,
+    };
+    use rand::rngs::StdRng;
+    use rand::{RngExt, SeedableRng};
+    let mut rng = StdRng::seed_from_u64(seed);
+    let products = 50_000usize;
+    let mut cdf = Vec::with_capacity(products);
+    let mut total = 0.0;
+    for i in 0..products {
+        total += 1.0 / ((i + 10) as f64).powf(1.1);
+        cdf.push(total);
+    }
+    let pick = |rng: &mut StdRng| -> String {
+        if rng.random_bool(hot_share) {
+            return "hot".to_string();
+        }
+        let u = rng.random_range(0.0..total);
+        format!("p{}", cdf.partition_point(|c| *c < u))
+    };
+    let start = chrono::DateTime::parse_from_rfc3339("2026-11-30T12:00:00Z")
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .unwrap_or_default();
+    let span_ms = 600_000i64;
+    let usd = |amount_minor| Money {
+        amount_minor,
+        currency: "USD".to_string(),
+    };
+    let mut all: Vec<Event> = Vec::with_capacity(events + 64);
+    let mut s = 0usize;
+    while all.len() < events {
+        s += 1;
+        let session = format!("skew-s{s}");
+        let user = format!("skew-u{}", s / 2);
+        let mut views = 1;
+        while views < 40 && rng.random_bool(0.706) {
+            views += 1;
+        }
+        let mut times: Vec<i64> = (0..views + 2)
+            .map(|_| rng.random_range(0..span_ms))
+            .collect();
+        times.sort_unstable();
+        let mut viewed = Vec::new();
+        for (k, at) in times.iter().take(views).enumerate() {
+            let product_id = pick(&mut rng);
+            viewed.push(product_id.clone());
+            all.push(Event {
+                event_id: format!("{session}-v{k}"),
+                schema_version: 1,
+                occurred_at: start + chrono::Duration::milliseconds(*at),
+                session_id: session.clone(),
+                user_id: Some(user.clone()),
+                context: Default::default(),
+                body: EventBody::ProductViewed(ProductViewed {
+                    product_id,
+                    category_id: None,
+                    category_code: None,
+                    brand: None,
+                    price: Some(usd(1999)),
+                }),
+            });
+        }
+        if rng.random_bool(0.1) {
+            let product_id = viewed[rng.random_range(0..viewed.len())].clone();
+            all.push(Event {
+                event_id: format!("{session}-c"),
+                schema_version: 1,
+                occurred_at: start + chrono::Duration::milliseconds(times[views]),
+                session_id: session.clone(),
+                user_id: Some(user.clone()),
+                context: Default::default(),
+                body: EventBody::CartItemAdded(CartItemAdded {
+                    unit_cost_minor: None,
+                    product_id: product_id.clone(),
+                    quantity: 1,
+                    unit_price: usd(1999),
+                    category_id: None,
+                    category_code: None,
+                    brand: None,
+                }),
+            });
+            if rng.random_bool(0.33) {
+                all.push(Event {
+                    event_id: format!("{session}-o"),
+                    schema_version: 1,
+                    occurred_at: start + chrono::Duration::milliseconds(times[views + 1]),
+                    session_id: session.clone(),
+                    user_id: Some(user.clone()),
+                    context: Default::default(),
+                    body: EventBody::OrderPlaced(OrderPlaced {
+                        order_id: format!("{session}-order"),
+                        total: usd(1999),
+                        lines: vec![OrderLine {
+                            product_id,
+                            quantity: 1,
+                            unit_price_minor: 1999,
+                        }],
+                        email: None,
+                    }),
+                });
+            }
+        }
+    }
+    all.sort_by(|a, b| (a.occurred_at, &a.event_id).cmp(&(b.occurred_at, &b.event_id)));
+    all.truncate(events);
+    all.iter()
+        .filter_map(|e| serde_json::to_vec(e).ok())
+        .collect()
+}
+
+/// The skew test's reading: the hottest partition key's write rate at `events_per_second`.
+#[derive(Debug, Clone, Serialize)]
+pub struct SkewReading {
+    pub events_per_second: f64,
+    pub hot_share: f64,
+    pub hottest_pk: Option<String>,
+    pub hottest_wcu_per_second: f64,
+    pub limit_wcu_per_second: f64,
+    pub under_limit: bool,
+    pub cost: WriteCost,
+}
+
+/// Measures the skewed load and scales the hottest key to `events_per_second`.
+pub async fn skew(
+    events: usize,
+    hot_share: f64,
+    seed: u64,
+    batch_size: usize,
+    events_per_second: f64,
+) -> Result<SkewReading, BoxError> {
+    let cost = measure(&skewed_records(events, hot_share, seed), batch_size).await?;
+    let rate = cost.hottest_rate(events_per_second);
+    Ok(SkewReading {
+        events_per_second,
+        hot_share,
+        hottest_pk: cost.hottest.first().map(|h| h.pk.clone()),
+        hottest_wcu_per_second: rate,
+        limit_wcu_per_second: PARTITION_WCU_LIMIT,
+        under_limit: rate < PARTITION_WCU_LIMIT,
+        cost,
+    })
+}

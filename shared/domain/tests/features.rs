@@ -3,7 +3,7 @@
 
 use checkout_domain::event::*;
 use checkout_domain::features::rebuild::{diff, rebuild};
-use checkout_domain::features::session::MAX_COOCCURRENCE_ITEMS;
+use checkout_domain::features::session::{CO_VIEW_WINDOW, MAX_COOCCURRENCE_ITEMS};
 use checkout_domain::features::updater::FeatureUpdater;
 use checkout_domain::features::{Doc, Key};
 use checkout_domain::ingest::LogEntry;
@@ -422,6 +422,43 @@ async fn items_count_views_adds_purchases_and_rank_co_viewed_products() {
 }
 
 #[tokio::test]
+async fn co_views_pair_products_within_the_window_and_a_late_view_moves_it() {
+    let w = World::new();
+    let view_at = |id: &'static str, minute: u32, p: &'static str| {
+        ev(id, "s1", "u1", at(1, 9, minute, 0), view(p))
+    };
+    let given = [
+        view_at("w1", 1, "p1"),
+        view_at("w2", 2, "p2"),
+        view_at("w3", 3, "p3"),
+        view_at("w4", 4, "p4"),
+        view_at("w5", 5, "p5"),
+    ];
+    w.deliver(&given.iter().collect::<Vec<_>>()).await;
+    let partners = |w: &World, p: &str| -> Vec<String> {
+        let mut v: Vec<String> = w
+            .item(p)
+            .co_viewed
+            .iter()
+            .map(|x| x.product_id.clone())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(CO_VIEW_WINDOW, Some(2));
+    assert_eq!(partners(&w, "p1"), ["p2", "p3"]);
+    assert_eq!(partners(&w, "p3"), ["p1", "p2", "p4", "p5"]);
+    // A view that arrives late but happened between p2 and p3 moves the later places by one: p1 loses
+    // p3 (its count goes down), px pairs with its neighbours.
+    let late = ev("wx", "s1", "u1", at(1, 9, 2, 30), view("px"));
+    w.deliver(&[&late]).await;
+    assert_eq!(partners(&w, "p1"), ["p2", "px"]);
+    assert_eq!(partners(&w, "px"), ["p1", "p2", "p3", "p4"]);
+    assert_eq!(partners(&w, "p5"), ["p3", "p4"]);
+    w.assert_matches_rebuild();
+}
+
+#[tokio::test]
 async fn a_session_past_the_co_occurrence_cap_withdraws_its_pairs() {
     let w = World::new();
     let mut events = Vec::new();
@@ -434,10 +471,12 @@ async fn a_session_past_the_co_occurrence_cap_withdraws_its_pairs() {
     for (i, (id, p)) in ids.iter().zip(&products).enumerate() {
         events.push(ev(id, "crawler", "bot", at(1, 9, 0, i as u32), view(p)));
     }
-    // Up to the cap, every pair counts.
+    // Up to the cap, products pair with those viewed within the window of them.
     let (head, last) = events.split_at(MAX_COOCCURRENCE_ITEMS);
     w.deliver(&head.iter().collect::<Vec<_>>()).await;
-    assert_eq!(w.item("p00").co_viewed.len(), 10);
+    let window = CO_VIEW_WINDOW.expect("a window");
+    assert_eq!(w.item("p00").co_viewed.len(), window);
+    assert_eq!(w.item("p10").co_viewed.len(), 2 * window);
     // One more product and the session no longer counts as a shopper's co-views.
     w.deliver(&last.iter().collect::<Vec<_>>()).await;
     let p0 = w.item("p00");

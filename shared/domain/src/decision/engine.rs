@@ -532,7 +532,13 @@ fn cross_sell(request: &DecisionRequest, items: &[ItemFeatures]) -> Vec<String> 
         .iter()
         .flat_map(|c| c.items.iter().map(|l| l.product_id.as_str()))
         .collect();
-    // Co-purchases rank above co-views: weight them so that any co-purchase beats any co-view.
+    cross_sell_for(&in_cart, items)
+}
+
+/// The cross-sell suggestions for a set of products from their item features: co-purchases rank above
+/// co-views (any co-purchase beats any co-view), then by sessions summed over the products, ties by id;
+/// at most [`CROSS_SELL_MAX`], none of the products themselves.
+pub fn cross_sell_for(products: &[&str], items: &[ItemFeatures]) -> Vec<String> {
     let mut score: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
     for item in items {
         for p in &item.co_purchased {
@@ -544,7 +550,7 @@ fn cross_sell(request: &DecisionRequest, items: &[ItemFeatures]) -> Vec<String> 
     }
     let mut ranked: Vec<(&str, (u64, u64))> = score
         .into_iter()
-        .filter(|(id, _)| !in_cart.contains(id))
+        .filter(|(id, _)| !products.contains(id))
         .collect();
     ranked.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
     ranked

@@ -29,8 +29,15 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 pub const MAX_LISTED_PAGES: usize = 200;
 
 /// Co-occurrence pairs are counted only for sessions with at most this many distinct products
-/// (larger ones look like crawlers and would add O(n²) pairs).
+/// (larger ones look like crawlers).
 pub const MAX_COOCCURRENCE_ITEMS: usize = 40;
+
+/// Co-viewed pairs are counted only between products viewed near each other: within this many places
+/// in the session's order of first views (`None`: every pair of the session, O(n²)). A product viewed
+/// in a session contributes at most `2 × window` partners, so a view costs a bounded number of pair
+/// writes. Chosen by the cross-sell hit rate on held-out REES46 sessions (docs/features.md,
+/// `checkout-ai cross-sell-bench`).
+pub const CO_VIEW_WINDOW: Option<usize> = Some(2);
 
 /// A session's pages, in order of first view.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -186,6 +193,14 @@ pub struct Unreadable {
 /// Folds one session's log entries (in any order, with duplicates) into its projection. `None` when no
 /// entry is readable.
 pub fn fold(entries: &[LogEntry]) -> (Option<SessionProjection>, Vec<Unreadable>) {
+    fold_with(entries, CO_VIEW_WINDOW)
+}
+
+/// [`fold`] with another co-view window (the cross-sell benchmark compares them).
+pub fn fold_with(
+    entries: &[LogEntry],
+    co_view_window: Option<usize>,
+) -> (Option<SessionProjection>, Vec<Unreadable>) {
     let mut unreadable = Vec::new();
     let mut events: BTreeMap<(DateTime<Utc>, &str), (Event, i64)> = BTreeMap::new();
     for entry in entries {
@@ -203,7 +218,7 @@ pub fn fold(entries: &[LogEntry]) -> (Option<SessionProjection>, Vec<Unreadable>
         }
     }
     let sorted: Vec<&(Event, i64)> = events.values().collect();
-    (fold_sorted(&sorted), unreadable)
+    (fold_sorted(&sorted, co_view_window), unreadable)
 }
 
 #[derive(Default)]
@@ -232,7 +247,10 @@ struct PageView {
     time_on_page_ms: Option<u64>,
 }
 
-fn fold_sorted(events: &[&(Event, i64)]) -> Option<SessionProjection> {
+fn fold_sorted(
+    events: &[&(Event, i64)],
+    co_view_window: Option<usize>,
+) -> Option<SessionProjection> {
     let (first, _) = events.first()?;
     let (last, _) = events.last()?;
     let event_count = u32::try_from(events.len()).unwrap_or(u32::MAX);
@@ -343,7 +361,7 @@ fn fold_sorted(events: &[&(Event, i64)]) -> Option<SessionProjection> {
                     path: format!("/product/{}", p.product_id),
                     time_on_page_ms: None,
                 });
-                items.touch(&p.product_id, event).views += 1;
+                items.viewed_at(&p.product_id, event);
             }
             EventBody::CartItemAdded(a) => {
                 items.touch(&a.product_id, event).cart_adds += 1;
@@ -452,7 +470,7 @@ fn fold_sorted(events: &[&(Event, i64)]) -> Option<SessionProjection> {
     let pages = page_contributions(&s, &views, &visits, &first_at, &orders);
     visits.truncate(MAX_LISTED_PAGES);
     s.pages = visits;
-    let items = items.contributions(&s);
+    let items = items.contributions(&s, co_view_window);
     let risk = super::risk::contributions(events, &s.session_id, s.event_count, s.expires_at);
     let reviews = super::review::queue_items(events);
     Some(SessionProjection {
@@ -503,6 +521,8 @@ fn page_contributions(
 
 #[derive(Default)]
 struct ItemTouch {
+    /// The place of the product's first view among the session's first views.
+    first_view: Option<usize>,
     views: u32,
     cart_adds: u32,
     purchases: u32,
@@ -530,8 +550,47 @@ impl ItemTally {
             .map(|(p, _)| p.as_str())
     }
 
-    fn contributions(&self, s: &SessionFeatures) -> Vec<ItemContribution> {
-        let viewed: BTreeSet<&str> = self.viewed().collect();
+    fn viewed_at(&mut self, product_id: &str, event: &Event) {
+        let next = self
+            .items
+            .values()
+            .filter(|t| t.first_view.is_some())
+            .count();
+        let t = self.touch(product_id, event);
+        t.views += 1;
+        t.first_view.get_or_insert(next);
+    }
+
+    /// Each viewed product's co-viewed partners: every other viewed product, or (with a window) those
+    /// within `window` places of it in the order of first views.
+    fn co_viewed(&self, window: Option<usize>) -> BTreeMap<&str, BTreeSet<String>> {
+        let mut order: Vec<(usize, &str)> = self
+            .items
+            .iter()
+            .filter_map(|(p, t)| t.first_view.map(|i| (i, p.as_str())))
+            .collect();
+        order.sort_unstable();
+        let mut out = BTreeMap::new();
+        if order.len() > MAX_COOCCURRENCE_ITEMS {
+            return out;
+        }
+        for (i, (_, p)) in order.iter().enumerate() {
+            let (lo, hi) = match window {
+                Some(w) => (i.saturating_sub(w), (i + w).min(order.len() - 1)),
+                None => (0, order.len() - 1),
+            };
+            let partners = order[lo..=hi]
+                .iter()
+                .filter(|(_, q)| q != p)
+                .map(|(_, q)| q.to_string())
+                .collect();
+            out.insert(*p, partners);
+        }
+        out
+    }
+
+    fn contributions(&self, s: &SessionFeatures, window: Option<usize>) -> Vec<ItemContribution> {
+        let co_viewed = self.co_viewed(window);
         let purchased: BTreeSet<&str> = self
             .items
             .iter()
@@ -557,7 +616,7 @@ impl ItemTally {
                 cart_adds: t.cart_adds,
                 purchases: t.purchases,
                 units: t.units,
-                co_viewed: partners(&viewed, p, t.views > 0),
+                co_viewed: co_viewed.get(p.as_str()).cloned().unwrap_or_default(),
                 co_purchased: partners(&purchased, p, t.purchases > 0),
                 last_event_at: t.last_event_at.unwrap_or(s.last_event_at),
                 expires_at: s.expires_at,
