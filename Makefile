@@ -20,7 +20,7 @@ export SAM_CLI_TELEMETRY      = 0
 export SAM_CLI_DISABLE_VERSION_CHECK = 1
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help venv build demo test lint fmt-check clippy boundaries template-check moto-check sam-build unit-tests bench bench-model bench-decision bench-evaluate bench-ope bench-simulate bench-fraud fallback-model fallback-risk-model \
+.PHONY: capacity help venv build demo test lint fmt-check clippy boundaries template-check moto-check sam-build unit-tests bench bench-model bench-decision bench-evaluate bench-ope bench-simulate bench-fraud fallback-model fallback-risk-model \
         stack-up stack-down schema fixtures clean
 
 help: ## List the targets
@@ -94,6 +94,15 @@ sam-build: $(STAMP)
 	for f in IngestFunction FeatureUpdaterFunction ScorerFunction ExperimentEvaluatorFunction RecoverySweepFunction ReviewFunction ArchiverFunction; do \
 	    test -x "$(SAM_BUILD)/$$f/bootstrap" || { echo "sam build made no bootstrap for $$f"; exit 1; }; \
 	done
+
+# The capacity and cost model (docs/capacity.md) from the feature updater's measured write and read units.
+capacity: $(STAMP) build ## Measure the write path (REES46 and the skewed load) and write docs/capacity.md
+	@test -f $(DATA)/rees46-2019-10-01-head.csv || { echo "missing $(DATA)/rees46-2019-10-01-head.csv"; exit 1; }
+	@mkdir -p out
+	$(CLI) write-cost --file $(DATA)/rees46-2019-10-01-head.csv > out/write-cost-rees46.json
+	$(CLI) write-cost --skew-events 60000 --hot-share 0.05 --events-per-second 50000 > out/write-cost-skew.json
+	$(PY) infra/capacity_model.py out/write-cost-rees46.json out/write-cost-skew.json docs/capacity.md > /dev/null
+	@echo "docs/capacity.md written"
 
 moto-check: $(STAMP)
 	$(PY) infra/check_moto_server.py
