@@ -18,7 +18,7 @@ FUNCTIONS = {
     "ingest": {"aws-sdk-dynamodb", "aws-sdk-s3", "aws-sdk-sqs", "aws-sdk-ssm"},
     "feature-updater": {"aws-sdk-dynamodb", "aws-sdk-sqs"},
     "scorer": {"aws-sdk-dynamodb", "aws-sdk-kinesis", "aws-sdk-s3", "aws-sdk-ssm"},
-    "experiment-evaluator": {"aws-sdk-dynamodb", "aws-sdk-s3"},
+    "experiment-evaluator": {"aws-sdk-athena", "aws-sdk-dynamodb", "aws-sdk-s3"},
     "recovery-sweep": {"aws-sdk-dynamodb", "aws-sdk-s3", "aws-sdk-sqs"},
     "review": {"aws-sdk-dynamodb", "aws-sdk-s3"},
     "archiver": {"aws-sdk-firehose"},

@@ -72,6 +72,10 @@ def client(service, endpoint):
                         aws_access_key_id="testing", aws_secret_access_key="testing")
 
 
+NAMED_ONLY = {"AWS::KinesisFirehose::DeliveryStream": "firehose", "AWS::Glue::Database": "glue",
+              "AWS::Athena::WorkGroup": "athena"}
+
+
 class Stack:
     def __init__(self, template, endpoint, prefix, params):
         self.t = template
@@ -147,13 +151,14 @@ class Stack:
             create = creators.get(res["Type"])
             if create is None:
                 self.not_emulated.append(logical_id)
-                # Firehose does not run locally (`checkout-ai archive` writes the archive instead), but
-                # functions name it: its name resolves, nothing is created.
-                if res["Type"] == "AWS::KinesisFirehose::DeliveryStream":
+                # Firehose, Glue and Athena do not run locally (`checkout-ai archive` writes the archive
+                # and DuckDB reads it instead), but functions name them: names resolve, nothing is made.
+                service = NAMED_ONLY.get(res["Type"])
+                if service:
                     name = self.name(logical_id)
                     self.resources[logical_id] = {
                         "name": name, "emulated": False,
-                        "arn": f"arn:aws:firehose:{REGION}:{ACCOUNT}:deliverystream/{name}"}
+                        "arn": f"arn:aws:{service}:{REGION}:{ACCOUNT}:{name}"}
                 continue
             self.resources[logical_id] = create(logical_id, self.resolve(res.get("Properties", {})))
 

@@ -14,13 +14,16 @@
 //!   every other due experiment was evaluated, so the retry (Lambda's asynchronous retries, then the
 //!   dead-letter queue) redoes only the windows not yet written.
 
+use checkout_aws::athena::AthenaReadout;
 use checkout_aws::dynamo::DynamoLogIndex;
 use checkout_aws::emf::{Metrics, Unit};
 use checkout_aws::features::DynamoUnitSource;
 use checkout_aws::s3::{s3_client, S3ObjectStore};
 use checkout_aws::{load_sdk_config, ConfigError, Env};
 use checkout_domain::decision::config::{DecisionConfig, InvalidConfig, DEFAULT_CONFIG_KEY};
-use checkout_domain::experiment::evaluation::{due, evaluate_experiment, EvaluationError, Outcome};
+use checkout_domain::experiment::evaluation::{
+    due, evaluate_experiment_with, EvaluationError, LargeExperiments, Outcome,
+};
 use checkout_domain::model::drift_monitor::{monitor, MonitorError, MonitorOutcome};
 use checkout_domain::ports::{LogIndex, ObjectStore, StoreError, UnitSource};
 use checkout_domain::stats::analysis::{Settings, Test};
@@ -50,6 +53,18 @@ pub struct Config {
     pub drift_window_hours: u32,
     /// At most this many decisions a drift window reads (a uniform sample beyond).
     pub drift_max_decisions: usize,
+    /// Experiments whose latest report counted at least this many units are read with the archive's
+    /// SQL on Athena (`SQL_READOUT_MIN_UNITS`, 0 or unset: never), in `ARCHIVE_WORKGROUP` over
+    /// `ARCHIVE_DATABASE`.
+    pub sql_readout: Option<SqlReadout>,
+}
+
+/// Where the archive's readout runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SqlReadout {
+    pub min_units: u64,
+    pub workgroup: String,
+    pub database: String,
 }
 
 impl Config {
@@ -99,6 +114,14 @@ impl Config {
                 .map(str::to_string),
             drift_window_hours: env.parsed("DRIFT_WINDOW_HOURS", 1u32)?.clamp(1, 24 * 7),
             drift_max_decisions: env.parsed("DRIFT_MAX_DECISIONS", 50_000usize)?.max(1),
+            sql_readout: match env.parsed("SQL_READOUT_MIN_UNITS", 0u64)? {
+                0 => None,
+                min_units => Some(SqlReadout {
+                    min_units,
+                    workgroup: env.required("ARCHIVE_WORKGROUP")?.to_string(),
+                    database: env.required("ARCHIVE_DATABASE")?.to_string(),
+                }),
+            },
         })
     }
 }
@@ -330,6 +353,8 @@ pub struct Function<U = DynamoUnitSource, C = S3ObjectStore, R = S3ObjectStore, 
     pub reports: R,
     /// The event log's indexes (the drift monitor); `None` when it is off.
     pub log: Option<L>,
+    /// The archive's readout on Athena, for large experiments; `None` when it is off.
+    pub readout: Option<AthenaReadout>,
 }
 
 impl Function {
@@ -355,6 +380,13 @@ impl Function {
                 client: s3,
                 bucket: config.reports_bucket.clone(),
             },
+            readout: config.sql_readout.as_ref().map(|r| AthenaReadout {
+                client: aws_sdk_athena::Client::new(sdk),
+                workgroup: r.workgroup.clone(),
+                database: r.database.clone(),
+                poll: std::time::Duration::from_millis(500),
+                max_wait: std::time::Duration::from_secs(120),
+            }),
             log: config.event_log_table.clone().map(|table| DynamoLogIndex {
                 client: aws_sdk_dynamodb::Client::new(sdk),
                 table,
@@ -448,8 +480,17 @@ impl<U: UnitSource, C: ObjectStore, R: ObjectStore, L: LogIndex> Function<U, C, 
             {
                 continue;
             }
-            let result = evaluate_experiment(
+            let large = self
+                .readout
+                .as_ref()
+                .zip(self.config.sql_readout.as_ref())
+                .map(|(source, r)| LargeExperiments {
+                    source,
+                    min_units: r.min_units,
+                });
+            let result = evaluate_experiment_with(
                 &self.units,
+                large,
                 &self.reports,
                 experiment,
                 &self.config.settings,

@@ -87,6 +87,7 @@ fn function(
         config_store,
         reports: MemoryObjectStore::default(),
         log: None,
+        readout: None,
     }
 }
 
@@ -456,6 +457,7 @@ async fn the_hourly_run_reports_input_drift_from_the_decision_log() {
         },
         reports: MemoryObjectStore::default(),
         log: Some(log),
+        readout: None,
     };
     let summary = f.handle(event(FIXTURE)).await.expect("run");
     let drift = summary.drift.as_ref().expect("the monitor ran");
@@ -522,4 +524,29 @@ async fn the_hourly_run_reports_input_drift_from_the_decision_log() {
     let summary = f.handle(event(FIXTURE)).await.expect("run");
     let r = &summary.drift.as_ref().unwrap().reports[0];
     assert_eq!((r.status.as_str(), r.alarmed), ("insufficient", 0));
+}
+
+#[test]
+fn the_sql_readout_is_off_unless_sized_and_then_needs_its_workgroup_and_database() {
+    assert_eq!(config().sql_readout, None);
+    let base = [
+        ("FEATURES_TABLE", "features"),
+        ("MODELS_BUCKET", "models"),
+        ("REPORTS_BUCKET", "reports"),
+        ("SQL_READOUT_MIN_UNITS", "1000000"),
+    ];
+    assert!(Config::from_env(&Env::from_pairs(base)).is_err());
+    let c = Config::from_env(&Env::from_pairs(
+        base.into_iter()
+            .chain([("ARCHIVE_WORKGROUP", "wg"), ("ARCHIVE_DATABASE", "db")]),
+    ))
+    .expect("config");
+    assert_eq!(
+        c.sql_readout,
+        Some(experiment_evaluator::SqlReadout {
+            min_units: 1_000_000,
+            workgroup: "wg".into(),
+            database: "db".into(),
+        })
+    );
 }

@@ -18,6 +18,8 @@
 //! | [`emf`] | – | metrics in CloudWatch Embedded Metric Format |
 //! | [`telemetry`] | – | JSON logs for CloudWatch |
 
+#[cfg(feature = "athena")]
+pub mod athena;
 pub mod config;
 #[cfg(feature = "dynamodb")]
 pub mod dynamo;

@@ -275,7 +275,29 @@ pub struct UnitPage {
     pub next: Option<String>,
 }
 
-/// The experiment-unit projection (the features table's `experiment#<id>` partition in AWS).
+/// What the experiment readout SQL is asked (`sql/experiment_readout.sql`'s parameters, in order).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReadoutQuery {
+    pub experiment_id: String,
+    pub recovery: bool,
+    pub window_end: chrono::DateTime<chrono::Utc>,
+    pub now: chrono::DateTime<chrono::Utc>,
+    pub currency: String,
+}
+
+/// The event archive's experiment readout (Athena in AWS, DuckDB locally): per-arm tallies for an
+/// experiment too large to read unit by unit.
+#[cfg(feature = "stats")]
+pub trait ReadoutSource: Sync {
+    /// A name for the report's data source (`athena:<workgroup>`).
+    fn name(&self) -> String;
+    fn readout(
+        &self,
+        query: &ReadoutQuery,
+    ) -> impl Future<Output = Result<Vec<crate::experiment::evaluation::ReadoutRow>, StoreError>> + Send;
+}
+
+/// The experiment-unit projection (the features table's `experiment#<id>#<shard>` partitions in AWS).
 pub trait UnitSource: Sync {
     fn page(
         &self,

@@ -14,7 +14,9 @@
 use super::config::{Experiment, Status};
 use crate::features::ExperimentUnit;
 use crate::placement::Placement;
-use crate::ports::{Condition, ObjectStore, PutError, StoreError, UnitSource};
+use crate::ports::{
+    Condition, ObjectStore, PutError, ReadoutQuery, ReadoutSource, StoreError, UnitSource,
+};
 use crate::stats::analysis::{analyse, Settings};
 use crate::stats::html;
 use crate::stats::report::{Action, DataSummary, Report, Window};
@@ -423,10 +425,65 @@ pub fn due(experiments: &[Experiment], window_end: DateTime<Utc>) -> Vec<&Experi
         .collect()
 }
 
-/// Evaluates one experiment for the window ending at `window_end`, unless that window is done.
+/// The archive's readout, for experiments at least `min_units` large (by their latest report): their
+/// tallies come from SQL over the archive instead of a read of every unit.
+pub struct LargeExperiments<'a, Q> {
+    pub source: &'a Q,
+    pub min_units: u64,
+}
+
+/// No readout source: every experiment is read unit by unit.
+pub struct UnitsOnly;
+
+impl ReadoutSource for UnitsOnly {
+    fn name(&self) -> String {
+        "none".into()
+    }
+    async fn readout(&self, _: &ReadoutQuery) -> Result<Vec<ReadoutRow>, StoreError> {
+        Ok(Vec::new())
+    }
+}
+
+/// Evaluates one experiment for the window ending at `window_end`, unless that window is done, from its
+/// experiment units.
 #[allow(clippy::too_many_arguments)]
 pub async fn evaluate_experiment<U: UnitSource, R: ObjectStore>(
     units: &U,
+    reports: &R,
+    experiment: &Experiment,
+    settings: &Settings,
+    currency: &str,
+    source: &str,
+    window_end: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<Outcome, EvaluationError> {
+    evaluate_experiment_with::<U, R, UnitsOnly>(
+        units, None, reports, experiment, settings, currency, source, window_end, now,
+    )
+    .await
+}
+
+/// The units the experiment's latest report counted, if it has one.
+async fn latest_units<R: ObjectStore>(
+    reports: &R,
+    experiment_id: &str,
+) -> Result<Option<u64>, EvaluationError> {
+    let Some(latest) = reports.get(&latest_key(experiment_id)).await? else {
+        return Ok(None);
+    };
+    let v: serde_json::Value = serde_json::from_slice(&latest.bytes).unwrap_or_default();
+    Ok(v["arms"]
+        .as_array()
+        .map(|arms| arms.iter().map(|a| a["units"].as_u64().unwrap_or(0)).sum()))
+}
+
+/// [`evaluate_experiment`], reading an experiment whose latest report counted at least
+/// `large.min_units` units from the archive's SQL readout instead (the same report, see
+/// [`UnitFold::add_readout`]); the report's data source says which.
+#[allow(clippy::too_many_arguments)]
+pub async fn evaluate_experiment_with<U: UnitSource, R: ObjectStore, Q: ReadoutSource>(
+    units: &U,
+    large: Option<LargeExperiments<'_, Q>>,
     reports: &R,
     experiment: &Experiment,
     settings: &Settings,
@@ -450,22 +507,42 @@ pub async fn evaluate_experiment<U: UnitSource, R: ObjectStore>(
     if reports.get(&json_key).await?.is_some() {
         return Ok(outcome);
     }
+    let sql = match &large {
+        Some(l) if latest_units(reports, &experiment.id).await? >= Some(l.min_units) => Some(l),
+        _ => None,
+    };
     let mut fold = UnitFold::new(
         experiment,
-        format!("{source}/experiment#{}", experiment.id),
+        match sql {
+            Some(l) => format!("{}/archive_events/{}", l.source.name(), experiment.id),
+            None => format!("{source}/experiment#{}", experiment.id),
+        },
         window_end,
         now,
         currency,
     );
-    let mut after: Option<String> = None;
-    loop {
-        let page = units.page(&experiment.id, after.as_deref()).await?;
-        for unit in page.units {
-            fold.add(unit);
+    if let Some(l) = sql {
+        let query = ReadoutQuery {
+            experiment_id: experiment.id.clone(),
+            recovery: fold.recovery(),
+            window_end,
+            now,
+            currency: currency.to_string(),
+        };
+        for row in l.source.readout(&query).await? {
+            fold.add_readout(&row);
         }
-        match page.next {
-            Some(next) => after = Some(next),
-            None => break,
+    } else {
+        let mut after: Option<String> = None;
+        loop {
+            let page = units.page(&experiment.id, after.as_deref()).await?;
+            for unit in page.units {
+                fold.add(unit);
+            }
+            match page.next {
+                Some(next) => after = Some(next),
+                None => break,
+            }
         }
     }
     let report = analyse(
@@ -683,6 +760,99 @@ mod tests {
         assert_eq!(latest["window"]["end"], "2026-11-24T14:00:00Z");
         // The 13:00 exposure is in the 14:00 window only.
         assert_eq!(latest["arms"][1]["units"], 501);
+    }
+
+    /// A readout source with fixed rows, counting its calls.
+    struct FixedReadout(Vec<ReadoutRow>, std::sync::atomic::AtomicUsize);
+
+    impl ReadoutSource for FixedReadout {
+        fn name(&self) -> String {
+            "athena:test".into()
+        }
+        async fn readout(&self, q: &ReadoutQuery) -> Result<Vec<ReadoutRow>, StoreError> {
+            assert_eq!(
+                (q.experiment_id.as_str(), q.recovery),
+                ("checkout-offer", false)
+            );
+            self.1.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok(self.0.clone())
+        }
+    }
+
+    fn row(variant: &str, units: u64) -> ReadoutRow {
+        let n = i128::from(units);
+        ReadoutRow {
+            variant: variant.into(),
+            status: "ok".into(),
+            units,
+            currency_mismatch: 0,
+            m0_n: units,
+            m0_sx: n / 10,
+            m0_sxx: n / 10,
+            m0_sy: 0,
+            m0_syy: 0,
+            m0_sxy: 0,
+            m1_n: units,
+            m1_sx: n * 500,
+            m1_sxx: n * 2_500_000,
+            m1_sy: 0,
+            m1_syy: 0,
+            m1_sxy: 0,
+            m2_n: units,
+            m2_sx: n * 500,
+            m2_sxx: n * 2_500_000,
+            m2_sy: n / 10,
+            m2_syy: n / 10,
+            m2_sxy: n * 50,
+        }
+    }
+
+    #[tokio::test]
+    async fn an_experiment_past_the_size_is_read_from_the_archive_sql() {
+        let units = MemoryFeatureStore::default();
+        for u in population() {
+            units.insert(Doc::ExperimentUnit(u));
+        }
+        let reports = MemoryObjectStore::default();
+        let settings = Settings::default();
+        let e = experiment();
+        let sql = FixedReadout(
+            vec![row("control", 40_000), row("treatment", 40_100)],
+            0.into(),
+        );
+        let run = |end, min_units| {
+            evaluate_experiment_with(
+                &units,
+                Some(LargeExperiments {
+                    source: &sql,
+                    min_units,
+                }),
+                &reports,
+                &e,
+                &settings,
+                "USD",
+                "mem",
+                end,
+                end,
+            )
+        };
+        // No report yet: the units are read (the size is not known).
+        let first = run(at(12), 1_000).await.unwrap();
+        assert_eq!(first.units, Some(vec![501, 500]));
+        assert_eq!(sql.1.load(std::sync::atomic::Ordering::SeqCst), 0);
+        // Below the size the next window still reads units; at or past it, the SQL.
+        let second = run(at(13), 1_002).await.unwrap();
+        assert_eq!(second.units, Some(vec![501, 500]));
+        let third = run(at(14), 1_001).await.unwrap();
+        assert_eq!(third.units, Some(vec![40_000, 40_100]));
+        assert_eq!(sql.1.load(std::sync::atomic::Ordering::SeqCst), 1);
+        let (json, _) = report_keys("checkout-offer", at(14));
+        let report: serde_json::Value =
+            serde_json::from_slice(&reports.object(&json).unwrap()).unwrap();
+        assert_eq!(
+            report["data"]["source"],
+            "athena:test/archive_events/checkout-offer"
+        );
     }
 
     #[test]

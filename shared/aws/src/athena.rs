@@ -1,0 +1,222 @@
+//! The experiment readout on Athena: `sql/experiment_readout.sql` (the file DuckDB runs locally) over
+//! the archive's Glue table, in the archive's workgroup, its parameters as execution parameters.
+
+use crate::error::store_error;
+use aws_sdk_athena::types::{QueryExecutionContext, QueryExecutionState};
+use checkout_domain::experiment::evaluation::ReadoutRow;
+use checkout_domain::ports::{ReadoutQuery, ReadoutSource, StoreError};
+use std::collections::HashMap;
+use std::time::Duration;
+
+/// The readout, compiled in: the evaluator runs exactly the file the tests and the demo run.
+pub const READOUT_SQL: &str = include_str!("../../../sql/experiment_readout.sql");
+
+#[derive(Debug, Clone)]
+pub struct AthenaReadout {
+    pub client: aws_sdk_athena::Client,
+    pub workgroup: String,
+    pub database: String,
+    /// How often the query's state is polled, and how long it may run before the run is retried.
+    pub poll: Duration,
+    pub max_wait: Duration,
+}
+
+/// A string as a SQL literal.
+fn literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// The execution parameters, in the SQL's order. Athena substitutes them as SQL text.
+pub fn parameters(q: &ReadoutQuery) -> Vec<String> {
+    vec![
+        literal(&q.experiment_id),
+        if q.recovery { "true" } else { "false" }.to_string(),
+        literal(&q.window_end.format("%Y-%m-%d %H:%M:%S").to_string()),
+        q.now.timestamp().to_string(),
+        literal(&q.currency),
+    ]
+}
+
+/// One result row (column name → text) as a readout row.
+pub fn row(cells: &HashMap<String, String>) -> Result<ReadoutRow, StoreError> {
+    let mut v = serde_json::Map::new();
+    for (k, text) in cells {
+        let value = match k.as_str() {
+            "variant" | "status" => serde_json::Value::String(text.clone()),
+            _ => {
+                // Decimal sums come back as text ("123" or "123.0"): integers by construction.
+                let int = text.split('.').next().unwrap_or(text);
+                serde_json::Value::Number(
+                    int.parse::<i64>()
+                        .map(serde_json::Number::from)
+                        .map_err(|e| {
+                            StoreError::permanent("Athena result", format!("{k}={text}: {e}"))
+                        })?,
+                )
+            }
+        };
+        v.insert(k.clone(), value);
+    }
+    serde_json::from_value(serde_json::Value::Object(v))
+        .map_err(|e| StoreError::permanent("Athena result", e))
+}
+
+impl ReadoutSource for AthenaReadout {
+    fn name(&self) -> String {
+        format!("athena:{}", self.workgroup)
+    }
+
+    async fn readout(&self, q: &ReadoutQuery) -> Result<Vec<ReadoutRow>, StoreError> {
+        let started = self
+            .client
+            .start_query_execution()
+            .query_string(READOUT_SQL)
+            .query_execution_context(
+                QueryExecutionContext::builder()
+                    .database(&self.database)
+                    .build(),
+            )
+            .work_group(&self.workgroup)
+            .set_execution_parameters(Some(parameters(q)))
+            .send()
+            .await
+            .map_err(|e| store_error("Athena StartQueryExecution", e))?;
+        let id = started
+            .query_execution_id()
+            .ok_or_else(|| StoreError::permanent("Athena StartQueryExecution", "no query id"))?
+            .to_string();
+        let deadline = tokio::time::Instant::now() + self.max_wait;
+        loop {
+            let state = self
+                .client
+                .get_query_execution()
+                .query_execution_id(&id)
+                .send()
+                .await
+                .map_err(|e| store_error("Athena GetQueryExecution", e))?;
+            let status = state.query_execution().and_then(|x| x.status());
+            match status.and_then(|s| s.state()) {
+                Some(QueryExecutionState::Succeeded) => break,
+                Some(QueryExecutionState::Failed | QueryExecutionState::Cancelled) => {
+                    let reason = status
+                        .and_then(|s| s.state_change_reason())
+                        .unwrap_or("no reason given")
+                        .to_string();
+                    return Err(StoreError::permanent("Athena query", reason));
+                }
+                _ if tokio::time::Instant::now() >= deadline => {
+                    return Err(StoreError {
+                        operation: "Athena query",
+                        retryable: true,
+                        source: format!("query {id} still running after {:?}", self.max_wait)
+                            .into(),
+                    });
+                }
+                _ => tokio::time::sleep(self.poll).await,
+            }
+        }
+        let mut rows = Vec::new();
+        let mut header: Option<Vec<String>> = None;
+        let mut token: Option<String> = None;
+        loop {
+            let page = self
+                .client
+                .get_query_results()
+                .query_execution_id(&id)
+                .set_next_token(token.clone())
+                .send()
+                .await
+                .map_err(|e| store_error("Athena GetQueryResults", e))?;
+            for r in page.result_set().map(|s| s.rows()).unwrap_or_default() {
+                let cells: Vec<String> = r
+                    .data()
+                    .iter()
+                    .map(|d| d.var_char_value().unwrap_or_default().to_string())
+                    .collect();
+                match &header {
+                    None => header = Some(cells),
+                    Some(names) => {
+                        let map = names.iter().cloned().zip(cells).collect();
+                        rows.push(row(&map)?);
+                    }
+                }
+            }
+            token = page.next_token().map(str::to_string);
+            if token.is_none() {
+                break;
+            }
+        }
+        Ok(rows)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn parameters_are_sql_literals_in_the_files_order() {
+        let q = ReadoutQuery {
+            experiment_id: "o'brien".into(),
+            recovery: true,
+            window_end: chrono::Utc
+                .with_ymd_and_hms(2026, 11, 30, 12, 0, 0)
+                .unwrap(),
+            now: chrono::Utc
+                .with_ymd_and_hms(2026, 11, 30, 12, 5, 0)
+                .unwrap(),
+            currency: "USD".into(),
+        };
+        assert_eq!(
+            parameters(&q),
+            [
+                "'o''brien'",
+                "true",
+                "'2026-11-30 12:00:00'",
+                "1796040300",
+                "'USD'"
+            ]
+        );
+        assert_eq!(READOUT_SQL.matches("CAST(? AS").count(), 5);
+    }
+
+    #[test]
+    fn a_result_row_reads_back_with_decimal_text() {
+        let mut cells: HashMap<String, String> = HashMap::new();
+        for k in [
+            "units",
+            "currency_mismatch",
+            "m0_n",
+            "m0_sx",
+            "m0_sxx",
+            "m0_sy",
+            "m0_syy",
+            "m0_sxy",
+            "m1_n",
+            "m1_sx",
+            "m1_sxx",
+            "m1_sy",
+            "m1_syy",
+            "m1_sxy",
+            "m2_n",
+            "m2_sx",
+            "m2_sxx",
+            "m2_sy",
+            "m2_syy",
+            "m2_sxy",
+        ] {
+            cells.insert(k.into(), "12".into());
+        }
+        cells.insert("m1_sxx".into(), "250000000000.0".into());
+        cells.insert("variant".into(), "treatment".into());
+        cells.insert("status".into(), "ok".into());
+        let r = row(&cells).unwrap();
+        assert_eq!(
+            (r.variant.as_str(), r.units, r.m1_sxx),
+            ("treatment", 12, 250_000_000_000)
+        );
+        cells.insert("m0_sx".into(), "x".into());
+        assert!(!row(&cells).unwrap_err().retryable);
+    }
+}

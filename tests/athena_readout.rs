@@ -1,0 +1,147 @@
+//! The evaluator's Athena adapter against moto's Athena, with the real SDK client: the readout SQL goes
+//! out as the query (the very file DuckDB runs), in the workgroup and database configured, with its
+//! five execution parameters; the query is polled to completion and its result pages come back as
+//! readout rows. moto answers a query with the results seeded through its API (it runs no SQL: the
+//! SQL itself is checked against DuckDB in `infra/cli/tests/archive_readout.rs`).
+
+mod support;
+
+use checkout_aws::athena::{AthenaReadout, READOUT_SQL};
+use checkout_aws::config::local_sdk_config;
+use checkout_domain::ports::{ReadoutQuery, ReadoutSource};
+use chrono::TimeZone;
+use serde_json::json;
+use std::io::{Read, Write};
+use std::time::Duration;
+
+const COLUMNS: [&str; 22] = [
+    "variant",
+    "status",
+    "units",
+    "currency_mismatch",
+    "m0_n",
+    "m0_sx",
+    "m0_sxx",
+    "m0_sy",
+    "m0_syy",
+    "m0_sxy",
+    "m1_n",
+    "m1_sx",
+    "m1_sxx",
+    "m1_sy",
+    "m1_syy",
+    "m1_sxy",
+    "m2_n",
+    "m2_sx",
+    "m2_sxx",
+    "m2_sy",
+    "m2_syy",
+    "m2_sxy",
+];
+
+/// Seeds moto's next Athena result (the header row, then the data rows).
+fn seed(endpoint: &str, rows: &[Vec<String>]) {
+    let cell = |v: &String| json!({"VarCharValue": v});
+    let mut all = vec![
+        json!({"Data": COLUMNS.iter().map(|c| json!({"VarCharValue": c})).collect::<Vec<_>>()}),
+    ];
+    all.extend(
+        rows.iter()
+            .map(|r| json!({"Data": r.iter().map(cell).collect::<Vec<_>>()})),
+    );
+    let body = json!({"region": "us-east-1", "results": [{"rows": all}]}).to_string();
+    let addr = endpoint.trim_start_matches("http://");
+    let mut s = std::net::TcpStream::connect(addr).expect("moto");
+    write!(
+        s,
+        "POST /moto-api/static/athena/query-results HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("write");
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).expect("read");
+    assert!(
+        answer.starts_with("HTTP/1.1 201") || answer.starts_with("HTTP/1.0 201"),
+        "{answer}"
+    );
+}
+
+#[tokio::test]
+async fn the_readout_runs_the_sql_file_and_reads_every_result_row_back() {
+    let endpoint = support::moto();
+    let sdk = local_sdk_config(endpoint, "us-east-1").await;
+    let client = aws_sdk_athena::Client::new(&sdk);
+    client
+        .create_work_group()
+        .name("archive-wg")
+        .send()
+        .await
+        .expect("workgroup");
+    let row = |variant: &str, units: u64| -> Vec<String> {
+        let mut r = vec![variant.to_string(), "ok".to_string(), units.to_string()];
+        r.extend((3..COLUMNS.len()).map(|i| format!("{}", i as u64 * units)));
+        r
+    };
+    seed(
+        endpoint,
+        &[row("control", 1_200_000), row("treatment", 1_199_000)],
+    );
+    let readout = AthenaReadout {
+        client: client.clone(),
+        workgroup: "archive-wg".into(),
+        database: "checkout_archive".into(),
+        poll: Duration::from_millis(10),
+        max_wait: Duration::from_secs(10),
+    };
+    let query = ReadoutQuery {
+        experiment_id: "checkout-offer".into(),
+        recovery: false,
+        window_end: chrono::Utc
+            .with_ymd_and_hms(2026, 11, 30, 12, 0, 0)
+            .unwrap(),
+        now: chrono::Utc
+            .with_ymd_and_hms(2026, 11, 30, 12, 5, 0)
+            .unwrap(),
+        currency: "USD".into(),
+    };
+    let rows = readout.readout(&query).await.expect("readout");
+    assert_eq!(rows.len(), 2);
+    assert_eq!(
+        (rows[0].variant.as_str(), rows[0].units),
+        ("control", 1_200_000)
+    );
+    assert_eq!(rows[1].m2_sxy, 21 * 1_199_000);
+    assert_eq!(readout.name(), "athena:archive-wg");
+
+    // What went out: the file, in the workgroup and database, with the parameters in order.
+    let listed = client
+        .list_query_executions()
+        .work_group("archive-wg")
+        .send()
+        .await
+        .expect("list");
+    let id = listed
+        .query_execution_ids()
+        .first()
+        .expect("a query")
+        .clone();
+    let sent = client
+        .get_query_execution()
+        .query_execution_id(id)
+        .send()
+        .await
+        .expect("execution");
+    let x = sent.query_execution().expect("execution");
+    assert_eq!(x.query(), Some(READOUT_SQL));
+    assert_eq!(
+        x.query_execution_context().and_then(|c| c.database()),
+        Some("checkout_archive")
+    );
+    assert_eq!(x.work_group(), Some("archive-wg"));
+    // And a workgroup that does not exist is a store error, not a panic.
+    let missing = AthenaReadout {
+        workgroup: "no-such-wg".into(),
+        ..readout
+    };
+    assert!(missing.readout(&query).await.is_err());
+}
