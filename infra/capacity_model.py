@@ -33,7 +33,7 @@ P = {
     "lambda_gb_s": 0.0000133334,   # arm64
     "lambda_request": 0.20 / 1e6,
     "http_api_request": 1.00 / 1e6,
-    "firehose_gb": 0.029,          # Direct PUT ingestion; each record is billed as at least 5 KB
+    "firehose_gb": 0.029,          # Direct PUT ingestion (each record billed as at least 5 KB; rows are packed)
     "firehose_conversion_gb": 0.018,
     "firehose_partitioning_gb": 0.020,
     "firehose_objects": 0.005 / 1000,
@@ -105,7 +105,8 @@ def model(rees: dict, skew: dict) -> tuple[list[dict], dict]:
             + decisions_s * SCORER_MS / 1000 * 0.512
         )
         requests_s = ev / 500 + updater_batches_s + ev / 1000 + decisions_s
-        firehose_gb_s = ev * max(ARCHIVE_ROW_BYTES, 5 * 1024) / 1e9
+        # The archiver packs up to 500 rows per record, so the 5 KB minimum per record does not apply.
+        firehose_gb_s = ev * ARCHIVE_ROW_BYTES / 1e9
         json_gb_s = ev * ARCHIVE_ROW_BYTES / 1e9
         parquet_gb_month = json_gb_s * PARQUET_RATIO * SECONDS
         month = {
@@ -166,7 +167,7 @@ def render(rows: list[dict], inputs: dict) -> str:
             "",
             "Assumed (in-region p50, not measured here: the local stack is moto): ingest 120 ms per batch of 500, archiver 80 ms per "
             "1,000, scorer 25 ms per decision, 8 ms per DynamoDB round trip with 16 in flight in the updater; Parquet at 15% of the "
-            "JSON. Firehose bills each record as at least 5 KB.",
+            "JSON. The archiver packs up to 500 rows per Firehose record, so Firehose's 5 KB minimum per record does not apply.",
             "",
             f"Prices: {PRICES_AS_OF}: DynamoDB on demand $0.625 per million write and $0.125 per million read request units; "
             "Kinesis $0.015 per shard-hour and $0.014 per million 25 KB PUT units; Lambda arm64 $0.0000133334 per GB-s and $0.20 "
@@ -192,8 +193,8 @@ def render(rows: list[dict], inputs: dict) -> str:
             "on the session item, aggregates written once per batch, pair counts in their own partitions), so a key's rate follows "
             "the batch rate, not the sessions'.",
             "- **DynamoDB write cost** dominates the bill at every event rate: the updater's write units per event. Same change.",
-            "- **Firehose** bills each record as at least 5 KB while a row is about 0.7 KB: pack many rows into one record "
-            "(newline-delimited, with Firehose's record de-aggregation) to cut that line by about 7×.",
+            "- **Firehose** bills a record as at least 5 KB and a row is about 0.7 KB: the archiver already packs up to 500 "
+            "rows per record (Firehose de-aggregates them), which keeps that line about 7× below one row per record.",
             "- **Kinesis**: one shard per 1,000 records/s; the stream's shard count is the `StreamShardCount` parameter "
             "(or on-demand mode). Ingest and the updater scale with it, one instance per shard.",
             "- **The feature updater's instances**: one per shard with `ParallelizationFactor` 1 (ordering per session needs only "
