@@ -4,8 +4,6 @@
 //! readout rows. moto answers a query with the results seeded through its API (it runs no SQL: the
 //! SQL itself is checked against DuckDB in `infra/cli/tests/archive_readout.rs`).
 
-mod support;
-
 use checkout_aws::athena::{AthenaReadout, READOUT_SQL};
 use checkout_aws::config::local_sdk_config;
 use checkout_domain::ports::{ReadoutQuery, ReadoutSource};
@@ -68,7 +66,7 @@ fn seed(endpoint: &str, rows: &[Vec<String>]) {
 
 #[tokio::test]
 async fn the_readout_runs_the_sql_file_and_reads_every_result_row_back() {
-    let endpoint = support::moto();
+    let endpoint = checkout_ai_integration_tests::moto();
     let sdk = local_sdk_config(endpoint, "us-east-1").await;
     let client = aws_sdk_athena::Client::new(&sdk);
     client
