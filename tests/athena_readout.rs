@@ -12,30 +12,7 @@ use serde_json::json;
 use std::io::{Read, Write};
 use std::time::Duration;
 
-const COLUMNS: [&str; 22] = [
-    "variant",
-    "status",
-    "units",
-    "currency_mismatch",
-    "m0_n",
-    "m0_sx",
-    "m0_sxx",
-    "m0_sy",
-    "m0_syy",
-    "m0_sxy",
-    "m1_n",
-    "m1_sx",
-    "m1_sxx",
-    "m1_sy",
-    "m1_syy",
-    "m1_sxy",
-    "m2_n",
-    "m2_sx",
-    "m2_sxx",
-    "m2_sy",
-    "m2_syy",
-    "m2_sxy",
-];
+const COLUMNS: [&str; 22] = checkout_domain::experiment::evaluation::ReadoutRow::COLUMNS;
 
 /// Seeds moto's next Athena result (the header row, then the data rows).
 fn seed(endpoint: &str, rows: &[Vec<String>]) {

@@ -256,7 +256,7 @@ pub async fn compare_readouts(
     window_end: DateTime<Utc>,
     now: DateTime<Utc>,
 ) -> Result<Vec<ReadoutComparison>, BoxError> {
-    use checkout_domain::ports::{ObjectStore as _, UnitSource as _};
+    use checkout_domain::ports::ObjectStore as _;
     let sdk = stack.sdk_config().await;
     let function =
         experiment_evaluator::Function::new(&stack.env("ExperimentEvaluatorFunction")?, &sdk)
@@ -273,18 +273,7 @@ pub async fn compare_readouts(
     let mut out = Vec::new();
     for experiment in &experiments {
         let mut fold = UnitFold::new(experiment, "dynamodb".into(), window_end, now, currency);
-        let mut after: Option<String> = None;
-        loop {
-            let page = function
-                .units
-                .page(&experiment.id, after.as_deref())
-                .await?;
-            page.units.into_iter().for_each(|u| fold.add(u));
-            match page.next {
-                Some(next) => after = Some(next),
-                None => break,
-            }
-        }
+        fold.read_all(&function.units, &experiment.id).await?;
         if fold.data.rows == 0 {
             continue;
         }

@@ -17,7 +17,7 @@ use checkout_domain::experiment::evaluation::UnitFold;
 use checkout_domain::features::updater::FeatureUpdater;
 use checkout_domain::ingest::LogEntry;
 use checkout_domain::memory::{Faults, MemoryFeatureStore, MemoryLog};
-use checkout_domain::ports::{BatchSink, UnitSource};
+use checkout_domain::ports::BatchSink;
 use checkout_domain::stats::analysis::{analyse, Settings};
 use checkout_domain::stats::report::{Report, Window};
 use chrono::{DateTime, TimeZone, Utc};
@@ -183,15 +183,7 @@ async fn units_report(
     now: DateTime<Utc>,
 ) -> Report {
     let mut fold = UnitFold::new(e, "memory".into(), window_end, now, "USD");
-    let mut after: Option<String> = None;
-    loop {
-        let page = store.page(&e.id, after.as_deref()).await.expect("page");
-        page.units.into_iter().for_each(|u| fold.add(u));
-        match page.next {
-            Some(n) => after = Some(n),
-            None => break,
-        }
-    }
+    fold.read_all(store, &e.id).await.expect("units");
     analyse(
         &fold.tally,
         settings,

@@ -184,29 +184,8 @@ mod tests {
     #[test]
     fn a_result_row_reads_back_with_decimal_text() {
         let mut cells: HashMap<String, String> = HashMap::new();
-        for k in [
-            "units",
-            "currency_mismatch",
-            "m0_n",
-            "m0_sx",
-            "m0_sxx",
-            "m0_sy",
-            "m0_syy",
-            "m0_sxy",
-            "m1_n",
-            "m1_sx",
-            "m1_sxx",
-            "m1_sy",
-            "m1_syy",
-            "m1_sxy",
-            "m2_n",
-            "m2_sx",
-            "m2_sxx",
-            "m2_sy",
-            "m2_syy",
-            "m2_sxy",
-        ] {
-            cells.insert(k.into(), "12".into());
+        for k in &ReadoutRow::COLUMNS[2..] {
+            cells.insert((*k).into(), "12".into());
         }
         cells.insert("m1_sxx".into(), "250000000000.0".into());
         cells.insert("variant".into(), "treatment".into());

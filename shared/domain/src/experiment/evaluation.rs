@@ -252,6 +252,32 @@ pub struct ReadoutRow {
 }
 
 impl ReadoutRow {
+    /// The readout's columns, in the SQL's order.
+    pub const COLUMNS: [&'static str; 22] = [
+        "variant",
+        "status",
+        "units",
+        "currency_mismatch",
+        "m0_n",
+        "m0_sx",
+        "m0_sxx",
+        "m0_sy",
+        "m0_syy",
+        "m0_sxy",
+        "m1_n",
+        "m1_sx",
+        "m1_sxx",
+        "m1_sy",
+        "m1_syy",
+        "m1_sxy",
+        "m2_n",
+        "m2_sx",
+        "m2_sxx",
+        "m2_sy",
+        "m2_syy",
+        "m2_sxy",
+    ];
+
     fn moments(&self, metric: usize) -> crate::stats::tally::Moments {
         let (n, sx, sxx, sy, syy, sxy) = match metric {
             0 => (
@@ -331,6 +357,25 @@ impl UnitFold {
             "revenue_in_another_currency",
             row.currency_mismatch,
         );
+    }
+
+    /// Folds in every unit of the experiment, page by page.
+    pub async fn read_all<U: UnitSource>(
+        &mut self,
+        units: &U,
+        experiment_id: &str,
+    ) -> Result<(), StoreError> {
+        let mut after: Option<String> = None;
+        loop {
+            let page = units.page(experiment_id, after.as_deref()).await?;
+            for unit in page.units {
+                self.add(unit);
+            }
+            match page.next {
+                Some(next) => after = Some(next),
+                None => return Ok(()),
+            }
+        }
     }
 
     /// Whether the fold is for the recovery placement's design (the readout's `recovery` parameter).
@@ -533,17 +578,7 @@ pub async fn evaluate_experiment_with<U: UnitSource, R: ObjectStore, Q: ReadoutS
             fold.add_readout(&row);
         }
     } else {
-        let mut after: Option<String> = None;
-        loop {
-            let page = units.page(&experiment.id, after.as_deref()).await?;
-            for unit in page.units {
-                fold.add(unit);
-            }
-            match page.next {
-                Some(next) => after = Some(next),
-                None => break,
-            }
-        }
+        fold.read_all(units, &experiment.id).await?;
     }
     let report = analyse(
         &fold.tally,
@@ -721,12 +756,18 @@ mod tests {
         assert_eq!(orders, f64::from(expected));
     }
 
-    #[tokio::test]
-    async fn a_window_is_written_once_and_latest_never_goes_back() {
+    /// The population's units in a memory store.
+    fn stored_population() -> MemoryFeatureStore {
         let units = MemoryFeatureStore::default();
         for u in population() {
             units.insert(Doc::ExperimentUnit(u));
         }
+        units
+    }
+
+    #[tokio::test]
+    async fn a_window_is_written_once_and_latest_never_goes_back() {
+        let units = stored_population();
         let reports = MemoryObjectStore::default();
         let settings = Settings::default();
         let e = experiment();
@@ -809,10 +850,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_experiment_past_the_size_is_read_from_the_archive_sql() {
-        let units = MemoryFeatureStore::default();
-        for u in population() {
-            units.insert(Doc::ExperimentUnit(u));
-        }
+        let units = stored_population();
         let reports = MemoryObjectStore::default();
         let settings = Settings::default();
         let e = experiment();
