@@ -161,18 +161,24 @@ def render(rows: list[dict], inputs: dict) -> str:
            ]
     for k, v in sorted(inputs["by_entity_at_scale"].items()):
         out.append(f"| write units per event on `{k}#…` keys | {v:.2f} | the same run |")
-    out += ["", "Derived from the code: log item ≤ 1 KB plus its `by-user` index entry (2 WCU per event, 4 for a decision, "
-            "which also lands in the two decision indexes); a cart decision reads 4 items (session, user, two cart products; "
-            "page features are cached), a checkout decision 8 (plus four risk profiles).",
+    out += ["", f"Derived from the code: log item ≤ 1 KB plus its `by-user` index entry ({LOG_WCU_PER_EVENT} WCU per event, "
+            f"{DECISION_LOG_WCU} for a decision, which also lands in the two decision indexes); a cart decision reads "
+            f"{READS_PER_CART_DECISION} items (session, user, two cart products; page features are cached), a checkout "
+            f"decision {READS_PER_CHECKOUT_DECISION} (plus four risk profiles).",
             "",
-            "Assumed (in-region p50, not measured here: the local stack is moto): ingest 120 ms per batch of 500, archiver 80 ms per "
-            "1,000, scorer 25 ms per decision, 8 ms per DynamoDB round trip with 16 in flight in the updater; Parquet at 15% of the "
-            "JSON. The archiver packs up to 500 rows per Firehose record, so Firehose's 5 KB minimum per record does not apply.",
+            f"Assumed (in-region p50, not measured here: the local stack is moto): ingest {INGEST_MS_PER_BATCH} ms per batch "
+            f"of 500, archiver {ARCHIVER_MS_PER_BATCH} ms per 1,000, scorer {SCORER_MS} ms per decision, "
+            f"{UPDATER_MS_PER_REQUEST} ms per DynamoDB round trip with {UPDATER_IN_FLIGHT} in flight in the updater; "
+            f"Parquet at {PARQUET_RATIO:.0%} of the JSON. The archiver packs up to 500 rows per Firehose record, so "
+            "Firehose's 5 KB minimum per record does not apply.",
             "",
-            f"Prices: {PRICES_AS_OF}: DynamoDB on demand $0.625 per million write and $0.125 per million read request units; "
-            "Kinesis $0.015 per shard-hour and $0.014 per million 25 KB PUT units; Lambda arm64 $0.0000133334 per GB-s and $0.20 "
-            "per million requests; HTTP API $1.00 per million; Firehose $0.029 per GB ingested, $0.018 per GB converted, $0.020 per "
-            "GB dynamically partitioned; S3 $0.023 per GB-month; Athena $5 per TB scanned (1% of the archive read daily assumed).",
+            f"Prices: {PRICES_AS_OF}: DynamoDB on demand ${P['ddb_wru'] * 1e6:.3f} per million write and "
+            f"${P['ddb_rru'] * 1e6:.3f} per million read request units; Kinesis ${P['kinesis_shard_hour']} per shard-hour "
+            f"and ${P['kinesis_put_unit'] * 1e6:.3f} per million 25 KB PUT units; Lambda arm64 ${P['lambda_gb_s']:.10f} per GB-s "
+            f"and ${P['lambda_request'] * 1e6:.2f} per million requests; HTTP API ${P['http_api_request'] * 1e6:.2f} per "
+            f"million; Firehose ${P['firehose_gb']} per GB ingested, ${P['firehose_conversion_gb']} per GB converted, "
+            f"${P['firehose_partitioning_gb']:.3f} per GB dynamically partitioned; S3 ${P['s3_gb_month']} per GB-month; "
+            f"Athena ${P['athena_tb']:.0f} per TB scanned (1% of the archive read daily assumed).",
             "", "## The table", "",
             "| load | Kinesis shards | DynamoDB WCU/s | DynamoDB RCU/s | hottest key WCU/s | Lambda concurrency (ingest / updater / archiver / scorer) | Firehose MB/s billed | S3 GB/month | $/month DynamoDB | Lambda | Kinesis | Firehose | S3 + Athena | API | **total** | first limit |",
             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -215,7 +221,7 @@ def main(argv: list[str]) -> int:
     skew = json.loads(Path(argv[2]).read_text())["cost"]
     rows, inputs = model(rees, skew)
     Path(argv[3]).write_text(render(rows, inputs))
-    print(json.dumps({"rows": rows, "inputs": inputs}, indent=1, default=str)[:4000])
+    print(f"{argv[3]} written")
     return 0
 
 

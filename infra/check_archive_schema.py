@@ -1,10 +1,13 @@
 #!/usr/bin/env python3
-"""The archive's columns in three places agree (part of `make test`; exit 1 when they do not):
+"""The archive's columns and layout agree everywhere (part of `make test`; exit 1 when they do not):
 
-- sql/archive_events.sql, the column list the local archiver writes to Parquet and the readout SQL reads;
-- template.yaml's ArchiveEventsTable, the Glue schema Firehose converts the rows with and Athena reads;
-- the names and types map one to one (DuckDB VARCHAR/INTEGER/BIGINT/BOOLEAN/TIMESTAMP to Glue
-  string/int/bigint/boolean/timestamp), in the same order.
+- sql/archive_events.sql is the column list the local archiver writes to Parquet and the readout SQL
+  reads; template.yaml's ArchiveEventsTable is the Glue schema Firehose converts the rows with and Athena
+  reads. Names and types map one to one (DuckDB VARCHAR/INTEGER/BIGINT/BOOLEAN/TIMESTAMP to Glue
+  string/int/bigint/boolean/timestamp), in the same order, and the partition keys are dt, hour.
+- The layout is events/dt=YYYY-MM-DD/hour=HH/ in the three places that write or read it: the delivery
+  stream's prefix, the table's partition projection, and the local archiver (DuckDB's PARTITION_BY (dt,
+  hour) under events/, in infra/archive_sql.py).
 
 ArchiveRow's fields are checked against sql/archive_events.sql by a unit test in checkout-domain.
 
@@ -13,48 +16,47 @@ ArchiveRow's fields are checked against sql/archive_events.sql by a unit test in
 import sys
 from pathlib import Path
 
-import yaml
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from archive_sql import columns  # noqa: E402
+from localstack import load_template  # noqa: E402
 
 GLUE = {"VARCHAR": "string", "INTEGER": "int", "BIGINT": "bigint", "BOOLEAN": "boolean", "TIMESTAMP": "timestamp"}
-
-
-class Loader(yaml.SafeLoader):
-    pass
-
-
-def _any(loader, suffix, node):
-    if isinstance(node, yaml.ScalarNode):
-        return loader.construct_scalar(node)
-    if isinstance(node, yaml.SequenceNode):
-        return loader.construct_sequence(node)
-    return loader.construct_mapping(node)
-
-
-Loader.add_multi_constructor("!", _any)
+PREFIX = "events/dt=!{partitionKeyFromQuery:dt}/hour=!{partitionKeyFromQuery:hour}/"
+LOCATION = "s3://${ArchiveBucket}/events/dt=${!dt}/hour=${!hour}/"
+LOCAL = "PARTITION_BY (dt, hour)"
 
 
 def main() -> int:
     root = Path(__file__).resolve().parent.parent
-    template = yaml.load((root / "template.yaml").read_text(), Loader=Loader)
-    table = template["Resources"]["ArchiveEventsTable"]["Properties"]["TableInput"]
+    resources = load_template(root / "template.yaml")["Resources"]
+    table = resources["ArchiveEventsTable"]["Properties"]["TableInput"]
     glue = [(c["Name"], c["Type"]) for c in table["StorageDescriptor"]["Columns"]]
     sql = [(name, GLUE.get(kind, f"?{kind}")) for name, kind in columns()]
+    problems = []
     if glue != sql:
-        print("ArchiveEventsTable's columns differ from sql/archive_events.sql:")
+        problems.append("ArchiveEventsTable's columns differ from sql/archive_events.sql:")
         for i in range(max(len(glue), len(sql))):
             a = glue[i] if i < len(glue) else None
             b = sql[i] if i < len(sql) else None
             if a != b:
-                print(f"  column {i}: template {a} vs sql {b}")
-        return 1
+                problems.append(f"  column {i}: template {a} vs sql {b}")
     keys = [k["Name"] for k in table["PartitionKeys"]]
     if keys != ["dt", "hour"]:
-        print(f"ArchiveEventsTable's partition keys are {keys}, not dt, hour")
+        problems.append(f"ArchiveEventsTable's partition keys are {keys}, not dt, hour")
+    prefix = resources["ArchiveDeliveryStream"]["Properties"]["ExtendedS3DestinationConfiguration"]["Prefix"]
+    if prefix != PREFIX:
+        problems.append(f"the delivery stream writes under {prefix!r}, not {PREFIX!r}")
+    location = table["Parameters"]["storage.location.template"]
+    if location != {"Fn::Sub": LOCATION}:
+        problems.append(f"the table's partitions are at {location!r}, not {LOCATION!r}")
+    if LOCAL not in (root / "infra" / "archive_sql.py").read_text():
+        problems.append(f"infra/archive_sql.py no longer writes with {LOCAL}")
+    for p in problems:
+        print(p)
+    if problems:
         return 1
-    print(f"archive schema: {len(sql)} columns agree between sql/archive_events.sql and ArchiveEventsTable")
+    print(f"archive schema: {len(sql)} columns and the events/dt=…/hour=… layout agree between "
+          "sql/archive_events.sql, ArchiveEventsTable, ArchiveDeliveryStream and the local archiver")
     return 0
 
 

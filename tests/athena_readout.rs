@@ -1,8 +1,9 @@
 //! The evaluator's Athena adapter against moto's Athena, with the real SDK client: the readout SQL goes
-//! out as the query (the very file DuckDB runs), in the workgroup and database configured, with its
-//! five execution parameters; the query is polled to completion and its result pages come back as
-//! readout rows. moto answers a query with the results seeded through its API (it runs no SQL: the
-//! SQL itself is checked against DuckDB in `infra/cli/tests/archive_readout.rs`).
+//! out as the query (the very file DuckDB runs), in the workgroup and database configured; the query is
+//! polled to completion and its result pages come back as readout rows. moto answers a query with the
+//! results seeded through its API (it runs no SQL, and does not return the execution parameters: those
+//! are checked by `checkout_aws::athena`'s unit test; the SQL itself against DuckDB in
+//! `infra/cli/tests/archive_readout.rs`).
 
 use checkout_aws::athena::{AthenaReadout, READOUT_SQL};
 use checkout_aws::config::local_sdk_config;

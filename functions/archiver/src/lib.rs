@@ -12,7 +12,7 @@
 //! ingest, so a bug or a tampered item) is logged, counted (`Unarchivable`) and skipped, since no retry
 //! changes it.
 
-use aws_lambda_events::event::dynamodb::Event as StreamEvent;
+use aws_lambda_events::event::dynamodb::{Event as StreamEvent, EventRecord};
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
 use checkout_aws::emf::Metrics;
 use checkout_aws::firehose::FirehoseArchive;
@@ -65,6 +65,13 @@ impl Function {
     }
 }
 
+/// The archive row of one event-log stream record's new image (an INSERT's).
+pub fn archive_row(record: &EventRecord) -> Result<ArchiveRow, String> {
+    let entry: LogEntry =
+        serde_dynamo::from_item(record.change.new_image.clone()).map_err(|e| e.to_string())?;
+    ArchiveRow::of(&entry).map_err(|e| e.to_string())
+}
+
 impl<S: BatchSink<ArchiveRow>> Function<S> {
     pub async fn handle(
         &self,
@@ -88,10 +95,7 @@ impl<S: BatchSink<ArchiveRow>> Function<S> {
         let mut sequence = Vec::new();
         for record in event.records.iter().filter(|r| r.event_name == "INSERT") {
             counts.records += 1;
-            let row = serde_dynamo::from_item::<_, LogEntry>(record.change.new_image.clone())
-                .map_err(|e| e.to_string())
-                .and_then(|entry| ArchiveRow::of(&entry).map_err(|e| e.to_string()));
-            match row {
+            match archive_row(record) {
                 Ok(row) => {
                     rows.push(row);
                     sequence.push(record.change.sequence_number.clone());

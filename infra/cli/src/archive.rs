@@ -3,8 +3,8 @@
 //! In AWS, the archiver function puts each event the log admits to a Firehose delivery stream, which
 //! converts the rows to Parquet with the Glue table's schema and writes them to the archive bucket by
 //! event date and hour; Athena runs `sql/experiment_readout.sql` on them. Firehose and Athena do not run
-//! on the local stack, so here the same rows ([`ArchiveRow`], from the event log's stream, as the
-//! archiver reads it) are staged as JSON lines and `infra/archive_sql.py` does Firehose's conversion
+//! on the local stack, so here the same rows ([`ArchiveRow`], from the event log's stream, mapped by
+//! the archiver's own [`archiver::archive_row`]) are staged as JSON lines and `infra/archive_sql.py` does Firehose's conversion
 //! (same layout, same columns) and runs the same SQL file with DuckDB.
 
 use crate::local::esm::{DynamoStreamMapping, Positions};
@@ -15,7 +15,6 @@ use aws_lambda_events::event::streams::DynamoDbEventResponse;
 use checkout_domain::archive::ArchiveRow;
 use checkout_domain::experiment::config::Experiment;
 use checkout_domain::experiment::evaluation::{ReadoutRow, UnitFold};
-use checkout_domain::ingest::LogEntry;
 use checkout_domain::stats::analysis::{analyse, Settings};
 use checkout_domain::stats::report::{Report, Window};
 use chrono::{DateTime, Utc};
@@ -107,12 +106,7 @@ pub async fn archive_log(stack: &LocalStack, dir: &Path) -> Result<ArchiveReport
                         }
                         continue;
                     }
-                    let entry: Result<LogEntry, _> =
-                        serde_dynamo::from_item(record.change.new_image.clone());
-                    match entry
-                        .map_err(|e| e.to_string())
-                        .and_then(|e| ArchiveRow::of(&e).map_err(|e| e.to_string()))
-                    {
+                    match archiver::archive_row(record) {
                         Ok(row) => {
                             rows.insert((row.session_id.clone(), row.event_id.clone()), row);
                         }
@@ -233,6 +227,20 @@ pub fn comparable(report: &Report) -> Result<serde_json::Value, BoxError> {
         data.remove("source");
     }
     Ok(v)
+}
+
+/// Archives the log under `dir` and reads every experiment both ways at one clock (now, the window
+/// ending at its minute): what `checkout-ai archive` and the demo's last phase do.
+pub async fn archive_and_compare(
+    stack: &LocalStack,
+    dir: &Path,
+) -> Result<(ArchiveReport, Vec<ReadoutComparison>), BoxError> {
+    let written = archive_log(stack, dir).await?;
+    let now = Utc::now();
+    let window_end =
+        chrono::DurationRound::duration_trunc(now, chrono::TimeDelta::minutes(1)).unwrap_or(now);
+    let readouts = compare_readouts(stack, dir, window_end, now).await?;
+    Ok((written, readouts))
 }
 
 /// One experiment's report read both ways.

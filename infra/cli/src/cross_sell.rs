@@ -164,3 +164,20 @@ pub fn run(file: &Path, windows: &[Option<usize>]) -> Result<CrossSellBench, Box
         windows: readings,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::wilson;
+
+    /// Against the published 95% Wilson score intervals of Newcombe (1998), "Two-sided confidence
+    /// intervals for the single proportion", table I (81/263, 15/148, 0/20, 1/29), to four decimals.
+    #[test]
+    fn the_wilson_interval_matches_published_values() {
+        let round = |(a, b): (f64, f64)| ((a * 1e4).round() / 1e4, (b * 1e4).round() / 1e4);
+        assert_eq!(round(wilson(81, 263)), (0.2553, 0.3662));
+        assert_eq!(round(wilson(15, 148)), (0.0624, 0.1605));
+        assert_eq!(round(wilson(0, 20)), (0.0, 0.1611));
+        assert_eq!(round(wilson(1, 29)), (0.0061, 0.1718));
+        assert_eq!(wilson(0, 0), (0.0, 1.0));
+    }
+}

@@ -45,14 +45,10 @@ pub struct ArchiveSummary {
 
 /// Archives the log and reads every experiment both ways, at one clock.
 async fn demo_archive(stack: &LocalStack, out: &Path) -> Result<ArchiveSummary, BoxError> {
-    let dir = out.join("archive");
-    let written = crate::archive::archive_log(stack, &dir).await?;
+    let (written, readouts) =
+        crate::archive::archive_and_compare(stack, &out.join("archive")).await?;
     let ddb = aws_sdk_dynamodb::Client::new(&stack.sdk_config().await);
     let event_log_items = count_items(&ddb, &stack.resource("EventLogTable")?.name).await?;
-    let now = chrono::Utc::now();
-    let window_end =
-        chrono::DurationRound::duration_trunc(now, chrono::TimeDelta::minutes(1)).unwrap_or(now);
-    let readouts = crate::archive::compare_readouts(stack, &dir, window_end, now).await?;
     Ok(ArchiveSummary {
         written,
         event_log_items,

@@ -57,7 +57,7 @@ enum Command {
         #[arg(long, default_value = "out/archive")]
         out: PathBuf,
     },
-    /// The cross-sell hit rate on held-out REES46 sessions (the day's last third) for each co-view
+    /// The cross-sell hit rate on held-out REES46 sessions (the last third, by first event) for each co-view
     /// window, with the pair counts each keeps: the trade-off of bounding co-occurrence.
     CrossSellBench {
         #[arg(long, default_value = "../shared/data/rees46-2019-10-01-head.csv")]
@@ -759,10 +759,8 @@ async fn run(command: Command) -> Result<ExitCode, ops::BoxError> {
             ops::simulate::print(&report);
         }
         Command::Archive { stack, out } => {
-            let stack = stack.load()?;
-            let written = checkout_ai::archive::archive_log(&stack, &out).await?;
-            let now = chrono::Utc::now();
-            let readouts = checkout_ai::archive::compare_readouts(&stack, &out, now, now).await?;
+            let (written, readouts) =
+                checkout_ai::archive::archive_and_compare(&stack.load()?, &out).await?;
             print_json(&serde_json::json!({"written": written, "readouts": readouts}))?;
         }
         Command::CrossSellBench { file } => print_json(&checkout_ai::cross_sell::run(

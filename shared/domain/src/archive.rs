@@ -65,11 +65,6 @@ pub fn partition(at: DateTime<Utc>) -> (String, String) {
     )
 }
 
-/// The object key prefix of a partition under the archive's `events/` prefix.
-pub fn partition_prefix(dt: &str, hour: &str) -> String {
-    format!("events/dt={dt}/hour={hour}/")
-}
-
 impl ArchiveRow {
     /// The row for one log entry.
     pub fn of(entry: &LogEntry) -> Result<Self, ArchiveError> {
@@ -182,10 +177,6 @@ mod tests {
         assert!(row.data.contains("\"order_id\":\"o-1\""), "{}", row.data);
         assert_eq!(row.context, "{}");
         assert!(!row.opted_out);
-        assert_eq!(
-            partition_prefix(&row.dt, &row.hour),
-            "events/dt=2019-10-01/hour=23/"
-        );
     }
 
     #[test]

@@ -317,11 +317,6 @@ impl MemoryFeatureStore {
         self.lock().units_by_pk.clone()
     }
 
-    /// Forgets the write units billed so far.
-    pub fn reset_write_units(&self) {
-        self.lock().units_by_pk.clear();
-    }
-
     /// Puts a document as it is, at version 1 (test set-up).
     pub fn insert(&self, doc: Doc) {
         self.lock()

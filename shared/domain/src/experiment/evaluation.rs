@@ -342,15 +342,8 @@ impl UnitFold {
             return;
         };
         self.tally.units[arm] += n;
-        for metric in 0..self.tally.cells.len() {
-            let m = row.moments(metric);
-            let cell = &mut self.tally.cells[metric][arm];
-            cell.n += m.n;
-            cell.sum += m.sum;
-            cell.sum_squares += m.sum_squares;
-            cell.sum_y += m.sum_y;
-            cell.sum_y_squares += m.sum_y_squares;
-            cell.sum_products += m.sum_products;
+        for (metric, cells) in self.tally.cells.iter_mut().enumerate() {
+            cells[arm].merge(&row.moments(metric));
         }
         exclude(
             &mut self.data,
@@ -381,11 +374,6 @@ impl UnitFold {
     /// Whether the fold is for the recovery placement's design (the readout's `recovery` parameter).
     pub fn recovery(&self) -> bool {
         self.recovery
-    }
-
-    /// The window end and the clock the fold excludes units by (the readout's parameters).
-    pub fn cutoffs(&self) -> (DateTime<Utc>, i64) {
-        (self.window_end, self.now)
     }
 }
 

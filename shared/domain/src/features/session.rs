@@ -533,6 +533,8 @@ struct ItemTouch {
 /// Per-product tallies for the session.
 #[derive(Default)]
 struct ItemTally {
+    /// Distinct products viewed so far (the next first view's place).
+    first_views: usize,
     items: BTreeMap<String, ItemTouch>,
 }
 
@@ -551,14 +553,13 @@ impl ItemTally {
     }
 
     fn viewed_at(&mut self, product_id: &str, event: &Event) {
-        let next = self
-            .items
-            .values()
-            .filter(|t| t.first_view.is_some())
-            .count();
+        let next = self.first_views;
         let t = self.touch(product_id, event);
         t.views += 1;
-        t.first_view.get_or_insert(next);
+        if t.first_view.is_none() {
+            t.first_view = Some(next);
+            self.first_views += 1;
+        }
     }
 
     /// Each viewed product's co-viewed partners: every other viewed product, or (with a window) those

@@ -61,6 +61,16 @@ impl Moments {
         self.sum_products += x * y;
     }
 
+    /// Adds another cell's sums (the same arm and metric, tallied elsewhere).
+    pub fn merge(&mut self, other: &Moments) {
+        self.n += other.n;
+        self.sum += other.sum;
+        self.sum_squares += other.sum_squares;
+        self.sum_y += other.sum_y;
+        self.sum_y_squares += other.sum_y_squares;
+        self.sum_products += other.sum_products;
+    }
+
     /// The metric's sufficient statistic, as gbstats models it.
     pub fn statistic(&self, metric: &MetricDef) -> Statistic {
         let n = self.n;
