@@ -386,10 +386,15 @@ async fn users_count_sessions_orders_and_revenue_with_windows_cut_at_read_time()
     // A month later nothing is inside either window, although no item was rewritten.
     let later = u.windows(at(20, 12, 0, 0) + Duration::days(40));
     assert_eq!((later.sessions_30d, later.orders_30d), (0, 0));
-    // And past retention the item reads as absent.
+    // The user keeps the day of the latest event, and is kept to the end of the day its retention ends
+    // (a day late at most, never early); past that it reads as absent.
+    assert_eq!(u.last_event_at, at(20, 0, 0, 0));
     let doc = Doc::User(u.clone());
     assert!(!doc.expired(at(21, 0, 0, 0)));
-    assert!(doc.expired(at(20, 9, 3, 0) + Duration::days(RETENTION_DAYS)));
+    let retention_ends = at(20, 9, 3, 0) + Duration::days(RETENTION_DAYS);
+    assert!(!doc.expired(retention_ends));
+    assert!(!doc.expired(at(20, 23, 59, 59) + Duration::days(RETENTION_DAYS)));
+    assert!(doc.expired(at(21, 0, 0, 0) + Duration::days(RETENTION_DAYS)));
     w.assert_matches_rebuild();
 }
 
@@ -645,4 +650,47 @@ async fn concurrent_updaters_on_the_same_sessions_converge() {
         a.counts,
         b.counts
     );
+}
+
+#[tokio::test]
+async fn events_that_leave_a_sessions_contributions_as_they_were_rewrite_only_the_session() {
+    let w = World::new();
+    let first = [
+        ev("e1", "s1", "u1", at(1, 10, 0, 0), view("p1")),
+        ev("e2", "s1", "u1", at(1, 10, 1, 0), view("p2")),
+    ];
+    w.deliver(&[&first[0], &first[1]]).await;
+    let before = w.updater.store.write_units_by_pk();
+    // A form error the same day moves the session's features and nothing it contributes to its user, its
+    // products or its pages.
+    let error = ev(
+        "e3",
+        "s1",
+        "u1",
+        at(1, 10, 2, 0),
+        EventBody::FormError(FormError {
+            step: CheckoutStep::Shipping,
+            field: "postal_code".into(),
+            error_code: "invalid_format".into(),
+        }),
+    );
+    let out = w.deliver(&[&error]).await;
+    assert!(out.failed.is_empty());
+    let after = w.updater.store.write_units_by_pk();
+    let moved: Vec<&String> = after
+        .iter()
+        .filter(|(pk, units)| before.get(*pk) != Some(*units))
+        .map(|(pk, _)| pk)
+        .collect();
+    assert_eq!(moved, vec!["session#s1"], "{after:?}");
+    assert_eq!(w.session("s1").form_errors, 1);
+    // The contributions keep their older watermark; the table still equals a rebuild.
+    w.assert_matches_rebuild();
+
+    // An event on the next day moves the user (its day), though not the products or pages.
+    let next_day = ev("e4", "s1", "u1", at(2, 0, 5, 0), view("p2"));
+    w.deliver(&[&next_day]).await;
+    assert_eq!(w.user("u1").last_event_at, at(2, 0, 0, 0));
+    assert_eq!(w.item("p2").views, 2);
+    w.assert_matches_rebuild();
 }

@@ -48,6 +48,7 @@ pub trait Contribution {
     fn session_id(&self) -> &str;
     /// The number of session events the contribution was folded from (its watermark).
     fn event_count(&self) -> u32;
+    fn event_count_mut(&mut self) -> &mut u32;
     /// A fresh aggregate for the contribution's target.
     fn empty(&self) -> Self::Aggregate;
     /// Moves `agg` from `old` (what the session last contributed, if anything) to `self`.
@@ -64,6 +65,18 @@ fn session_shift<C>(total: &mut u32, old: Option<&C>) {
 /// Whether `new` should replace the stored `old`: only a fold over more of the session's events does.
 pub fn supersedes<C: Contribution>(new: &C, old: Option<&C>) -> bool {
     old.is_none_or(|o| new.event_count() > o.event_count())
+}
+
+/// Whether two contributions of a session contribute the same: equal but for their watermarks. A newer
+/// fold that contributes the same is not written (most of a session's events move none of its
+/// contributions to items and pages), so a stored contribution's watermark can trail the session's.
+/// That is safe because a contribution is monotone in the session's events: a fold over a set of events
+/// between two folds that contribute the same contributes the same too, so no stale fold that the trailing
+/// watermark lets through can change an aggregate.
+pub fn unchanged<C: Contribution + Clone + PartialEq>(new: &C, old: &C) -> bool {
+    let mut same = new.clone();
+    *same.event_count_mut() = old.event_count();
+    same == *old
 }
 
 // ---------------------------------------------------------------------------------------------- users
@@ -140,6 +153,7 @@ pub struct UserContribution {
     pub event_count: u32,
     /// The user's first event in the session.
     pub started_at: DateTime<Utc>,
+    /// The start of the UTC day of the user's last event in the session (see [`Self::by_day`]).
     pub last_event_at: DateTime<Utc>,
     pub orders: Vec<OrderRef>,
     pub exposures: BTreeMap<String, Exposure>,
@@ -162,6 +176,23 @@ impl UserContribution {
             last_unsubscribed_at: None,
             expires_at,
         }
+    }
+
+    /// The contribution at the resolution the user aggregate keeps: `last_event_at` to the start of its
+    /// UTC day (the per-day windows need no more), and `expires_at` up to the end of its UTC day (the
+    /// user item is kept at most a day past its retention, never less). Most of a session's events then
+    /// leave its user contribution unchanged, and it is not rewritten ([`unchanged`]): the user is
+    /// written when the session starts, orders, is exposed, opts out, or crosses midnight.
+    pub fn by_day(mut self) -> Self {
+        const DAY: i64 = 86_400;
+        let day_start = self.last_event_at.timestamp().div_euclid(DAY) * DAY;
+        self.last_event_at = DateTime::from_timestamp(day_start, 0).unwrap_or(self.last_event_at);
+        self.expires_at = self
+            .expires_at
+            .div_euclid(DAY)
+            .saturating_add(i64::from(self.expires_at.rem_euclid(DAY) != 0))
+            .saturating_mul(DAY);
+        self
     }
 
     fn revenue(&self) -> Money {
@@ -188,6 +219,7 @@ pub struct UserFeatures {
     pub orders: u32,
     pub revenue: Money,
     pub first_seen_at: DateTime<Utc>,
+    /// The start of the UTC day of the user's latest event.
     pub last_event_at: DateTime<Utc>,
     pub last_order_at: Option<DateTime<Utc>>,
     /// Per-day counts (`YYYY-MM-DD`, UTC) for the [`WINDOW_DAYS`] days up to `last_event_at`; the 7- and
@@ -304,6 +336,10 @@ impl Contribution for UserContribution {
 
     fn event_count(&self) -> u32 {
         self.event_count
+    }
+
+    fn event_count_mut(&mut self) -> &mut u32 {
+        &mut self.event_count
     }
 
     fn empty(&self) -> UserFeatures {
@@ -455,6 +491,8 @@ pub struct ItemContribution {
     pub co_viewed: BTreeSet<String>,
     /// Other products bought in the same session (when this one was bought too).
     pub co_purchased: BTreeSet<String>,
+    /// The session's last event touching the product, and the latest expiry of those events: later
+    /// events of the session that leave the contribution as it was do not move them.
     pub last_event_at: DateTime<Utc>,
     pub expires_at: i64,
 }
@@ -527,6 +565,10 @@ impl Contribution for ItemContribution {
 
     fn event_count(&self) -> u32 {
         self.event_count
+    }
+
+    fn event_count_mut(&mut self) -> &mut u32 {
+        &mut self.event_count
     }
 
     fn empty(&self) -> ItemFeatures {
@@ -642,6 +684,7 @@ pub struct PageContribution {
     /// Revenue of the session's orders placed after its first view of this page (Google Analytics' page
     /// value numerator).
     pub value: Money,
+    /// The session's last view of the page; `expires_at` is the latest expiry of its views.
     pub last_event_at: DateTime<Utc>,
     pub expires_at: i64,
 }
@@ -705,6 +748,10 @@ impl Contribution for PageContribution {
 
     fn event_count(&self) -> u32 {
         self.event_count
+    }
+
+    fn event_count_mut(&mut self) -> &mut u32 {
+        &mut self.event_count
     }
 
     fn empty(&self) -> PageFeatures {

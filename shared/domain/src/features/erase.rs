@@ -9,15 +9,15 @@
 //! counted as `shared_sessions` in the receipt.
 //!
 //! **Projections.** The sessions' items are deleted. Each aggregate they contributed to (their users,
-//! items, pages) is read whole (one `Query` of its partition), and recomputed from its remaining
-//! contribution items with the rebuild's own aggregation ([`super::rebuild::aggregate`]): the aggregate,
-//! its co-occurrence counts, the users' experiment units. Items that should no longer exist are deleted;
+//! items, pages) is read whole (a `Query` of each partition holding its items, [`Key::partitions`]),
+//! and recomputed from its remaining contribution items with the rebuild's own aggregation
+//! ([`super::rebuild::aggregate`]): the aggregate, its co-occurrence counts, the users' experiment units. Items that should no longer exist are deleted;
 //! the erased user's aggregate, contributions and experiment units all go. Writes are conditional on the
 //! versions read, so a concurrent projection makes the erasure fail (and it is re-run), never lose an
 //! update. Then the log entries go. Everything is idempotent: a re-run after a failure finishes the job.
 
 use super::aggregate::Contribution;
-use super::rebuild::{aggregate, Contributions};
+use super::rebuild::{aggregate, same, Contributions};
 use super::session::fold;
 use super::{Doc, Key};
 use crate::delivery::{deliver, RetryPolicy};
@@ -91,7 +91,8 @@ pub async fn erase<L: LogIndex + LogEraser, S: FeatureWriter>(
 ) -> Result<(), ErasureError> {
     counts.sessions = sessions.len();
     let mut log_keys: Vec<(String, String)> = Vec::new();
-    let mut partitions: BTreeSet<String> = BTreeSet::from([Key::user(user).pk]);
+    // The aggregates the sessions contributed to, each with every partition holding its items.
+    let mut aggregates: BTreeSet<Key> = BTreeSet::from([Key::user(user)]);
     let mut review_cases: Vec<Key> = Vec::new();
     for s in sessions {
         let entries = log.session_events(s).await?;
@@ -103,10 +104,10 @@ pub async fn erase<L: LogIndex + LogEraser, S: FeatureWriter>(
             counts.shared_sessions += 1;
         }
         if let Some(p) = fold(&entries).0 {
-            partitions.extend(p.users.iter().map(|c| Key::user(&c.user_id).pk));
-            partitions.extend(p.items.iter().map(|c| Key::item(&c.product_id).pk));
-            partitions.extend(p.pages.iter().map(|c| Key::page(&c.path).pk));
-            partitions.extend(p.risk.iter().map(|c| Key::risk(c.key, &c.id).pk));
+            aggregates.extend(p.users.iter().map(|c| Key::user(&c.user_id)));
+            aggregates.extend(p.items.iter().map(|c| Key::item(&c.product_id)));
+            aggregates.extend(p.pages.iter().map(|c| Key::page(&c.path)));
+            aggregates.extend(p.risk.iter().map(|c| Key::risk(c.key, &c.id)));
             review_cases.extend(p.reviews.iter().map(|(id, _)| Key::review_case(id)));
         }
         log_keys.extend(entries.into_iter().map(|e| (e.session_id, e.event_id)));
@@ -130,9 +131,13 @@ pub async fn erase<L: LogIndex + LogEraser, S: FeatureWriter>(
         expect: Expect::Any,
         doc: None,
     }));
-    for pk in &partitions {
-        let live = store.query(pk, "").await?;
-        counts.requests += 1;
+    for agg in &aggregates {
+        let pks = agg.partitions();
+        let mut live = Vec::new();
+        for pk in &pks {
+            live.extend(store.query(pk, "").await?);
+            counts.requests += 1;
+        }
         let erased = |session: &str| sessions.contains(session);
         let mut remaining = Contributions::default();
         let mut units_before: BTreeSet<Key> = BTreeSet::new();
@@ -171,9 +176,9 @@ pub async fn erase<L: LogIndex + LogEraser, S: FeatureWriter>(
                 counts.feature_items_deleted += 1;
             }
         }
-        for (key, doc) in target.iter().filter(|(k, _)| k.pk == *pk) {
+        for (key, doc) in target.iter().filter(|(k, _)| pks.contains(&k.pk)) {
             match live_by_key.get(key) {
-                Some(stored) if stored.doc == *doc => {}
+                Some(stored) if same(&stored.doc, doc) => {}
                 other => {
                     writes.push(Write {
                         key: key.clone(),

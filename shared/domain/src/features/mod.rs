@@ -61,11 +61,31 @@ pub const FEATURE_SCHEMA_VERSION: u32 = 1;
 /// rebuild the table (`checkout-ai rebuild-features`) after a change.
 pub const UNIT_SHARDS: u32 = 16;
 
-/// The unit shard of a user: the first four bytes of SHA-256 of the id, modulo [`UNIT_SHARDS`].
+/// The unit shard of a user: [`shard_of`] the id among [`UNIT_SHARDS`].
 pub fn unit_shard(user_id: &str) -> u32 {
+    shard_of(user_id, UNIT_SHARDS)
+}
+
+/// The write shards of a hot aggregate: an item's or a page's session contributions are spread over this
+/// many partitions by a hash of the session, and an item's co-occurrence counts over as many by a hash of
+/// the other product, so that neither takes more than 1/16 of a popular product's writes on one partition
+/// key (a partition key takes at most 1,000 write units a second). The aggregate item itself is written
+/// once per commit of many sessions. Readers that need every contribution or pair walk the shards
+/// ([`Key::partitions`]). Changing it moves those keys: rebuild the table after a change.
+pub const AGGREGATE_SHARDS: u32 = 16;
+
+/// A stable shard of `id` among `shards`: the first four bytes of SHA-256 of the id, modulo `shards`.
+pub fn shard_of(id: &str, shards: u32) -> u32 {
     use sha2::{Digest, Sha256};
-    let d = Sha256::digest(user_id.as_bytes());
-    u32::from_be_bytes([d[0], d[1], d[2], d[3]]) % UNIT_SHARDS
+    let d = Sha256::digest(id.as_bytes());
+    u32::from_be_bytes([d[0], d[1], d[2], d[3]]) % shards
+}
+
+/// The partition key of one write shard of an aggregate's `kind` of items (`item-contribution`,
+/// `page-contribution`, `item-pairs`). The shard comes before the id, so no product id or page path can
+/// make one entity's key look like another's.
+fn shard_pk(kind: &str, shard: u32, id: &str) -> String {
+    format!("{kind}#{shard:02}#{id}")
 }
 
 /// Where a reader of an experiment's units is: the shard, and the last sort key read in it. Pages of
@@ -136,8 +156,9 @@ pub const FEATURES_SK: &str = "features";
 /// | user | `user#<user_id>` | `features` |
 /// | item (product) | `item#<product_id>` | `features` |
 /// | page | `page#<path>` | `features` |
-/// | a session's contribution to an aggregate | the aggregate's `pk` | `session#<session_id>` |
-/// | co-occurrence count | `item#<product_id>` | `co_viewed#<other>` / `co_purchased#<other>` |
+/// | a session's contribution to a user or a risk profile | the aggregate's `pk` | `session#<session_id>` |
+/// | a session's contribution to an item or a page ([`AGGREGATE_SHARDS`] by session) | `item-contribution#<shard>#<product_id>`, `page-contribution#<shard>#<path>` | `session#<session_id>` |
+/// | co-occurrence count ([`AGGREGATE_SHARDS`] by the other product) | `item-pairs#<shard>#<product_id>` | `co_viewed#<other>` / `co_purchased#<other>` |
 /// | experiment unit | `experiment#<experiment_id>#<shard>` ([`unit_shard`]) | `unit#<user_id>` |
 /// | a key's risk signals (`<key>`: `user`, `card`, `ip`, `device`) | `risk#<key>#<id>` | `features` |
 /// | a manual-review case ([`review::QueueItem`]) | `review#queue` | `case#<case_id>` |
@@ -196,16 +217,63 @@ impl Key {
         Self::new(format!("recovery#{session_id}"), "due")
     }
 
-    /// The item holding what `session_id` last contributed to the aggregate at `self`.
+    /// The item holding what `session_id` last contributed to the aggregate at `self`: beside a user or
+    /// a risk profile, in one of the write shards of an item or a page.
     pub fn contribution(&self, session_id: &str) -> Self {
-        Self::new(self.pk.clone(), format!("session#{session_id}"))
+        let sk = format!("session#{session_id}");
+        match self.hot_aggregate() {
+            Some((entity, id)) => Self::new(
+                shard_pk(
+                    &format!("{entity}-contribution"),
+                    shard_of(session_id, AGGREGATE_SHARDS),
+                    id,
+                ),
+                sk,
+            ),
+            None => Self::new(self.pk.clone(), sk),
+        }
     }
 
     pub fn pair(product_id: &str, kind: PairKind, other: &str) -> Self {
         Self::new(
-            format!("item#{product_id}"),
+            shard_pk("item-pairs", shard_of(other, AGGREGATE_SHARDS), product_id),
             format!("{}#{other}", kind.prefix()),
         )
+    }
+
+    /// Every partition key holding items of the aggregate at `self`: its own, and for an item or a page
+    /// each write shard of its contributions (and an item's pair counts).
+    pub fn partitions(&self) -> Vec<String> {
+        let mut pks = vec![self.pk.clone()];
+        if let Some((entity, id)) = self.hot_aggregate() {
+            let kinds: &[&str] = if entity == "item" {
+                &["item-contribution", "item-pairs"]
+            } else {
+                &["page-contribution"]
+            };
+            for kind in kinds {
+                pks.extend((0..AGGREGATE_SHARDS).map(|s| shard_pk(kind, s, id)));
+            }
+        }
+        pks
+    }
+
+    /// The partition keys of an item's pair counts, one per write shard.
+    pub fn pair_partitions(product_id: &str) -> impl Iterator<Item = String> + '_ {
+        (0..AGGREGATE_SHARDS).map(move |s| shard_pk("item-pairs", s, product_id))
+    }
+
+    /// `(entity, id)` when `self` is an item's or a page's own features item.
+    fn hot_aggregate(&self) -> Option<(&'static str, &str)> {
+        if self.sk != FEATURES_SK {
+            return None;
+        }
+        ["item", "page"].into_iter().find_map(|entity| {
+            self.pk
+                .strip_prefix(entity)
+                .and_then(|rest| rest.strip_prefix('#'))
+                .map(|id| (entity, id))
+        })
     }
 }
 

@@ -3,8 +3,8 @@
 //! conflicts, retries) is in [`super::updater`].
 
 use super::aggregate::{
-    pair_deltas, supersedes, top_k, top_k_update, Contribution, ItemContribution, ItemFeatures,
-    PageContribution, PairCount, PairKind, Partner, UserContribution,
+    pair_deltas, supersedes, top_k, top_k_update, unchanged, Contribution, ItemContribution,
+    ItemFeatures, PageContribution, PairCount, PairKind, Partner, UserContribution,
 };
 use super::risk::RiskContribution;
 use super::{Doc, Key};
@@ -136,7 +136,6 @@ impl Plan {
 /// An item aggregate after its applied contributions, waiting for its top-k lists.
 #[derive(Debug)]
 pub(super) struct PendingItem {
-    agg: Key,
     after: ItemFeatures,
     expect: Expect,
     /// Per pair kind, the partners whose count changed: (before, after).
@@ -146,11 +145,15 @@ pub(super) struct PendingItem {
 }
 
 impl PendingItem {
-    /// The `(pk, sort-key prefix)` of every pair count the planner needs read to finish.
+    /// The `(kind, pk, sort-key prefix)` of every pair count the planner needs read to finish: each
+    /// write shard of the item's pairs, per kind to recompute.
     pub(super) fn queries(&self) -> Vec<(PairKind, String, String)> {
         self.recompute
             .iter()
-            .map(|k| (*k, self.agg.pk.clone(), format!("{}#", k.prefix())))
+            .flat_map(|k| {
+                Key::pair_partitions(&self.after.product_id)
+                    .map(move |pk| (*k, pk, format!("{}#", k.prefix())))
+            })
             .collect()
     }
 
@@ -312,7 +315,6 @@ fn plan_item(
         taken,
         writes,
         item: Some(PendingItem {
-            agg: agg_key.clone(),
             after,
             expect: Expect::of(agg_stored),
             changed,
@@ -322,7 +324,7 @@ fn plan_item(
 }
 
 /// Typed access to the aggregate and contribution docs.
-trait Typed: Contribution + Clone + Sized {
+trait Typed: Contribution + Clone + PartialEq + Sized {
     const ENTITY: &'static str;
     fn contribution_doc(self) -> Doc;
     fn as_contribution(doc: &Doc) -> Option<&Self>;
@@ -423,7 +425,7 @@ where
         };
         let stored = stored_contribution::<C>(agg_key, new.session_id(), read)?;
         let old = stored.map(|(_, c)| c);
-        if !supersedes(new, old) {
+        if !supersedes(new, old) || old.is_some_and(|o| unchanged(new, o)) {
             taken += 1;
             continue;
         }

@@ -5,8 +5,8 @@
 //! pair count at once. A live table that matches it was maintained correctly.
 
 use super::aggregate::{
-    top_k, Contribution, ItemContribution, PageContribution, PairCount, PairKind, Partner,
-    UserContribution,
+    top_k, unchanged, Contribution, ItemContribution, PageContribution, PairCount, PairKind,
+    Partner, UserContribution,
 };
 use super::risk::RiskContribution;
 use super::session::{fold, Unreadable};
@@ -157,11 +157,13 @@ pub enum Difference {
     },
 }
 
-/// Whether two items hold the same features. A pair count's `expires_at` is housekeeping, not a feature:
-/// it is the latest expiry of the sessions that added to the count *as it was when they did* (a session
-/// that grows later does not rewrite its pairs), so it can trail the rebuild's value by up to a session's
-/// length. It is not compared.
-fn same(a: &Doc, b: &Doc) -> bool {
+/// Whether two items hold the same features. Two kinds of housekeeping are not compared:
+/// - a pair count's `expires_at`, the latest expiry of the sessions that added to the count *as it was
+///   when they did* (a session that grows later does not rewrite its pairs), so it can trail the
+///   rebuild's value by up to a session's length;
+/// - a contribution's watermark (`event_count`), which trails the session's when its later events left
+///   the contribution as it was and it was not rewritten ([`unchanged`]).
+pub fn same(a: &Doc, b: &Doc) -> bool {
     match (a, b) {
         (Doc::ItemPair(x), Doc::ItemPair(y)) => {
             PairCount {
@@ -169,6 +171,10 @@ fn same(a: &Doc, b: &Doc) -> bool {
                 ..x.clone()
             } == *y
         }
+        (Doc::UserContribution(x), Doc::UserContribution(y)) => unchanged(x, y),
+        (Doc::ItemContribution(x), Doc::ItemContribution(y)) => unchanged(x, y),
+        (Doc::PageContribution(x), Doc::PageContribution(y)) => unchanged(x, y),
+        (Doc::RiskContribution(x), Doc::RiskContribution(y)) => unchanged(x, y),
         _ => a == b,
     }
 }

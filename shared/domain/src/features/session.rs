@@ -242,6 +242,8 @@ impl Cart {
 
 struct PageView {
     at: DateTime<Utc>,
+    /// The view's event's expiry.
+    expires_at: i64,
     page_type: PageType,
     path: String,
     time_on_page_ms: Option<u64>,
@@ -347,6 +349,7 @@ fn fold_sorted(
             }
             EventBody::PageViewed(p) => views.push(PageView {
                 at: event.occurred_at,
+                expires_at: expires,
                 page_type: p.page_type,
                 path: p
                     .path
@@ -357,14 +360,15 @@ fn fold_sorted(
             EventBody::ProductViewed(p) => {
                 views.push(PageView {
                     at: event.occurred_at,
+                    expires_at: expires,
                     page_type: PageType::ProductRelated,
                     path: format!("/product/{}", p.product_id),
                     time_on_page_ms: None,
                 });
-                items.viewed_at(&p.product_id, event);
+                items.viewed_at(&p.product_id, event, expires);
             }
             EventBody::CartItemAdded(a) => {
-                items.touch(&a.product_id, event).cart_adds += 1;
+                items.touch(&a.product_id, event, expires).cart_adds += 1;
                 let currency = cart
                     .currency
                     .get_or_insert_with(|| a.unit_price.currency.clone());
@@ -406,7 +410,7 @@ fn fold_sorted(
                 *s.revenue.entry(o.total.currency.clone()).or_default() += o.total.amount_minor;
                 orders.push((event, o));
                 for line in &o.lines {
-                    let t = items.touch(&line.product_id, event);
+                    let t = items.touch(&line.product_id, event, expires);
                     t.purchases += 1;
                     t.units = t.units.saturating_add(line.quantity);
                 }
@@ -474,7 +478,7 @@ fn fold_sorted(
     let risk = super::risk::contributions(events, &s.session_id, s.event_count, s.expires_at);
     let reviews = super::review::queue_items(events);
     Some(SessionProjection {
-        users: users.into_values().collect(),
+        users: users.into_values().map(UserContribution::by_day).collect(),
         items,
         pages,
         risk,
@@ -503,6 +507,7 @@ fn page_contributions(
                 }
             }
             let is_entry = entry == Some(visit.path.as_str());
+            let mine = || views.iter().filter(|v| v.path == visit.path);
             PageContribution {
                 path: visit.path.clone(),
                 session_id: s.session_id.clone(),
@@ -512,8 +517,8 @@ fn page_contributions(
                 bounces: u32::from(is_entry && views.len() == 1),
                 exits: u32::from(exit == Some(visit.path.as_str())),
                 value,
-                last_event_at: s.last_event_at,
-                expires_at: s.expires_at,
+                last_event_at: mine().map(|v| v.at).max().unwrap_or(s.last_event_at),
+                expires_at: mine().map(|v| v.expires_at).max().unwrap_or(s.expires_at),
             }
         })
         .collect()
@@ -528,6 +533,8 @@ struct ItemTouch {
     purchases: u32,
     units: u32,
     last_event_at: Option<DateTime<Utc>>,
+    /// The latest expiry of the events that touched the product.
+    expires_at: i64,
 }
 
 /// Per-product tallies for the session.
@@ -539,9 +546,10 @@ struct ItemTally {
 }
 
 impl ItemTally {
-    fn touch(&mut self, product_id: &str, event: &Event) -> &mut ItemTouch {
+    fn touch(&mut self, product_id: &str, event: &Event, expires_at: i64) -> &mut ItemTouch {
         let t = self.items.entry(product_id.to_string()).or_default();
         t.last_event_at = Some(event.occurred_at);
+        t.expires_at = t.expires_at.max(expires_at);
         t
     }
 
@@ -552,9 +560,9 @@ impl ItemTally {
             .map(|(p, _)| p.as_str())
     }
 
-    fn viewed_at(&mut self, product_id: &str, event: &Event) {
+    fn viewed_at(&mut self, product_id: &str, event: &Event, expires_at: i64) {
         let next = self.first_views;
-        let t = self.touch(product_id, event);
+        let t = self.touch(product_id, event, expires_at);
         t.views += 1;
         if t.first_view.is_none() {
             t.first_view = Some(next);
@@ -620,7 +628,7 @@ impl ItemTally {
                 co_viewed: co_viewed.get(p.as_str()).cloned().unwrap_or_default(),
                 co_purchased: partners(&purchased, p, t.purchases > 0),
                 last_event_at: t.last_event_at.unwrap_or(s.last_event_at),
-                expires_at: s.expires_at,
+                expires_at: t.expires_at,
             })
             .collect()
     }

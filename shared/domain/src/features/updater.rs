@@ -584,11 +584,11 @@ impl<L: SessionLog, S: FeatureWriter> FeatureUpdater<L, S> {
     ) -> Result<(usize, Vec<Write>), UpdateError> {
         let mut plan = plan(&job.agg, &job.changes, &job.read, pairs)?;
         if let Some(item) = plan.item.take() {
-            let mut all_pairs = BTreeMap::new();
+            let mut all_pairs: BTreeMap<_, Vec<Stored>> = BTreeMap::new();
             for (kind, pk, prefix) in item.queries() {
                 let stored = self.store.query(&pk, &prefix).await?;
                 counts.feature_items_read += stored.len();
-                all_pairs.insert(kind, stored);
+                all_pairs.entry(kind).or_default().extend(stored);
             }
             plan.writes.push(item.finish(all_pairs));
         }

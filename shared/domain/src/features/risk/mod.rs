@@ -43,6 +43,10 @@ impl Contribution for RiskContribution {
         self.event_count
     }
 
+    fn event_count_mut(&mut self) -> &mut u32 {
+        &mut self.event_count
+    }
+
     fn empty(&self) -> RiskFeatures {
         RiskFeatures {
             key: self.key,
