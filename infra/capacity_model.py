@@ -193,12 +193,14 @@ def render(rows: list[dict], inputs: dict) -> str:
             f"{m['kinesis']:,.0f} | {m['firehose']:,.0f} | {m['s3'] + m['athena']:,.0f} | {m['api']:,.0f} | "
             f"**{r['total']:,.0f}** | {'; '.join(r['limits']) or 'none'} |")
     out += ["", "## Where the first limit is hit, and what to change", "",
-            "- **The hottest partition key.** Today's write path writes every session's contribution item and pair counts under "
-            "the product's own partition key, so a product at 5% of views takes the write rate in the table's `hottest key` column; "
-            "past 1,000 WCU/s DynamoDB throttles that key. Change: the session-owned write path of issue 20 (contributions kept "
-            "on the session item, aggregates written once per batch, pair counts in their own partitions), so a key's rate follows "
-            "the batch rate, not the sessions'.",
-            "- **DynamoDB write cost** dominates the bill at every event rate: the updater's write units per event. Same change.",
+            "- **The hottest partition key.** A popular product's session contributions and pair counts are spread over 16 "
+            "write shards each (`AGGREGATE_SHARDS`), and its own item is written once per commit of many sessions, so a product "
+            "at 5% of views puts the `hottest key` column's rate on its busiest shard. Past 1,000 WCU/s DynamoDB throttles a key: "
+            "at a higher rate or a larger share, raise `AGGREGATE_SHARDS` (a shard count change moves keys: rebuild the table).",
+            "- **DynamoDB write cost** dominates the bill at every event rate: the updater's write units per event, most of them "
+            "the item and page contributions and pair counts, in transactions. Change: the micro-batch plan in docs/features.md "
+            "(item and page statistics and co-occurrence computed from the archive every 15 minutes, written once per changed "
+            "item per run; the stream path keeps sessions, users and risk profiles).",
             "- **Firehose** bills a record as at least 5 KB and a row is about 0.7 KB: the archiver already packs up to 500 "
             "rows per record (Firehose de-aggregates them), which keeps that line about 7× below one row per record.",
             "- **Kinesis**: one shard per 1,000 records/s; the stream's shard count is the `StreamShardCount` parameter "
