@@ -4,10 +4,12 @@ Firehose does not run on the local stack. `checkout-ai archive` reads the event 
 archive's producer does and stages one JSON line per event (shared/domain/src/archive.rs, `ArchiveRow`);
 this script does what Firehose's record format conversion does in AWS: it writes those rows as Parquet in
 the archive's layout, `events/dt=YYYY-MM-DD/hour=HH/`, with the columns of sql/archive_events.sql (the
-Glue table's columns). `readout` runs sql/experiment_readout.sql, the file Athena runs, over those files.
+Glue table's columns). `readout` runs sql/experiment_readout.sql, the file Athena runs, over those files;
+`features` runs sql/item_features.sql and sql/page_features.sql.
 
     python infra/archive_sql.py parquet  <archive dir>
     python infra/archive_sql.py readout  <archive dir> <experiment> <recovery 0|1> <window end> <now epoch> <currency>
+    python infra/archive_sql.py features <archive dir> <now epoch>   # {"items": [...], "pages": [...]}
     python infra/archive_sql.py columns                     # the archive's columns, as JSON
 """
 
@@ -25,6 +27,8 @@ import duckdb
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA_SQL = ROOT / "sql" / "archive_events.sql"
 READOUT_SQL = ROOT / "sql" / "experiment_readout.sql"
+ITEM_SQL = ROOT / "sql" / "item_features.sql"
+PAGE_SQL = ROOT / "sql" / "page_features.sql"
 
 
 def columns() -> list[tuple[str, str]]:
@@ -73,24 +77,36 @@ def duckdb_struct(spec: dict[str, str]) -> str:
     return "{" + ", ".join(f"'{k}': '{v}'" for k, v in spec.items()) + "}"
 
 
-def readout(archive: Path, experiment: str, recovery: bool, window_end: str, now: int, currency: str) -> list[dict]:
-    """Runs the readout SQL over the archive's Parquet files; one dict per result row."""
+def connect(archive: Path) -> duckdb.DuckDBPyConnection:
+    """A connection with the archive's Parquet files as the table `archive_events` (empty without any)."""
     con = duckdb.connect()
     events = archive / "events"
     if any(events.glob("dt=*/hour=*/*.parquet")):
         con.execute(
             f"CREATE VIEW archive_events AS SELECT * EXCLUDE (dt, hour) "
-            f"FROM read_parquet('{events}/*/*/*.parquet', hive_partitioning = true)"
+            f"FROM read_parquet('{events}/*/*/*.parquet', hive_partitioning = true, union_by_name = true)"
         )
     else:
         con.execute(SCHEMA_SQL.read_text())
-    sql = READOUT_SQL.read_text()
-    cur = con.execute(sql, [experiment, recovery, window_end, now, currency])
+    return con
+
+
+def run(con: duckdb.DuckDBPyConnection, sql: Path, params: list) -> list[dict]:
+    """One dict per result row; DuckDB's exact integer sums (DECIMAL) as ints."""
+    cur = con.execute(sql.read_text(), params)
     names = [d[0] for d in cur.description]
-    out = []
-    for row in cur.fetchall():
-        out.append({n: (int(v) if isinstance(v, Decimal) else v) for n, v in zip(names, row)})
-    return out
+    return [{n: (int(v) if isinstance(v, Decimal) else v) for n, v in zip(names, row)} for row in cur.fetchall()]
+
+
+def readout(archive: Path, experiment: str, recovery: bool, window_end: str, now: int, currency: str) -> list[dict]:
+    """Runs the readout SQL over the archive's Parquet files; one dict per result row."""
+    return run(connect(archive), READOUT_SQL, [experiment, recovery, window_end, now, currency])
+
+
+def features(archive: Path, now: int) -> dict:
+    """Runs the item and page features SQL over the archive's Parquet files."""
+    con = connect(archive)
+    return {"items": run(con, ITEM_SQL, [now]), "pages": run(con, PAGE_SQL, [now])}
 
 
 def main(argv: list[str]) -> int:
@@ -104,6 +120,9 @@ def main(argv: list[str]) -> int:
             return 2
         rows = readout(Path(archive), experiment, recovery == "1", window_end, int(now), currency)
         print(json.dumps(rows))
+        return 0
+    if len(argv) == 4 and argv[1] == "features":
+        print(json.dumps(features(Path(argv[2]), int(argv[3]))))
         return 0
     if len(argv) == 2 and argv[1] == "columns":
         print(json.dumps(columns()))

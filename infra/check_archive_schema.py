@@ -3,8 +3,8 @@
 
 - sql/archive_events.sql is the column list the local archiver writes to Parquet and the readout SQL
   reads; template.yaml's ArchiveEventsTable is the Glue schema Firehose converts the rows with and Athena
-  reads. Names and types map one to one (DuckDB VARCHAR/INTEGER/BIGINT/BOOLEAN/TIMESTAMP to Glue
-  string/int/bigint/boolean/timestamp), in the same order, and the partition keys are dt, hour.
+  reads. Names and types map one to one (DuckDB VARCHAR/INTEGER/BIGINT/BOOLEAN/TIMESTAMP/VARCHAR[] to
+  Glue string/int/bigint/boolean/timestamp/array<string>), in the same order, and the partition keys are dt, hour.
 - The layout is events/dt=YYYY-MM-DD/hour=HH/ in the three places that write or read it: the delivery
   stream's prefix, the table's partition projection, and the local archiver (DuckDB's PARTITION_BY (dt,
   hour) under events/, in infra/archive_sql.py).
@@ -20,7 +20,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from archive_sql import columns  # noqa: E402
 from localstack import load_template  # noqa: E402
 
-GLUE = {"VARCHAR": "string", "INTEGER": "int", "BIGINT": "bigint", "BOOLEAN": "boolean", "TIMESTAMP": "timestamp"}
+GLUE = {"VARCHAR": "string", "INTEGER": "int", "BIGINT": "bigint", "BOOLEAN": "boolean", "TIMESTAMP": "timestamp",
+        "VARCHAR[]": "array<string>"}
 PREFIX = "events/dt=!{partitionKeyFromQuery:dt}/hour=!{partitionKeyFromQuery:hour}/"
 LOCATION = "s3://${ArchiveBucket}/events/dt=${!dt}/hour=${!hour}/"
 LOCAL = "PARTITION_BY (dt, hour)"

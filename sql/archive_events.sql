@@ -18,5 +18,8 @@ CREATE TABLE archive_events (
     order_currency VARCHAR,
     opted_out BOOLEAN,
     context VARCHAR,
-    data VARCHAR
+    data VARCHAR,
+    product_id VARCHAR,
+    page_path VARCHAR,
+    order_lines VARCHAR[]
 );

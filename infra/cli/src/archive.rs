@@ -15,6 +15,8 @@ use aws_lambda_events::event::streams::DynamoDbEventResponse;
 use checkout_domain::archive::ArchiveRow;
 use checkout_domain::experiment::config::Experiment;
 use checkout_domain::experiment::evaluation::{ReadoutRow, UnitFold};
+use checkout_domain::features::batch::{self, ItemRow, PageRow};
+use checkout_domain::features::{ItemFeatures, PageFeatures};
 use checkout_domain::stats::analysis::{analyse, Settings};
 use checkout_domain::stats::report::{Report, Window};
 use chrono::{DateTime, Utc};
@@ -182,6 +184,25 @@ pub fn readout(
         currency,
     ])?;
     Ok(serde_json::from_slice(&out)?)
+}
+
+/// Item and page features, by product id and by path.
+pub type BatchFeatures = (
+    std::collections::BTreeMap<String, ItemFeatures>,
+    std::collections::BTreeMap<String, PageFeatures>,
+);
+
+/// The item and page features `sql/item_features.sql` and `sql/page_features.sql` compute over the
+/// archive under `dir`, leaving out events past retention at `now` (epoch seconds).
+pub fn batch_features(dir: &Path, now: i64) -> Result<BatchFeatures, BoxError> {
+    #[derive(serde::Deserialize)]
+    struct Rows {
+        items: Vec<ItemRow>,
+        pages: Vec<PageRow>,
+    }
+    let out = run_python(&["features", &dir.display().to_string(), &now.to_string()])?;
+    let rows: Rows = serde_json::from_slice(&out)?;
+    Ok((batch::items(&rows.items)?, batch::pages(&rows.pages)?))
 }
 
 /// The experiment's report from the archive: the readout's rows folded as the evaluator folds units.

@@ -42,6 +42,14 @@ pub struct ArchiveRow {
     /// The event's `context` and `data` objects as JSON text.
     pub context: String,
     pub data: String,
+    /// The product of a product view, a cart add or a cart removal.
+    pub product_id: Option<String>,
+    /// The page a page view or a product view views, named as the page features name it
+    /// ([`crate::features::session::page_path`]).
+    pub page_path: Option<String>,
+    /// An order's lines as `<quantity>|<product id>` (the quantity first, so the first `|` splits
+    /// them); empty for other events.
+    pub order_lines: Vec<String>,
     /// The partition: event date and hour (UTC). Not columns of the Parquet files (Hive layout keeps
     /// them in the path), but carried in the JSON record for Firehose's dynamic partitioning.
     pub dt: String,
@@ -97,6 +105,9 @@ impl ArchiveRow {
             opted_out: false,
             context: text("context"),
             data: text("data"),
+            product_id: None,
+            page_path: crate::features::session::page_path(&event.body),
+            order_lines: Vec::new(),
             dt: String::new(),
             hour: String::new(),
         };
@@ -113,7 +124,15 @@ impl ArchiveRow {
                 row.order_id = Some(o.order_id.clone());
                 row.order_total_minor = Some(o.total.amount_minor);
                 row.order_currency = Some(o.total.currency.clone());
+                row.order_lines = o
+                    .lines
+                    .iter()
+                    .map(|l| format!("{}|{}", l.quantity, l.product_id))
+                    .collect();
             }
+            EventBody::ProductViewed(p) => row.product_id = Some(p.product_id.clone()),
+            EventBody::CartItemAdded(a) => row.product_id = Some(a.product_id.clone()),
+            EventBody::CartItemRemoved(r) => row.product_id = Some(r.product_id.clone()),
             EventBody::RecoveryMessageOutcome(o) => {
                 row.opted_out = o.outcome == MessageOutcome::Unsubscribed;
             }

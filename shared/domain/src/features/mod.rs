@@ -33,6 +33,7 @@
 //! `feature_schema_version` and `expires_at` (the TTL, also enforced on read).
 
 pub mod aggregate;
+pub mod batch;
 pub mod cost;
 pub mod erase;
 mod plan;

@@ -351,10 +351,7 @@ fn fold_sorted(
                 at: event.occurred_at,
                 expires_at: expires,
                 page_type: p.page_type,
-                path: p
-                    .path
-                    .clone()
-                    .unwrap_or_else(|| format!("({})", page_type_name(p.page_type))),
+                path: page_path(&event.body).unwrap_or_default(),
                 time_on_page_ms: p.time_on_page_ms,
             }),
             EventBody::ProductViewed(p) => {
@@ -362,7 +359,7 @@ fn fold_sorted(
                     at: event.occurred_at,
                     expires_at: expires,
                     page_type: PageType::ProductRelated,
-                    path: format!("/product/{}", p.product_id),
+                    path: page_path(&event.body).unwrap_or_default(),
                     time_on_page_ms: None,
                 });
                 items.viewed_at(&p.product_id, event, expires);
@@ -631,6 +628,20 @@ impl ItemTally {
                 expires_at: t.expires_at,
             })
             .collect()
+    }
+}
+
+/// The page an event views, as the page features name it: a page view's path (or `(<page type>)`
+/// without one), `/product/<id>` for a product view; `None` for other events.
+pub fn page_path(body: &EventBody) -> Option<String> {
+    match body {
+        EventBody::PageViewed(p) => Some(
+            p.path
+                .clone()
+                .unwrap_or_else(|| format!("({})", page_type_name(p.page_type))),
+        ),
+        EventBody::ProductViewed(p) => Some(format!("/product/{}", p.product_id)),
+        _ => None,
     }
 }
 

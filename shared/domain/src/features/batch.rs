@@ -1,0 +1,225 @@
+//! Item and page features computed in one pass over the event archive with SQL
+//! (`sql/item_features.sql`, `sql/page_features.sql`), the step towards computing them in micro-batches
+//! instead of per event (docs/features.md). This module turns the queries' rows into the same
+//! [`ItemFeatures`] and [`PageFeatures`] the feature updater keeps; a differential test holds them equal
+//! to the rebuild's ([`super::rebuild`]) on the same events.
+
+use super::aggregate::{ItemFeatures, Money, PageFeatures, Partner};
+use chrono::{DateTime, NaiveDateTime, Utc};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+/// One row of `sql/item_features.sql`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct ItemRow {
+    /// `item`, `co_viewed` or `co_purchased`.
+    pub row_kind: String,
+    pub product_id: String,
+    pub other_id: Option<String>,
+    pub views: u32,
+    pub cart_adds: u32,
+    pub purchases: u32,
+    pub units: u32,
+    pub sessions: u32,
+    pub last_event_at: Option<String>,
+    pub expires_at: Option<i64>,
+    pub place: Option<u32>,
+}
+
+/// One row of `sql/page_features.sql`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct PageRow {
+    /// `page` or `value`.
+    pub row_kind: String,
+    pub page_path: String,
+    pub currency: Option<String>,
+    pub amount: Option<i64>,
+    pub views: u32,
+    pub unique_views: u32,
+    pub entrances: u32,
+    pub bounces: u32,
+    pub exits: u32,
+    pub last_event_at: Option<String>,
+    pub expires_at: Option<i64>,
+}
+
+/// A row the fold cannot use.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{query} row for {id}: {detail}")]
+pub struct BatchError {
+    pub query: &'static str,
+    pub id: String,
+    pub detail: String,
+}
+
+/// A timestamp as the engines print one (`YYYY-MM-DD HH:MM:SS`, with a fraction when it has one), UTC.
+pub fn parse_timestamp(text: &str) -> Option<DateTime<Utc>> {
+    NaiveDateTime::parse_from_str(text.trim(), "%Y-%m-%d %H:%M:%S%.f")
+        .ok()
+        .map(|t| t.and_utc())
+}
+
+/// The item features the rows of `sql/item_features.sql` describe, by product id.
+pub fn items(rows: &[ItemRow]) -> Result<BTreeMap<String, ItemFeatures>, BatchError> {
+    let err = |id: &str, detail: String| BatchError {
+        query: "item_features",
+        id: id.to_string(),
+        detail,
+    };
+    let mut out: BTreeMap<String, ItemFeatures> = BTreeMap::new();
+    let mut partners: Vec<&ItemRow> = Vec::new();
+    for row in rows {
+        match row.row_kind.as_str() {
+            "item" => {
+                let at = row.last_event_at.as_deref().unwrap_or_default();
+                let last_event_at = parse_timestamp(at)
+                    .ok_or_else(|| err(&row.product_id, format!("bad last_event_at {at:?}")))?;
+                let expires_at = row
+                    .expires_at
+                    .ok_or_else(|| err(&row.product_id, "no expires_at".into()))?;
+                out.insert(
+                    row.product_id.clone(),
+                    ItemFeatures {
+                        product_id: row.product_id.clone(),
+                        views: row.views,
+                        cart_adds: row.cart_adds,
+                        purchases: row.purchases,
+                        units: row.units,
+                        sessions: row.sessions,
+                        last_event_at,
+                        co_viewed: Vec::new(),
+                        co_purchased: Vec::new(),
+                        expires_at,
+                    },
+                );
+            }
+            "co_viewed" | "co_purchased" => partners.push(row),
+            other => return Err(err(&row.product_id, format!("unknown row kind {other:?}"))),
+        }
+    }
+    // The query orders partners by place; sort anyway, so that the fold does not depend on it.
+    partners.sort_by_key(|r| (r.place, r.other_id.clone()));
+    for row in partners {
+        let item = out
+            .get_mut(&row.product_id)
+            .ok_or_else(|| err(&row.product_id, "a partner of an item with no counters".into()))?;
+        let other = row
+            .other_id
+            .clone()
+            .ok_or_else(|| err(&row.product_id, "a partner row without other_id".into()))?;
+        let list = if row.row_kind == "co_viewed" {
+            &mut item.co_viewed
+        } else {
+            &mut item.co_purchased
+        };
+        list.push(Partner {
+            product_id: other,
+            sessions: row.sessions,
+        });
+    }
+    Ok(out)
+}
+
+/// The page features the rows of `sql/page_features.sql` describe, by path.
+pub fn pages(rows: &[PageRow]) -> Result<BTreeMap<String, PageFeatures>, BatchError> {
+    let err = |id: &str, detail: String| BatchError {
+        query: "page_features",
+        id: id.to_string(),
+        detail,
+    };
+    let mut out: BTreeMap<String, PageFeatures> = BTreeMap::new();
+    let mut values: Vec<&PageRow> = Vec::new();
+    for row in rows {
+        match row.row_kind.as_str() {
+            "page" => {
+                let at = row.last_event_at.as_deref().unwrap_or_default();
+                let last_event_at = parse_timestamp(at)
+                    .ok_or_else(|| err(&row.page_path, format!("bad last_event_at {at:?}")))?;
+                let expires_at = row
+                    .expires_at
+                    .ok_or_else(|| err(&row.page_path, "no expires_at".into()))?;
+                out.insert(
+                    row.page_path.clone(),
+                    PageFeatures {
+                        path: row.page_path.clone(),
+                        views: row.views,
+                        unique_views: row.unique_views,
+                        entrances: row.entrances,
+                        bounces: row.bounces,
+                        exits: row.exits,
+                        value: Money::new(),
+                        last_event_at,
+                        expires_at,
+                    },
+                );
+            }
+            "value" => values.push(row),
+            other => return Err(err(&row.page_path, format!("unknown row kind {other:?}"))),
+        }
+    }
+    for row in values {
+        let page = out
+            .get_mut(&row.page_path)
+            .ok_or_else(|| err(&row.page_path, "a value of a page with no counters".into()))?;
+        let (Some(currency), Some(amount)) = (&row.currency, row.amount) else {
+            return Err(err(&row.page_path, "a value row without currency or amount".into()));
+        };
+        page.value.insert(currency.clone(), amount);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn timestamps_parse_with_and_without_a_fraction() {
+        let t = Utc.with_ymd_and_hms(2019, 10, 1, 2, 3, 4).unwrap();
+        assert_eq!(parse_timestamp("2019-10-01 02:03:04"), Some(t));
+        assert_eq!(
+            parse_timestamp("2019-10-01 02:03:04.250"),
+            Some(t + chrono::Duration::milliseconds(250))
+        );
+        assert_eq!(parse_timestamp("2019-10-01T02:03:04Z"), None);
+    }
+
+    #[test]
+    fn partner_rows_fill_the_top_lists_in_place_order_and_bad_rows_are_named() {
+        let item = |kind: &str, other: Option<&str>, sessions: u32, place: Option<u32>| ItemRow {
+            row_kind: kind.into(),
+            product_id: "p".into(),
+            other_id: other.map(str::to_string),
+            views: 3,
+            cart_adds: 1,
+            purchases: 0,
+            units: 0,
+            sessions,
+            last_event_at: Some("2019-10-01 00:00:00".into()),
+            expires_at: Some(10),
+            place,
+        };
+        let rows = vec![
+            item("co_viewed", Some("b"), 1, Some(2)),
+            item("item", None, 2, None),
+            item("co_viewed", Some("a"), 2, Some(1)),
+        ];
+        let got = items(&rows).expect("items");
+        let p = &got["p"];
+        assert_eq!((p.views, p.sessions), (3, 2));
+        let listed: Vec<(&str, u32)> = p
+            .co_viewed
+            .iter()
+            .map(|x| (x.product_id.as_str(), x.sessions))
+            .collect();
+        assert_eq!(listed, vec![("a", 2), ("b", 1)]);
+        let orphan = vec![item("co_purchased", Some("a"), 1, Some(1))];
+        assert!(items(&orphan).is_err());
+        let unknown = vec![item("pairs", None, 1, None)];
+        assert!(items(&unknown)
+            .unwrap_err()
+            .to_string()
+            .contains("unknown row kind"));
+    }
+}
