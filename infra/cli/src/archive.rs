@@ -16,7 +16,7 @@ use checkout_domain::archive::ArchiveRow;
 use checkout_domain::experiment::config::Experiment;
 use checkout_domain::experiment::evaluation::{ReadoutRow, UnitFold};
 use checkout_domain::features::batch::{self, ItemRow, PageRow};
-use checkout_domain::features::{ItemFeatures, PageFeatures};
+use checkout_domain::features::{Doc, ItemFeatures, Key, PageFeatures};
 use checkout_domain::stats::analysis::{analyse, Settings};
 use checkout_domain::stats::report::{Report, Window};
 use chrono::{DateTime, Utc};
@@ -255,13 +255,84 @@ pub fn comparable(report: &Report) -> Result<serde_json::Value, BoxError> {
 pub async fn archive_and_compare(
     stack: &LocalStack,
     dir: &Path,
-) -> Result<(ArchiveReport, Vec<ReadoutComparison>), BoxError> {
+) -> Result<ArchiveComparison, BoxError> {
     let written = archive_log(stack, dir).await?;
     let now = Utc::now();
     let window_end =
         chrono::DurationRound::duration_trunc(now, chrono::TimeDelta::minutes(1)).unwrap_or(now);
     let readouts = compare_readouts(stack, dir, window_end, now).await?;
-    Ok((written, readouts))
+    let (ddb, env) = crate::rebuild::feature_tables(stack).await?;
+    let live = crate::census::scan_features(&ddb, env.required("FEATURES_TABLE")?).await?;
+    // Every archived event, as the live projection counts them (it keeps an aggregate until the
+    // aggregate itself expires).
+    let features = compare_features(&live, &batch_features(dir, i64::MIN)?);
+    Ok(ArchiveComparison {
+        written,
+        readouts,
+        features,
+    })
+}
+
+/// What `checkout-ai archive` and the demo's last phase find.
+#[derive(Debug, Clone, Serialize)]
+pub struct ArchiveComparison {
+    pub written: ArchiveReport,
+    /// Each experiment with units, read from DynamoDB and from the archive's SQL.
+    pub readouts: Vec<ReadoutComparison>,
+    pub features: FeaturesComparison,
+}
+
+/// The item and page features of the archive's SQL against the live features table's.
+#[derive(Debug, Clone, Serialize)]
+pub struct FeaturesComparison {
+    pub items: usize,
+    pub pages: usize,
+    /// Products and pages whose features differ, or that only one side has.
+    pub differences: usize,
+    /// The first few, in key order.
+    pub sample: Vec<String>,
+}
+
+/// Compares the live table's item and page items with the SQL's.
+pub fn compare_features(
+    live: &std::collections::BTreeMap<Key, Doc>,
+    (items, pages): &BatchFeatures,
+) -> FeaturesComparison {
+    let mut differing = Vec::new();
+    let mut live_items = 0;
+    let mut live_pages = 0;
+    for doc in live.values() {
+        let (key, same) = match doc {
+            Doc::Item(i) => {
+                live_items += 1;
+                (
+                    format!("item {}", i.product_id),
+                    items.get(&i.product_id) == Some(i),
+                )
+            }
+            Doc::Page(p) => {
+                live_pages += 1;
+                (format!("page {}", p.path), pages.get(&p.path) == Some(p))
+            }
+            _ => continue,
+        };
+        if !same {
+            differing.push(key);
+        }
+    }
+    // What the SQL has and the table does not.
+    let only_sql = (items.len() + pages.len()).saturating_sub(live_items + live_pages);
+    let differences = differing.len() + only_sql;
+    if only_sql > 0 {
+        differing.push(format!("{only_sql} more in the SQL than in the table"));
+    }
+    differing.truncate(5);
+    FeaturesComparison {
+        items: items.len(),
+        pages: pages.len(),
+        differences,
+        sample: differing,
+    }
 }
 
 /// One experiment's report read both ways.

@@ -36,23 +36,20 @@ pub struct FeaturesSummary {
 /// The demo summary's `archive` object.
 #[derive(Debug, Clone, Serialize)]
 pub struct ArchiveSummary {
-    pub written: crate::archive::ArchiveReport,
+    #[serde(flatten)]
+    pub compared: crate::archive::ArchiveComparison,
     /// Items in the event log when it was archived (after the later phases' appends and the erasure).
     pub event_log_items: usize,
-    /// Each experiment with units, read from DynamoDB and from the archive's SQL.
-    pub readouts: Vec<crate::archive::ReadoutComparison>,
 }
 
 /// Archives the log and reads every experiment both ways, at one clock.
 async fn demo_archive(stack: &LocalStack, out: &Path) -> Result<ArchiveSummary, BoxError> {
-    let (written, readouts) =
-        crate::archive::archive_and_compare(stack, &out.join("archive")).await?;
+    let compared = crate::archive::archive_and_compare(stack, &out.join("archive")).await?;
     let ddb = aws_sdk_dynamodb::Client::new(&stack.sdk_config().await);
     let event_log_items = count_items(&ddb, &stack.resource("EventLogTable")?.name).await?;
     Ok(ArchiveSummary {
-        written,
+        compared,
         event_log_items,
-        readouts,
     })
 }
 
@@ -277,14 +274,25 @@ pub async fn demo(stack: &LocalStack, file: &Path, out: &Path) -> Result<(), Box
     std::fs::write(&path, serde_json::to_string_pretty(&summary)? + "\n")?;
     print_summary(&summary);
     println!("summary written to {}", path.display());
-    if summary.archive.written.parquet_rows != summary.archive.event_log_items {
+    let archived = &summary.archive.compared;
+    if archived.written.parquet_rows != summary.archive.event_log_items {
         return Err(format!(
             "the archive's Parquet files hold {} rows but the event log {} items",
-            summary.archive.written.parquet_rows, summary.archive.event_log_items
+            archived.written.parquet_rows, summary.archive.event_log_items
         )
         .into());
     }
-    if let Some(r) = summary.archive.readouts.iter().find(|r| !r.identical) {
+    if archived.features.differences > 0 || archived.features.items == 0 {
+        return Err(format!(
+            "the archive's SQL item and page features differ from the table's ({} of {} items and {} pages): {}",
+            archived.features.differences,
+            archived.features.items,
+            archived.features.pages,
+            archived.features.sample.join("; ")
+        )
+        .into());
+    }
+    if let Some(r) = archived.readouts.iter().find(|r| !r.identical) {
         return Err(format!(
             "experiment {}: the archive's SQL readout differs from the DynamoDB units: {}",
             r.experiment_id,
@@ -292,7 +300,7 @@ pub async fn demo(stack: &LocalStack, file: &Path, out: &Path) -> Result<(), Box
         )
         .into());
     }
-    if summary.archive.readouts.is_empty() {
+    if archived.readouts.is_empty() {
         return Err("no experiment had units to read from the archive".into());
     }
     if summary.features.run.failed_sessions > 0 {
@@ -455,13 +463,17 @@ fn print_summary(s: &DemoSummary) {
     );
     crate::learn::print_demo(&s.learning);
     crate::demo_recovery::print(&s.recovery);
-    let a = &s.archive;
+    let a = &s.archive.compared;
     println!(
         "  event archive                {:>8}  rows in {} event-hour partitions ({} Parquet rows) under {}",
         a.written.rows,
         a.written.partitions,
         a.written.parquet_rows,
         a.written.dir.join("events").display()
+    );
+    println!(
+        "    item and page features by SQL: {} items, {} pages, {} differences from the table",
+        a.features.items, a.features.pages, a.features.differences
     );
     for r in &a.readouts {
         println!(

@@ -759,9 +759,7 @@ async fn run(command: Command) -> Result<ExitCode, ops::BoxError> {
             ops::simulate::print(&report);
         }
         Command::Archive { stack, out } => {
-            let (written, readouts) =
-                checkout_ai::archive::archive_and_compare(&stack.load()?, &out).await?;
-            print_json(&serde_json::json!({"written": written, "readouts": readouts}))?;
+            print_json(&checkout_ai::archive::archive_and_compare(&stack.load()?, &out).await?)?;
         }
         Command::CrossSellBench { file } => print_json(&checkout_ai::cross_sell::run(
             &file,

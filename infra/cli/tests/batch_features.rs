@@ -44,7 +44,13 @@ fn synthetic(seed: u64) -> Vec<(Value, i64)> {
             _ => format!("p{i:02}"),
         })
         .collect();
-    let paths = [Some("/"), Some("/help"), Some("/account"), Some("/cart"), None];
+    let paths = [
+        Some("/"),
+        Some("/help"),
+        Some("/account"),
+        Some("/cart"),
+        None,
+    ];
     let mut out = Vec::new();
     for s in 0..300 {
         let session = format!("s{s:03}");
@@ -60,7 +66,10 @@ fn synthetic(seed: u64) -> Vec<(Value, i64)> {
             }
             let (kind, data) = if s == 7 {
                 // Past the co-view cap: 60 views of distinct products and 60 more.
-                ("product_viewed", json!({"product_id": format!("cap{i:02}")}))
+                (
+                    "product_viewed",
+                    json!({"product_id": format!("cap{i:02}")}),
+                )
             } else {
                 match rng.random_range(0..10) {
                     0..=2 => {
@@ -92,7 +101,11 @@ fn synthetic(seed: u64) -> Vec<(Value, i64)> {
                         .take(rng.random_range(1..4))
                         .map(|p| json!({"product_id": p, "quantity": rng.random_range(1..4), "unit_price_minor": 500}))
                         .collect();
-                        let amount = if rng.random_bool(0.1) { 0 } else { rng.random_range(100..9000) };
+                        let amount = if rng.random_bool(0.1) {
+                            0
+                        } else {
+                            rng.random_range(100..9000)
+                        };
                         let currency = if rng.random_bool(0.3) { "EUR" } else { "USD" };
                         (
                             "order_placed",
@@ -167,10 +180,8 @@ fn the_archive_sql_item_and_page_features_equal_the_rebuilds() {
         .map(|e| ArchiveRow::of(e).expect("row"))
         .collect();
     let twice: Vec<&ArchiveRow> = rows.iter().chain(rows.iter()).collect();
-    let dir = std::env::temp_dir().join(format!(
-        "checkout-ai-batch-features-{}",
-        std::process::id()
-    ));
+    let dir =
+        std::env::temp_dir().join(format!("checkout-ai-batch-features-{}", std::process::id()));
     let written = write_archive(&dir, twice).expect("archive");
     assert_eq!(written.parquet_rows, 2 * entries.len());
     let (sql_items, sql_pages) = batch_features(&dir, now).expect("batch features");

@@ -100,9 +100,12 @@ pub fn items(rows: &[ItemRow]) -> Result<BTreeMap<String, ItemFeatures>, BatchEr
     // The query orders partners by place; sort anyway, so that the fold does not depend on it.
     partners.sort_by_key(|r| (r.place, r.other_id.clone()));
     for row in partners {
-        let item = out
-            .get_mut(&row.product_id)
-            .ok_or_else(|| err(&row.product_id, "a partner of an item with no counters".into()))?;
+        let item = out.get_mut(&row.product_id).ok_or_else(|| {
+            err(
+                &row.product_id,
+                "a partner of an item with no counters".into(),
+            )
+        })?;
         let other = row
             .other_id
             .clone()
@@ -162,7 +165,10 @@ pub fn pages(rows: &[PageRow]) -> Result<BTreeMap<String, PageFeatures>, BatchEr
             .get_mut(&row.page_path)
             .ok_or_else(|| err(&row.page_path, "a value of a page with no counters".into()))?;
         let (Some(currency), Some(amount)) = (&row.currency, row.amount) else {
-            return Err(err(&row.page_path, "a value row without currency or amount".into()));
+            return Err(err(
+                &row.page_path,
+                "a value row without currency or amount".into(),
+            ));
         };
         page.value.insert(currency.clone(), amount);
     }
