@@ -35,6 +35,93 @@ pub struct WriteCost {
     pub write_units_by_entity: BTreeMap<String, u64>,
     /// The partition keys that took the most write units, most first.
     pub hottest: Vec<HotKey>,
+    /// The micro-batch plan's cost on the same events (REES46 only: its event times are real).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub micro_batch: Option<MicroBatchCost>,
+}
+
+/// What the micro-batch plan (docs/features.md) would write for the same events: the stream path keeps
+/// sessions, users (with their experiment units), risk profiles, review cases and the recovery schedule,
+/// as measured in this run; item and page features are recomputed every `interval_minutes` of event time
+/// from every event so far (the rebuild's folds, which `sql/item_features.sql` and
+/// `sql/page_features.sql` equal) and each item or page that changed since the last run is written
+/// once, a plain put billed by its size (a removed one, a delete).
+#[derive(Debug, Clone, Serialize)]
+pub struct MicroBatchCost {
+    pub interval_minutes: i64,
+    pub runs: usize,
+    pub stream_units_per_event: f64,
+    /// Item and page writes over all runs.
+    pub batch_writes: u64,
+    pub batch_units_per_event: f64,
+    pub total_units_per_event: f64,
+}
+
+/// Partition-key prefixes of the item and page features and their bookkeeping, which the micro-batch
+/// plan takes out of the stream path.
+const BATCH_ENTITIES: [&str; 5] = [
+    "item",
+    "item-contribution",
+    "item-pairs",
+    "page",
+    "page-contribution",
+];
+
+/// The micro-batch plan's cost for `entries`, given the stream path's measured units by entity.
+pub fn micro_batch_cost(
+    entries: &[LogEntry],
+    by_entity: &BTreeMap<String, u64>,
+    interval: chrono::Duration,
+) -> MicroBatchCost {
+    use checkout_domain::features::cost::{item_size, units_for};
+    use checkout_domain::features::rebuild::rebuild;
+    use checkout_domain::features::{Doc, Key};
+    let n = entries.len().max(1) as f64;
+    let stream: u64 = by_entity
+        .iter()
+        .filter(|(entity, _)| !BATCH_ENTITIES.contains(&entity.as_str()))
+        .map(|(_, u)| u)
+        .sum();
+    let mut sorted: Vec<(chrono::DateTime<chrono::Utc>, &LogEntry)> = entries
+        .iter()
+        .filter_map(|e| e.event().ok().map(|ev| (ev.occurred_at, e)))
+        .collect();
+    sorted.sort_by_key(|(at, e)| (*at, e.event_id.clone()));
+    let step = interval.num_seconds().max(1);
+    let mut previous: BTreeMap<Key, Doc> = BTreeMap::new();
+    let (mut runs, mut writes, mut units) = (0usize, 0u64, 0u64);
+    let mut taken = 0;
+    while taken < sorted.len() {
+        // The run at the end of the interval holding the next event covers every event before it.
+        let boundary = (sorted[taken].0.timestamp().div_euclid(step) + 1) * step;
+        while taken < sorted.len() && sorted[taken].0.timestamp() < boundary {
+            taken += 1;
+        }
+        let (docs, _) = rebuild(sorted[..taken].iter().map(|(_, e)| (*e).clone()).collect());
+        let now: BTreeMap<Key, Doc> = docs
+            .into_iter()
+            .filter(|(_, d)| matches!(d, Doc::Item(_) | Doc::Page(_)))
+            .collect();
+        for (key, doc) in &now {
+            if previous.get(key) != Some(doc) {
+                writes += 1;
+                units += units_for(item_size(doc));
+            }
+        }
+        let removed = previous.keys().filter(|k| !now.contains_key(*k)).count() as u64;
+        writes += removed;
+        units += removed;
+        previous = now;
+        runs += 1;
+    }
+    MicroBatchCost {
+        interval_minutes: interval.num_minutes(),
+        runs,
+        stream_units_per_event: stream as f64 / n,
+        batch_writes: writes,
+        batch_units_per_event: units as f64 / n,
+        total_units_per_event: (stream + units) as f64 / n,
+    }
 }
 
 /// One partition key's share of the writes.
@@ -57,8 +144,13 @@ impl WriteCost {
     }
 }
 
-/// Runs `records` (raw event JSON, in stream order) through the updater in batches of `batch_size`.
-pub async fn measure(records: &[Vec<u8>], batch_size: usize) -> Result<WriteCost, BoxError> {
+/// Runs `records` (raw event JSON, in stream order) through the updater in batches of `batch_size`, and
+/// with `micro_batch`, projects the micro-batch plan's cost at that interval ([`micro_batch_cost`]).
+pub async fn measure(
+    records: &[Vec<u8>],
+    batch_size: usize,
+    micro_batch: Option<chrono::Duration>,
+) -> Result<WriteCost, BoxError> {
     // Retention and clock skew wide enough for any dataset's age: the measurement admits every record.
     let admission = Admission {
         max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
@@ -118,6 +210,7 @@ pub async fn measure(records: &[Vec<u8>], batch_size: usize) -> Result<WriteCost
         batches,
         items_written_per_event: counts.feature_items_written as f64 / n,
         write_units_per_event: counts.write_units as f64 / n,
+        micro_batch: micro_batch.map(|every| micro_batch_cost(&entries, &by_entity, every)),
         counts,
         write_units_by_entity: by_entity,
         hottest,
@@ -132,8 +225,16 @@ pub async fn rees46(
 ) -> Result<WriteCost, BoxError> {
     let (records, _) = rees46_records(file, None, limit)?;
     let data: Vec<Vec<u8>> = records.into_iter().map(|r| r.data).collect();
-    measure(&data, batch_size).await
+    measure(
+        &data,
+        batch_size,
+        Some(chrono::Duration::minutes(MICRO_BATCH_MINUTES)),
+    )
+    .await
 }
+
+/// The micro-batch plan's interval.
+pub const MICRO_BATCH_MINUTES: i64 = 15;
 
 /// The skewed synthetic load: `events` events of concurrent sessions (each 1 + a geometric number of
 /// product views, mean 3.4 like the REES46 day; a tenth add a viewed product to the cart; a
@@ -271,7 +372,7 @@ pub async fn skew(
     batch_size: usize,
     events_per_second: f64,
 ) -> Result<SkewReading, BoxError> {
-    let cost = measure(&skewed_records(events, hot_share, seed), batch_size).await?;
+    let cost = measure(&skewed_records(events, hot_share, seed), batch_size, None).await?;
     let rate = cost.hottest_rate(events_per_second);
     Ok(SkewReading {
         events_per_second,
@@ -282,4 +383,56 @@ pub async fn skew(
         under_limit: rate < PARTITION_WCU_LIMIT,
         cost,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use checkout_domain::event::{Event, EventBody, ProductViewed};
+
+    fn view(id: &str, session: &str, minute: i64, product: &str) -> LogEntry {
+        let event = Event {
+            event_id: id.into(),
+            schema_version: 1,
+            occurred_at: chrono::DateTime::from_timestamp(1_800_000_000 - 1_800_000_000 % 900, 0)
+                .expect("time")
+                + chrono::Duration::minutes(minute),
+            session_id: session.into(),
+            user_id: None,
+            context: Default::default(),
+            body: EventBody::ProductViewed(ProductViewed {
+                product_id: product.into(),
+                category_id: None,
+                category_code: None,
+                brand: None,
+                price: None,
+            }),
+        };
+        LogEntry::of(&event, 4_000_000_000).expect("entry")
+    }
+
+    #[test]
+    fn a_run_writes_each_item_and_page_that_changed_since_the_last_run_once() {
+        // Run 1 (minutes 0–14): a and b viewed, a twice. Run 2 (15–29): b again. Run 3 (30–44): nothing
+        // new for a or b, c viewed.
+        let entries = vec![
+            view("e1", "s1", 1, "a"),
+            view("e2", "s1", 2, "a"),
+            view("e3", "s2", 3, "b"),
+            view("e4", "s3", 20, "b"),
+            view("e5", "s4", 31, "c"),
+        ];
+        let by_entity = BTreeMap::from([
+            ("session".to_string(), 50),
+            ("item".to_string(), 1_000),
+            ("page-contribution".to_string(), 1_000),
+        ]);
+        let cost = micro_batch_cost(&entries, &by_entity, chrono::Duration::minutes(15));
+        assert_eq!(cost.runs, 3);
+        // Run 1: items a, b and their pages; run 2: item b and its page; run 3: item c and its page.
+        assert_eq!(cost.batch_writes, 4 + 2 + 2);
+        assert_eq!(cost.stream_units_per_event, 10.0);
+        assert_eq!(cost.batch_units_per_event, 8.0 / 5.0);
+        assert_eq!(cost.total_units_per_event, 10.0 + 8.0 / 5.0);
+    }
 }
