@@ -394,8 +394,8 @@ mod tests {
         let event = Event {
             event_id: id.into(),
             schema_version: 1,
-            occurred_at: chrono::DateTime::from_timestamp(1_800_000_000 - 1_800_000_000 % 900, 0)
-                .expect("time")
+            // A multiple of 15 minutes.
+            occurred_at: chrono::DateTime::from_timestamp(1_800_000_000, 0).expect("time")
                 + chrono::Duration::minutes(minute),
             session_id: session.into(),
             user_id: None,
