@@ -144,6 +144,7 @@ def model(rees: dict, skew: dict) -> tuple[list[dict], dict]:
         "updater_rru_per_event_at_scale": rru_event,
         "hottest_key": hottest["pk"], "hottest_units_per_event": hottest["units_per_event"],
         "by_entity_at_scale": {k: v / at_scale["events"] for k, v in at_scale["write_units_by_entity"].items()},
+        "micro_batch_rees46": rees.get("micro_batch"),
     }
     return rows, inputs
 
@@ -159,6 +160,12 @@ def render(rows: list[dict], inputs: dict) -> str:
            f"| feature-updater read units per event at scale | {inputs['updater_rru_per_event_at_scale']:.2f} | items read + log items read × {LOG_ITEM_BYTES} B / 4 KB |",
            f"| hottest partition key (one product at 5% of views) | `{inputs['hottest_key']}`, {inputs['hottest_units_per_event']:.3f} WCU per event | the same run |",
            ]
+    plan = inputs["micro_batch_rees46"]
+    if plan:
+        out.append(f"| the micro-batch plan, projected on the REES46 replay (not built yet) | {plan['total_units_per_event']:.2f} "
+                   f"({plan['stream_units_per_event']:.2f} stream + {plan['batch_units_per_event']:.2f} batch) | "
+                   f"`checkout-ai write-cost`: the stream path's measured units without item and page features, plus each "
+                   f"changed item and page written once per {plan['interval_minutes']}-minute run ({plan['runs']} runs) |")
     for k, v in sorted(inputs["by_entity_at_scale"].items()):
         out.append(f"| write units per event on `{k}#…` keys | {v:.2f} | the same run |")
     out += ["", f"Derived from the code: log item ≤ 1 KB plus its `by-user` index entry ({LOG_WCU_PER_EVENT} WCU per event, "
