@@ -59,6 +59,13 @@ pub fn parse_timestamp(text: &str) -> Option<DateTime<Utc>> {
         .map(|t| t.and_utc())
 }
 
+/// The time and expiry of a counters row, which it must have.
+fn times(at: Option<&str>, expires_at: Option<i64>) -> Result<(DateTime<Utc>, i64), String> {
+    let at = at.unwrap_or_default();
+    let last = parse_timestamp(at).ok_or_else(|| format!("bad last_event_at {at:?}"))?;
+    Ok((last, expires_at.ok_or("no expires_at")?))
+}
+
 /// The item features the rows of `sql/item_features.sql` describe, by product id.
 pub fn items(rows: &[ItemRow]) -> Result<BTreeMap<String, ItemFeatures>, BatchError> {
     let err = |id: &str, detail: String| BatchError {
@@ -71,12 +78,9 @@ pub fn items(rows: &[ItemRow]) -> Result<BTreeMap<String, ItemFeatures>, BatchEr
     for row in rows {
         match row.row_kind.as_str() {
             "item" => {
-                let at = row.last_event_at.as_deref().unwrap_or_default();
-                let last_event_at = parse_timestamp(at)
-                    .ok_or_else(|| err(&row.product_id, format!("bad last_event_at {at:?}")))?;
-                let expires_at = row
-                    .expires_at
-                    .ok_or_else(|| err(&row.product_id, "no expires_at".into()))?;
+                let (last_event_at, expires_at) =
+                    times(row.last_event_at.as_deref(), row.expires_at)
+                        .map_err(|e| err(&row.product_id, e))?;
                 out.insert(
                     row.product_id.clone(),
                     ItemFeatures {
@@ -135,12 +139,9 @@ pub fn pages(rows: &[PageRow]) -> Result<BTreeMap<String, PageFeatures>, BatchEr
     for row in rows {
         match row.row_kind.as_str() {
             "page" => {
-                let at = row.last_event_at.as_deref().unwrap_or_default();
-                let last_event_at = parse_timestamp(at)
-                    .ok_or_else(|| err(&row.page_path, format!("bad last_event_at {at:?}")))?;
-                let expires_at = row
-                    .expires_at
-                    .ok_or_else(|| err(&row.page_path, "no expires_at".into()))?;
+                let (last_event_at, expires_at) =
+                    times(row.last_event_at.as_deref(), row.expires_at)
+                        .map_err(|e| err(&row.page_path, e))?;
                 out.insert(
                     row.page_path.clone(),
                     PageFeatures {
