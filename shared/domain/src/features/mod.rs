@@ -12,13 +12,15 @@
 //!    that is itself a fold over that session's events ([`aggregate`]). An aggregate is the sum (and for a
 //!    few fields the max, min or union) of its sessions' contributions. It is maintained incrementally:
 //!    the contribution a session last applied is stored next to the aggregate (`<aggregate>` /
-//!    `session#<id>`), and when the session's contribution changes from `old` to `new`, one atomic write
+//!    `session#<id>`, for items and pages in one of the aggregate's write shards), and when the session's contribution changes from `old` to `new`, one atomic write
 //!    replaces `old` by `new` *and* moves the aggregate by `new − old`, guarded by the versions both items
 //!    were read at. A replayed batch recomputes the same `new`, finds it already stored, and writes
 //!    nothing.
 //! 3. **Watermarks** keep a slow or retried invocation from going backwards: every fold carries the
 //!    number of session events it saw, the session's events only ever grow (the log is append-only and
-//!    read with strong consistency), and a stored fold is replaced only by one that saw more events.
+//!    read with strong consistency), and a stored fold is replaced only by one that saw more events and
+//!    contributes something else ([`aggregate::unchanged`]: most events leave a session's contributions
+//!    to items, pages and its user as they were, and they are not rewritten).
 //! 4. **Experiment units** are a function of the user aggregate (its exposures and its recent orders), so
 //!    they are rewritten in the same atomic write as the user.
 //!
