@@ -6,7 +6,7 @@
 use checkout_ai::census::scan_features;
 use checkout_ai_integration_tests::{fresh_stack, log_items, rees46};
 use checkout_domain::features::Doc;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Enough of the clickstream for sessions that span several stream batches, small enough for CI; the
 /// demo projects the whole file.
@@ -43,6 +43,18 @@ async fn projected_features_equal_a_rebuild_and_a_redelivered_stream_changes_not
     assert_eq!(report.unreadable_events, 0);
     assert_eq!(report.differences, 0, "{:#?}", report.sample);
     assert_eq!(report.expected_items, report.live_items);
+    // A scan filtered to item and page items (the demo's archive phase reads them so) returns exactly
+    // those.
+    let filtered = checkout_ai::census::scan_entities(&ddb, &table, &["item", "page"])
+        .await
+        .expect("filtered scan");
+    let expected: BTreeMap<_, _> = live
+        .iter()
+        .filter(|(_, d)| matches!(d, Doc::Item(_) | Doc::Page(_)))
+        .map(|(k, d)| (k.clone(), d.clone()))
+        .collect();
+    assert!(!expected.is_empty());
+    assert_eq!(filtered, expected);
 
     // Every session in the log has its item, and REES46's views, carts and purchases add up per item.
     let sessions: BTreeSet<&str> = log.iter().map(|e| e.session_id.as_str()).collect();

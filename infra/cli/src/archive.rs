@@ -262,7 +262,9 @@ pub async fn archive_and_compare(
         chrono::DurationRound::duration_trunc(now, chrono::TimeDelta::minutes(1)).unwrap_or(now);
     let readouts = compare_readouts(stack, dir, window_end, now).await?;
     let (ddb, env) = crate::rebuild::feature_tables(stack).await?;
-    let live = crate::census::scan_features(&ddb, env.required("FEATURES_TABLE")?).await?;
+    let live =
+        crate::census::scan_entities(&ddb, env.required("FEATURES_TABLE")?, &["item", "page"])
+            .await?;
     // Every archived event, as the live projection counts them (it keeps an aggregate until the
     // aggregate itself expires).
     let features = compare_features(&live, &batch_features(dir, i64::MIN)?);

@@ -68,6 +68,33 @@ pub async fn scan_features(
     Ok(items.into_iter().collect())
 }
 
+/// Reads the items of the features table of the given entity types (the `entity` attribute).
+pub async fn scan_entities(
+    client: &Client,
+    table: &str,
+    entities: &[&str],
+) -> Result<BTreeMap<Key, Doc>, Box<dyn std::error::Error + Send + Sync>> {
+    let mut scan = client
+        .scan()
+        .table_name(table)
+        .expression_attribute_names("#entity", "entity");
+    let mut names = Vec::new();
+    for (i, e) in entities.iter().enumerate() {
+        let name = format!(":e{i}");
+        scan = scan.expression_attribute_values(
+            &name,
+            aws_sdk_dynamodb::types::AttributeValue::S(e.to_string()),
+        );
+        names.push(name);
+    }
+    let scan = scan.filter_expression(format!("#entity IN ({})", names.join(", ")));
+    let items = scan_all(scan, |item| {
+        from_feature_item(item).map(|(key, stored)| (key, stored.doc))
+    })
+    .await?;
+    Ok(items.into_iter().collect())
+}
+
 /// Items per entity type, and the session with the most events (then the most orders), from a scan
 /// that reads only those attributes.
 pub async fn entity_census(
