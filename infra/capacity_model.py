@@ -206,8 +206,8 @@ def render(rows: list[dict], inputs: dict) -> str:
             "at a higher rate or a larger share, raise `AGGREGATE_SHARDS` (a shard count change moves keys: rebuild the table).",
             "- **DynamoDB write cost** dominates the bill at every event rate: the updater's write units per event, most of them "
             "the item and page contributions and pair counts, in transactions. Change: the micro-batch plan in docs/features.md "
-            "(item and page statistics and co-occurrence computed from the archive every 15 minutes, written once per changed "
-            "item per run; the stream path keeps sessions, users and risk profiles).",
+            "(item and page statistics and co-occurrence moved every 15 minutes by the changed sessions' contributions, each "
+            "changed item written once per run; the stream path keeps sessions, users and risk profiles).",
             "- **Firehose** bills a record as at least 5 KB and a row is about 0.7 KB: the archiver already packs up to 500 "
             "rows per record (Firehose de-aggregates them), which keeps that line about 7× below one row per record.",
             "- **Kinesis**: one shard per 1,000 records/s; the stream's shard count is the `StreamShardCount` parameter "
