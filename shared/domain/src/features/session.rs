@@ -456,19 +456,27 @@ fn fold_sorted(
     // Distinct pages in order of first view, with their view counts.
     let mut first_view: HashMap<&str, usize> = HashMap::new();
     let mut visits: Vec<PageVisit> = Vec::new();
-    let mut first_at: Vec<DateTime<Utc>> = Vec::new();
+    // Per distinct page: its first and last view, and the latest expiry of its views.
+    let mut times: Vec<VisitTimes> = Vec::new();
     for v in &views {
         let slot = *first_view.entry(v.path.as_str()).or_insert_with(|| {
             visits.push(PageVisit {
                 path: v.path.clone(),
                 views: 0,
             });
-            first_at.push(v.at);
+            times.push(VisitTimes {
+                first_at: v.at,
+                last_at: v.at,
+                expires_at: v.expires_at,
+            });
             visits.len() - 1
         });
         visits[slot].views += 1;
+        let t = &mut times[slot];
+        t.last_at = t.last_at.max(v.at);
+        t.expires_at = t.expires_at.max(v.expires_at);
     }
-    let pages = page_contributions(&s, &views, &visits, &first_at, &orders);
+    let pages = page_contributions(&s, &views, &visits, &times, &orders);
     visits.truncate(MAX_LISTED_PAGES);
     s.pages = visits;
     let items = items.contributions(&s, co_view_window);
@@ -484,27 +492,33 @@ fn fold_sorted(
     })
 }
 
+/// When a session viewed one page.
+struct VisitTimes {
+    first_at: DateTime<Utc>,
+    last_at: DateTime<Utc>,
+    expires_at: i64,
+}
+
 fn page_contributions(
     s: &SessionFeatures,
     views: &[PageView],
     visits: &[PageVisit],
-    first_at: &[DateTime<Utc>],
+    times: &[VisitTimes],
     orders: &[(&Event, &crate::event::OrderPlaced)],
 ) -> Vec<PageContribution> {
     let entry = views.first().map(|v| v.path.as_str());
     let exit = views.last().map(|v| v.path.as_str());
     visits
         .iter()
-        .zip(first_at)
-        .map(|(visit, first_at)| {
+        .zip(times)
+        .map(|(visit, t)| {
             let mut value = MoneyMap::new();
             for (e, o) in orders {
-                if e.occurred_at >= *first_at {
+                if e.occurred_at >= t.first_at {
                     *value.entry(o.total.currency.clone()).or_default() += o.total.amount_minor;
                 }
             }
             let is_entry = entry == Some(visit.path.as_str());
-            let mine = || views.iter().filter(|v| v.path == visit.path);
             PageContribution {
                 path: visit.path.clone(),
                 session_id: s.session_id.clone(),
@@ -514,8 +528,8 @@ fn page_contributions(
                 bounces: u32::from(is_entry && views.len() == 1),
                 exits: u32::from(exit == Some(visit.path.as_str())),
                 value,
-                last_event_at: mine().map(|v| v.at).max().unwrap_or(s.last_event_at),
-                expires_at: mine().map(|v| v.expires_at).max().unwrap_or(s.expires_at),
+                last_event_at: t.last_at,
+                expires_at: t.expires_at,
             }
         })
         .collect()
