@@ -4,8 +4,8 @@
 //! converts the rows to Parquet with the Glue table's schema and writes them to the archive bucket by
 //! event date and hour; Athena runs `sql/experiment_readout.sql` on them. Firehose and Athena do not run
 //! on the local stack, so here the same rows ([`ArchiveRow`], from the event log's stream, mapped by
-//! the archiver's own [`archiver::archive_row`]) are staged as JSON lines and `infra/archive_sql.py` does Firehose's conversion
-//! (same layout, same columns) and runs the same SQL file with DuckDB.
+//! the archiver's own [`archiver::archive_row`]) are staged as JSON lines and `infra/archive_sql.py`
+//! does Firehose's conversion (same layout, same columns) and runs the same SQL files with DuckDB.
 
 use crate::local::esm::{DynamoStreamMapping, Positions};
 use crate::local::stack::LocalStack;
@@ -16,11 +16,13 @@ use checkout_domain::archive::ArchiveRow;
 use checkout_domain::experiment::config::Experiment;
 use checkout_domain::experiment::evaluation::{ReadoutRow, UnitFold};
 use checkout_domain::features::batch::{self, ItemRow, PageRow};
-use checkout_domain::features::{Doc, ItemFeatures, Key, PageFeatures};
+use checkout_domain::features::rebuild::{self, count_by_entity, Difference};
+use checkout_domain::features::{Doc, Key};
 use checkout_domain::stats::analysis::{analyse, Settings};
 use checkout_domain::stats::report::{Report, Window};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -186,15 +188,10 @@ pub fn readout(
     Ok(serde_json::from_slice(&out)?)
 }
 
-/// Item and page features, by product id and by path.
-pub type BatchFeatures = (
-    std::collections::BTreeMap<String, ItemFeatures>,
-    std::collections::BTreeMap<String, PageFeatures>,
-);
-
 /// The item and page features `sql/item_features.sql` and `sql/page_features.sql` compute over the
-/// archive under `dir`, leaving out events past retention at `now` (epoch seconds).
-pub fn batch_features(dir: &Path, now: i64) -> Result<BatchFeatures, BoxError> {
+/// archive under `dir`, leaving out events past retention at `now` (epoch seconds), as features-table
+/// items by key.
+pub fn batch_features(dir: &Path, now: i64) -> Result<BTreeMap<Key, Doc>, BoxError> {
     #[derive(serde::Deserialize)]
     struct Rows {
         items: Vec<ItemRow>,
@@ -202,7 +199,10 @@ pub fn batch_features(dir: &Path, now: i64) -> Result<BatchFeatures, BoxError> {
     }
     let out = run_python(&["features", &dir.display().to_string(), &now.to_string()])?;
     let rows: Rows = serde_json::from_slice(&out)?;
-    Ok((batch::items(&rows.items)?, batch::pages(&rows.pages)?))
+    Ok(batch::docs(
+        batch::items(&rows.items)?,
+        batch::pages(&rows.pages)?,
+    ))
 }
 
 /// The experiment's report from the archive: the readout's rows folded as the evaluator folds units.
@@ -295,45 +295,23 @@ pub struct FeaturesComparison {
     pub sample: Vec<String>,
 }
 
-/// Compares the live table's item and page items with the SQL's.
-pub fn compare_features(
-    live: &std::collections::BTreeMap<Key, Doc>,
-    (items, pages): &BatchFeatures,
-) -> FeaturesComparison {
-    let mut differing = Vec::new();
-    let mut live_items = 0;
-    let mut live_pages = 0;
-    for doc in live.values() {
-        let (key, same) = match doc {
-            Doc::Item(i) => {
-                live_items += 1;
-                (
-                    format!("item {}", i.product_id),
-                    items.get(&i.product_id) == Some(i),
-                )
-            }
-            Doc::Page(p) => {
-                live_pages += 1;
-                (format!("page {}", p.path), pages.get(&p.path) == Some(p))
-            }
-            _ => continue,
-        };
-        if !same {
-            differing.push(key);
-        }
-    }
-    // What the SQL has and the table does not.
-    let only_sql = (items.len() + pages.len()).saturating_sub(live_items + live_pages);
-    let differences = differing.len() + only_sql;
-    if only_sql > 0 {
-        differing.push(format!("{only_sql} more in the SQL than in the table"));
-    }
-    differing.truncate(5);
+/// Compares the live table's item and page items with the SQL's, with the rebuild's diff.
+pub fn compare_features(live: &BTreeMap<Key, Doc>, sql: &BTreeMap<Key, Doc>) -> FeaturesComparison {
+    let differences = rebuild::diff(sql, live);
+    let counts = count_by_entity(sql.values());
     FeaturesComparison {
-        items: items.len(),
-        pages: pages.len(),
-        differences,
-        sample: differing,
+        items: counts["item"],
+        pages: counts["page"],
+        differences: differences.len(),
+        sample: differences
+            .iter()
+            .take(5)
+            .map(|d| match d {
+                Difference::Missing { key, .. } => format!("{key}: not in the table"),
+                Difference::Unexpected { key, .. } => format!("{key}: not in the SQL"),
+                Difference::Changed { key, .. } => format!("{key}: differs"),
+            })
+            .collect(),
     }
 }
 

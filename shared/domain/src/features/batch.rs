@@ -5,6 +5,7 @@
 //! to the rebuild's ([`super::rebuild`]) on the same events.
 
 use super::aggregate::{ItemFeatures, Money, PageFeatures, Partner};
+use super::{Doc, Key};
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -52,6 +53,17 @@ pub struct BatchError {
     pub detail: String,
 }
 
+impl BatchError {
+    /// The error maker for one query's rows.
+    fn of(query: &'static str) -> impl Fn(&str, String) -> Self {
+        move |id, detail| Self {
+            query,
+            id: id.to_string(),
+            detail,
+        }
+    }
+}
+
 /// A timestamp as the engines print one (`YYYY-MM-DD HH:MM:SS`, with a fraction when it has one), UTC.
 pub fn parse_timestamp(text: &str) -> Option<DateTime<Utc>> {
     NaiveDateTime::parse_from_str(text.trim(), "%Y-%m-%d %H:%M:%S%.f")
@@ -68,11 +80,7 @@ fn times(at: Option<&str>, expires_at: Option<i64>) -> Result<(DateTime<Utc>, i6
 
 /// The item features the rows of `sql/item_features.sql` describe, by product id.
 pub fn items(rows: &[ItemRow]) -> Result<BTreeMap<String, ItemFeatures>, BatchError> {
-    let err = |id: &str, detail: String| BatchError {
-        query: "item_features",
-        id: id.to_string(),
-        detail,
-    };
+    let err = BatchError::of("item_features");
     let mut out: BTreeMap<String, ItemFeatures> = BTreeMap::new();
     let mut partners: Vec<&ItemRow> = Vec::new();
     for row in rows {
@@ -129,11 +137,7 @@ pub fn items(rows: &[ItemRow]) -> Result<BTreeMap<String, ItemFeatures>, BatchEr
 
 /// The page features the rows of `sql/page_features.sql` describe, by path.
 pub fn pages(rows: &[PageRow]) -> Result<BTreeMap<String, PageFeatures>, BatchError> {
-    let err = |id: &str, detail: String| BatchError {
-        query: "page_features",
-        id: id.to_string(),
-        detail,
-    };
+    let err = BatchError::of("page_features");
     let mut out: BTreeMap<String, PageFeatures> = BTreeMap::new();
     let mut values: Vec<&PageRow> = Vec::new();
     for row in rows {
@@ -174,6 +178,20 @@ pub fn pages(rows: &[PageRow]) -> Result<BTreeMap<String, PageFeatures>, BatchEr
         page.value.insert(currency.clone(), amount);
     }
     Ok(out)
+}
+
+/// Item and page features as the features table's items, by key: what [`super::rebuild::diff`]
+/// compares with a rebuild or a live table.
+pub fn docs(
+    items: BTreeMap<String, ItemFeatures>,
+    pages: BTreeMap<String, PageFeatures>,
+) -> BTreeMap<Key, Doc> {
+    items
+        .into_values()
+        .map(Doc::Item)
+        .chain(pages.into_values().map(Doc::Page))
+        .map(|d| (d.key(), d))
+        .collect()
 }
 
 #[cfg(test)]

@@ -11,10 +11,11 @@
 //! **Projections.** The sessions' items are deleted. Each aggregate they contributed to (their users,
 //! items, pages) is read whole (a `Query` of each partition holding its items, [`Key::partitions`]),
 //! and recomputed from its remaining contribution items with the rebuild's own aggregation
-//! ([`super::rebuild::aggregate`]): the aggregate, its co-occurrence counts, the users' experiment units. Items that should no longer exist are deleted;
-//! the erased user's aggregate, contributions and experiment units all go. Writes are conditional on the
-//! versions read, so a concurrent projection makes the erasure fail (and it is re-run), never lose an
-//! update. Then the log entries go. Everything is idempotent: a re-run after a failure finishes the job.
+//! ([`super::rebuild::aggregate`]): the aggregate, its co-occurrence counts, the users' experiment
+//! units. Items that should no longer exist are deleted; the erased user's aggregate, contributions and
+//! experiment units all go. Writes are conditional on the versions read, so a concurrent projection
+//! makes the erasure fail (and it is re-run), never lose an update. Then the log entries go. Everything
+//! is idempotent: a re-run after a failure finishes the job.
 
 use super::aggregate::Contribution;
 use super::rebuild::{aggregate, same, Contributions};

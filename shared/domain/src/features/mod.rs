@@ -12,10 +12,10 @@
 //!    that is itself a fold over that session's events ([`aggregate`]). An aggregate is the sum (and for a
 //!    few fields the max, min or union) of its sessions' contributions. It is maintained incrementally:
 //!    the contribution a session last applied is stored next to the aggregate (`<aggregate>` /
-//!    `session#<id>`, for items and pages in one of the aggregate's write shards), and when the session's contribution changes from `old` to `new`, one atomic write
-//!    replaces `old` by `new` *and* moves the aggregate by `new − old`, guarded by the versions both items
-//!    were read at. A replayed batch recomputes the same `new`, finds it already stored, and writes
-//!    nothing.
+//!    `session#<id>`, for items and pages in one of the aggregate's write shards), and when the
+//!    session's contribution changes from `old` to `new`, one atomic write replaces `old` by `new`
+//!    *and* moves the aggregate by `new − old`, guarded by the versions both items were read at. A
+//!    replayed batch recomputes the same `new`, finds it already stored, and writes nothing.
 //! 3. **Watermarks** keep a slow or retried invocation from going backwards: every fold carries the
 //!    number of session events it saw, the session's events only ever grow (the log is append-only and
 //!    read with strong consistency), and a stored fold is replaced only by one that saw more events and
@@ -89,6 +89,11 @@ pub fn shard_of(id: &str, shards: u32) -> u32 {
 /// make one entity's key look like another's.
 fn shard_pk(kind: &str, shard: u32, id: &str) -> String {
     format!("{kind}#{shard:02}#{id}")
+}
+
+/// The partition key of one write shard of an item's or a page's contributions.
+fn contribution_pk(entity: &str, shard: u32, id: &str) -> String {
+    shard_pk(&format!("{entity}-contribution"), shard, id)
 }
 
 /// Where a reader of an experiment's units is: the shard, and the last sort key read in it. Pages of
@@ -226,11 +231,7 @@ impl Key {
         let sk = format!("session#{session_id}");
         match self.hot_aggregate() {
             Some((entity, id)) => Self::new(
-                shard_pk(
-                    &format!("{entity}-contribution"),
-                    shard_of(session_id, AGGREGATE_SHARDS),
-                    id,
-                ),
+                contribution_pk(entity, shard_of(session_id, AGGREGATE_SHARDS), id),
                 sk,
             ),
             None => Self::new(self.pk.clone(), sk),
@@ -249,13 +250,9 @@ impl Key {
     pub fn partitions(&self) -> Vec<String> {
         let mut pks = vec![self.pk.clone()];
         if let Some((entity, id)) = self.hot_aggregate() {
-            let kinds: &[&str] = if entity == "item" {
-                &["item-contribution", "item-pairs"]
-            } else {
-                &["page-contribution"]
-            };
-            for kind in kinds {
-                pks.extend((0..AGGREGATE_SHARDS).map(|s| shard_pk(kind, s, id)));
+            pks.extend((0..AGGREGATE_SHARDS).map(|s| contribution_pk(entity, s, id)));
+            if entity == "item" {
+                pks.extend(Self::pair_partitions(id));
             }
         }
         pks
