@@ -106,7 +106,15 @@ pub async fn run(stack: &LocalStack, raw: &str) -> Result<Receipt, BoxError> {
         }
     }
 
-    erase(&log, &store, &pseudonym, &sessions, &mut counts).await?;
+    erase(
+        &log,
+        &store,
+        &pseudonym,
+        &sessions,
+        ItemPageMode::Stream,
+        &mut counts,
+    )
+    .await?;
 
     let quarantine = SqsQuarantine {
         sqs: aws_sdk_sqs::Client::new(&sdk),

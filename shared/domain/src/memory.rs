@@ -301,6 +301,11 @@ impl MemoryFeatureStore {
             .collect()
     }
 
+    /// Every item, with its version.
+    pub fn stored(&self) -> BTreeMap<Key, Stored> {
+        self.lock().items.clone()
+    }
+
     /// Item writes applied so far.
     pub fn writes(&self) -> u64 {
         self.lock().writes

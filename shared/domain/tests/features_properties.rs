@@ -3,16 +3,21 @@
 //! - the features table equals a from-scratch rebuild of the log (so any two deliveries agree);
 //! - delivering the last batch again writes nothing;
 //! - two updaters racing over the same batches still end at the rebuild;
-//! - erasing a user leaves exactly the rebuild of what remains in the log, and nothing of the user.
+//! - erasing a user leaves exactly the rebuild of what remains in the log, and nothing of the user;
+//! - in batch mode ([`ItemPageMode::Batch`]) the same hold once a batch run has written the items and
+//!   pages, a second run writes nothing, and the stream path writes no item, page or contribution to
+//!   them.
 
 use checkout_domain::event::*;
 use checkout_domain::features::rebuild::{diff, rebuild};
 use checkout_domain::features::updater::FeatureUpdater;
+use checkout_domain::features::{batch, Doc, ItemPageMode, Key};
 use checkout_domain::ingest::LogEntry;
 use checkout_domain::memory::{Faults, MemoryFeatureStore, MemoryLog};
 use checkout_domain::ports::BatchSink;
 use chrono::{Duration, TimeZone, Utc};
 use proptest::prelude::*;
+use std::collections::BTreeMap;
 
 /// (session, user, minute, kind, a, b): a small vocabulary so that sessions, users and products collide.
 type Spec = (u8, Option<u8>, u16, u8, u8, u8);
@@ -211,6 +216,31 @@ fn updater() -> FeatureUpdater<MemoryLog, MemoryFeatureStore> {
     u
 }
 
+/// The rebuild of `entries` as a table in `mode` holds it.
+fn rebuilt(entries: &[LogEntry], mode: ItemPageMode) -> BTreeMap<Key, Doc> {
+    let (docs, _) = rebuild(entries.to_vec());
+    docs.into_iter().filter(|(_, d)| mode.keeps(d)).collect()
+}
+
+/// One batch run over the log as it is, as the archive's SQL computes it (the rebuild's items and pages:
+/// `infra/cli/tests/batch_features.rs` holds the SQL equal to them). Returns what it did.
+async fn batch_run(u: &FeatureUpdater<MemoryLog, MemoryFeatureStore>) -> batch::RunCounts {
+    let computed: BTreeMap<Key, Doc> = rebuilt(
+        &u.log.items().into_values().collect::<Vec<_>>(),
+        ItemPageMode::Batch,
+    )
+    .into_iter()
+    .filter(|(_, d)| matches!(d, Doc::Item(_) | Doc::Page(_)))
+    .collect();
+    let stored: Vec<_> = u.store.stored().into_values().collect();
+    // Run at the time of the events, within their retention (the SQL leaves out what is past it).
+    let now = Utc.with_ymd_and_hms(2019, 10, 1, 0, 0, 0).unwrap();
+    let plan = batch::run_writes(&computed, &stored, now);
+    batch::apply(&u.store, computed.len(), plan, 4)
+        .await
+        .expect("batch run")
+}
+
 /// Delivers one batch as the stream would: the events land in the log, then the updater sees their
 /// sessions.
 async fn deliver(
@@ -328,7 +358,7 @@ proptest! {
             .map(|e| e.session_id.clone())
             .collect();
         prop_assert_eq!(&sessions, &expected_sessions);
-        rt.block_on(erase(&u.log, &u.store, &user, &sessions, &mut counts)).unwrap();
+        rt.block_on(erase(&u.log, &u.store, &user, &sessions, ItemPageMode::Stream, &mut counts)).unwrap();
         let remaining: Vec<LogEntry> = u.log.items().into_values().collect();
         prop_assert!(remaining.iter().all(|e| !sessions.contains(&e.session_id)));
         prop_assert!(remaining.iter().all(|e| e.user_id.as_deref() != Some(user.as_str())));
@@ -342,8 +372,52 @@ proptest! {
         let mut again = ErasureCounts::default();
         let none = rt.block_on(sessions_of(&u.log, &u.store, &user, &mut again)).unwrap();
         prop_assert!(none.is_empty());
-        rt.block_on(erase(&u.log, &u.store, &user, &none, &mut again)).unwrap();
+        rt.block_on(erase(&u.log, &u.store, &user, &none, ItemPageMode::Stream, &mut again)).unwrap();
         prop_assert_eq!(again.log_items_deleted, 0);
         prop_assert_eq!(u.store.writes(), writes);
+    }
+
+    #[test]
+    fn in_batch_mode_the_stream_and_a_batch_run_end_at_the_rebuild_and_so_does_an_erasure(
+        (specs, (seq, cuts)) in prop::collection::vec(spec(), 1..40)
+            .prop_flat_map(|specs| { let n = specs.len(); (Just(specs), plan(n)) }),
+        who in 0u8..3,
+    ) {
+        use checkout_domain::features::erase::{erase, sessions_of, ErasureCounts};
+        let all = entries(&specs);
+        let mut u = updater();
+        u.item_pages = ItemPageMode::Batch;
+        let rt = runtime();
+        for b in &batches(&seq, &cuts) {
+            let out = rt.block_on(deliver(&u, &all, b));
+            prop_assert!(out.failed.is_empty(), "{:?}", out.failed);
+        }
+        // The stream path kept everything but the items and pages, and wrote nothing for them.
+        let streamed: BTreeMap<Key, Doc> = rebuilt(&all, ItemPageMode::Batch)
+            .into_iter()
+            .filter(|(_, d)| ItemPageMode::Batch.streamed(d))
+            .collect();
+        let d = diff(&streamed, &u.store.docs());
+        prop_assert!(d.is_empty(), "stream path differences: {:#?}", d);
+
+        let first = rt.block_on(batch_run(&u));
+        prop_assert_eq!(first.written, first.computed);
+        let d = diff(&rebuilt(&all, ItemPageMode::Batch), &u.store.docs());
+        prop_assert!(d.is_empty(), "differences after a run: {:#?}", d);
+        let writes = u.store.writes();
+        let again = rt.block_on(batch_run(&u));
+        prop_assert_eq!((again.written, again.deleted, again.unchanged), (0, 0, first.computed));
+        prop_assert_eq!(u.store.writes(), writes);
+
+        let user = format!("u{who}");
+        let mut counts = ErasureCounts::default();
+        let sessions = rt.block_on(sessions_of(&u.log, &u.store, &user, &mut counts)).unwrap();
+        rt.block_on(erase(&u.log, &u.store, &user, &sessions, ItemPageMode::Batch, &mut counts)).unwrap();
+        rt.block_on(batch_run(&u));
+        let remaining: Vec<LogEntry> = u.log.items().into_values().collect();
+        let d = diff(&rebuilt(&remaining, ItemPageMode::Batch), &u.store.docs());
+        prop_assert!(d.is_empty(), "differences after erasing {} and a run: {:#?}", user, d);
+        let text = serde_json::to_string(&u.store.docs().values().collect::<Vec<_>>()).unwrap();
+        prop_assert!(!text.contains(&format!("\"{user}\"")), "{} remains", user);
     }
 }

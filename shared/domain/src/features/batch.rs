@@ -6,6 +6,7 @@
 
 use super::aggregate::{ItemFeatures, Money, PageFeatures, Partner};
 use super::{Doc, Key};
+use crate::ports::{Expect, Stored, Write};
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -194,10 +195,158 @@ pub fn docs(
         .collect()
 }
 
+/// What one batch run does to the features table ([`run_writes`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RunPlan {
+    /// Puts of the items and pages whose features changed, and deletes of those no longer computed, each
+    /// guarded by the version read (a concurrent run makes the commit conflict; the run is re-run).
+    pub writes: Vec<Write>,
+    /// Items and pages computed the same as stored: not written.
+    pub unchanged: usize,
+    /// Stored items and pages the run no longer computes, past retention: left to the table's TTL.
+    pub expired_left: usize,
+}
+
+/// The writes of one batch run: `computed` is every item and page the run's SQL makes ([`docs`]),
+/// `stored` the item and page items the table holds. A computed item is written only if it differs from
+/// the stored one ([`super::rebuild::same`]; a stored item past retention counts as absent), so a run
+/// costs one write per item or page that changed since the last run, however many events moved it. A
+/// stored item the run no longer computes and that is not past retention lost every session that touched
+/// it to an erasure, and is deleted; one past retention is left to the TTL.
+pub fn run_writes(computed: &BTreeMap<Key, Doc>, stored: &[Stored], now: DateTime<Utc>) -> RunPlan {
+    let stored: BTreeMap<Key, &Stored> = stored
+        .iter()
+        .filter(|s| matches!(s.doc, Doc::Item(_) | Doc::Page(_)))
+        .map(|s| (s.doc.key(), s))
+        .collect();
+    let mut plan = RunPlan::default();
+    for (key, doc) in computed {
+        match stored.get(key) {
+            Some(s) if !s.doc.expired(now) && super::rebuild::same(&s.doc, doc) => {
+                plan.unchanged += 1
+            }
+            s => plan
+                .writes
+                .push(Write::put(doc.clone(), Expect::of(s.copied()))),
+        }
+    }
+    for (key, s) in stored.iter().filter(|(k, _)| !computed.contains_key(*k)) {
+        if s.doc.expired(now) {
+            plan.expired_left += 1;
+        } else {
+            plan.writes.push(Write {
+                key: key.clone(),
+                expect: Expect::Version(s.version),
+                doc: None,
+            });
+        }
+    }
+    plan
+}
+
+/// What a batch run did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RunCounts {
+    /// Items and pages the run's SQL computed.
+    pub computed: usize,
+    pub written: usize,
+    pub deleted: usize,
+    pub unchanged: usize,
+    pub expired_left: usize,
+    /// DynamoDB write units of the puts and deletes ([`super::cost`]).
+    pub write_units: u64,
+}
+
+/// Commits a run's writes, each on its own (a conditional put or delete: no item needs another's
+/// atomicity, so none pays for a transaction), `concurrency` in flight. Every write is tried; the first
+/// error is returned after them. A conflict means another writer moved an item since it was read: the
+/// run is re-run, and writes only what still differs.
+pub async fn apply<S: crate::ports::FeatureWriter>(
+    store: &S,
+    computed: usize,
+    plan: RunPlan,
+    concurrency: usize,
+) -> Result<RunCounts, crate::ports::CommitError> {
+    use futures::stream::{self, StreamExt};
+    let mut counts = RunCounts {
+        computed,
+        unchanged: plan.unchanged,
+        expired_left: plan.expired_left,
+        ..RunCounts::default()
+    };
+    for w in &plan.writes {
+        counts.write_units += super::cost::write_units(w, false);
+        match w.doc {
+            Some(_) => counts.written += 1,
+            None => counts.deleted += 1,
+        }
+    }
+    let results: Vec<_> = stream::iter(plan.writes)
+        .map(|w| store.commit(vec![w]))
+        .buffer_unordered(concurrency.max(1))
+        .collect()
+        .await;
+    match results.into_iter().find_map(Result::err) {
+        Some(e) => Err(e),
+        None => Ok(counts),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use chrono::TimeZone;
+
+    #[test]
+    fn a_run_writes_what_changed_deletes_what_was_erased_and_leaves_expired_items_to_the_ttl() {
+        let page = |path: &str, views: u32, expires_at: i64| {
+            Doc::Page(PageFeatures {
+                path: path.into(),
+                views,
+                unique_views: 1,
+                entrances: 1,
+                bounces: 0,
+                exits: 1,
+                value: Money::new(),
+                last_event_at: Utc.timestamp_opt(500, 0).unwrap(),
+                expires_at,
+            })
+        };
+        let at = |doc: Doc, version: u64| Stored { version, doc };
+        let now = Utc.timestamp_opt(1_000, 0).unwrap();
+        let computed: BTreeMap<Key, Doc> = [
+            page("/same", 2, 5_000),
+            page("/moved", 3, 5_000),
+            page("/new", 1, 5_000),
+            page("/revived", 1, 5_000),
+        ]
+        .into_iter()
+        .map(|d| (d.key(), d))
+        .collect();
+        let stored = vec![
+            at(page("/same", 2, 5_000), 3),
+            at(page("/moved", 2, 5_000), 4),
+            at(page("/revived", 1, 900), 5),
+            at(page("/erased", 7, 5_000), 6),
+            at(page("/expired", 7, 900), 7),
+        ];
+        let plan = run_writes(&computed, &stored, now);
+        assert_eq!((plan.unchanged, plan.expired_left), (1, 1));
+        let got: Vec<(String, Expect, bool)> = plan
+            .writes
+            .iter()
+            .map(|w| (w.key.pk.clone(), w.expect, w.doc.is_some()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("page#/moved".into(), Expect::Version(4), true),
+                ("page#/new".into(), Expect::Absent, true),
+                ("page#/revived".into(), Expect::Version(5), true),
+                ("page#/erased".into(), Expect::Version(6), false),
+            ]
+        );
+    }
 
     #[test]
     fn timestamps_parse_with_and_without_a_fraction() {

@@ -20,7 +20,7 @@
 use super::aggregate::Contribution;
 use super::rebuild::{aggregate, same, Contributions};
 use super::session::fold;
-use super::{Doc, Key};
+use super::{Doc, ItemPageMode, Key};
 use crate::delivery::{deliver, RetryPolicy};
 use crate::ports::{
     BatchSink, CommitError, Expect, FeatureWriter, LogEraser, LogIndex, StoreError, Write,
@@ -82,12 +82,15 @@ pub async fn sessions_of<L: LogIndex, S: FeatureWriter>(
     Ok(sessions)
 }
 
-/// Erases `sessions` (see [`sessions_of`]) of the pseudonymous `user`.
+/// Erases `sessions` (see [`sessions_of`]) of the pseudonymous `user`. In [`ItemPageMode::Batch`] the
+/// table holds no item or page contributions: the items and pages are left to the next batch run, which
+/// computes them from the archive without the erased sessions.
 pub async fn erase<L: LogIndex + LogEraser, S: FeatureWriter>(
     log: &L,
     store: &S,
     user: &str,
     sessions: &BTreeSet<String>,
+    mode: ItemPageMode,
     counts: &mut ErasureCounts,
 ) -> Result<(), ErasureError> {
     counts.sessions = sessions.len();
@@ -106,8 +109,10 @@ pub async fn erase<L: LogIndex + LogEraser, S: FeatureWriter>(
         }
         if let Some(p) = fold(&entries).0 {
             aggregates.extend(p.users.iter().map(|c| Key::user(&c.user_id)));
-            aggregates.extend(p.items.iter().map(|c| Key::item(&c.product_id)));
-            aggregates.extend(p.pages.iter().map(|c| Key::page(&c.path)));
+            if mode == ItemPageMode::Stream {
+                aggregates.extend(p.items.iter().map(|c| Key::item(&c.product_id)));
+                aggregates.extend(p.pages.iter().map(|c| Key::page(&c.path)));
+            }
             aggregates.extend(p.risk.iter().map(|c| Key::risk(c.key, &c.id)));
             review_cases.extend(p.reviews.iter().map(|(id, _)| Key::review_case(id)));
         }

@@ -77,6 +77,65 @@ pub fn unit_shard(user_id: &str) -> u32 {
 /// ([`Key::partitions`]). Changing it moves those keys: rebuild the table after a change.
 pub const AGGREGATE_SHARDS: u32 = 16;
 
+/// Who keeps the item and page features (popular products' statistics, co-occurrence, page values).
+///
+/// - [`ItemPageMode::Stream`]: the feature updater, per event, exactly, through per-session contribution
+///   items and pair counts (module docs). Fresh within seconds; about three quarters of the write units.
+/// - [`ItemPageMode::Batch`]: a scheduled run computes them from the event archive with
+///   `sql/item_features.sql` and `sql/page_features.sql` and writes each item or page that changed once
+///   per run ([`batch::run_writes`]); the updater then keeps sessions, users, risk profiles and the
+///   recovery schedule only, and no contribution or pair count of an item or a page exists. Fresh within
+///   the run interval; a product takes one write per run whatever its share of views.
+///
+/// The two keep the same item and page documents (the SQL equals the folds), so switching is a rebuild:
+/// `checkout-ai rebuild-features` with the mode lists the items the other mode left behind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ItemPageMode {
+    #[default]
+    Stream,
+    Batch,
+}
+
+impl ItemPageMode {
+    /// Whether the mode's table holds `doc`: in batch mode, no item or page contribution and no pair count.
+    pub fn keeps(self, doc: &Doc) -> bool {
+        self == ItemPageMode::Stream
+            || !matches!(
+                doc,
+                Doc::ItemContribution(_) | Doc::PageContribution(_) | Doc::ItemPair(_)
+            )
+    }
+
+    /// Whether the feature updater keeps `doc`'s entity in this mode (the batch run keeps the rest).
+    pub fn streamed(self, doc: &Doc) -> bool {
+        self == ItemPageMode::Stream
+            || !matches!(doc, Doc::Item(_) | Doc::Page(_)) && self.keeps(doc)
+    }
+}
+
+impl std::str::FromStr for ItemPageMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "stream" => Ok(ItemPageMode::Stream),
+            "batch" => Ok(ItemPageMode::Batch),
+            other => Err(format!(
+                "item and page mode {other:?}: expected stream or batch"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for ItemPageMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ItemPageMode::Stream => "stream",
+            ItemPageMode::Batch => "batch",
+        })
+    }
+}
+
 /// A stable shard of `id` among `shards`: the first four bytes of SHA-256 of the id, modulo `shards`.
 pub fn shard_of(id: &str, shards: u32) -> u32 {
     use sha2::{Digest, Sha256};

@@ -7,7 +7,8 @@
 //!    already done: this is what makes a redelivered batch cost reads only.
 //! 3. Group the sessions' contributions by aggregate, read each aggregate with the contributions stored
 //!    for these sessions, and commit `new − old` with the new contributions in one conditional write per
-//!    aggregate (see [`super`] for why this is exact).
+//!    aggregate (see [`super`] for why this is exact). In [`ItemPageMode::Batch`] items and pages are
+//!    left to the scheduled batch run.
 //! 4. Write the session items last, so a session item that is up to date proves its contributions landed.
 //!
 //! A conflict (another invocation moved an item since it was read) re-reads and recomputes; only
@@ -16,7 +17,7 @@
 pub use super::plan::MAX_WRITES_PER_COMMIT;
 use super::plan::{plan, Change, Job, PlanError};
 use super::session::{fold, SessionProjection};
-use super::{Doc, Key};
+use super::{Doc, ItemPageMode, Key};
 use crate::ingest::LogEntry;
 use crate::ports::{CommitError, Expect, FeatureWriter, SessionLog, StoreError, Stored, Write};
 use crate::recovery::{schedule, RecoverySettings, Schedule};
@@ -164,6 +165,9 @@ pub struct FeatureUpdater<L, S> {
     /// When abandoned carts are checked: the updater keeps each cart's recovery due item (`None`: it
     /// keeps none).
     pub recovery: Option<RecoverySettings>,
+    /// Whether it keeps the item and page features too ([`ItemPageMode::Stream`]) or leaves them to the
+    /// scheduled batch run.
+    pub item_pages: ItemPageMode,
 }
 
 impl<L: SessionLog, S: FeatureWriter> FeatureUpdater<L, S> {
@@ -174,6 +178,7 @@ impl<L: SessionLog, S: FeatureWriter> FeatureUpdater<L, S> {
             concurrency: 16,
             max_attempts: 5,
             recovery: Some(RecoverySettings::default()),
+            item_pages: ItemPageMode::Stream,
         }
     }
 
@@ -279,17 +284,19 @@ impl<L: SessionLog, S: FeatureWriter> FeatureUpdater<L, S> {
                     .or_default()
                     .push(Change::User(c.clone()));
             }
-            for c in &p.items {
-                groups
-                    .entry(Key::item(&c.product_id))
-                    .or_default()
-                    .push(Change::Item(c.clone()));
-            }
-            for c in &p.pages {
-                groups
-                    .entry(Key::page(&c.path))
-                    .or_default()
-                    .push(Change::Page(c.clone()));
+            if self.item_pages == ItemPageMode::Stream {
+                for c in &p.items {
+                    groups
+                        .entry(Key::item(&c.product_id))
+                        .or_default()
+                        .push(Change::Item(c.clone()));
+                }
+                for c in &p.pages {
+                    groups
+                        .entry(Key::page(&c.path))
+                        .or_default()
+                        .push(Change::Page(c.clone()));
+                }
             }
             for c in &p.risk {
                 groups
