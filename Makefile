@@ -6,6 +6,9 @@ VENV        := .venv
 PY          := $(VENV)/bin/python
 STAMP       := $(VENV)/.installed
 PORT        ?= 5055
+# Who keeps the item and page features on the local stack (template parameter ItemPageFeatures): the demo
+# runs the batch mode; `make demo ITEM_PAGES=stream` runs the per-event stream mode.
+ITEM_PAGES  ?= batch
 STATE       := .local
 STACK       := $(STATE)/stack.json
 ENDPOINT    := http://127.0.0.1:$(PORT)
@@ -46,7 +49,7 @@ build: ## Build the operator CLI and the functions
 stack-up: $(STAMP) ## Start moto on 127.0.0.1:$(PORT) and create the template's resources
 	$(PY) infra/localstack.py start --port $(PORT) --state $(STATE)
 	$(PY) infra/localstack.py create --endpoint $(ENDPOINT) --prefix checkout-ai --out $(STACK) \
-	    --param EventRetentionDays=36500
+	    --param EventRetentionDays=36500 --param ItemPageFeatures=$(ITEM_PAGES)
 	@echo "local stack described in $(STACK) (env for sam local: $(STATE)/stack.sam-env.json)"
 
 stack-down: ## Stop the local stack

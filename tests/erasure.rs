@@ -276,7 +276,7 @@ async fn an_erased_user_is_found_nowhere_the_rebuild_matches_and_a_replay_brings
 
     // The rebuild from the log equals the live table (before anything reads the queues).
     let live = scan_features(&ddb, &table).await.unwrap();
-    let report = checkout_ai::compare(log_items(&stack).await, &live);
+    let report = checkout_ai::compare(log_items(&stack).await, &live, Default::default());
     assert_eq!(report.differences, 0, "{:#?}", report.sample);
     // Found nowhere.
     let leftovers = found(&everything(&stack).await);
@@ -295,6 +295,6 @@ async fn an_erased_user_is_found_nowhere_the_rebuild_matches_and_a_replay_brings
     let leftovers = found(&everything(&stack).await);
     assert!(leftovers.is_empty(), "{leftovers:#?}");
     let live = scan_features(&ddb, &table).await.unwrap();
-    let report = checkout_ai::compare(log_items(&stack).await, &live);
+    let report = checkout_ai::compare(log_items(&stack).await, &live, Default::default());
     assert_eq!(report.differences, 0, "{:#?}", report.sample);
 }

@@ -39,7 +39,7 @@ async fn projected_features_equal_a_rebuild_and_a_redelivered_stream_changes_not
     let ddb = aws_sdk_dynamodb::Client::new(&stack.sdk_config().await);
     let table = stack.resource("FeaturesTable").expect("table").name.clone();
     let live = scan_features(&ddb, &table).await.expect("scan");
-    let report = checkout_ai::compare(log.clone(), &live);
+    let report = checkout_ai::compare(log.clone(), &live, Default::default());
     assert_eq!(report.unreadable_events, 0);
     assert_eq!(report.differences, 0, "{:#?}", report.sample);
     assert_eq!(report.expected_items, report.live_items);

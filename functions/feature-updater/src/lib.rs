@@ -23,6 +23,7 @@ use checkout_domain::delivery::{deliver, RetryPolicy};
 use checkout_domain::features::updater::{
     FeatureUpdater, UpdateCounts, UpdateFailure, UpdateOutcome,
 };
+use checkout_domain::features::ItemPageMode;
 use checkout_domain::ports::{BatchSink, FeatureWriter, SessionLog};
 use chrono::{DateTime, Utc};
 use lambda_runtime::{Error, LambdaEvent};
@@ -40,6 +41,9 @@ pub struct Config {
     pub max_attempts: u32,
     /// When abandoned carts are checked: the schedule the updater keeps for the recovery sweep.
     pub recovery: checkout_domain::recovery::RecoverySettings,
+    /// `ITEM_PAGE_FEATURES`: whether the updater keeps the item and page features (`stream`, the default)
+    /// or leaves them to the scheduled batch run (`batch`).
+    pub item_pages: ItemPageMode,
 }
 
 impl Config {
@@ -51,6 +55,7 @@ impl Config {
             concurrency: env.parsed("UPDATE_CONCURRENCY", 16usize)?.max(1),
             max_attempts: env.parsed("MAX_CONFLICT_ATTEMPTS", 5u32)?.max(1),
             recovery: env.recovery_settings()?,
+            item_pages: env.parsed("ITEM_PAGE_FEATURES", ItemPageMode::Stream)?,
         })
     }
 }
@@ -159,6 +164,7 @@ impl Function {
         updater.concurrency = config.concurrency;
         updater.max_attempts = config.max_attempts;
         updater.recovery = Some(config.recovery);
+        updater.item_pages = config.item_pages;
         Ok(Function {
             updater,
             failures: SqsFailureQueue {

@@ -205,6 +205,41 @@ pub fn batch_features(dir: &Path, now: i64) -> Result<BTreeMap<Key, Doc>, BoxErr
     ))
 }
 
+/// One batch run of the item and page features on the local stack ([`checkout_domain::features::ItemPageMode::Batch`]): the log
+/// archived under `dir` as Firehose would have it, the archive's SQL (DuckDB) over it at `now`, and each
+/// item or page that changed since the last run written once ([`batch::run_writes`], [`batch::apply`]).
+/// In AWS a scheduled job does the same with Athena.
+pub async fn batch_run(
+    stack: &LocalStack,
+    dir: &Path,
+    now: DateTime<Utc>,
+) -> Result<batch::RunCounts, BoxError> {
+    archive_log(stack, dir).await?;
+    let computed = batch_features(dir, now.timestamp())?;
+    let (ddb, env) = crate::rebuild::feature_tables(stack).await?;
+    let table = env.required("FEATURES_TABLE")?.to_string();
+    let stored = crate::census::scan_stored(&ddb, &table, &["item", "page"]).await?;
+    let plan = batch::run_writes(&computed, &stored, now);
+    let store = checkout_aws::features::DynamoFeatureStore { client: ddb, table };
+    Ok(batch::apply(&store, computed.len(), plan, 16).await?)
+}
+
+/// [`batch_run`] at the current time on a stack in batch mode; nothing on a stack in stream mode.
+pub async fn batch_run_if_batch(
+    stack: &LocalStack,
+    dir: &Path,
+) -> Result<Option<batch::RunCounts>, BoxError> {
+    if stack.item_page_mode()? != checkout_domain::features::ItemPageMode::Batch {
+        return Ok(None);
+    }
+    let run = batch_run(stack, dir, Utc::now()).await?;
+    println!(
+        "  batch run of the item and page features: {} computed, {} written, {} deleted, {} unchanged ({} write units)",
+        run.computed, run.written, run.deleted, run.unchanged, run.write_units
+    );
+    Ok(Some(run))
+}
+
 /// The experiment's report from the archive: the readout's rows folded as the evaluator folds units.
 pub fn report_from_archive(
     dir: &Path,

@@ -10,6 +10,7 @@ use crate::local::stack::LocalStack;
 use crate::replay::{replay, ReplayReport};
 use crate::{demo_loop, model, BoxError};
 use checkout_aws::features::DynamoFeatureStore;
+use checkout_domain::features::batch::RunCounts;
 use checkout_domain::features::{Doc, Key};
 use checkout_domain::ports::{FeatureReader, Stored};
 use serde::Serialize;
@@ -26,8 +27,16 @@ pub struct FeaturesSummary {
     pub log_items_read_per_event: f64,
     pub feature_items_read_per_event: f64,
     pub feature_items_written_per_event: f64,
-    /// DynamoDB write units per event, by item size and transaction (`features::cost`).
+    /// DynamoDB write units per event, by item size and transaction (`features::cost`): the feature
+    /// updater's over the replay, plus every batch run's in batch mode.
     pub write_units_per_event: f64,
+    pub stream_write_units_per_event: f64,
+    pub batch_write_units_per_event: f64,
+    /// Who kept the item and page features (`ItemPageFeatures` of the stack).
+    pub item_pages: checkout_domain::features::ItemPageMode,
+    /// The batch runs of the item and page features (batch mode): after the replay's features, after the
+    /// erasure, and before the archive's comparison.
+    pub batch_runs: Vec<RunCounts>,
     pub events_per_second: f64,
     /// The session with the most events, as the scorer would read it.
     pub example_session: Option<checkout_domain::features::SessionFeatures>,
@@ -120,6 +129,12 @@ pub async fn demo(stack: &LocalStack, file: &Path, out: &Path) -> Result<(), Box
     let t = Instant::now();
     println!("3/12 driving the feature updater from the event log's stream (INSERTs only) …");
     let features_run = drive_features(stack).await?;
+    // On a stack in batch mode the item and page features come from a batch run over the archive.
+    let mut batch_runs: Vec<RunCounts> =
+        crate::archive::batch_run_if_batch(stack, &out.join("archive"))
+            .await?
+            .into_iter()
+            .collect();
     let features_secs = t.elapsed().as_secs_f64();
     timings.insert("features".to_string(), features_secs);
 
@@ -225,16 +240,24 @@ pub async fn demo(stack: &LocalStack, file: &Path, out: &Path) -> Result<(), Box
 
     let t = Instant::now();
     println!("12/12 the event archive: the log's stream as Parquet by event hour, and every experiment read with the archive's SQL (DuckDB) against the evaluator's DynamoDB units …");
+    batch_runs.extend(operations.batch_run.clone());
+    batch_runs.extend(crate::archive::batch_run_if_batch(stack, &out.join("archive")).await?);
     let archive = demo_archive(stack, out).await?;
     timings.insert("archive".to_string(), t.elapsed().as_secs_f64());
     let per_event = |n: usize| n as f64 / event_log_items.max(1) as f64;
     let fc = &features_run.counts;
+    let batch_units: u64 = batch_runs.iter().map(|r| r.write_units).sum();
     let features = FeaturesSummary {
         items_by_entity,
         log_items_read_per_event: per_event(fc.log_entries_read),
         feature_items_read_per_event: per_event(fc.feature_items_read),
         feature_items_written_per_event: per_event(fc.feature_items_written),
-        write_units_per_event: fc.write_units as f64 / event_log_items.max(1) as f64,
+        write_units_per_event: (fc.write_units + batch_units) as f64
+            / event_log_items.max(1) as f64,
+        stream_write_units_per_event: fc.write_units as f64 / event_log_items.max(1) as f64,
+        batch_write_units_per_event: batch_units as f64 / event_log_items.max(1) as f64,
+        item_pages: stack.item_page_mode()?,
+        batch_runs,
         events_per_second: event_log_items as f64 / features_secs.max(1e-9),
         example_session,
         run: features_run,
@@ -516,8 +539,15 @@ fn print_summary(s: &DemoSummary) {
         f.log_items_read_per_event,
         f.feature_items_read_per_event,
         f.feature_items_written_per_event,
-        f.write_units_per_event,
+        f.stream_write_units_per_event,
         f.events_per_second
+    );
+    println!(
+        "  item and page features       {:>8}  mode; {} batch runs, {:.2} write units per event; in all {:.2} write units per event (goal: at most 3)",
+        f.item_pages.to_string(),
+        f.batch_runs.len(),
+        f.batch_write_units_per_event,
+        f.write_units_per_event
     );
     println!("  features table items by entity:");
     for (entity, n) in &f.items_by_entity {

@@ -23,6 +23,8 @@ pub struct OperationsSummary {
     pub erasure: crate::erase::Receipt,
     /// Differences between the live features table and a rebuild from the log, after the erasure.
     pub rebuild_differences_after_erasure: usize,
+    /// The batch run after the erasure (a stack in batch mode).
+    pub batch_run: Option<checkout_domain::features::batch::RunCounts>,
 }
 
 /// Runs the phase; writes `explain.json`, `drift.json`, `drift.html` and `erasure-receipt.json` to `out`.
@@ -115,6 +117,8 @@ pub async fn run(
         out.join("erasure-receipt.json"),
         serde_json::to_vec_pretty(&erasure)?,
     )?;
+    // On a stack in batch mode the erased sessions leave items and pages at the next batch run.
+    let batch_run = crate::archive::batch_run_if_batch(stack, &out.join("archive")).await?;
     let rebuild = crate::rebuild::rebuild_features(stack).await?;
     println!(
         "  after the erasure, the features table against a rebuild from the log: {} differences",
@@ -139,5 +143,6 @@ pub async fn run(
         drift_report,
         erasure,
         rebuild_differences_after_erasure: rebuild.differences,
+        batch_run,
     })
 }

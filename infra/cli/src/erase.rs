@@ -111,7 +111,7 @@ pub async fn run(stack: &LocalStack, raw: &str) -> Result<Receipt, BoxError> {
         &store,
         &pseudonym,
         &sessions,
-        ItemPageMode::Stream,
+        stack.item_page_mode()?,
         &mut counts,
     )
     .await?;

@@ -5,7 +5,7 @@ use crate::census::scan_features;
 use crate::local::stack::LocalStack;
 use crate::BoxError;
 use checkout_domain::features::rebuild::{count_by_entity, diff, is_schedule, rebuild, Difference};
-use checkout_domain::features::{Doc, Key};
+use checkout_domain::features::{Doc, ItemPageMode, Key};
 use serde::Serialize;
 
 /// How the live features table compares with a rebuild from the event log.
@@ -28,7 +28,7 @@ pub async fn rebuild_features(stack: &LocalStack) -> Result<RebuildReport, BoxEr
     let (ddb, env) = feature_tables(stack).await?;
     let log = crate::census::scan_log(&ddb, env.required("EVENT_LOG_TABLE")?).await?;
     let live = scan_features(&ddb, env.required("FEATURES_TABLE")?).await?;
-    Ok(compare(log, &live))
+    Ok(compare(log, &live, stack.item_page_mode()?))
 }
 
 /// A DynamoDB client for the local stack and the feature updater's environment (which names the event
@@ -43,13 +43,16 @@ pub async fn feature_tables(
     ))
 }
 
-/// The rebuild of `log` compared with `live`.
+/// The rebuild of `log` compared with `live`, a table kept in `mode` (in batch mode it holds no item or
+/// page contributions or pair counts, and its items and pages are as current as the last batch run).
 pub fn compare(
     log: Vec<checkout_domain::ingest::LogEntry>,
     live: &std::collections::BTreeMap<Key, Doc>,
+    mode: ItemPageMode,
 ) -> RebuildReport {
     let log_entries = log.len();
-    let (expected, unreadable) = rebuild(log);
+    let (mut expected, unreadable) = rebuild(log);
+    expected.retain(|_, d| mode.keeps(d));
     let differences = diff(&expected, live);
     RebuildReport {
         log_entries,

@@ -8,12 +8,13 @@
 
 use crate::{replay::rees46_records, BoxError};
 use checkout_domain::features::updater::{FeatureUpdater, UpdateCounts};
+use checkout_domain::features::ItemPageMode;
 use checkout_domain::ingest::{Admission, LogEntry, DEFAULT_MAX_RECORD_BYTES};
 use checkout_domain::memory::{Faults, MemoryFeatureStore, MemoryLog};
 use checkout_domain::ports::BatchSink;
 use checkout_domain::pseudonym::Pseudonymizer;
 use serde::Serialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 /// The stream mapping's batch size in `template.yaml` (`FeatureUpdaterFunction`, `BatchSize`).
@@ -40,55 +41,41 @@ pub struct WriteCost {
     pub micro_batch: Option<MicroBatchCost>,
 }
 
-/// What the micro-batch plan (docs/features.md) would write for the same events: the stream path keeps
-/// sessions, users (with their experiment units), risk profiles, review cases and the recovery schedule,
-/// as measured in this run; item and page features are recomputed every `interval_minutes` of event time
-/// from every event so far (the rebuild's folds, which `sql/item_features.sql` and
-/// `sql/page_features.sql` equal) and each item or page that changed since the last run is written
-/// once, a plain put billed by its size (a removed one, a delete).
+/// What the micro-batch mode ([`ItemPageMode::Batch`]) writes for the same events, measured: the
+/// updater in batch mode over the same batches (sessions, users with their experiment units, risk
+/// profiles, review cases, the recovery schedule), and a batch run at the end of every `interval_minutes`
+/// of event time over every event so far, through the production run's own code
+/// ([`checkout_domain::features::batch::run_writes`] and `apply`: each item or page that changed since
+/// the last run written once, a plain put billed by its size). The runs compute the items and pages with
+/// the rebuild's folds, which `sql/item_features.sql` and `sql/page_features.sql` equal.
 #[derive(Debug, Clone, Serialize)]
 pub struct MicroBatchCost {
     pub interval_minutes: i64,
     pub runs: usize,
     pub stream_units_per_event: f64,
+    /// The stream path's write units in batch mode, per entity type.
+    pub stream_units_by_entity: BTreeMap<String, u64>,
     /// Item and page writes over all runs.
     pub batch_writes: u64,
     pub batch_units_per_event: f64,
     pub total_units_per_event: f64,
 }
 
-/// Partition-key prefixes of the item and page features and their bookkeeping, which the micro-batch
-/// plan takes out of the stream path.
-const BATCH_ENTITIES: [&str; 5] = [
-    "item",
-    "item-contribution",
-    "item-pairs",
-    "page",
-    "page-contribution",
-];
-
-/// The micro-batch plan's cost for `entries`, given the stream path's measured units by entity.
-pub fn micro_batch_cost(
+/// The batch runs' writes and units for `entries`, one run at the end of every `interval` of event time.
+pub async fn batch_runs(
     entries: &[LogEntry],
-    by_entity: &BTreeMap<String, u64>,
     interval: chrono::Duration,
-) -> MicroBatchCost {
-    use checkout_domain::features::cost::{item_size, units_for};
+) -> Result<(usize, u64, u64), BoxError> {
+    use checkout_domain::features::batch::{apply, run_writes};
     use checkout_domain::features::rebuild::rebuild;
     use checkout_domain::features::{Doc, Key};
-    let n = entries.len().max(1) as f64;
-    let stream: u64 = by_entity
-        .iter()
-        .filter(|(entity, _)| !BATCH_ENTITIES.contains(&entity.as_str()))
-        .map(|(_, u)| u)
-        .sum();
     let mut sorted: Vec<(chrono::DateTime<chrono::Utc>, &LogEntry)> = entries
         .iter()
         .filter_map(|e| e.event().ok().map(|ev| (ev.occurred_at, e)))
         .collect();
     sorted.sort_by_key(|(at, e)| (*at, e.event_id.clone()));
     let step = interval.num_seconds().max(1);
-    let mut previous: BTreeMap<Key, Doc> = BTreeMap::new();
+    let store = MemoryFeatureStore::new(Faults::default());
     let (mut runs, mut writes, mut units) = (0usize, 0u64, 0u64);
     let mut taken = 0;
     while taken < sorted.len() {
@@ -98,30 +85,21 @@ pub fn micro_batch_cost(
             taken += 1;
         }
         let (docs, _) = rebuild(sorted[..taken].iter().map(|(_, e)| (*e).clone()).collect());
-        let now: BTreeMap<Key, Doc> = docs
+        let computed: BTreeMap<Key, Doc> = docs
             .into_iter()
             .filter(|(_, d)| matches!(d, Doc::Item(_) | Doc::Page(_)))
             .collect();
-        for (key, doc) in &now {
-            if previous.get(key) != Some(doc) {
-                writes += 1;
-                units += units_for(item_size(doc));
-            }
-        }
-        let removed = previous.keys().filter(|k| !now.contains_key(*k)).count() as u64;
-        writes += removed;
-        units += removed;
-        previous = now;
+        let stored: Vec<_> = store.stored().into_values().collect();
+        let now = chrono::DateTime::from_timestamp(boundary, 0).ok_or("run time out of range")?;
+        let plan = run_writes(&computed, &stored, now);
+        let done = apply(&store, computed.len(), plan, 16)
+            .await
+            .map_err(|e| format!("batch run: {e}"))?;
+        writes += (done.written + done.deleted) as u64;
+        units += done.write_units;
         runs += 1;
     }
-    MicroBatchCost {
-        interval_minutes: interval.num_minutes(),
-        runs,
-        stream_units_per_event: stream as f64 / n,
-        batch_writes: writes,
-        batch_units_per_event: units as f64 / n,
-        total_units_per_event: (stream + units) as f64 / n,
-    }
+    Ok((runs, writes, units))
 }
 
 /// One partition key's share of the writes.
@@ -167,31 +145,10 @@ pub async fn measure(
                 .map_err(|e| format!("{}: {}", e.reason, e.detail))?,
         );
     }
-    let updater = FeatureUpdater::new(
-        MemoryLog::new(usize::MAX, Faults::default()),
-        MemoryFeatureStore::new(Faults::default()),
-    );
-    let mut counts = UpdateCounts::default();
     let size = batch_size.max(1);
-    let mut batches = 0;
-    for batch in entries.chunks(size) {
-        let refs: Vec<&LogEntry> = batch.iter().collect();
-        updater.log.put(&refs).await?;
-        let sessions: Vec<String> = batch.iter().map(|e| e.session_id.clone()).collect();
-        let out = updater.update(&sessions).await;
-        if !out.failed.is_empty() {
-            return Err(format!("{} sessions failed", out.failed.len()).into());
-        }
-        counts += &out.counts;
-        batches += 1;
-    }
-    let by_pk = updater.store.write_units_by_pk();
+    let (counts, by_pk, batches) = run_updater(&entries, size, ItemPageMode::Stream).await?;
     let total: u64 = by_pk.values().sum();
-    let mut by_entity: BTreeMap<String, u64> = BTreeMap::new();
-    for (pk, u) in &by_pk {
-        let entity = pk.split('#').next().unwrap_or(pk).to_string();
-        *by_entity.entry(entity).or_default() += u;
-    }
+    let by_entity = by_entity(&by_pk);
     let n = entries.len().max(1) as f64;
     let mut hottest: Vec<HotKey> = by_pk
         .into_iter()
@@ -204,17 +161,72 @@ pub async fn measure(
         .collect();
     hottest.sort_by(|a, b| b.write_units.cmp(&a.write_units).then(a.pk.cmp(&b.pk)));
     hottest.truncate(10);
+    let micro_batch = match micro_batch {
+        None => None,
+        Some(every) => {
+            let (_, stream_pk, _) = run_updater(&entries, size, ItemPageMode::Batch).await?;
+            let stream: u64 = stream_pk.values().sum();
+            let (runs, batch_writes, batch_units) = batch_runs(&entries, every).await?;
+            Some(MicroBatchCost {
+                interval_minutes: every.num_minutes(),
+                runs,
+                stream_units_per_event: stream as f64 / n,
+                stream_units_by_entity: self::by_entity(&stream_pk),
+                batch_writes,
+                batch_units_per_event: batch_units as f64 / n,
+                total_units_per_event: (stream + batch_units) as f64 / n,
+            })
+        }
+    };
     Ok(WriteCost {
         events: entries.len(),
         batch_size: size,
         batches,
         items_written_per_event: counts.feature_items_written as f64 / n,
         write_units_per_event: counts.write_units as f64 / n,
-        micro_batch: micro_batch.map(|every| micro_batch_cost(&entries, &by_entity, every)),
+        micro_batch,
         counts,
         write_units_by_entity: by_entity,
         hottest,
     })
+}
+
+/// Runs `entries` through an in-memory updater in `mode`, `size` at a time: the counts, the write units
+/// per partition key, and the number of batches.
+async fn run_updater(
+    entries: &[LogEntry],
+    size: usize,
+    mode: ItemPageMode,
+) -> Result<(UpdateCounts, HashMap<String, u64>, usize), BoxError> {
+    let mut updater = FeatureUpdater::new(
+        MemoryLog::new(usize::MAX, Faults::default()),
+        MemoryFeatureStore::new(Faults::default()),
+    );
+    updater.item_pages = mode;
+    let mut counts = UpdateCounts::default();
+    let mut batches = 0;
+    for batch in entries.chunks(size) {
+        let refs: Vec<&LogEntry> = batch.iter().collect();
+        updater.log.put(&refs).await?;
+        let sessions: Vec<String> = batch.iter().map(|e| e.session_id.clone()).collect();
+        let out = updater.update(&sessions).await;
+        if !out.failed.is_empty() {
+            return Err(format!("{} sessions failed", out.failed.len()).into());
+        }
+        counts += &out.counts;
+        batches += 1;
+    }
+    Ok((counts, updater.store.write_units_by_pk(), batches))
+}
+
+/// Write units per entity type (the first part of the partition key).
+fn by_entity(by_pk: &HashMap<String, u64>) -> BTreeMap<String, u64> {
+    let mut out: BTreeMap<String, u64> = BTreeMap::new();
+    for (pk, u) in by_pk {
+        *out.entry(pk.split('#').next().unwrap_or(pk).to_string())
+            .or_default() += u;
+    }
+    out
 }
 
 /// The REES46 file's write cost (every row once, no duplicates).
@@ -422,17 +434,16 @@ mod tests {
             view("e4", "s3", 20, "b"),
             view("e5", "s4", 31, "c"),
         ];
-        let by_entity = BTreeMap::from([
-            ("session".to_string(), 50),
-            ("item".to_string(), 1_000),
-            ("page-contribution".to_string(), 1_000),
-        ]);
-        let cost = micro_batch_cost(&entries, &by_entity, chrono::Duration::minutes(15));
-        assert_eq!(cost.runs, 3);
-        // Run 1: items a, b and their pages; run 2: item b and its page; run 3: item c and its page.
-        assert_eq!(cost.batch_writes, 4 + 2 + 2);
-        assert_eq!(cost.stream_units_per_event, 10.0);
-        assert_eq!(cost.batch_units_per_event, 8.0 / 5.0);
-        assert_eq!(cost.total_units_per_event, 10.0 + 8.0 / 5.0);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        let (runs, writes, units) = rt
+            .block_on(batch_runs(&entries, chrono::Duration::minutes(15)))
+            .expect("runs");
+        assert_eq!(runs, 3);
+        // Run 1: items a, b and their pages; run 2: item b and its page (b's exit page too); run 3: item
+        // c and its page. Each small item is one unit.
+        assert_eq!(writes, 4 + 2 + 2);
+        assert_eq!(units, writes);
     }
 }

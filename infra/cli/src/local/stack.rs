@@ -100,6 +100,14 @@ impl LocalStack {
         ))
     }
 
+    /// Who keeps the item and page features on this stack: the feature updater's `ITEM_PAGE_FEATURES`
+    /// (the template's `ItemPageFeatures`; `make demo` creates its stack with `batch`).
+    pub fn item_page_mode(&self) -> Result<checkout_domain::features::ItemPageMode, BoxError> {
+        Ok(self
+            .env("FeatureUpdaterFunction")?
+            .parsed("ITEM_PAGE_FEATURES", Default::default())?)
+    }
+
     /// A function's first event source of the given type.
     pub fn event_source(&self, function: &str, kind: &str) -> Result<&EventSource, BoxError> {
         self.event_sources
