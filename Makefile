@@ -94,7 +94,7 @@ sam-build: $(STAMP)
 	CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=256 CARGO_PROFILE_RELEASE_INCREMENTAL=false CARGO_PROFILE_RELEASE_OPT_LEVEL=0 \
 	    sam build --template "$(CURDIR)/template.yaml" --base-dir "$(CURDIR)" \
 	        --parameter-overrides Architecture=x86_64 --build-dir "$(SAM_BUILD)" --no-cached && \
-	for f in IngestFunction FeatureUpdaterFunction ScorerFunction ExperimentEvaluatorFunction RecoverySweepFunction ReviewFunction ArchiverFunction; do \
+	for f in IngestFunction FeatureUpdaterFunction ScorerFunction ExperimentEvaluatorFunction RecoverySweepFunction ReviewFunction ArchiverFunction ItemPageBatchFunction; do \
 	    test -x "$(SAM_BUILD)/$$f/bootstrap" || { echo "sam build made no bootstrap for $$f"; exit 1; }; \
 	done
 

@@ -22,6 +22,7 @@ FUNCTIONS = {
     "recovery-sweep": {"aws-sdk-dynamodb", "aws-sdk-s3", "aws-sdk-sqs"},
     "review": {"aws-sdk-dynamodb", "aws-sdk-s3"},
     "archiver": {"aws-sdk-firehose"},
+    "item-page-batch": {"aws-sdk-athena", "aws-sdk-dynamodb"},
 }
 OPERATOR_ONLY = {"csv", "ndarray", "clap", "indicatif", "statrs"}
 STATISTICS = {"experiment-evaluator": {"statrs"}}

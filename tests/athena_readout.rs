@@ -5,40 +5,32 @@
 //! are checked by `checkout_aws::athena`'s unit test; the SQL itself against DuckDB in
 //! `infra/cli/tests/archive_readout.rs`).
 
-use checkout_aws::athena::{AthenaReadout, READOUT_SQL};
+use checkout_aws::athena::{Athena, AthenaReadout, READOUT_SQL};
 use checkout_aws::config::local_sdk_config;
 use checkout_domain::ports::{ReadoutQuery, ReadoutSource};
 use chrono::TimeZone;
 use serde_json::json;
-use std::io::{Read, Write};
 use std::time::Duration;
 
 const COLUMNS: [&str; 22] = checkout_domain::experiment::evaluation::ReadoutRow::COLUMNS;
 
 /// Seeds moto's next Athena result (the header row, then the data rows).
 fn seed(endpoint: &str, rows: &[Vec<String>]) {
-    let cell = |v: &String| json!({"VarCharValue": v});
-    let mut all = vec![
-        json!({"Data": COLUMNS.iter().map(|c| json!({"VarCharValue": c})).collect::<Vec<_>>()}),
-    ];
-    all.extend(
-        rows.iter()
-            .map(|r| json!({"Data": r.iter().map(cell).collect::<Vec<_>>()})),
-    );
-    let body = json!({"region": "us-east-1", "results": [{"rows": all}]}).to_string();
-    let addr = endpoint.trim_start_matches("http://");
-    let mut s = std::net::TcpStream::connect(addr).expect("moto");
-    write!(
-        s,
-        "POST /moto-api/static/athena/query-results HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .expect("write");
-    let mut answer = String::new();
-    s.read_to_string(&mut answer).expect("read");
-    assert!(
-        answer.starts_with("HTTP/1.1 201") || answer.starts_with("HTTP/1.0 201"),
-        "{answer}"
+    let rows: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|r| {
+            json!(COLUMNS
+                .iter()
+                .zip(r)
+                .map(|(c, v)| (c.to_string(), json!(v)))
+                .collect::<serde_json::Map<_, _>>())
+        })
+        .collect();
+    checkout_ai_integration_tests::seed_athena(
+        endpoint,
+        vec![checkout_ai_integration_tests::athena_result(
+            &COLUMNS, &rows,
+        )],
     );
 }
 
@@ -62,13 +54,13 @@ async fn the_readout_runs_the_sql_file_and_reads_every_result_row_back() {
         endpoint,
         &[row("control", 1_200_000), row("treatment", 1_199_000)],
     );
-    let readout = AthenaReadout {
+    let readout = AthenaReadout(Athena {
         client: client.clone(),
         workgroup: "archive-wg".into(),
         database: "checkout_archive".into(),
         poll: Duration::from_millis(10),
         max_wait: Duration::from_secs(10),
-    };
+    });
     let query = ReadoutQuery {
         experiment_id: "checkout-offer".into(),
         recovery: false,
@@ -115,9 +107,9 @@ async fn the_readout_runs_the_sql_file_and_reads_every_result_row_back() {
     );
     assert_eq!(x.work_group(), Some("archive-wg"));
     // And a workgroup that does not exist is a store error, not a panic.
-    let missing = AthenaReadout {
+    let missing = AthenaReadout(Athena {
         workgroup: "no-such-wg".into(),
-        ..readout
-    };
+        ..readout.0
+    });
     assert!(missing.readout(&query).await.is_err());
 }

@@ -5,13 +5,16 @@
 //! answers and their effects are checked: ingest reports no batch item failures and logs the valid
 //! events and quarantines the poison ones, the feature updater projects the logged session, the scorer
 //! answers the API Gateway event with a 200 decision and the invalid one with a 400, the evaluator
-//! answers the scheduler event with its run summary.
+//! answers the scheduler event with its run summary, the item and page batch run writes the item its
+//! (seeded) query result describes.
 //!
 //! The binaries are the ones `sam build` made when `CHECKOUT_AI_BOOTSTRAPS` names its build folder
 //! (`make test` runs the SAM build check first and passes it: one build serves both); otherwise the test
 //! builds each package itself (`cargo build -p <package>`), so a plain `cargo test` is never stale.
 
-use checkout_ai_integration_tests::{fresh_stack_in, logged_ids, quarantine_messages, repo_root};
+use checkout_ai_integration_tests::{
+    athena_result, fresh_stack_in, logged_ids, quarantine_messages, repo_root, seed_athena,
+};
 use checkout_aws::features::DynamoFeatureStore;
 use checkout_aws::s3::{s3_client, S3ObjectStore};
 use checkout_domain::decision::config::{DecisionConfig, DEFAULT_CONFIG_KEY};
@@ -331,5 +334,55 @@ async fn every_function_runs_under_the_runtime_api_with_its_fixtures() {
         treated,
         "{types:?}"
     );
+
+    // The item and page batch run: its two queries answered by moto with seeded results (it runs no SQL).
+    let workgroup = stack
+        .env("ItemPageBatchFunction")
+        .unwrap()
+        .required("ARCHIVE_WORKGROUP")
+        .unwrap()
+        .to_string();
+    aws_sdk_athena::Client::new(&sdk)
+        .create_work_group()
+        .name(&workgroup)
+        .send()
+        .await
+        .unwrap();
+    let item = json!({"row_kind": "item", "product_id": "sku-batch", "views": 2, "cart_adds": 0,
+        "purchases": 0, "units": 0, "sessions": 1, "last_event_at": "2026-11-30 12:00:00",
+        "expires_at": 4_000_000_000u64});
+    seed_athena(
+        checkout_ai_integration_tests::moto(),
+        vec![
+            athena_result(&ITEM_COLUMNS, &[item]),
+            athena_result(&["row_kind", "page_path"], &[]),
+        ],
+    );
+    let w = watch("item-page-batch", &dir, "ItemPageBatchFunction");
+    let run = invoke(&w, "scheduler-item-page-batch.json");
+    drop(w);
+    assert_eq!(
+        (&run["computed"], &run["written"]),
+        (&json!(1), &json!(1)),
+        "{run}"
+    );
+    let key = Key::item("sku-batch");
+    assert!(matches!(
+        store.get_many(std::slice::from_ref(&key)).await.unwrap().remove(&key).map(|s| s.doc),
+        Some(Doc::Item(i)) if i.views == 2
+    ));
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// The columns of `sql/item_features.sql`'s rows that the fixture's item fills.
+const ITEM_COLUMNS: [&str; 9] = [
+    "row_kind",
+    "product_id",
+    "views",
+    "cart_adds",
+    "purchases",
+    "units",
+    "sessions",
+    "last_event_at",
+    "expires_at",
+];

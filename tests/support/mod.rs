@@ -204,3 +204,45 @@ pub fn kinesis_event(payloads: &[Vec<u8>], stream_arn: &str) -> KinesisEvent {
         .collect();
     serde_json::from_value(serde_json::json!({ "Records": records })).expect("Kinesis event")
 }
+
+/// Seeds moto's next Athena results, one per query in the order the queries start. Each result is
+/// `{"rows": [...]}` as Athena's `GetQueryResults` returns rows: a header row, then the data rows.
+pub fn seed_athena(endpoint: &str, results: Vec<serde_json::Value>) {
+    use std::io::{Read, Write};
+    let body = serde_json::json!({"region": "us-east-1", "results": results}).to_string();
+    let addr = endpoint.trim_start_matches("http://");
+    let mut s = std::net::TcpStream::connect(addr).expect("moto");
+    write!(
+        s,
+        "POST /moto-api/static/athena/query-results HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("write");
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).expect("read");
+    assert!(
+        answer.starts_with("HTTP/1.1 201") || answer.starts_with("HTTP/1.0 201"),
+        "{answer}"
+    );
+}
+
+/// One Athena result: a header of `columns`, then each row's cells as text (a JSON string as it is, any
+/// other value as its JSON text), SQL NULL (JSON null or a missing field) as a cell without a value.
+pub fn athena_result(columns: &[&str], rows: &[serde_json::Value]) -> serde_json::Value {
+    use serde_json::json;
+    let mut all = vec![
+        json!({"Data": columns.iter().map(|c| json!({"VarCharValue": c})).collect::<Vec<_>>()}),
+    ];
+    for r in rows {
+        let cells: Vec<serde_json::Value> = columns
+            .iter()
+            .map(|c| match r.get(*c).unwrap_or(&serde_json::Value::Null) {
+                serde_json::Value::Null => json!({}),
+                serde_json::Value::String(s) => json!({"VarCharValue": s}),
+                other => json!({"VarCharValue": other.to_string()}),
+            })
+            .collect();
+        all.push(json!({"Data": cells}));
+    }
+    json!({"rows": all})
+}

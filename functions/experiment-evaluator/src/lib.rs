@@ -14,7 +14,7 @@
 //!   every other due experiment was evaluated, so the retry (Lambda's asynchronous retries, then the
 //!   dead-letter queue) redoes only the windows not yet written.
 
-use checkout_aws::athena::AthenaReadout;
+use checkout_aws::athena::{Athena, AthenaReadout};
 use checkout_aws::dynamo::DynamoLogIndex;
 use checkout_aws::emf::{Metrics, Unit};
 use checkout_aws::features::DynamoUnitSource;
@@ -380,12 +380,14 @@ impl Function {
                 client: s3,
                 bucket: config.reports_bucket.clone(),
             },
-            readout: config.sql_readout.as_ref().map(|r| AthenaReadout {
-                client: aws_sdk_athena::Client::new(sdk),
-                workgroup: r.workgroup.clone(),
-                database: r.database.clone(),
-                poll: std::time::Duration::from_millis(500),
-                max_wait: std::time::Duration::from_secs(120),
+            readout: config.sql_readout.as_ref().map(|r| {
+                AthenaReadout(Athena {
+                    client: aws_sdk_athena::Client::new(sdk),
+                    workgroup: r.workgroup.clone(),
+                    database: r.database.clone(),
+                    poll: std::time::Duration::from_millis(500),
+                    max_wait: std::time::Duration::from_secs(120),
+                })
             }),
             log: config.event_log_table.clone().map(|table| DynamoLogIndex {
                 client: aws_sdk_dynamodb::Client::new(sdk),

@@ -207,7 +207,7 @@ pub fn batch_features(dir: &Path, now: i64) -> Result<BTreeMap<Key, Doc>, BoxErr
 
 /// One batch run of the item and page features on the local stack ([`checkout_domain::features::ItemPageMode::Batch`]): the log
 /// archived under `dir` as Firehose would have it, the archive's SQL (DuckDB) over it at `now`, and each
-/// item or page that changed since the last run written once ([`batch::run_writes`], [`batch::apply`]).
+/// item or page that changed since the last run written once ([`batch::run_docs`]).
 /// In AWS a scheduled job does the same with Athena.
 pub async fn batch_run(
     stack: &LocalStack,
@@ -218,10 +218,8 @@ pub async fn batch_run(
     let computed = batch_features(dir, now.timestamp())?;
     let (ddb, env) = crate::rebuild::feature_tables(stack).await?;
     let table = env.required("FEATURES_TABLE")?.to_string();
-    let stored = crate::census::scan_stored(&ddb, &table, &["item", "page"]).await?;
-    let plan = batch::run_writes(&computed, &stored, now);
     let store = checkout_aws::features::DynamoFeatureStore { client: ddb, table };
-    Ok(batch::apply(&store, computed.len(), plan, 16).await?)
+    Ok(batch::run_docs(&store, &computed, now, 16).await?)
 }
 
 /// [`batch_run`] at the current time on a stack in batch mode; nothing on a stack in stream mode.

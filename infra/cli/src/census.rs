@@ -74,20 +74,6 @@ pub async fn scan_entities(
     table: &str,
     entities: &[&str],
 ) -> Result<BTreeMap<Key, Doc>, Box<dyn std::error::Error + Send + Sync>> {
-    Ok(scan_stored(client, table, entities)
-        .await?
-        .into_iter()
-        .map(|s| (s.doc.key(), s.doc))
-        .collect())
-}
-
-/// The items of the given entity types with their versions (what a conditional write expects), from a
-/// filtered scan.
-pub async fn scan_stored(
-    client: &Client,
-    table: &str,
-    entities: &[&str],
-) -> Result<Vec<checkout_domain::ports::Stored>, Box<dyn std::error::Error + Send + Sync>> {
     let mut scan = client
         .scan()
         .table_name(table)
@@ -102,10 +88,11 @@ pub async fn scan_stored(
         names.push(name);
     }
     let scan = scan.filter_expression(format!("#entity IN ({})", names.join(", ")));
-    scan_all(scan, |item| {
-        from_feature_item(item).map(|(_, stored)| stored)
+    let items = scan_all(scan, |item| {
+        from_feature_item(item).map(|(key, stored)| (key, stored.doc))
     })
-    .await
+    .await?;
+    Ok(items.into_iter().collect())
 }
 
 /// Items per entity type, and the session with the most events (then the most orders), from a scan

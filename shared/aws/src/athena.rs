@@ -1,18 +1,29 @@
-//! The experiment readout on Athena: `sql/experiment_readout.sql` (the file DuckDB runs locally) over
-//! the archive's Glue table, in the archive's workgroup, its parameters as execution parameters.
+//! SQL on the event archive with Athena: the files DuckDB runs locally (`sql/`) over the archive's Glue
+//! table, in the archive's workgroup, their parameters as execution parameters. The experiment readout
+//! (the evaluator) and the item and page features (the batch run) use one query runner ([`Athena`]).
 
 use crate::error::store_error;
 use aws_sdk_athena::types::{QueryExecutionContext, QueryExecutionState};
+#[cfg(feature = "athena-readout")]
 use checkout_domain::experiment::evaluation::ReadoutRow;
-use checkout_domain::ports::{ReadoutQuery, ReadoutSource, StoreError};
+use checkout_domain::features::batch::{ItemRow, PageRow};
+use checkout_domain::ports::StoreError;
+#[cfg(feature = "athena-readout")]
+use checkout_domain::ports::{ReadoutQuery, ReadoutSource};
 use std::collections::HashMap;
 use std::time::Duration;
 
+#[cfg(feature = "athena-readout")]
 /// The readout, compiled in: the evaluator runs exactly the file the tests and the demo run.
 pub const READOUT_SQL: &str = include_str!("../../../sql/experiment_readout.sql");
 
+/// The item and page features, compiled in, as `checkout-ai`'s batch run and its tests run them.
+pub const ITEM_FEATURES_SQL: &str = include_str!("../../../sql/item_features.sql");
+pub const PAGE_FEATURES_SQL: &str = include_str!("../../../sql/page_features.sql");
+
+/// Runs a query in the archive's workgroup and database and reads its result rows back.
 #[derive(Debug, Clone)]
-pub struct AthenaReadout {
+pub struct Athena {
     pub client: aws_sdk_athena::Client,
     pub workgroup: String,
     pub database: String,
@@ -21,63 +32,27 @@ pub struct AthenaReadout {
     pub max_wait: Duration,
 }
 
-/// A string as a SQL literal.
-fn literal(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
-}
+/// One result row: column name → text, `None` for SQL NULL.
+pub type Cells = HashMap<String, Option<String>>;
 
-/// The execution parameters, in the SQL's order. Athena substitutes them as SQL text.
-pub fn parameters(q: &ReadoutQuery) -> Vec<String> {
-    vec![
-        literal(&q.experiment_id),
-        if q.recovery { "true" } else { "false" }.to_string(),
-        literal(&q.window_end.format("%Y-%m-%d %H:%M:%S").to_string()),
-        q.now.timestamp().to_string(),
-        literal(&q.currency),
-    ]
-}
-
-/// One result row (column name → text) as a readout row.
-pub fn row(cells: &HashMap<String, String>) -> Result<ReadoutRow, StoreError> {
-    let mut v = serde_json::Map::new();
-    for (k, text) in cells {
-        let value = match k.as_str() {
-            "variant" | "status" => serde_json::Value::String(text.clone()),
-            _ => {
-                // Decimal sums come back as text ("123" or "123.0"): integers by construction.
-                let int = text.split('.').next().unwrap_or(text);
-                serde_json::Value::Number(
-                    int.parse::<i64>()
-                        .map(serde_json::Number::from)
-                        .map_err(|e| {
-                            StoreError::permanent("Athena result", format!("{k}={text}: {e}"))
-                        })?,
-                )
-            }
-        };
-        v.insert(k.clone(), value);
-    }
-    serde_json::from_value(serde_json::Value::Object(v))
-        .map_err(|e| StoreError::permanent("Athena result", e))
-}
-
-impl ReadoutSource for AthenaReadout {
-    fn name(&self) -> String {
-        format!("athena:{}", self.workgroup)
-    }
-
-    async fn readout(&self, q: &ReadoutQuery) -> Result<Vec<ReadoutRow>, StoreError> {
+impl Athena {
+    /// Runs `sql` with `parameters` (SQL text, in the file's order) and returns its rows.
+    pub async fn query(
+        &self,
+        sql: &str,
+        parameters: Vec<String>,
+    ) -> Result<Vec<Cells>, StoreError> {
         let started = self
             .client
             .start_query_execution()
-            .query_string(READOUT_SQL)
+            .query_string(sql)
             .query_execution_context(
                 QueryExecutionContext::builder()
                     .database(&self.database)
                     .build(),
             )
             .work_group(&self.workgroup)
-            .set_execution_parameters(Some(parameters(q)))
+            .set_execution_parameters(Some(parameters))
             .send()
             .await
             .map_err(|e| store_error("Athena StartQueryExecution", e))?;
@@ -128,17 +103,16 @@ impl ReadoutSource for AthenaReadout {
                 .await
                 .map_err(|e| store_error("Athena GetQueryResults", e))?;
             for r in page.result_set().map(|s| s.rows()).unwrap_or_default() {
-                let cells: Vec<String> = r
+                let cells: Vec<Option<String>> = r
                     .data()
                     .iter()
-                    .map(|d| d.var_char_value().unwrap_or_default().to_string())
+                    .map(|d| d.var_char_value().map(str::to_string))
                     .collect();
                 match &header {
-                    None => header = Some(cells),
-                    Some(names) => {
-                        let map = names.iter().cloned().zip(cells).collect();
-                        rows.push(row(&map)?);
+                    None => {
+                        header = Some(cells.into_iter().map(Option::unwrap_or_default).collect())
                     }
+                    Some(names) => rows.push(names.iter().cloned().zip(cells).collect()),
                 }
             }
             token = page.next_token().map(str::to_string);
@@ -150,6 +124,101 @@ impl ReadoutSource for AthenaReadout {
     }
 }
 
+#[cfg(feature = "athena-readout")]
+/// A string as a SQL literal.
+fn literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+#[cfg(feature = "athena-readout")]
+/// The execution parameters, in the SQL's order. Athena substitutes them as SQL text.
+pub fn parameters(q: &ReadoutQuery) -> Vec<String> {
+    vec![
+        literal(&q.experiment_id),
+        if q.recovery { "true" } else { "false" }.to_string(),
+        literal(&q.window_end.format("%Y-%m-%d %H:%M:%S").to_string()),
+        q.now.timestamp().to_string(),
+        literal(&q.currency),
+    ]
+}
+
+/// One result row as `T`: the `integer` columns as numbers (decimal sums come back as text, "123" or
+/// "123.0": integers by construction), NULL as JSON null, the rest as strings.
+pub fn typed<T: serde::de::DeserializeOwned>(
+    cells: &Cells,
+    integer: impl Fn(&str) -> bool,
+) -> Result<T, StoreError> {
+    let mut v = serde_json::Map::new();
+    for (k, text) in cells {
+        let value = match text {
+            None => serde_json::Value::Null,
+            Some(text) if integer(k) => {
+                let int = text.split('.').next().unwrap_or(text);
+                serde_json::Value::Number(
+                    int.parse::<i64>()
+                        .map(serde_json::Number::from)
+                        .map_err(|e| {
+                            StoreError::permanent("Athena result", format!("{k}={text}: {e}"))
+                        })?,
+                )
+            }
+            Some(text) => serde_json::Value::String(text.clone()),
+        };
+        v.insert(k.clone(), value);
+    }
+    serde_json::from_value(serde_json::Value::Object(v))
+        .map_err(|e| StoreError::permanent("Athena result", e))
+}
+
+#[cfg(feature = "athena-readout")]
+/// One result row (column name → text) as a readout row.
+pub fn row(cells: &Cells) -> Result<ReadoutRow, StoreError> {
+    typed(cells, |k| !matches!(k, "variant" | "status"))
+}
+
+/// The item and page features at `now` (epoch seconds): `sql/item_features.sql` and
+/// `sql/page_features.sql` on Athena, as the rows `checkout_domain::features::batch` folds.
+pub async fn feature_rows(
+    athena: &Athena,
+    now: i64,
+) -> Result<(Vec<ItemRow>, Vec<PageRow>), StoreError> {
+    let items = athena
+        .query(ITEM_FEATURES_SQL, vec![now.to_string()])
+        .await?
+        .iter()
+        .map(|c| typed(c, |k| ItemRow::INTEGER_COLUMNS.contains(&k)))
+        .collect::<Result<_, _>>()?;
+    let pages = athena
+        .query(PAGE_FEATURES_SQL, vec![now.to_string()])
+        .await?
+        .iter()
+        .map(|c| typed(c, |k| PageRow::INTEGER_COLUMNS.contains(&k)))
+        .collect::<Result<_, _>>()?;
+    Ok((items, pages))
+}
+
+#[cfg(feature = "athena-readout")]
+/// The evaluator's readout on Athena.
+#[derive(Debug, Clone)]
+pub struct AthenaReadout(pub Athena);
+
+#[cfg(feature = "athena-readout")]
+impl ReadoutSource for AthenaReadout {
+    fn name(&self) -> String {
+        format!("athena:{}", self.0.workgroup)
+    }
+
+    async fn readout(&self, q: &ReadoutQuery) -> Result<Vec<ReadoutRow>, StoreError> {
+        self.0
+            .query(READOUT_SQL, parameters(q))
+            .await?
+            .iter()
+            .map(row)
+            .collect()
+    }
+}
+
+#[cfg(feature = "athena-readout")]
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -183,19 +252,19 @@ mod tests {
 
     #[test]
     fn a_result_row_reads_back_with_decimal_text() {
-        let mut cells: HashMap<String, String> = HashMap::new();
+        let mut cells: Cells = HashMap::new();
         for k in &ReadoutRow::COLUMNS[2..] {
-            cells.insert((*k).into(), "12".into());
+            cells.insert((*k).into(), Some("12".into()));
         }
-        cells.insert("m1_sxx".into(), "250000000000.0".into());
-        cells.insert("variant".into(), "treatment".into());
-        cells.insert("status".into(), "ok".into());
+        cells.insert("m1_sxx".into(), Some("250000000000.0".into()));
+        cells.insert("variant".into(), Some("treatment".into()));
+        cells.insert("status".into(), Some("ok".into()));
         let r = row(&cells).unwrap();
         assert_eq!(
             (r.variant.as_str(), r.units, r.m1_sxx),
             ("treatment", 12, 250_000_000_000)
         );
-        cells.insert("m0_sx".into(), "x".into());
+        cells.insert("m0_sx".into(), Some("x".into()));
         assert!(!row(&cells).unwrap_err().retryable);
     }
 }

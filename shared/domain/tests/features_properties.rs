@@ -232,11 +232,9 @@ async fn batch_run(u: &FeatureUpdater<MemoryLog, MemoryFeatureStore>) -> batch::
     .into_iter()
     .filter(|(_, d)| matches!(d, Doc::Item(_) | Doc::Page(_)))
     .collect();
-    let stored: Vec<_> = u.store.stored().into_values().collect();
     // Run at the time of the events, within their retention (the SQL leaves out what is past it).
     let now = Utc.with_ymd_and_hms(2019, 10, 1, 0, 0, 0).unwrap();
-    let plan = batch::run_writes(&computed, &stored, now);
-    batch::apply(&u.store, computed.len(), plan, 4)
+    batch::run_docs(&u.store, &computed, now, 4)
         .await
         .expect("batch run")
 }

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 
 /// One row of `sql/item_features.sql`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
 pub struct ItemRow {
     /// `item`, `co_viewed` or `co_purchased`.
     pub row_kind: String,
@@ -28,8 +28,21 @@ pub struct ItemRow {
     pub place: Option<u32>,
 }
 
+impl ItemRow {
+    /// The integer columns (the rest are text), for engines that return every cell as text.
+    pub const INTEGER_COLUMNS: [&'static str; 7] = [
+        "views",
+        "cart_adds",
+        "purchases",
+        "units",
+        "sessions",
+        "expires_at",
+        "place",
+    ];
+}
+
 /// One row of `sql/page_features.sql`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
 pub struct PageRow {
     /// `page` or `value`.
     pub row_kind: String,
@@ -43,6 +56,19 @@ pub struct PageRow {
     pub exits: u32,
     pub last_event_at: Option<String>,
     pub expires_at: Option<i64>,
+}
+
+impl PageRow {
+    /// The integer columns (the rest are text), for engines that return every cell as text.
+    pub const INTEGER_COLUMNS: [&'static str; 7] = [
+        "amount",
+        "views",
+        "unique_views",
+        "entrances",
+        "bounces",
+        "exits",
+        "expires_at",
+    ];
 }
 
 /// A row the fold cannot use.
@@ -290,6 +316,61 @@ pub async fn apply<S: crate::ports::FeatureWriter>(
         Some(e) => Err(e),
         None => Ok(counts),
     }
+}
+
+/// Why a batch run stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// A row of the SQL's result that the fold cannot use (a broken query: permanent).
+    #[error(transparent)]
+    Rows(#[from] BatchError),
+    #[error(transparent)]
+    Store(#[from] crate::ports::StoreError),
+    #[error(transparent)]
+    Commit(#[from] crate::ports::CommitError),
+}
+
+impl RunError {
+    /// Whether running again may succeed: a transient store fault, or a conflict with another writer.
+    pub fn retryable(&self) -> bool {
+        match self {
+            RunError::Rows(_) => false,
+            RunError::Store(e) => e.retryable,
+            RunError::Commit(crate::ports::CommitError::Conflict) => true,
+            RunError::Commit(crate::ports::CommitError::Store(e)) => e.retryable,
+        }
+    }
+}
+
+/// One batch run from the SQL's rows: fold them into items and pages ([`docs`]), read what the table
+/// holds under those keys, and write what changed ([`run_writes`], [`apply`]). Reads one item per
+/// computed item or page; an item no longer computed at all is not read (past retention it is the TTL's;
+/// the erasure deletes one that only erased sessions touched).
+pub async fn run<S: crate::ports::FeatureWriter>(
+    store: &S,
+    items: &[ItemRow],
+    pages: &[PageRow],
+    now: DateTime<Utc>,
+    concurrency: usize,
+) -> Result<RunCounts, RunError> {
+    let computed = docs(self::items(items)?, self::pages(pages)?);
+    run_docs(store, &computed, now, concurrency).await
+}
+
+/// [`run`] from the items and pages already folded.
+pub async fn run_docs<S: crate::ports::FeatureWriter>(
+    store: &S,
+    computed: &BTreeMap<Key, Doc>,
+    now: DateTime<Utc>,
+    concurrency: usize,
+) -> Result<RunCounts, RunError> {
+    let keys: Vec<Key> = computed.keys().cloned().collect();
+    let mut stored = Vec::with_capacity(keys.len());
+    for chunk in keys.chunks(100) {
+        stored.extend(store.get_many(chunk).await?.into_values());
+    }
+    let plan = run_writes(computed, &stored, now);
+    Ok(apply(store, computed.len(), plan, concurrency).await?)
 }
 
 #[cfg(test)]

@@ -98,6 +98,8 @@ pub async fn erase<L: LogIndex + LogEraser, S: FeatureWriter>(
     // The aggregates the sessions contributed to, each with every partition holding its items.
     let mut aggregates: BTreeSet<Key> = BTreeSet::from([Key::user(user)]);
     let mut review_cases: Vec<Key> = Vec::new();
+    // Batch mode: the items and pages the sessions touched, with how many of the sessions touched each.
+    let mut batch_touched: BTreeMap<Key, u32> = BTreeMap::new();
     for s in sessions {
         let entries = log.session_events(s).await?;
         counts.requests += 1;
@@ -112,6 +114,13 @@ pub async fn erase<L: LogIndex + LogEraser, S: FeatureWriter>(
             if mode == ItemPageMode::Stream {
                 aggregates.extend(p.items.iter().map(|c| Key::item(&c.product_id)));
                 aggregates.extend(p.pages.iter().map(|c| Key::page(&c.path)));
+            } else {
+                for key in p.items.iter().map(|c| Key::item(&c.product_id)) {
+                    *batch_touched.entry(key).or_default() += 1;
+                }
+                for key in p.pages.iter().map(|c| Key::page(&c.path)) {
+                    *batch_touched.entry(key).or_default() += 1;
+                }
             }
             aggregates.extend(p.risk.iter().map(|c| Key::risk(c.key, &c.id)));
             review_cases.extend(p.reviews.iter().map(|(id, _)| Key::review_case(id)));
@@ -212,6 +221,30 @@ pub async fn erase<L: LogIndex + LogEraser, S: FeatureWriter>(
             writes.push(Write::put((*doc).clone(), Expect::Any));
         }
         counts.aggregates_recomputed += 1;
+    }
+    // Batch mode: the next run recomputes the items and pages without the erased sessions, but cannot
+    // see one that no other session touched (it computes nothing for it). One whose stored session count
+    // is no more than the erased sessions that touched it goes now; if it had another session after all
+    // (one the stored item did not count yet), the next run writes it back.
+    let keys: Vec<Key> = batch_touched.keys().cloned().collect();
+    for chunk in keys.chunks(MAX_WRITES) {
+        let stored = store.get_many(chunk).await?;
+        counts.requests += 1;
+        for (key, s) in stored {
+            let sessions = match &s.doc {
+                Doc::Item(i) => i.sessions,
+                Doc::Page(p) => p.unique_views,
+                _ => continue,
+            };
+            if sessions <= batch_touched[&key] {
+                writes.push(Write {
+                    key,
+                    expect: Expect::Version(s.version),
+                    doc: None,
+                });
+                counts.feature_items_deleted += 1;
+            }
+        }
     }
     for chunk in writes.chunks(MAX_WRITES) {
         store.commit(chunk.to_vec()).await?;
