@@ -29,11 +29,13 @@ SCHEMA_SQL = ROOT / "sql" / "archive_events.sql"
 READOUT_SQL = ROOT / "sql" / "experiment_readout.sql"
 ITEM_SQL = ROOT / "sql" / "item_features.sql"
 PAGE_SQL = ROOT / "sql" / "page_features.sql"
+ERASED_SQL = ROOT / "sql" / "erased_sessions.sql"
 
 
-def columns() -> list[tuple[str, str]]:
-    """(name, DuckDB type) of each archive column, from sql/archive_events.sql."""
-    text = "\n".join(line.split("--")[0] for line in SCHEMA_SQL.read_text().splitlines())
+def columns(schema: Path = SCHEMA_SQL) -> list[tuple[str, str]]:
+    """(name, DuckDB type) of each column of a CREATE TABLE file (by default the archive's,
+    sql/archive_events.sql)."""
+    text = "\n".join(line.split("--")[0] for line in schema.read_text().splitlines())
     body = text[text.index("(") + 1 : text.rindex(")")]
     out = []
     for line in body.splitlines():
@@ -78,7 +80,8 @@ def duckdb_struct(spec: dict[str, str]) -> str:
 
 
 def connect(archive: Path) -> duckdb.DuckDBPyConnection:
-    """A connection with the archive's Parquet files as the table `archive_events` (empty without any)."""
+    """A connection with the archive's Parquet files as the table `archive_events` (empty without any),
+    and its erasures/*.json as `erased_sessions` (sql/erased_sessions.sql; empty without any)."""
     con = duckdb.connect()
     events = archive / "events"
     if any(events.glob("dt=*/hour=*/*.parquet")):
@@ -88,6 +91,14 @@ def connect(archive: Path) -> duckdb.DuckDBPyConnection:
         )
     else:
         con.execute(SCHEMA_SQL.read_text())
+    erasures = archive / "erasures"
+    if any(erasures.glob("*.json")):
+        con.execute(
+            f"CREATE VIEW erased_sessions AS SELECT session_id "
+            f"FROM read_json('{erasures}/*.json', format = 'newline_delimited', columns = {{'session_id': 'VARCHAR'}})"
+        )
+    else:
+        con.execute(ERASED_SQL.read_text())
     return con
 
 

@@ -9,6 +9,9 @@
   stream's prefix, the table's partition projection, and the local archiver (DuckDB's PARTITION_BY (dt,
   hour) under events/, in infra/archive_sql.py).
 
+- sql/erased_sessions.sql and template.yaml's ErasedSessionsTable (at erasures/ in the archive bucket,
+  where `checkout-ai erase` writes) have the same columns.
+
 ArchiveRow's fields are checked against sql/archive_events.sql by a unit test in checkout-domain.
 
     python3 infra/check_archive_schema.py
@@ -17,7 +20,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from archive_sql import columns  # noqa: E402
+from archive_sql import ERASED_SQL, columns  # noqa: E402
 from localstack import load_template  # noqa: E402
 
 GLUE = {"VARCHAR": "string", "INTEGER": "int", "BIGINT": "bigint", "BOOLEAN": "boolean", "TIMESTAMP": "timestamp",
@@ -50,6 +53,13 @@ def main() -> int:
     location = table["Parameters"]["storage.location.template"]
     if location != {"Fn::Sub": LOCATION}:
         problems.append(f"the table's partitions are at {location!r}, not {LOCATION!r}")
+    erased = resources["ErasedSessionsTable"]["Properties"]["TableInput"]
+    erased_glue = [(c["Name"], c["Type"]) for c in erased["StorageDescriptor"]["Columns"]]
+    erased_sql = [(name, GLUE.get(kind, f"?{kind}")) for name, kind in columns(ERASED_SQL)]
+    if erased_glue != erased_sql:
+        problems.append(f"ErasedSessionsTable's columns {erased_glue} differ from sql/erased_sessions.sql's {erased_sql}")
+    if erased["StorageDescriptor"]["Location"] != {"Fn::Sub": "s3://${ArchiveBucket}/erasures/"}:
+        problems.append("ErasedSessionsTable is not at s3://${ArchiveBucket}/erasures/, where the erasure writes")
     if LOCAL not in (root / "infra" / "archive_sql.py").read_text():
         problems.append(f"infra/archive_sql.py no longer writes with {LOCAL}")
     for p in problems:
@@ -57,7 +67,8 @@ def main() -> int:
     if problems:
         return 1
     print(f"archive schema: {len(sql)} columns and the events/dt=…/hour=… layout agree between "
-          "sql/archive_events.sql, ArchiveEventsTable, ArchiveDeliveryStream and the local archiver")
+          "sql/archive_events.sql, ArchiveEventsTable, ArchiveDeliveryStream and the local archiver; "
+          "sql/erased_sessions.sql and ErasedSessionsTable agree")
     return 0
 
 

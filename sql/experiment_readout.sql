@@ -28,8 +28,10 @@ ev AS (
     SELECT DISTINCT
         event_id, event_type, occurred_at, user_id, expires_at, decision_id, experiment_id, variant,
         order_total_minor, order_currency, opted_out
-    FROM archive_events
+    FROM archive_events a
     WHERE user_id IS NOT NULL
+      -- Erased sessions stay in the immutable Parquet files; they are left out here (sql/erased_sessions.sql).
+      AND NOT EXISTS (SELECT 1 FROM erased_sessions x WHERE x.session_id = a.session_id)
 ),
 exposures AS (
     SELECT

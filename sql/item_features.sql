@@ -20,6 +20,8 @@ ev AS (
         a.event_id, a.event_type, a.occurred_at, a.session_id, a.expires_at, a.product_id, a.order_lines
     FROM archive_events a CROSS JOIN params p
     WHERE a.expires_at > p.now_epoch
+      -- Erased sessions stay in the immutable Parquet files; they are left out here (sql/erased_sessions.sql).
+      AND NOT EXISTS (SELECT 1 FROM erased_sessions x WHERE x.session_id = a.session_id)
       AND a.event_type IN ('product_viewed', 'cart_item_added', 'order_placed')
 ),
 touches AS (

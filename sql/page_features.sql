@@ -18,6 +18,8 @@ ev AS (
         a.order_total_minor, a.order_currency
     FROM archive_events a CROSS JOIN params p
     WHERE a.expires_at > p.now_epoch
+      -- Erased sessions stay in the immutable Parquet files; they are left out here (sql/erased_sessions.sql).
+      AND NOT EXISTS (SELECT 1 FROM erased_sessions x WHERE x.session_id = a.session_id)
       AND (a.page_path IS NOT NULL OR a.event_type = 'order_placed')
 ),
 page_views AS (

@@ -106,6 +106,29 @@ pub async fn run(stack: &LocalStack, raw: &str) -> Result<Receipt, BoxError> {
         }
     }
 
+    // The archive's Parquet files are immutable: every query over them leaves these sessions out from now
+    // on (sql/erased_sessions.sql). One object per request, named like the receipt.
+    let receipt_id = hex::encode(
+        &Sha256::digest(format!("{pseudonym}|{}", requested_at.to_rfc3339()).as_bytes())[..16],
+    );
+    let mut lines = Vec::new();
+    for s in &sessions {
+        serde_json::to_writer(&mut lines, &serde_json::json!({ "session_id": s }))?;
+        lines.push(b'\n');
+    }
+    S3ObjectStore {
+        client: s3_client(&sdk),
+        bucket: stack.resource("ArchiveBucket")?.name.clone(),
+    }
+    .put(
+        &format!("erasures/{receipt_id}.json"),
+        lines,
+        Condition::Always,
+    )
+    .await
+    .map_err(|e| format!("writing the erased sessions for the archive's queries: {e:?}"))?;
+    requests += 1;
+
     erase(
         &log,
         &store,
@@ -125,10 +148,7 @@ pub async fn run(stack: &LocalStack, raw: &str) -> Result<Receipt, BoxError> {
     .erase_matching(&[raw.to_string(), pseudonym.clone()])
     .await?;
 
-    // Unique per request, and no more identifying than the digest below.
-    let receipt_id = hex::encode(
-        &Sha256::digest(format!("{pseudonym}|{}", requested_at.to_rfc3339()).as_bytes())[..16],
-    );
+    // The receipt id (above) is unique per request, and no more identifying than the digest below.
     let receipt_key = format!(
         "audit/erasure/{}/{receipt_id}.json",
         requested_at.format("%Y/%m/%d")
@@ -151,6 +171,7 @@ pub async fn run(stack: &LocalStack, raw: &str) -> Result<Receipt, BoxError> {
             "CloudWatch logs: pseudonymous ids only, except a lost decision event logged whole (its raw user id), kept LogRetentionDays",
             "point-in-time-recovery backups of the tables (35 days) and earlier S3 object versions of the models and reports buckets",
             "files exported outside the stack (training CSVs, learning datasets, local out/ reports)",
+            "the event archive's Parquet files in S3 (immutable): every query over them leaves the sessions out (erasures/ in the archive bucket, sql/erased_sessions.sql) until retention deletes them",
         ],
     };
     receipt.duration_ms = started.elapsed().as_millis() as u64;

@@ -6,7 +6,8 @@
 //! to hit every rule: page views with and without a path, product ids with `|` and spaces, orders of
 //! several lines (one product twice) in two currencies and of zero value, events at the same instant
 //! (ordered by event id), a session past the co-occurrence cap, events past retention at the read; and
-//! every archived row twice (Firehose delivers at least once).
+//! every archived row twice (Firehose delivers at least once); and every 25th session erased, its events
+//! still in the archive and listed under erasures/ (sql/erased_sessions.sql), which the SQL leaves out.
 
 use checkout_ai::archive::{batch_features, write_archive};
 use checkout_ai::replay::rees46_records;
@@ -140,22 +141,35 @@ fn entries() -> Vec<LogEntry> {
 }
 
 #[test]
-fn the_archive_sql_item_and_page_features_equal_the_rebuilds() {
+fn the_archive_sql_item_and_page_features_equal_the_rebuilds_and_leave_erased_sessions_out() {
     let entries = entries();
     let now = T0 + DAY;
-    // The rebuild's way, over the events still within retention at the read.
-    let kept: Vec<LogEntry> = entries
-        .iter()
-        .filter(|e| e.expires_at > now)
-        .cloned()
-        .collect();
-    assert!(kept.len() < entries.len(), "some events are past retention");
-    let (docs, unreadable) = rebuild(kept);
-    assert!(unreadable.is_empty());
-    let expected: BTreeMap<Key, Doc> = docs
-        .into_iter()
-        .filter(|(_, d)| matches!(d, Doc::Item(_) | Doc::Page(_)))
-        .collect();
+    // Every 25th session was erased: its events stay in the (immutable) archive, listed in erasures/.
+    let sessions: std::collections::BTreeSet<&str> =
+        entries.iter().map(|e| e.session_id.as_str()).collect();
+    let erased: Vec<&str> = sessions.into_iter().step_by(25).collect();
+    // The rebuild's way, over the events still within retention at the read and not erased.
+    let rebuilt = |leave_out: &[&str]| -> BTreeMap<Key, Doc> {
+        let kept: Vec<LogEntry> = entries
+            .iter()
+            .filter(|e| e.expires_at > now && !leave_out.contains(&e.session_id.as_str()))
+            .cloned()
+            .collect();
+        let (docs, unreadable) = rebuild(kept);
+        assert!(unreadable.is_empty());
+        docs.into_iter()
+            .filter(|(_, d)| matches!(d, Doc::Item(_) | Doc::Page(_)))
+            .collect()
+    };
+    assert!(
+        entries.iter().any(|e| e.expires_at <= now),
+        "some events are past retention"
+    );
+    let expected = rebuilt(&erased);
+    assert!(
+        diff(&rebuilt(&[]), &expected).len() > 10,
+        "the erased sessions move many items and pages"
+    );
     let mut items = BTreeMap::new();
     let mut pages = BTreeMap::new();
     for doc in expected.values() {
@@ -188,6 +202,12 @@ fn the_archive_sql_item_and_page_features_equal_the_rebuilds() {
         std::env::temp_dir().join(format!("checkout-ai-batch-features-{}", std::process::id()));
     let written = write_archive(&dir, twice).expect("archive");
     assert_eq!(written.parquet_rows, 2 * entries.len());
+    std::fs::create_dir_all(dir.join("erasures")).expect("erasures");
+    let lines: String = erased
+        .iter()
+        .map(|s| format!("{}\n", serde_json::json!({ "session_id": s })))
+        .collect();
+    std::fs::write(dir.join("erasures/one-request.json"), lines).expect("erasures");
     let sql = batch_features(&dir, now).expect("batch features");
     let _ = std::fs::remove_dir_all(&dir);
 
