@@ -7,14 +7,18 @@
 //! The events: users exposed once, to two variants (contaminated), first exposed after the window;
 //! orders in the 30 days before the exposure and before that, after it, within and after the 7-day
 //! window, some in another currency; opt-outs before and after; decisions of anonymous sessions; users
-//! past retention; and every archived row twice (Firehose delivers at least once).
+//! past retention; every archived row twice (Firehose delivers at least once); and five exposed shoppers
+//! erased after the projection: gone from the units, still in the archive, their sessions listed under
+//! erasures/ (sql/erased_sessions.sql), which the SQL leaves out.
 
 use checkout_ai::archive::{comparable, report_from_archive, write_archive};
 use checkout_domain::archive::ArchiveRow;
 use checkout_domain::event::Event;
 use checkout_domain::experiment::config::Experiment;
 use checkout_domain::experiment::evaluation::UnitFold;
+use checkout_domain::features::erase::{erase, sessions_of, ErasureCounts};
 use checkout_domain::features::updater::FeatureUpdater;
+use checkout_domain::features::ItemPageMode;
 use checkout_domain::ingest::LogEntry;
 use checkout_domain::memory::{Faults, MemoryFeatureStore, MemoryLog};
 use checkout_domain::ports::BatchSink;
@@ -215,7 +219,34 @@ async fn the_archive_sql_readout_equals_the_evaluators_units_field_for_field() {
         out.failed.keys().collect::<Vec<_>>()
     );
 
-    // The archive's way: every row twice.
+    // Five exposed shoppers are erased: they leave the log and the units, but their events stay in the
+    // (immutable) archive, their sessions listed under erasures/ (sql/erased_sessions.sql).
+    let exposed: std::collections::BTreeSet<String> = entries
+        .iter()
+        .filter(|e| e.event_type == "decision_served")
+        .filter_map(|e| e.user_id.clone())
+        .collect();
+    let mut erased_sessions = Vec::new();
+    for user in exposed.iter().take(5) {
+        let mut counts = ErasureCounts::default();
+        let sessions = sessions_of(&updater.log, &updater.store, user, &mut counts)
+            .await
+            .expect("sessions");
+        erase(
+            &updater.log,
+            &updater.store,
+            user,
+            &sessions,
+            ItemPageMode::Stream,
+            &mut counts,
+        )
+        .await
+        .expect("erase");
+        assert!(counts.experiment_units_deleted > 0, "{user} had units");
+        erased_sessions.extend(sessions);
+    }
+
+    // The archive's way: every row twice, the erased ones too.
     let rows: Vec<ArchiveRow> = entries
         .iter()
         .map(|e| ArchiveRow::of(e).expect("row"))
@@ -227,6 +258,12 @@ async fn the_archive_sql_readout_equals_the_evaluators_units_field_for_field() {
     ));
     let written = write_archive(&dir, twice).expect("archive");
     assert_eq!(written.parquet_rows, 2 * entries.len());
+    std::fs::create_dir_all(dir.join("erasures")).expect("erasures");
+    let lines: String = erased_sessions
+        .iter()
+        .map(|s| format!("{}\n", json!({ "session_id": s })))
+        .collect();
+    std::fs::write(dir.join("erasures/five-shoppers.json"), lines).expect("erasures");
     assert!(
         written.partitions > 24,
         "event-hour partitions: {}",
