@@ -230,12 +230,18 @@ pub async fn batch_run_if_batch(
     if stack.item_page_mode()? != checkout_domain::features::ItemPageMode::Batch {
         return Ok(None);
     }
+    let started = std::time::Instant::now();
     let run = batch_run(stack, dir, Utc::now()).await?;
-    println!(
-        "  batch run of the item and page features: {} computed, {} written, {} deleted, {} unchanged ({} write units)",
-        run.computed, run.written, run.deleted, run.unchanged, run.write_units
-    );
+    print_run(&run, started.elapsed());
     Ok(Some(run))
+}
+
+/// One line for a batch run.
+pub fn print_run(run: &batch::RunCounts, took: std::time::Duration) {
+    println!(
+        "  batch run of the item and page features: {} computed, {} written, {} deleted, {} unchanged ({} write units; {:.1} s)",
+        run.computed, run.written, run.deleted, run.unchanged, run.write_units, took.as_secs_f64()
+    );
 }
 
 /// The experiment's report from the archive: the readout's rows folded as the evaluator folds units.
@@ -284,7 +290,9 @@ pub fn comparable(report: &Report) -> Result<serde_json::Value, BoxError> {
 }
 
 /// Archives the log under `dir` and reads every experiment both ways at one clock (now, the window
-/// ending at its minute): what `checkout-ai archive` and the demo's last phase do.
+/// ending at its minute), and compares the item and page features of the archive's SQL with the table's
+/// (on a stack in batch mode, after a batch run from the same archive): what `checkout-ai archive` and
+/// the demo's last phase do.
 pub async fn archive_and_compare(
     stack: &LocalStack,
     dir: &Path,
@@ -295,16 +303,31 @@ pub async fn archive_and_compare(
         chrono::DurationRound::duration_trunc(now, chrono::TimeDelta::minutes(1)).unwrap_or(now);
     let readouts = compare_readouts(stack, dir, window_end, now).await?;
     let (ddb, env) = crate::rebuild::feature_tables(stack).await?;
-    let live =
-        crate::census::scan_entities(&ddb, env.required("FEATURES_TABLE")?, &["item", "page"])
-            .await?;
-    // Every archived event, as the live projection counts them (it keeps an aggregate until the
-    // aggregate itself expires).
-    let features = compare_features(&live, &batch_features(dir, i64::MIN)?);
+    let table = env.required("FEATURES_TABLE")?.to_string();
+    // In batch mode the table's items and pages are the last run's: run one on this archive first.
+    let (sql, batch_run) =
+        if stack.item_page_mode()? == checkout_domain::features::ItemPageMode::Batch {
+            let sql = batch_features(dir, now.timestamp())?;
+            let store = checkout_aws::features::DynamoFeatureStore {
+                client: ddb.clone(),
+                table: table.clone(),
+            };
+            let started = std::time::Instant::now();
+            let run = batch::run_docs(&store, &sql, now, 16).await?;
+            print_run(&run, started.elapsed());
+            (sql, Some(run))
+        } else {
+            // Every archived event, as the live projection counts them (it keeps an aggregate until the
+            // aggregate itself expires).
+            (batch_features(dir, i64::MIN)?, None)
+        };
+    let live = crate::census::scan_entities(&ddb, &table, &["item", "page"]).await?;
+    let features = compare_features(&live, &sql);
     Ok(ArchiveComparison {
         written,
         readouts,
         features,
+        batch_run,
     })
 }
 
@@ -315,6 +338,8 @@ pub struct ArchiveComparison {
     /// Each experiment with units, read from DynamoDB and from the archive's SQL.
     pub readouts: Vec<ReadoutComparison>,
     pub features: FeaturesComparison,
+    /// The batch run made before the comparison (a stack in batch mode).
+    pub batch_run: Option<batch::RunCounts>,
 }
 
 /// The item and page features of the archive's SQL against the live features table's.

@@ -241,8 +241,8 @@ pub async fn demo(stack: &LocalStack, file: &Path, out: &Path) -> Result<(), Box
     let t = Instant::now();
     println!("12/12 the event archive: the log's stream as Parquet by event hour, and every experiment read with the archive's SQL (DuckDB) against the evaluator's DynamoDB units …");
     batch_runs.extend(operations.batch_run.clone());
-    batch_runs.extend(crate::archive::batch_run_if_batch(stack, &out.join("archive")).await?);
     let archive = demo_archive(stack, out).await?;
+    batch_runs.extend(archive.compared.batch_run.clone());
     timings.insert("archive".to_string(), t.elapsed().as_secs_f64());
     let per_event = |n: usize| n as f64 / event_log_items.max(1) as f64;
     let fc = &features_run.counts;

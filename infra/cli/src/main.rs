@@ -57,6 +57,16 @@ enum Command {
         #[arg(long, default_value = "out/archive")]
         out: PathBuf,
     },
+    /// One batch run of the item and page features (a stack in batch mode, `ItemPageFeatures=batch`): the
+    /// log archived under `out` as Firehose would, `sql/item_features.sql` and `sql/page_features.sql` on
+    /// DuckDB, and each item or page that changed since the last run written once, as the scheduled
+    /// `ItemPageBatchFunction` does with Athena in AWS.
+    BatchFeatures {
+        #[command(flatten)]
+        stack: StackArg,
+        #[arg(long, default_value = "out/archive")]
+        out: PathBuf,
+    },
     /// The cross-sell hit rate on held-out REES46 sessions (the last third, by first event) for each co-view
     /// window, with the pair counts each keeps: the trade-off of bounding co-occurrence.
     CrossSellBench {
@@ -761,6 +771,9 @@ async fn run(command: Command) -> Result<ExitCode, ops::BoxError> {
         Command::Archive { stack, out } => {
             print_json(&checkout_ai::archive::archive_and_compare(&stack.load()?, &out).await?)?;
         }
+        Command::BatchFeatures { stack, out } => print_json(
+            &checkout_ai::archive::batch_run(&stack.load()?, &out, chrono::Utc::now()).await?,
+        )?,
         Command::CrossSellBench { file } => print_json(&checkout_ai::cross_sell::run(
             &file,
             &[None, Some(1), Some(2), Some(3), Some(5)],
