@@ -116,18 +116,20 @@ pub async fn run(stack: &LocalStack, raw: &str) -> Result<Receipt, BoxError> {
         serde_json::to_writer(&mut lines, &serde_json::json!({ "session_id": s }))?;
         lines.push(b'\n');
     }
-    S3ObjectStore {
-        client: s3_client(&sdk),
-        bucket: stack.resource("ArchiveBucket")?.name.clone(),
+    if !sessions.is_empty() {
+        S3ObjectStore {
+            client: s3_client(&sdk),
+            bucket: stack.resource("ArchiveBucket")?.name.clone(),
+        }
+        .put(
+            &format!("erasures/{receipt_id}.json"),
+            lines,
+            Condition::Always,
+        )
+        .await
+        .map_err(|e| format!("writing the erased sessions for the archive's queries: {e:?}"))?;
+        requests += 1;
     }
-    .put(
-        &format!("erasures/{receipt_id}.json"),
-        lines,
-        Condition::Always,
-    )
-    .await
-    .map_err(|e| format!("writing the erased sessions for the archive's queries: {e:?}"))?;
-    requests += 1;
 
     erase(
         &log,

@@ -41,12 +41,12 @@ pub struct WriteCost {
     pub micro_batch: Option<MicroBatchCost>,
 }
 
-/// What the micro-batch mode ([`ItemPageMode::Batch`]) writes for the same events, measured: the
+/// What batch mode ([`ItemPageMode::Batch`]) writes for the same events, measured: the
 /// updater in batch mode over the same batches (sessions, users with their experiment units, risk
 /// profiles, review cases, the recovery schedule), and a batch run at the end of every `interval_minutes`
 /// of event time over every event so far, through the production run's own code
-/// ([`checkout_domain::features::batch::run_writes`] and `apply`: each item or page that changed since
-/// the last run written once, a plain put billed by its size). The runs compute the items and pages with
+/// ([`checkout_domain::features::batch::run_docs`]: each item or page that changed since the last run
+/// written once, a plain put billed by its size). The runs compute the items and pages with
 /// the rebuild's folds, which `sql/item_features.sql` and `sql/page_features.sql` equal.
 #[derive(Debug, Clone, Serialize)]
 pub struct MicroBatchCost {
@@ -66,7 +66,7 @@ pub async fn batch_runs(
     entries: &[LogEntry],
     interval: chrono::Duration,
 ) -> Result<(usize, u64, u64), BoxError> {
-    use checkout_domain::features::batch::{apply, run_writes};
+    use checkout_domain::features::batch::run_docs;
     use checkout_domain::features::rebuild::rebuild;
     use checkout_domain::features::{Doc, Key};
     let mut sorted: Vec<(chrono::DateTime<chrono::Utc>, &LogEntry)> = entries
@@ -89,10 +89,8 @@ pub async fn batch_runs(
             .into_iter()
             .filter(|(_, d)| matches!(d, Doc::Item(_) | Doc::Page(_)))
             .collect();
-        let stored: Vec<_> = store.stored().into_values().collect();
         let now = chrono::DateTime::from_timestamp(boundary, 0).ok_or("run time out of range")?;
-        let plan = run_writes(&computed, &stored, now);
-        let done = apply(&store, computed.len(), plan, 16)
+        let done = run_docs(&store, &computed, now, 16)
             .await
             .map_err(|e| format!("batch run: {e}"))?;
         writes += (done.written + done.deleted) as u64;

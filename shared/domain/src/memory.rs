@@ -301,11 +301,6 @@ impl MemoryFeatureStore {
             .collect()
     }
 
-    /// Every item, with its version.
-    pub fn stored(&self) -> BTreeMap<Key, Stored> {
-        self.lock().items.clone()
-    }
-
     /// Item writes applied so far.
     pub fn writes(&self) -> u64 {
         self.lock().writes

@@ -83,7 +83,7 @@ pub const AGGREGATE_SHARDS: u32 = 16;
 ///   items and pair counts (module docs). Fresh within seconds; about three quarters of the write units.
 /// - [`ItemPageMode::Batch`]: a scheduled run computes them from the event archive with
 ///   `sql/item_features.sql` and `sql/page_features.sql` and writes each item or page that changed once
-///   per run ([`batch::run_writes`]); the updater then keeps sessions, users, risk profiles and the
+///   per run ([`batch::run`]); the updater then keeps sessions, users, risk profiles and the
 ///   recovery schedule only, and no contribution or pair count of an item or a page exists. Fresh within
 ///   the run interval; a product takes one write per run whatever its share of views.
 ///
@@ -110,7 +110,7 @@ impl ItemPageMode {
     /// Whether the feature updater keeps `doc`'s entity in this mode (the batch run keeps the rest).
     pub fn streamed(self, doc: &Doc) -> bool {
         self == ItemPageMode::Stream
-            || !matches!(doc, Doc::Item(_) | Doc::Page(_)) && self.keeps(doc)
+            || (!matches!(doc, Doc::Item(_) | Doc::Page(_)) && self.keeps(doc))
     }
 }
 
