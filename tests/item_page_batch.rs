@@ -22,33 +22,6 @@ fn result<T: serde::Serialize>(columns: &[&str], rows: &[T]) -> serde_json::Valu
     athena_result(columns, &rows)
 }
 
-const ITEM_COLUMNS: [&str; 11] = [
-    "row_kind",
-    "product_id",
-    "other_id",
-    "views",
-    "cart_adds",
-    "purchases",
-    "units",
-    "sessions",
-    "last_event_at",
-    "expires_at",
-    "place",
-];
-const PAGE_COLUMNS: [&str; 11] = [
-    "row_kind",
-    "page_path",
-    "currency",
-    "amount",
-    "views",
-    "unique_views",
-    "entrances",
-    "bounces",
-    "exits",
-    "last_event_at",
-    "expires_at",
-];
-
 fn item(kind: &str, product: &str, other: Option<&str>, sessions: u32) -> ItemRow {
     let partner = other.is_some();
     ItemRow {
@@ -131,7 +104,10 @@ async fn a_run_queries_athena_and_writes_only_the_items_and_pages_that_changed()
 
     seed(
         endpoint,
-        vec![result(&ITEM_COLUMNS, &items), result(&PAGE_COLUMNS, &pages)],
+        vec![
+            result(&ItemRow::COLUMNS, &items),
+            result(&PageRow::COLUMNS, &pages),
+        ],
     );
     let now = chrono::Utc
         .with_ymd_and_hms(2026, 11, 30, 12, 0, 0)
@@ -196,8 +172,11 @@ async fn a_run_queries_athena_and_writes_only_the_items_and_pages_that_changed()
     seed(
         endpoint,
         vec![
-            result(&ITEM_COLUMNS, &[item("co_viewed", "ghost", Some("p1"), 1)]),
-            result(&PAGE_COLUMNS, &pages),
+            result(
+                &ItemRow::COLUMNS,
+                &[item("co_viewed", "ghost", Some("p1"), 1)],
+            ),
+            result(&PageRow::COLUMNS, &pages),
         ],
     );
     let err = function.run(&invocation, now).await.unwrap_err();

@@ -18,6 +18,7 @@ use checkout_ai_integration_tests::{
 use checkout_aws::features::DynamoFeatureStore;
 use checkout_aws::s3::{s3_client, S3ObjectStore};
 use checkout_domain::decision::config::{DecisionConfig, DEFAULT_CONFIG_KEY};
+use checkout_domain::features::batch::{ItemRow, PageRow};
 use checkout_domain::features::{Doc, Key};
 use checkout_domain::ports::FeatureReader as _;
 use checkout_domain::ports::{Condition, ObjectStore};
@@ -354,8 +355,8 @@ async fn every_function_runs_under_the_runtime_api_with_its_fixtures() {
     seed_athena(
         checkout_ai_integration_tests::moto(),
         vec![
-            athena_result(&ITEM_COLUMNS, &[item]),
-            athena_result(&["row_kind", "page_path"], &[]),
+            athena_result(&ItemRow::COLUMNS, &[item]),
+            athena_result(&PageRow::COLUMNS, &[]),
         ],
     );
     let w = watch("item-page-batch", &dir, "ItemPageBatchFunction");
@@ -373,16 +374,3 @@ async fn every_function_runs_under_the_runtime_api_with_its_fixtures() {
     ));
     std::fs::remove_dir_all(&dir).ok();
 }
-
-/// The columns of `sql/item_features.sql`'s rows that the fixture's item fills.
-const ITEM_COLUMNS: [&str; 9] = [
-    "row_kind",
-    "product_id",
-    "views",
-    "cart_adds",
-    "purchases",
-    "units",
-    "sessions",
-    "last_event_at",
-    "expires_at",
-];

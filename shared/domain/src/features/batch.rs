@@ -29,6 +29,21 @@ pub struct ItemRow {
 }
 
 impl ItemRow {
+    /// The query's columns, in its order.
+    pub const COLUMNS: [&'static str; 11] = [
+        "row_kind",
+        "product_id",
+        "other_id",
+        "views",
+        "cart_adds",
+        "purchases",
+        "units",
+        "sessions",
+        "last_event_at",
+        "expires_at",
+        "place",
+    ];
+
     /// The integer columns (the rest are text), for engines that return every cell as text.
     pub const INTEGER_COLUMNS: [&'static str; 7] = [
         "views",
@@ -59,6 +74,21 @@ pub struct PageRow {
 }
 
 impl PageRow {
+    /// The query's columns, in its order.
+    pub const COLUMNS: [&'static str; 11] = [
+        "row_kind",
+        "page_path",
+        "currency",
+        "amount",
+        "views",
+        "unique_views",
+        "entrances",
+        "bounces",
+        "exits",
+        "last_event_at",
+        "expires_at",
+    ];
+
     /// The integer columns (the rest are text), for engines that return every cell as text.
     pub const INTEGER_COLUMNS: [&'static str; 7] = [
         "amount",
@@ -427,6 +457,34 @@ mod tests {
                 ("page#/erased".into(), Expect::Version(6), false),
             ]
         );
+    }
+
+    #[test]
+    fn the_column_lists_name_every_field_of_the_rows() {
+        let names = |v: serde_json::Value| -> std::collections::BTreeSet<String> {
+            v.as_object().expect("an object").keys().cloned().collect()
+        };
+        let item: ItemRow = serde_json::from_value(serde_json::json!({"row_kind": "item",
+            "product_id": "p", "views": 1, "cart_adds": 0, "purchases": 0, "units": 0, "sessions": 1}))
+        .expect("row");
+        let page: PageRow = serde_json::from_value(serde_json::json!({"row_kind": "page",
+            "page_path": "/", "views": 1, "unique_views": 1, "entrances": 1, "bounces": 0, "exits": 0}))
+        .expect("row");
+        let set = |c: &[&str]| c.iter().map(|s| s.to_string()).collect();
+        assert_eq!(
+            names(serde_json::to_value(item).unwrap()),
+            set(&ItemRow::COLUMNS)
+        );
+        assert_eq!(
+            names(serde_json::to_value(page).unwrap()),
+            set(&PageRow::COLUMNS)
+        );
+        for c in ItemRow::INTEGER_COLUMNS {
+            assert!(ItemRow::COLUMNS.contains(&c));
+        }
+        for c in PageRow::INTEGER_COLUMNS {
+            assert!(PageRow::COLUMNS.contains(&c));
+        }
     }
 
     #[test]
