@@ -140,8 +140,9 @@ def all_items(self):
     if index is not None and index[0] is self:
         conditions = index[1]
         matched = []
-        for hash_set in self.items.values():
-            for item in (hash_set.values() if self.range_key_attr else (hash_set,)):
+        # Snapshots: a put on another request thread may add a partition or an item meanwhile.
+        for hash_set in list(self.items.values()):
+            for item in (list(hash_set.values()) if self.range_key_attr else (hash_set,)):
                 if all(_equals(item.attrs.get(name), value) for name, value in conditions):
                     matched.append(item)
         return matched
