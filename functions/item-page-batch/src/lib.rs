@@ -70,7 +70,6 @@ pub const SERVICE: &str = "item-page-batch";
 pub const METRICS: &[&str] = &[
     "ItemsAndPagesComputed",
     "ItemsAndPagesWritten",
-    "ItemsAndPagesDeleted",
     "ItemsAndPagesUnchanged",
     "WriteUnits",
     "RunsRefused",
@@ -82,7 +81,6 @@ pub fn metrics(counts: &RunCounts, refused: bool) -> Metrics {
     m.count("RunsRefused", usize::from(refused));
     m.count("ItemsAndPagesComputed", counts.computed);
     m.count("ItemsAndPagesWritten", counts.written);
-    m.count("ItemsAndPagesDeleted", counts.deleted);
     m.count("ItemsAndPagesUnchanged", counts.unchanged);
     m.count(
         "WriteUnits",

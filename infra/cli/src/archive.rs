@@ -205,24 +205,36 @@ pub fn batch_features(dir: &Path, now: i64) -> Result<BTreeMap<Key, Doc>, BoxErr
     ))
 }
 
-/// One batch run of the item and page features on the local stack ([`checkout_domain::features::ItemPageMode::Batch`]): the log
-/// archived under `dir` as Firehose would have it, the archive's SQL (DuckDB) over it at `now`, and each
-/// item or page that changed since the last run written once ([`batch::run_docs`]).
-/// In AWS a scheduled job does the same with Athena.
+/// One batch run of the item and page features on the local stack
+/// ([`checkout_domain::features::ItemPageMode::Batch`]): the log archived under `dir` as Firehose would
+/// have it, then [`run_on_archive`]. In AWS the scheduled `ItemPageBatchFunction` does the same with
+/// Athena.
 pub async fn batch_run(
     stack: &LocalStack,
     dir: &Path,
     now: DateTime<Utc>,
 ) -> Result<batch::RunCounts, BoxError> {
     archive_log(stack, dir).await?;
+    Ok(run_on_archive(stack, dir, now).await?.1)
+}
+
+/// The archive's SQL (DuckDB) over the archive already under `dir` at `now`, and each item or page that
+/// changed since the last run written once ([`batch::run_docs`]): what it computed, and what it did.
+async fn run_on_archive(
+    stack: &LocalStack,
+    dir: &Path,
+    now: DateTime<Utc>,
+) -> Result<(BTreeMap<Key, Doc>, batch::RunCounts), BoxError> {
     let computed = batch_features(dir, now.timestamp())?;
     let (ddb, env) = crate::rebuild::feature_tables(stack).await?;
     let table = env.required("FEATURES_TABLE")?.to_string();
     let store = checkout_aws::features::DynamoFeatureStore { client: ddb, table };
-    Ok(batch::run_docs(&store, &computed, now, 16).await?)
+    let run = batch::run_docs(&store, &computed, now, 16).await?;
+    Ok((computed, run))
 }
 
-/// [`batch_run`] at the current time on a stack in batch mode; nothing on a stack in stream mode.
+/// [`batch_run`] at the current time on a stack in batch mode, printed with its time; nothing on a stack
+/// in stream mode.
 pub async fn batch_run_if_batch(
     stack: &LocalStack,
     dir: &Path,
@@ -232,16 +244,20 @@ pub async fn batch_run_if_batch(
     }
     let started = std::time::Instant::now();
     let run = batch_run(stack, dir, Utc::now()).await?;
-    print_run(&run, started.elapsed());
+    println!(
+        "  {} ({:.1} s)",
+        describe_run(&run),
+        started.elapsed().as_secs_f64()
+    );
     Ok(Some(run))
 }
 
 /// One line for a batch run.
-pub fn print_run(run: &batch::RunCounts, took: std::time::Duration) {
-    println!(
-        "  batch run of the item and page features: {} computed, {} written, {} deleted, {} unchanged ({} write units; {:.1} s)",
-        run.computed, run.written, run.deleted, run.unchanged, run.write_units, took.as_secs_f64()
-    );
+pub fn describe_run(run: &batch::RunCounts) -> String {
+    format!(
+        "batch run of the item and page features: {} computed, {} written, {} unchanged ({} write units)",
+        run.computed, run.written, run.unchanged, run.write_units
+    )
 }
 
 /// The experiment's report from the archive: the readout's rows folded as the evaluator folds units.
@@ -302,26 +318,20 @@ pub async fn archive_and_compare(
     let window_end =
         chrono::DurationRound::duration_trunc(now, chrono::TimeDelta::minutes(1)).unwrap_or(now);
     let readouts = compare_readouts(stack, dir, window_end, now).await?;
-    let (ddb, env) = crate::rebuild::feature_tables(stack).await?;
-    let table = env.required("FEATURES_TABLE")?.to_string();
     // In batch mode the table's items and pages are the last run's: run one on this archive first.
     let (sql, batch_run) =
         if stack.item_page_mode()? == checkout_domain::features::ItemPageMode::Batch {
-            let sql = batch_features(dir, now.timestamp())?;
-            let store = checkout_aws::features::DynamoFeatureStore {
-                client: ddb.clone(),
-                table: table.clone(),
-            };
-            let started = std::time::Instant::now();
-            let run = batch::run_docs(&store, &sql, now, 16).await?;
-            print_run(&run, started.elapsed());
+            let (sql, run) = run_on_archive(stack, dir, now).await?;
             (sql, Some(run))
         } else {
             // Every archived event, as the live projection counts them (it keeps an aggregate until the
             // aggregate itself expires).
             (batch_features(dir, i64::MIN)?, None)
         };
-    let live = crate::census::scan_entities(&ddb, &table, &["item", "page"]).await?;
+    let (ddb, env) = crate::rebuild::feature_tables(stack).await?;
+    let live =
+        crate::census::scan_entities(&ddb, env.required("FEATURES_TABLE")?, &["item", "page"])
+            .await?;
     let features = compare_features(&live, &sql);
     Ok(ArchiveComparison {
         written,

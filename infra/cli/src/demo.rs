@@ -128,22 +128,13 @@ pub async fn demo(stack: &LocalStack, file: &Path, out: &Path) -> Result<(), Box
 
     let t = Instant::now();
     println!("3/12 driving the feature updater from the event log's stream (INSERTs only) …");
-    // On a stack in batch mode the item and page features come from a batch run over the archive, which
-    // reads the log's stream as the updater does and waits for nothing of its: the two run side by side.
-    let first_run = {
-        let (stack, dir) = (stack.clone(), out.join("archive"));
-        std::thread::spawn(move || -> Result<Option<RunCounts>, String> {
-            let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
-            runtime
-                .block_on(crate::archive::batch_run_if_batch(&stack, &dir))
-                .map_err(|e| e.to_string())
-        })
-    };
     let features_run = drive_features(stack).await?;
-    let first_run = first_run
-        .join()
-        .map_err(|_| "the batch run's thread panicked")??;
-    let mut batch_runs: Vec<RunCounts> = first_run.into_iter().collect();
+    // On a stack in batch mode the item and page features come from a batch run over the archive.
+    let mut batch_runs: Vec<RunCounts> =
+        crate::archive::batch_run_if_batch(stack, &out.join("archive"))
+            .await?
+            .into_iter()
+            .collect();
     let features_secs = t.elapsed().as_secs_f64();
     timings.insert("features".to_string(), features_secs);
 
@@ -251,20 +242,23 @@ pub async fn demo(stack: &LocalStack, file: &Path, out: &Path) -> Result<(), Box
     println!("12/12 the event archive: the log's stream as Parquet by event hour, and every experiment read with the archive's SQL (DuckDB) against the evaluator's DynamoDB units …");
     batch_runs.extend(operations.batch_run.clone());
     let archive = demo_archive(stack, out).await?;
+    if let Some(run) = &archive.compared.batch_run {
+        println!("  {}", crate::archive::describe_run(run));
+    }
     batch_runs.extend(archive.compared.batch_run.clone());
     timings.insert("archive".to_string(), t.elapsed().as_secs_f64());
     let per_event = |n: usize| n as f64 / event_log_items.max(1) as f64;
     let fc = &features_run.counts;
     let batch_units: u64 = batch_runs.iter().map(|r| r.write_units).sum();
+    let units_per_event = |u: u64| u as f64 / event_log_items.max(1) as f64;
     let features = FeaturesSummary {
         items_by_entity,
         log_items_read_per_event: per_event(fc.log_entries_read),
         feature_items_read_per_event: per_event(fc.feature_items_read),
         feature_items_written_per_event: per_event(fc.feature_items_written),
-        write_units_per_event: (fc.write_units + batch_units) as f64
-            / event_log_items.max(1) as f64,
-        stream_write_units_per_event: fc.write_units as f64 / event_log_items.max(1) as f64,
-        batch_write_units_per_event: batch_units as f64 / event_log_items.max(1) as f64,
+        write_units_per_event: units_per_event(fc.write_units + batch_units),
+        stream_write_units_per_event: units_per_event(fc.write_units),
+        batch_write_units_per_event: units_per_event(batch_units),
         item_pages: stack.item_page_mode()?,
         batch_runs,
         events_per_second: event_log_items as f64 / features_secs.max(1e-9),

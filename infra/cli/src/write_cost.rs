@@ -93,7 +93,7 @@ pub async fn batch_runs(
         let done = run_docs(&store, &computed, now, 16)
             .await
             .map_err(|e| format!("batch run: {e}"))?;
-        writes += (done.written + done.deleted) as u64;
+        writes += done.written as u64;
         units += done.write_units;
         runs += 1;
     }

@@ -254,27 +254,21 @@ pub fn docs(
 /// What one batch run does to the features table ([`run_writes`]).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RunPlan {
-    /// Puts of the items and pages whose features changed, and deletes of those no longer computed, each
-    /// guarded by the version read (a concurrent run makes the commit conflict; the run is re-run).
+    /// Puts of the items and pages whose features changed, each guarded by the version read (a
+    /// concurrent writer makes the commit conflict; the run is re-run).
     pub writes: Vec<Write>,
     /// Items and pages computed the same as stored: not written.
     pub unchanged: usize,
-    /// Stored items and pages the run no longer computes, past retention: left to the table's TTL.
-    pub expired_left: usize,
 }
 
 /// The writes of one batch run: `computed` is every item and page the run's SQL makes ([`docs`]),
-/// `stored` the item and page items the table holds. A computed item is written only if it differs from
+/// `stored` what the table holds under those keys. A computed item is written only if it differs from
 /// the stored one ([`super::rebuild::same`]; a stored item past retention counts as absent), so a run
 /// costs one write per item or page that changed since the last run, however many events moved it. A
-/// stored item the run no longer computes and that is not past retention lost every session that touched
-/// it to an erasure, and is deleted; one past retention is left to the TTL.
+/// run writes nothing else: an item it no longer computes is past retention (the TTL's) or lost every
+/// session that touched it to an erasure (which deletes it, [`super::erase`]).
 pub fn run_writes(computed: &BTreeMap<Key, Doc>, stored: &[Stored], now: DateTime<Utc>) -> RunPlan {
-    let stored: BTreeMap<Key, &Stored> = stored
-        .iter()
-        .filter(|s| matches!(s.doc, Doc::Item(_) | Doc::Page(_)))
-        .map(|s| (s.doc.key(), s))
-        .collect();
+    let stored: BTreeMap<Key, &Stored> = stored.iter().map(|s| (s.doc.key(), s)).collect();
     let mut plan = RunPlan::default();
     for (key, doc) in computed {
         match stored.get(key) {
@@ -286,17 +280,6 @@ pub fn run_writes(computed: &BTreeMap<Key, Doc>, stored: &[Stored], now: DateTim
                 .push(Write::put(doc.clone(), Expect::of(s.copied()))),
         }
     }
-    for (key, s) in stored.iter().filter(|(k, _)| !computed.contains_key(*k)) {
-        if s.doc.expired(now) {
-            plan.expired_left += 1;
-        } else {
-            plan.writes.push(Write {
-                key: key.clone(),
-                expect: Expect::Version(s.version),
-                doc: None,
-            });
-        }
-    }
     plan
 }
 
@@ -306,15 +289,13 @@ pub struct RunCounts {
     /// Items and pages the run's SQL computed.
     pub computed: usize,
     pub written: usize,
-    pub deleted: usize,
     pub unchanged: usize,
-    pub expired_left: usize,
-    /// DynamoDB write units of the puts and deletes ([`super::cost`]).
+    /// DynamoDB write units of the puts ([`super::cost`]).
     pub write_units: u64,
 }
 
-/// Commits a run's writes, each on its own (a conditional put or delete: no item needs another's
-/// atomicity, so none pays for a transaction), `concurrency` in flight. Every write is tried; the first
+/// Commits a run's writes, each on its own (a conditional put: no item needs another's atomicity, so
+/// none pays for a transaction), `concurrency` in flight. Every write is tried; the first
 /// error is returned after them. A conflict means another writer moved an item since it was read: the
 /// run is re-run, and writes only what still differs.
 pub async fn apply<S: crate::ports::FeatureWriter>(
@@ -324,19 +305,16 @@ pub async fn apply<S: crate::ports::FeatureWriter>(
     concurrency: usize,
 ) -> Result<RunCounts, crate::ports::CommitError> {
     use futures::stream::{self, StreamExt};
-    let mut counts = RunCounts {
+    let counts = RunCounts {
         computed,
+        written: plan.writes.len(),
         unchanged: plan.unchanged,
-        expired_left: plan.expired_left,
-        ..RunCounts::default()
+        write_units: plan
+            .writes
+            .iter()
+            .map(|w| super::cost::write_units(w, false))
+            .sum(),
     };
-    for w in &plan.writes {
-        counts.write_units += super::cost::write_units(w, false);
-        match w.doc {
-            Some(_) => counts.written += 1,
-            None => counts.deleted += 1,
-        }
-    }
     let results: Vec<_> = stream::iter(plan.writes)
         .map(|w| store.commit(vec![w]))
         .buffer_unordered(concurrency.max(1))
@@ -374,8 +352,7 @@ impl RunError {
 
 /// One batch run from the SQL's rows: fold them into items and pages ([`docs`]), read what the table
 /// holds under those keys, and write what changed ([`run_writes`], [`apply`]). Reads one item per
-/// computed item or page; an item no longer computed at all is not read (past retention it is the TTL's;
-/// the erasure deletes one that only erased sessions touched).
+/// computed item or page.
 pub async fn run<S: crate::ports::FeatureWriter>(
     store: &S,
     items: &[ItemRow],
@@ -395,10 +372,7 @@ pub async fn run_docs<S: crate::ports::FeatureWriter>(
     concurrency: usize,
 ) -> Result<RunCounts, RunError> {
     let keys: Vec<Key> = computed.keys().cloned().collect();
-    let mut stored = Vec::with_capacity(keys.len());
-    for chunk in keys.chunks(100) {
-        stored.extend(store.get_many(chunk).await?.into_values());
-    }
+    let stored: Vec<Stored> = store.get_many(&keys).await?.into_values().collect();
     let plan = run_writes(computed, &stored, now);
     Ok(apply(store, computed.len(), plan, concurrency).await?)
 }
@@ -409,7 +383,7 @@ mod tests {
     use chrono::TimeZone;
 
     #[test]
-    fn a_run_writes_what_changed_deletes_what_was_erased_and_leaves_expired_items_to_the_ttl() {
+    fn a_run_writes_what_changed_and_nothing_it_did_not_compute() {
         let page = |path: &str, views: u32, expires_at: i64| {
             Doc::Page(PageFeatures {
                 path: path.into(),
@@ -442,7 +416,7 @@ mod tests {
             at(page("/expired", 7, 900), 7),
         ];
         let plan = run_writes(&computed, &stored, now);
-        assert_eq!((plan.unchanged, plan.expired_left), (1, 1));
+        assert_eq!(plan.unchanged, 1);
         let got: Vec<(String, Expect, bool)> = plan
             .writes
             .iter()
@@ -454,7 +428,6 @@ mod tests {
                 ("page#/moved".into(), Expect::Version(4), true),
                 ("page#/new".into(), Expect::Absent, true),
                 ("page#/revived".into(), Expect::Version(5), true),
-                ("page#/erased".into(), Expect::Version(6), false),
             ]
         );
     }

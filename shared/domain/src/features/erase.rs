@@ -227,23 +227,21 @@ pub async fn erase<L: LogIndex + LogEraser, S: FeatureWriter>(
     // is no more than the erased sessions that touched it goes now; if it had another session after all
     // (one the stored item did not count yet), the next run writes it back.
     let keys: Vec<Key> = batch_touched.keys().cloned().collect();
-    for chunk in keys.chunks(MAX_WRITES) {
-        let stored = store.get_many(chunk).await?;
-        counts.requests += 1;
-        for (key, s) in stored {
-            let sessions = match &s.doc {
-                Doc::Item(i) => i.sessions,
-                Doc::Page(p) => p.unique_views,
-                _ => continue,
-            };
-            if sessions <= batch_touched[&key] {
-                writes.push(Write {
-                    key,
-                    expect: Expect::Version(s.version),
-                    doc: None,
-                });
-                counts.feature_items_deleted += 1;
-            }
+    // BatchGetItem reads up to 100 keys a call.
+    counts.requests += keys.len().div_ceil(100);
+    for (key, s) in store.get_many(&keys).await? {
+        let sessions = match &s.doc {
+            Doc::Item(i) => i.sessions,
+            Doc::Page(p) => p.unique_views,
+            _ => continue,
+        };
+        if sessions <= batch_touched[&key] {
+            writes.push(Write {
+                key,
+                expect: Expect::Version(s.version),
+                doc: None,
+            });
+            counts.feature_items_deleted += 1;
         }
     }
     for chunk in writes.chunks(MAX_WRITES) {
