@@ -32,9 +32,9 @@ use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use lambda_runtime::{Error, LambdaEvent};
 use serde::{Deserialize, Serialize};
 
-/// A window may end at most this far in the future (clock skew); a later one is refused, because its
-/// report would be written before its units are in.
-pub const MAX_CLOCK_SKEW: TimeDelta = TimeDelta::minutes(5);
+/// A window may end at most this far in the future (the scheduled functions' clock skew); a later one is
+/// refused, because its report would be written before its units are in.
+pub use checkout_aws::schedule::MAX_CLOCK_SKEW;
 
 /// Everything the function reads from its environment, once, at cold start.
 #[derive(Debug, Clone)]

@@ -18,16 +18,13 @@
 use checkout_aws::athena::{feature_rows, Athena};
 use checkout_aws::emf::Metrics;
 use checkout_aws::features::DynamoFeatureStore;
+pub use checkout_aws::schedule::{FutureNow, Invocation, MAX_CLOCK_SKEW};
 use checkout_aws::{load_sdk_config, ConfigError, Env};
 use checkout_domain::features::batch::{self, RunCounts};
 use checkout_domain::ports::{FeatureWriter, StoreError};
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, Utc};
 use lambda_runtime::{Error, LambdaEvent};
-use serde::Deserialize;
 use std::time::Duration;
-
-/// A run may be at most this far in the future (clock skew).
-pub const MAX_CLOCK_SKEW: TimeDelta = TimeDelta::minutes(5);
 
 /// Everything the function reads from its environment, once, at cold start.
 #[derive(Debug, Clone)]
@@ -53,14 +50,6 @@ impl Config {
             ),
         })
     }
-}
-
-/// The schedule's input.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Invocation {
-    #[serde(default)]
-    pub now: Option<DateTime<Utc>>,
 }
 
 /// The `service` dimension of this function's metrics.
@@ -93,11 +82,8 @@ pub fn metrics(counts: &RunCounts, refused: bool) -> Metrics {
 pub enum RunError {
     #[error("invalid input: {0} (expected {{\"now\": RFC 3339 time, optional}})")]
     InvalidInput(#[source] serde_json::Error),
-    #[error("now {now} is in the future (clock {clock})")]
-    FutureNow {
-        now: DateTime<Utc>,
-        clock: DateTime<Utc>,
-    },
+    #[error(transparent)]
+    FutureNow(#[from] FutureNow),
     #[error("the features query: {0}")]
     Query(#[source] StoreError),
     #[error(transparent)]
@@ -107,7 +93,7 @@ pub enum RunError {
 impl RunError {
     pub fn retryable(&self) -> bool {
         match self {
-            RunError::InvalidInput(_) | RunError::FutureNow { .. } => false,
+            RunError::InvalidInput(_) | RunError::FutureNow(_) => false,
             RunError::Query(e) => e.retryable,
             RunError::Run(e) => e.retryable(),
         }
@@ -116,7 +102,7 @@ impl RunError {
     pub fn reason_code(&self) -> &'static str {
         match self {
             RunError::InvalidInput(_) => "invalid_input",
-            RunError::FutureNow { .. } => "future_now",
+            RunError::FutureNow(_) => "future_now",
             RunError::Query(_) => "query",
             RunError::Run(batch::RunError::Rows(_)) => "bad_rows",
             RunError::Run(_) => "store",
@@ -201,10 +187,7 @@ impl<S: FeatureWriter> Function<S> {
         invocation: &Invocation,
         clock: DateTime<Utc>,
     ) -> Result<RunCounts, RunError> {
-        let now = invocation.now.unwrap_or(clock);
-        if now > clock + MAX_CLOCK_SKEW {
-            return Err(RunError::FutureNow { now, clock });
-        }
+        let now = invocation.at(clock)?;
         let (items, pages) = feature_rows(&self.athena, now.timestamp())
             .await
             .map_err(RunError::Query)?;

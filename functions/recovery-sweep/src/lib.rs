@@ -15,6 +15,7 @@ use checkout_aws::dynamo::{DynamoEventLog, DynamoLogIndex};
 use checkout_aws::emf::{Metrics, Unit};
 use checkout_aws::features::DynamoFeatureStore;
 use checkout_aws::s3::{s3_client, S3ObjectStore};
+pub use checkout_aws::schedule::{FutureNow, Invocation, MAX_CLOCK_SKEW};
 use checkout_aws::sqs::SqsOutbound;
 use checkout_aws::{load_sdk_config, ConfigError, Env};
 use checkout_domain::decision::config::{DecisionConfig, InvalidConfig, DEFAULT_CONFIG_KEY};
@@ -29,12 +30,8 @@ use checkout_domain::ports::{
 };
 use checkout_domain::recovery::sweep::{OutboundMessage, Sweep, SweepInputs, SweepReport};
 use checkout_domain::recovery::RecoverySettings;
-use chrono::{DateTime, Duration, TimeDelta, Utc};
+use chrono::{DateTime, Duration, Utc};
 use lambda_runtime::{Error, LambdaEvent};
-use serde::Deserialize;
-
-/// A sweep may run at most this far in the future (clock skew).
-pub const MAX_CLOCK_SKEW: TimeDelta = TimeDelta::minutes(5);
 
 /// Everything the function reads from its environment, once, at cold start.
 #[derive(Debug, Clone)]
@@ -79,14 +76,6 @@ impl Config {
             concurrency: env.parsed("SWEEP_CONCURRENCY", 8usize)?.max(1),
         })
     }
-}
-
-/// The schedule's input.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Invocation {
-    #[serde(default)]
-    pub now: Option<DateTime<Utc>>,
 }
 
 /// The `service` dimension of this function's metrics.
@@ -151,11 +140,8 @@ pub fn metrics(report: &SweepReport, refused: bool) -> Metrics {
 pub enum RunError {
     #[error("invalid input: {0} (expected {{\"now\": RFC 3339 time, optional}})")]
     InvalidInput(#[source] serde_json::Error),
-    #[error("now {now} is in the future (clock {clock})")]
-    FutureNow {
-        now: DateTime<Utc>,
-        clock: DateTime<Utc>,
-    },
+    #[error(transparent)]
+    FutureNow(#[from] FutureNow),
     #[error("reading the decision config: {0}")]
     ConfigUnreadable(#[source] StoreError),
     #[error(transparent)]
@@ -167,7 +153,7 @@ pub enum RunError {
 impl RunError {
     pub fn retryable(&self) -> bool {
         match self {
-            RunError::InvalidInput(_) | RunError::FutureNow { .. } | RunError::InvalidConfig(_) => {
+            RunError::InvalidInput(_) | RunError::FutureNow(_) | RunError::InvalidConfig(_) => {
                 false
             }
             RunError::ConfigUnreadable(e) => e.retryable,
@@ -178,7 +164,7 @@ impl RunError {
     pub fn reason_code(&self) -> &'static str {
         match self {
             RunError::InvalidInput(_) => "invalid_input",
-            RunError::FutureNow { .. } => "future_now",
+            RunError::FutureNow(_) => "future_now",
             RunError::ConfigUnreadable(_) => "config_unreadable",
             RunError::InvalidConfig(_) => "invalid_config",
             RunError::Transient { .. } => "transient",
@@ -310,10 +296,7 @@ where
         invocation: &Invocation,
         clock: DateTime<Utc>,
     ) -> Result<SweepReport, RunError> {
-        let now = invocation.now.unwrap_or(clock);
-        if now > clock + MAX_CLOCK_SKEW {
-            return Err(RunError::FutureNow { now, clock });
-        }
+        let now = invocation.at(clock)?;
         let config = match self
             .config_store
             .get(&self.config.decision_config_key)

@@ -35,6 +35,7 @@ pub mod kinesis;
 pub mod quarantine;
 #[cfg(feature = "s3")]
 pub mod s3;
+pub mod schedule;
 #[cfg(feature = "sqs")]
 pub mod sqs;
 pub mod telemetry;
