@@ -152,8 +152,8 @@ fallback-model: ## Retrain the model compiled into the scorer (shared/domain/mod
 	    --version builtin-uci-2 --out shared/domain/models/purchase-propensity.json
 
 # ---- generated files -------------------------------------------------------------------------------
-schema: ## Regenerate events/schema/event-v5.schema.json from the Rust types
-	cargo run --quiet --locked -p checkout-ai -- schema > events/schema/event-v5.schema.json
+schema: ## Regenerate events/schema/event-v6.schema.json from the Rust types
+	cargo run --quiet --locked -p checkout-ai -- schema > events/schema/event-v6.schema.json
 
 fixtures: ## Regenerate the events/ Lambda fixtures
 	python3 infra/make_fixtures.py

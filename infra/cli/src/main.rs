@@ -142,7 +142,7 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
-    /// Print the JSON Schema of event schema v5 (committed as events/schema/event-v5.schema.json).
+    /// Print the JSON Schema of event schema v6 (committed as events/schema/event-v6.schema.json).
     Schema,
     /// Explain one decision from the event log and the registry alone: what the scorer saw (and whether
     /// it hashes to the logged feature hash), the model, policy and rules versions with their training

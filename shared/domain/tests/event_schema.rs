@@ -56,9 +56,9 @@ fn a_valid_event_decodes_and_round_trips() {
 #[test]
 fn every_bad_record_kind_has_its_own_reason_code() {
     let mut future = valid();
-    future["schema_version"] = json!(6);
+    future["schema_version"] = json!(7);
     let mut future_shape = valid();
-    future_shape["schema_version"] = json!(6);
+    future_shape["schema_version"] = json!(7);
     future_shape["occurred_at"] = json!(1_700_000_000);
     let mut unknown_type = valid();
     unknown_type["event_type"] = json!("wishlist_added");
@@ -149,13 +149,13 @@ fn no_input_panics() {
 }
 
 /// The committed schema must be exactly what the types generate. Regenerate with
-/// `make schema` (`checkout-ai schema > events/schema/event-v5.schema.json`). The v1 to v4 files stay as
+/// `make schema` (`checkout-ai schema > events/schema/event-v6.schema.json`). The v1 to v5 files stay as
 /// they were published: the contracts their producers were given.
 #[test]
 fn committed_json_schema_matches_the_types() {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../events/schema/event-v5.schema.json"
+        "/../../events/schema/event-v6.schema.json"
     );
     let committed: Value =
         serde_json::from_str(&std::fs::read_to_string(path).expect("schema file is committed"))
@@ -163,7 +163,7 @@ fn committed_json_schema_matches_the_types() {
     assert_eq!(
         committed,
         json_schema(),
-        "events/schema/event-v5.schema.json is stale; regenerate it"
+        "events/schema/event-v6.schema.json is stale; regenerate it"
     );
     // And it names every event type.
     let text = committed.to_string();

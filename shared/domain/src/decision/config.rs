@@ -15,6 +15,7 @@
 
 use super::policy::{Arm, PolicyConfig};
 use crate::experiment::config::Experiment;
+use crate::experiment::holdout::UniversalHoldout;
 use crate::ports::ObjectStore;
 use crate::ports::StoreError;
 use crate::recovery::RecoveryConfig;
@@ -56,6 +57,9 @@ pub struct DecisionConfig {
     /// The manual-review queue: deadline, escalation, default decision.
     #[serde(default)]
     pub review: crate::features::review::ReviewConfig,
+    /// The universal holdout: a share of users that never receives any treatment (5% by default).
+    #[serde(default)]
+    pub holdout: UniversalHoldout,
 }
 
 fn control() -> Arm {
@@ -79,6 +83,7 @@ impl Default for DecisionConfig {
             recovery: RecoveryConfig::default(),
             risk: super::gate::RiskConfig::default(),
             review: crate::features::review::ReviewConfig::default(),
+            holdout: UniversalHoldout::default(),
         }
     }
 }
@@ -154,9 +159,17 @@ impl DecisionConfig {
         if let Some(problem) = self.recovery.problem() {
             return fail(problem);
         }
-        let mut ids = BTreeSet::from([&self.recovery.experiment_id]);
+        let mut ids = BTreeSet::from([&self.recovery.experiment_id, &self.holdout.id]);
         if !valid_id(&self.recovery.experiment_id) {
             return fail("recovery.experiment_id is not a valid experiment id".into());
+        }
+        if let Some(problem) = self.holdout.problem() {
+            return fail(problem);
+        }
+        if !valid_id(&self.holdout.id) || ids.len() < 2 {
+            return fail(
+                "holdout.id must be a valid experiment id, different from recovery.experiment_id".into(),
+            );
         }
         for e in &self.experiments {
             if e.placement == crate::placement::Placement::Recovery {
@@ -168,7 +181,7 @@ impl DecisionConfig {
             let at = |m: &str| fail(format!("experiment `{}`: {m}", e.id));
             if !valid_id(&e.id) || !ids.insert(&e.id) {
                 return at(
-                    "ids must be unique (also against recovery.experiment_id), 1-64 characters of A-Z, a-z, 0-9, '.', '_' and '-' \
+                    "ids must be unique (also against recovery.experiment_id and holdout.id), 1-64 characters of A-Z, a-z, 0-9, '.', '_' and '-' \
                      (they name report keys and feature partitions)",
                 );
             }
@@ -195,6 +208,16 @@ impl DecisionConfig {
             }
         }
         Ok(())
+    }
+
+    /// Whether `self` may replace `previous`: each is valid, and the universal holdout is not reshuffled
+    /// ([`UniversalHoldout::change_problem`]).
+    pub fn check_change(&self, previous: &DecisionConfig) -> Result<(), InvalidConfig> {
+        self.validate()?;
+        match self.holdout.change_problem(&previous.holdout) {
+            Some(problem) => Err(InvalidConfig(problem)),
+            None => Ok(()),
+        }
     }
 }
 
@@ -235,8 +258,9 @@ pub async fn update_config(
         ),
         None => (DecisionConfig::default(), Condition::Absent),
     };
+    let previous = config.clone();
     edit(&mut config);
-    config.validate()?;
+    config.check_change(&previous)?;
     match store.put(key, config.encode(), condition).await {
         Ok(()) => Ok(config),
         Err(PutError::Precondition) => Err(UpdateError::Raced),

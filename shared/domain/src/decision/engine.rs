@@ -23,7 +23,7 @@ use super::policy::{self, Action, Arm, Blocked, Candidate, Economics, Signals};
 use super::request::{DecisionRequest, Placement};
 use crate::event::{
     ActionProbability, Context, DecisionCart, DecisionServed, Device, DeviceType, Event, EventBody,
-    PolicyRef, RiskServed, ShadowChoice, VisitorType, CONFIGURED_POLICY_ID, SCHEMA_VERSION,
+    HoldoutServed, PolicyRef, RiskServed, ShadowChoice, VisitorType, CONFIGURED_POLICY_ID, SCHEMA_VERSION,
 };
 use crate::experiment::config::{assign, Assignment};
 use crate::features::risk::signals::{RiskKey, RiskProfile};
@@ -125,6 +125,8 @@ pub enum ArmReason {
     Default,
     KillSwitch,
     NoUser,
+    /// The user is in the universal holdout: control, outside every experiment, whatever the config.
+    Holdout,
 }
 
 /// The body of a `200` answer to `POST /v1/decisions` (see `api/openapi.yaml`).
@@ -218,6 +220,7 @@ pub fn decide(
                 });
             }
             logged.eligible = distribution(&candidates, &choice.distribution);
+            logged.visitor_type = Some(row.visitor_type);
             logged.score = Some(scored.probability);
             logged.model_input = model_input(&row);
             logged.policy_features = CONTEXT_FEATURES
@@ -307,6 +310,12 @@ pub fn decide(
             inputs.now,
         ),
     };
+    logged.holdout = inputs.unit.and_then(|u| {
+        config.holdout.arm(u, inputs.now).map(|variant| HoldoutServed {
+            id: config.holdout.id.clone(),
+            variant: variant.to_string(),
+        })
+    });
     let event = served_event(request, &response, feature_hash, logged, inputs.now);
     let review = response
         .risk
@@ -352,6 +361,8 @@ struct Logged<'a> {
     score: Option<f64>,
     model_input: BTreeMap<String, serde_json::Value>,
     policy_features: BTreeMap<String, f64>,
+    holdout: Option<HoldoutServed>,
+    visitor_type: Option<VisitorType>,
 }
 
 fn none_choice() -> policy::Choice {
@@ -440,6 +451,9 @@ fn arm(request: &DecisionRequest, inputs: Inputs<'_>) -> (Arm, ArmReason, Option
     let Some(unit) = inputs.unit else {
         return (config.default_arm, ArmReason::NoUser, None);
     };
+    if config.holdout.holds_out(unit, inputs.now) {
+        return (Arm::Control, ArmReason::Holdout, None);
+    }
     let recovery;
     let experiments = if request.placement == Placement::Recovery {
         recovery = [config.recovery.experiment()];
@@ -648,6 +662,8 @@ fn served_event(
             policy_features: logged.policy_features,
             recovery: None,
             risk: r.risk.clone(),
+            holdout: logged.holdout,
+            visitor_type: logged.visitor_type,
         })),
     }
 }

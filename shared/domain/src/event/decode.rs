@@ -94,6 +94,7 @@ impl Event {
         }
         self.check_v4()?;
         self.check_v5()?;
+        self.check_v6()?;
         if let Some(c) = &self.context.country {
             check_country("context.country", c)?;
         }
@@ -218,6 +219,41 @@ impl Event {
             }
             EventBody::FraudConfirmed(f) => check_id("data.order_id", &f.order_id),
             EventBody::ReviewUpdated(r) => check_review(r),
+        }
+    }
+
+    /// What schema v6 added: refused in an event that says an older version; the holdout's arm is one of
+    /// its two.
+    fn check_v6(&self) -> Result<(), DecodeError> {
+        let EventBody::DecisionServed(d) = &self.body else {
+            return Ok(());
+        };
+        let v6 = self.schema_version >= 6;
+        let older = |field: &str| {
+            Err(DecodeError::invalid(
+                field,
+                format_args!(
+                    "is a schema v6 addition; this event says schema_version {}",
+                    self.schema_version
+                ),
+            ))
+        };
+        if d.visitor_type.is_some() && !v6 {
+            return older("data.visitor_type");
+        }
+        match &d.holdout {
+            None => Ok(()),
+            Some(_) if !v6 => older("data.holdout"),
+            Some(h) => {
+                check_id("data.holdout.id", &h.id)?;
+                if h.variant != super::HOLDOUT_VARIANT && h.variant != super::SERVED_VARIANT {
+                    return Err(DecodeError::invalid(
+                        "data.holdout.variant",
+                        "must be `holdout` or `served`",
+                    ));
+                }
+                Ok(())
+            }
         }
     }
 

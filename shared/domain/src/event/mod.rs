@@ -58,21 +58,24 @@ use std::collections::BTreeMap;
 ///   the reason codes); three event types: `chargeback_received` and `fraud_confirmed` (labels, which
 ///   arrive weeks late) and `review_updated` (every transition of a manual-review case, with who acted).
 ///   Each is refused in an event that says an older version.
-pub const SCHEMA_VERSION: u32 = 5;
+/// - **v6**: proof of worth. `decision_served.holdout` (the user's arm of the universal holdout: `holdout`
+///   or `served`) and `decision_served.visitor_type` (new or returning, as the decision saw it: a cohort
+///   dimension recorded at first exposure). Each is refused in an event that says an older version.
+pub const SCHEMA_VERSION: u32 = 6;
 /// The oldest schema version this build still reads.
 pub const OLDEST_SCHEMA_VERSION: u32 = 1;
 
 /// One event: the common envelope plus a typed payload.
 #[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
 #[schemars(
-    title = "checkout-ai event, schema v5 (reads v1 to v4)",
+    title = "checkout-ai event, schema v6 (reads v1 to v5)",
     deny_unknown_fields
 )]
 pub struct Event {
     /// Producer-assigned identity of the event (a UUID or another stable id). Redeliveries carry the same id.
     pub event_id: String,
-    /// 5 for this schema; 1 to 4 are still read (each version's additions are refused in older ones).
-    #[schemars(range(min = 1, max = 5))]
+    /// 6 for this schema; 1 to 5 are still read (each version's additions are refused in older ones).
+    #[schemars(range(min = 1, max = 6))]
     pub schema_version: u32,
     /// When the event happened, stamped by the producer (RFC 3339). Projections order by this, not by arrival.
     pub occurred_at: DateTime<Utc>,
@@ -546,7 +549,29 @@ pub struct DecisionServed {
     /// **v5.** The risk assessment of a `checkout` decision: what gating was recommended and why.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub risk: Option<RiskServed>,
+    /// **v6.** The user's arm of the universal holdout, logged with every decision for a known user while
+    /// the holdout is active: the holdout's members get the control decision and stay measurable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holdout: Option<HoldoutServed>,
+    /// **v6.** New or returning, as the decision saw it (absent when degraded): a cohort dimension that the
+    /// experiment units keep from their first exposure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub visitor_type: Option<VisitorType>,
 }
+
+/// **v6.** A decision's place in the universal holdout.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HoldoutServed {
+    /// The holdout's id (its experiment id in the units and the impact report).
+    pub id: String,
+    /// `holdout` (never treated) or `served` (everyone else).
+    pub variant: String,
+}
+
+/// The universal holdout's two arms.
+pub const HOLDOUT_VARIANT: &str = "holdout";
+pub const SERVED_VARIANT: &str = "served";
 
 /// What the storefront and the payment service are told to do about a payment. Ordered by how much it
 /// costs a genuine shopper.

@@ -37,6 +37,21 @@ pub struct Experiment {
     pub start: Option<DateTime<Utc>>,
     #[serde(default)]
     pub end: Option<DateTime<Utc>>,
+    /// Days after the experiment stops (status `stopped` with an `end`) that its units are still read,
+    /// so that the final report shows whether the effect held, faded or reversed.
+    #[serde(default = "thirty", skip_serializing_if = "is_thirty")]
+    pub tail_days: u32,
+}
+
+/// The default long-run tail.
+pub const DEFAULT_TAIL_DAYS: u32 = 30;
+
+fn thirty() -> u32 {
+    DEFAULT_TAIL_DAYS
+}
+
+fn is_thirty(d: &u32) -> bool {
+    *d == DEFAULT_TAIL_DAYS
 }
 
 fn two() -> u32 {

@@ -17,11 +17,17 @@ use crate::placement::Placement;
 use crate::ports::{
     Condition, ObjectStore, PutError, ReadoutQuery, ReadoutSource, StoreError, UnitSource,
 };
+use super::holdout::UniversalHoldout;
+use crate::features::aggregate::{Cohort, UnitOrder};
 use crate::stats::analysis::{analyse, Settings};
+use crate::stats::breakdown::{
+    breakdown, long_run, time_effects, Slices, DAY, FIRST_WEEK, LATER_WEEKS, LONG_RUN_METRICS, WEEK,
+    WEEKDAY,
+};
 use crate::stats::html;
-use crate::stats::report::{Action, DataSummary, Report, Window};
+use crate::stats::report::{Action, Check, DataSummary, Report, Status as CheckStatus, Window};
 use crate::stats::tally::{Design, MetricDef, MetricKind, Role, Tally};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Duration, Utc};
 use serde::Serialize;
 
 /// The metrics an experiment is read on, from its experiment units: every experiment on the decision
@@ -102,14 +108,95 @@ pub fn unit_design(experiment: &Experiment, currency: &str) -> Design {
     }
 }
 
-/// Folds units into a tally, one at a time.
+/// The impact report's settings.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, serde::Deserialize)]
+pub struct ImpactSettings {
+    /// The rolling window: units first exposed in the last this many days.
+    pub rolling_days: u32,
+    /// The margin ratio of an order whose session logged no decision cart.
+    pub assumed_margin_ratio: f64,
+    /// The power the minimum detectable effect is stated at.
+    pub power: f64,
+}
+
+impl Default for ImpactSettings {
+    fn default() -> Self {
+        Self {
+            rolling_days: 28,
+            assumed_margin_ratio: 0.3,
+            power: 0.8,
+        }
+    }
+}
+
+/// The universal holdout's design: the holdout is the control, everyone else the treatment.
+pub fn impact_design(holdout: &UniversalHoldout, currency: &str) -> Design {
+    use crate::event::{HOLDOUT_VARIANT, SERVED_VARIANT};
+    let metric = |name: &str, kind, role, inverse, covariate: Option<&str>, source: String| MetricDef {
+        name: name.into(),
+        kind,
+        role,
+        inverse,
+        covariate: covariate.map(str::to_string),
+        source,
+    };
+    Design {
+        experiment_id: holdout.id.clone(),
+        variants: vec![HOLDOUT_VARIANT.into(), SERVED_VARIANT.into()],
+        weights: vec![holdout.share, 1.0 - holdout.share],
+        metrics: vec![
+            metric("conversion", MetricKind::Proportion, Role::Goal, false, Some("orders_before"),
+                "visitors with an order at or after their first decision".into()),
+            metric("revenue_per_visitor", MetricKind::Mean, Role::Goal, false, Some("revenue_before"),
+                format!("revenue at or after the first decision, {currency} minor units per visitor")),
+            metric("average_order_value", MetricKind::Ratio, Role::Guardrail, false, None,
+                format!("revenue / orders after the first decision, {currency} minor units")),
+            metric("incentive_cost_per_visitor", MetricKind::Mean, Role::Guardrail, true, None,
+                format!("what incentives gave away on orders (the served incentive's logged cost, redeemed \
+                         by an order in the same session), {currency} minor units per visitor")),
+            metric("margin_per_visitor", MetricKind::Mean, Role::Goal, false, None,
+                format!("order margin (the decision cart's margin ratio, else the assumed ratio) minus \
+                         incentive cost, {currency} minor units per visitor")),
+            metric("repeat_purchase_rate", MetricKind::Ratio, Role::Goal, false, None,
+                format!("buyers with a second order within {REPEAT_DAYS} days of their first (after the \
+                         first decision) / buyers; first orders less than {REPEAT_DAYS} days old have not \
+                         had their whole chance yet, equally in both arms")),
+        ],
+    }
+}
+
+/// Which metrics a fold reads from a unit.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Kind {
+    Decision,
+    Recovery,
+    /// The universal holdout's impact design, with the margin ratio assumed for an order whose session
+    /// logged no cart.
+    Impact { assumed_margin_ratio: f64 },
+}
+
+/// A repeat purchase: a second order within this many days of the first (after the first exposure).
+pub const REPEAT_DAYS: i64 = 30;
+
+/// Folds units into a tally, one at a time, and into the slices of the report's breakdowns.
 pub struct UnitFold {
     pub tally: Tally,
-    recovery: bool,
+    kind: Kind,
     pub data: DataSummary,
     window_end: DateTime<Utc>,
     now: i64,
     currency: String,
+    /// Units first exposed before this are left out (`exposed_before_window`).
+    exposed_from: Option<DateTime<Utc>>,
+    /// By the cohort's dimensions.
+    cohorts: Slices,
+    /// By day of first exposure (the weekday and week slices are merged from these).
+    days: Slices,
+    /// The stop and the tail, and the long-run tally, once the experiment has stopped.
+    long_run: Option<(DateTime<Utc>, u32, Tally)>,
+    /// The configured start, else the earliest first exposure analysed.
+    start: Option<DateTime<Utc>>,
+    first_exposure: Option<DateTime<Utc>>,
 }
 
 /// Revenue in `currency` minor units, or `None` when some of it is in another currency.
@@ -127,6 +214,54 @@ fn revenue_in(money: &crate::features::aggregate::Money, currency: &str) -> Opti
     Some(total)
 }
 
+/// The sum of `value` over orders, or `None` when an order with a non-zero total is in another currency.
+fn orders_sum<'a>(
+    orders: impl IntoIterator<Item = &'a UnitOrder>,
+    currency: &str,
+    value: impl Fn(&UnitOrder) -> f64,
+) -> Option<f64> {
+    let mut total = 0.0;
+    for o in orders {
+        if o.currency != currency && o.total_minor != 0 {
+            return None;
+        }
+        total += value(o);
+    }
+    Some(total)
+}
+
+/// Whether the unit ordered again within [`REPEAT_DAYS`] of its first order after exposure.
+pub fn repeat_purchase(orders: &[UnitOrder]) -> bool {
+    let mut at: Vec<DateTime<Utc>> = orders.iter().map(|o| o.at).collect();
+    at.sort();
+    matches!(at.as_slice(), [first, second, ..] if *second - *first <= Duration::days(REPEAT_DAYS))
+}
+
+/// The long-run design: [`LONG_RUN_METRICS`] of `design`'s arms.
+fn long_run_design(design: &Design, currency: &str) -> Design {
+    let metric = |i: usize, kind| MetricDef {
+        name: LONG_RUN_METRICS[i].into(),
+        kind,
+        role: Role::Goal,
+        inverse: false,
+        covariate: None,
+        source: if i % 2 == 0 {
+            format!("orders from first exposure to the stop ({currency} minor units, or any order)")
+        } else {
+            format!("orders from the stop to the end of the tail ({currency} minor units, or any order)")
+        },
+    };
+    Design {
+        metrics: vec![
+            metric(0, MetricKind::Mean),
+            metric(1, MetricKind::Mean),
+            metric(2, MetricKind::Proportion),
+            metric(3, MetricKind::Proportion),
+        ],
+        ..design.clone()
+    }
+}
+
 impl UnitFold {
     pub fn new(
         experiment: &Experiment,
@@ -135,9 +270,43 @@ impl UnitFold {
         now: DateTime<Utc>,
         currency: &str,
     ) -> Self {
+        let kind = if experiment.placement == Placement::Recovery {
+            Kind::Recovery
+        } else {
+            Kind::Decision
+        };
+        let mut fold = Self::with(
+            unit_design(experiment, currency),
+            kind,
+            source,
+            window_end,
+            now,
+            currency,
+        );
+        fold.start = experiment.start;
+        if let (Status::Stopped, Some(end)) = (experiment.status, experiment.end) {
+            fold.long_run = Some((
+                end,
+                experiment.tail_days,
+                Tally::new(long_run_design(&fold.tally.design, currency)),
+            ));
+        }
+        fold
+    }
+
+    fn with(
+        design: Design,
+        kind: Kind,
+        source: String,
+        window_end: DateTime<Utc>,
+        now: DateTime<Utc>,
+        currency: &str,
+    ) -> Self {
         Self {
-            tally: Tally::new(unit_design(experiment, currency)),
-            recovery: experiment.placement == Placement::Recovery,
+            cohorts: Slices::new(design.clone()),
+            days: Slices::new(design.clone()),
+            tally: Tally::new(design),
+            kind,
             data: DataSummary {
                 source,
                 ..DataSummary::default()
@@ -145,6 +314,96 @@ impl UnitFold {
             window_end,
             now: now.timestamp(),
             currency: currency.to_string(),
+            exposed_from: None,
+            long_run: None,
+            start: None,
+            first_exposure: None,
+        }
+    }
+
+    /// The universal holdout's impact fold: units first exposed from `from` (the rolling window's start,
+    /// or the holdout's `since`) to `window_end`.
+    pub fn impact(
+        holdout: &UniversalHoldout,
+        settings: &ImpactSettings,
+        source: String,
+        from: Option<DateTime<Utc>>,
+        window_end: DateTime<Utc>,
+        now: DateTime<Utc>,
+        currency: &str,
+    ) -> Self {
+        let mut fold = Self::with(
+            impact_design(holdout, currency),
+            Kind::Impact {
+                assumed_margin_ratio: settings.assumed_margin_ratio,
+            },
+            source,
+            window_end,
+            now,
+            currency,
+        );
+        fold.exposed_from = from;
+        fold.start = from;
+        fold
+    }
+
+    /// The unit's value (and denominator or covariate) of each metric of the design; `None` where the
+    /// unit is left out of a metric (revenue in another currency), and whether that happened.
+    fn values(&self, u: &ExperimentUnit) -> (Vec<Option<(f64, f64)>>, bool) {
+        let flag = |b: bool| f64::from(u8::from(b));
+        let c = &self.currency;
+        match self.kind {
+            Kind::Recovery => {
+                let revenue = revenue_in(&u.revenue_in_window, c)
+                    .zip(revenue_in(&u.revenue_before, c));
+                (
+                    vec![
+                        Some((flag(u.orders_in_window > 0), f64::from(u.orders_before))),
+                        revenue,
+                        Some((flag(u.unsubscribed_after), 0.0)),
+                    ],
+                    revenue.is_none(),
+                )
+            }
+            Kind::Decision => {
+                let revenue =
+                    revenue_in(&u.revenue_after, c).zip(revenue_in(&u.revenue_before, c));
+                (
+                    vec![
+                        Some((flag(u.orders_after > 0), f64::from(u.orders_before))),
+                        revenue,
+                        revenue.map(|(after, _)| (after, f64::from(u.orders_after))),
+                    ],
+                    revenue.is_none(),
+                )
+            }
+            Kind::Impact {
+                assumed_margin_ratio,
+            } => {
+                let revenue =
+                    revenue_in(&u.revenue_after, c).zip(revenue_in(&u.revenue_before, c));
+                let incentive = orders_sum(&u.orders, c, |o| o.incentive_minor as f64);
+                let margin = orders_sum(&u.orders, c, |o| {
+                    o.margin_minor
+                        .map_or(o.total_minor as f64 * assumed_margin_ratio, |m| m as f64)
+                        - o.incentive_minor as f64
+                });
+                let ok = revenue.is_some() && incentive.is_some() && margin.is_some();
+                let bought = !u.orders.is_empty();
+                (
+                    vec![
+                        Some((flag(u.orders_after > 0), f64::from(u.orders_before))),
+                        revenue.filter(|_| ok),
+                        revenue
+                            .filter(|_| ok)
+                            .map(|(after, _)| (after, f64::from(u.orders_after))),
+                        incentive.filter(|_| ok).map(|x| (x, 0.0)),
+                        margin.filter(|_| ok).map(|x| (x, 0.0)),
+                        Some((flag(repeat_purchase(&u.orders)), flag(bought))),
+                    ],
+                    !ok,
+                )
+            }
         }
     }
 
@@ -167,6 +426,10 @@ impl UnitFold {
             self.data.exclude("exposed_after_window");
             return;
         }
+        if self.exposed_from.is_some_and(|from| u.first_exposure_at < from) {
+            self.data.exclude("exposed_before_window");
+            return;
+        }
         if u.variants_seen > 1 {
             self.data.exclude("multi_variant");
             return;
@@ -175,41 +438,45 @@ impl UnitFold {
             self.data.exclude("unknown_variant");
             return;
         };
-        self.tally.unit(arm);
-        let flag = |b: bool| f64::from(u8::from(b));
-        if self.recovery {
-            self.tally.observe(
-                0,
-                arm,
-                flag(u.orders_in_window > 0),
-                f64::from(u.orders_before),
-            );
-            match (
-                revenue_in(&u.revenue_in_window, &self.currency),
-                revenue_in(&u.revenue_before, &self.currency),
-            ) {
-                (Some(after), Some(before)) => self.tally.observe(1, arm, after, before),
-                _ => self.data.exclude("revenue_in_another_currency"),
-            }
-            self.tally.observe(2, arm, flag(u.unsubscribed_after), 0.0);
-            return;
-        }
-        let orders_after = f64::from(u.orders_after);
-        self.tally.observe(
-            0,
-            arm,
-            f64::from(u8::from(u.orders_after > 0)),
-            f64::from(u.orders_before),
+        self.first_exposure = Some(
+            self.first_exposure
+                .map_or(u.first_exposure_at, |t| t.min(u.first_exposure_at)),
         );
-        match (
-            revenue_in(&u.revenue_after, &self.currency),
-            revenue_in(&u.revenue_before, &self.currency),
-        ) {
-            (Some(after), Some(before)) => {
-                self.tally.observe(1, arm, after, before);
-                self.tally.observe(2, arm, after, orders_after);
+        let (values, mismatch) = self.values(&u);
+        if mismatch {
+            self.data.exclude("revenue_in_another_currency");
+        }
+        let day = u.first_exposure_at.format("%Y-%m-%d").to_string();
+        let mut tallies: Vec<&mut Tally> = vec![&mut self.tally, self.days.get(DAY, &day)];
+        // Borrow the cohort slices one dimension at a time.
+        let observe = |t: &mut Tally| {
+            t.unit(arm);
+            for (metric, v) in values.iter().enumerate() {
+                if let Some((x, y)) = v {
+                    t.observe(metric, arm, *x, *y);
+                }
             }
-            _ => self.data.exclude("revenue_in_another_currency"),
+        };
+        for t in tallies.iter_mut() {
+            observe(t);
+        }
+        for dim in Cohort::DIMENSIONS {
+            observe(self.cohorts.get(dim, u.cohort.value(dim)));
+        }
+        if let Some((stop, tail, t)) = &mut self.long_run {
+            let end = *stop + Duration::days(i64::from(*tail));
+            let during = || u.orders.iter().filter(|o| o.at < *stop);
+            let after = || u.orders.iter().filter(|o| o.at >= *stop && o.at < end);
+            t.unit(arm);
+            if let (Some(d), Some(a)) = (
+                orders_sum(during(), &self.currency, |o| o.total_minor as f64),
+                orders_sum(after(), &self.currency, |o| o.total_minor as f64),
+            ) {
+                t.observe(0, arm, d, 0.0);
+                t.observe(1, arm, a, 0.0);
+            }
+            t.observe(2, arm, f64::from(u8::from(during().next().is_some())), 0.0);
+            t.observe(3, arm, f64::from(u8::from(after().next().is_some())), 0.0);
         }
         if !u.complete {
             *self
@@ -218,6 +485,59 @@ impl UnitFold {
                 .entry("orders_window_incomplete".into())
                 .or_default() += 1;
         }
+    }
+
+    /// The earliest first exposure analysed so far.
+    pub fn first_exposure(&self) -> Option<DateTime<Utc>> {
+        self.first_exposure
+    }
+
+    /// The report: the overall analysis, then lift by cohort, the time effects and the long-run tail.
+    pub fn report(self, settings: &Settings, now: DateTime<Utc>) -> Report {
+        let mut report = analyse(
+            &self.tally,
+            settings,
+            self.data,
+            Some(Window {
+                end: self.window_end,
+            }),
+            now,
+        );
+        report.cohorts = Some(breakdown(
+            &self.cohorts,
+            &Cohort::DIMENSIONS,
+            &report.metrics,
+            settings,
+        ));
+        if let Some(start) = self.start.or(self.first_exposure) {
+            let mut time = self.days.clone();
+            let first_week_ends = (start + Duration::days(7)).date_naive();
+            if let Some(days) = self.days.tallies.get(DAY) {
+                for (day, t) in days {
+                    let Ok(d) = chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d") else {
+                        continue;
+                    };
+                    time.get(WEEKDAY, &format!("{}-{:?}", d.weekday().num_days_from_monday() + 1, d.weekday()))
+                        .merge(t);
+                    let week = if d < first_week_ends { FIRST_WEEK } else { LATER_WEEKS };
+                    time.get(WEEK, week).merge(t);
+                }
+            }
+            let t = time_effects(&time, &report.metrics, start, self.window_end, settings);
+            if let Some(w) = &t.warning {
+                report.recommendation.reasons.push(w.clone());
+                report.health.push(Check {
+                    name: "whole_weeks",
+                    status: CheckStatus::Warning,
+                    message: w.clone(),
+                });
+            }
+            report.time = Some(t);
+        }
+        if let Some((stop, tail, t)) = &self.long_run {
+            report.long_run = Some(long_run(t, *stop, *tail, self.window_end, settings));
+        }
+        report
     }
 }
 
@@ -373,7 +693,7 @@ impl UnitFold {
 
     /// Whether the fold is for the recovery placement's design (the readout's `recovery` parameter).
     pub fn recovery(&self) -> bool {
-        self.recovery
+        self.kind == Kind::Recovery
     }
 }
 
@@ -419,6 +739,23 @@ pub struct ArmReadout {
     pub mean: f64,
 }
 
+impl Outcome {
+    /// A window already written (the fields a written one fills stay empty).
+    pub fn exists(id: &str, json_key: &str, html_key: &str) -> Self {
+        Self {
+            experiment_id: id.to_string(),
+            outcome: "exists",
+            json_key: json_key.to_string(),
+            html_key: html_key.to_string(),
+            units: None,
+            srm_alarm: None,
+            action: None,
+            latest_updated: false,
+            readout: Vec::new(),
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum EvaluationError {
     #[error(transparent)]
@@ -450,11 +787,24 @@ impl From<PutError> for EvaluationError {
     }
 }
 
-/// The experiments a run evaluates: running, and started before the window's end.
+/// The experiments a run evaluates: running and started before the window's end, or stopped (with an
+/// `end`) less than their tail plus a day ago.
 pub fn due(experiments: &[Experiment], window_end: DateTime<Utc>) -> Vec<&Experiment> {
     experiments
         .iter()
-        .filter(|e| e.status == Status::Running && e.start.is_none_or(|s| s < window_end))
+        .filter(|e| {
+            let started = e.start.is_none_or(|s| s < window_end);
+            match (e.status, e.end) {
+                (Status::Running, _) => started,
+                // The long-run tail, and one more day for the final report past it.
+                (Status::Stopped, Some(end)) => {
+                    started
+                        && window_end
+                            < end + Duration::days(i64::from(e.tail_days) + 1)
+                }
+                _ => false,
+            }
+        })
         .collect()
 }
 
@@ -526,17 +876,7 @@ pub async fn evaluate_experiment_with<U: UnitSource, R: ObjectStore, Q: ReadoutS
     now: DateTime<Utc>,
 ) -> Result<Outcome, EvaluationError> {
     let (json_key, html_key) = report_keys(&experiment.id, window_end);
-    let mut outcome = Outcome {
-        experiment_id: experiment.id.clone(),
-        outcome: "exists",
-        json_key: json_key.clone(),
-        html_key: html_key.clone(),
-        units: None,
-        srm_alarm: None,
-        action: None,
-        latest_updated: false,
-        readout: Vec::new(),
-    };
+    let mut outcome = Outcome::exists(&experiment.id, &json_key, &html_key);
     if reports.get(&json_key).await?.is_some() {
         return Ok(outcome);
     }
@@ -568,29 +908,26 @@ pub async fn evaluate_experiment_with<U: UnitSource, R: ObjectStore, Q: ReadoutS
     } else {
         fold.read_all(units, &experiment.id).await?;
     }
-    let report = analyse(
-        &fold.tally,
-        settings,
-        fold.data,
-        Some(Window { end: window_end }),
-        now,
-    );
-    let json = serde_json::to_vec_pretty(&report)?;
-    // The page first, the JSON last: the JSON's presence is what marks the window done.
-    reports
-        .put(
-            &html_key,
-            html::render(&report).into_bytes(),
-            Condition::Always,
-        )
-        .await?;
-    match reports
-        .put(&json_key, json.clone(), Condition::Absent)
-        .await
-    {
-        Ok(()) | Err(PutError::Precondition) => {}
-        Err(PutError::Store(e)) => return Err(e.into()),
-    }
+    let report = if sql.is_some() {
+        let mut report = analyse(
+            &fold.tally,
+            settings,
+            fold.data,
+            Some(Window { end: window_end }),
+            now,
+        );
+        report.health.push(Check {
+            name: "breakdowns",
+            status: CheckStatus::Warning,
+            message: "Read from the archive's SQL readout: lift by cohort, the time effects and the \
+                      long-run tail are computed from the experiment units only, not yet from the SQL."
+                .into(),
+        });
+        report
+    } else {
+        fold.report(settings, now)
+    };
+    write_report(reports, &report, &json_key, &html_key, html::render(&report)).await?;
     outcome.outcome = "written";
     outcome.units = Some(report.arms.iter().map(|a| a.units).collect());
     outcome.srm_alarm = Some(report.srm.alarm);
@@ -607,19 +944,44 @@ pub async fn evaluate_experiment_with<U: UnitSource, R: ObjectStore, Q: ReadoutS
             })
         })
         .collect();
-    outcome.latest_updated = update_latest(reports, &experiment.id, &report, json).await?;
+    outcome.latest_updated = update_latest(
+        reports,
+        &latest_key(&experiment.id),
+        report.window,
+        serde_json::to_vec_pretty(&report)?,
+    )
+    .await?;
     Ok(outcome)
 }
 
-/// Points `latest.json` at this report unless it already holds a window at least as new.
-async fn update_latest<R: ObjectStore>(
+/// Writes a window's page, then its JSON once: the page first, the JSON last, because the JSON's
+/// presence is what marks the window done.
+pub(crate) async fn write_report<R: ObjectStore, T: Serialize>(
     reports: &R,
-    experiment_id: &str,
-    report: &Report,
+    report: &T,
+    json_key: &str,
+    html_key: &str,
+    page: String,
+) -> Result<(), EvaluationError> {
+    let json = serde_json::to_vec_pretty(report)?;
+    reports
+        .put(html_key, page.into_bytes(), Condition::Always)
+        .await?;
+    match reports.put(json_key, json, Condition::Absent).await {
+        Ok(()) | Err(PutError::Precondition) => Ok(()),
+        Err(PutError::Store(e)) => Err(e.into()),
+    }
+}
+
+/// Points `latest.json` at this report unless it already holds a window at least as new.
+pub(crate) async fn update_latest<R: ObjectStore>(
+    reports: &R,
+    key: &str,
+    window: Option<Window>,
     json: Vec<u8>,
 ) -> Result<bool, EvaluationError> {
-    let key = latest_key(experiment_id);
-    let ours = report.window.map(|w| w.end);
+    let key = key.to_string();
+    let ours = window.map(|w| w.end);
     for _ in 0..3 {
         let condition = match reports.get(&key).await? {
             Some(existing) => {
@@ -688,6 +1050,11 @@ mod tests {
             unsubscribed_after: false,
             complete: true,
             expires_at: 4_000_000_000,
+            cohort: crate::features::aggregate::Cohort {
+                device: if i % 3 == 0 { "mobile" } else { "desktop" }.into(),
+                ..Default::default()
+            },
+            orders: Vec::new(),
         }
     }
 

@@ -5,3 +5,6 @@ pub mod assign;
 pub mod config;
 #[cfg(feature = "stats")]
 pub mod evaluation;
+pub mod holdout;
+#[cfg(feature = "stats")]
+pub mod impact;

@@ -89,6 +89,18 @@ pub struct OrderRef {
     pub order_id: String,
     pub total_minor: i64,
     pub currency: String,
+    /// What the session's incentive gave away on this order: the cost the serving policy logged for the
+    /// latest incentive decision of the session before the order, once per decision (0 without one).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub incentive_minor: i64,
+    /// The order's margin before the incentive, from the margin ratio of the session's latest decision
+    /// cart before it (`None` without one: the reader assumes a ratio).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub margin_minor: Option<i64>,
+}
+
+fn is_zero(v: &i64) -> bool {
+    *v == 0
 }
 
 impl OrderRef {
@@ -99,6 +111,68 @@ impl OrderRef {
             order_id: order.order_id.clone(),
             total_minor: order.total.amount_minor,
             currency: order.total.currency.clone(),
+            incentive_minor: 0,
+            margin_minor: None,
+        }
+    }
+}
+
+/// The dimensions of a unit's cohort, as its first exposure recorded them (they cannot change after
+/// assignment). An empty value is unknown.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Cohort {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub device: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub visitor: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub country: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub placement: String,
+}
+
+impl Cohort {
+    /// The dimensions, by name, in the reports' order.
+    pub const DIMENSIONS: [&'static str; 4] = ["device", "visitor", "country", "placement"];
+
+    /// A decision's cohort: the request's device and country, the visitor type it saw, its placement.
+    pub fn of(event: &Event, d: &crate::event::DecisionServed) -> Self {
+        Self {
+            device: event
+                .context
+                .device
+                .as_ref()
+                .map(|x| x.kind.as_str().to_string())
+                .unwrap_or_default(),
+            visitor: d
+                .visitor_type
+                .map(|v| {
+                    match v {
+                        crate::event::VisitorType::New => "new",
+                        crate::event::VisitorType::Returning => "returning",
+                        crate::event::VisitorType::Other => "other",
+                    }
+                    .to_string()
+                })
+                .unwrap_or_default(),
+            country: event.context.country.clone().unwrap_or_default(),
+            placement: d.placement.clone(),
+        }
+    }
+
+    /// The value of a dimension (`unknown` when not recorded).
+    pub fn value(&self, dimension: &str) -> &str {
+        let v = match dimension {
+            "device" => &self.device,
+            "visitor" => &self.visitor,
+            "country" => &self.country,
+            "placement" => &self.placement,
+            _ => "",
+        };
+        if v.is_empty() {
+            "unknown"
+        } else {
+            v
         }
     }
 }
@@ -111,6 +185,9 @@ pub struct Exposure {
     pub decision_id: String,
     /// Every variant the user was ever served (more than one means the unit is contaminated).
     pub variants: BTreeSet<String>,
+    /// The first exposure's cohort.
+    #[serde(default)]
+    pub cohort: Cohort,
 }
 
 impl Exposure {
@@ -120,12 +197,14 @@ impl Exposure {
         variant: &str,
         at: DateTime<Utc>,
         decision_id: &str,
+        cohort: &Cohort,
     ) {
         let other = Exposure {
             variant: variant.to_string(),
             first_at: at,
             decision_id: decision_id.to_string(),
             variants: BTreeSet::from([variant.to_string()]),
+            cohort: cohort.clone(),
         };
         match slot {
             Entry::Vacant(v) => {
@@ -140,6 +219,7 @@ impl Exposure {
             self.variant.clone_from(&other.variant);
             self.first_at = other.first_at;
             self.decision_id.clone_from(&other.decision_id);
+            self.cohort.clone_from(&other.cohort);
         }
         self.variants.extend(other.variants.iter().cloned());
     }
@@ -296,6 +376,8 @@ impl UserFeatures {
                     unsubscribed_after: self.last_unsubscribed_at.is_some_and(|t| t >= x.first_at),
                     complete: complete_since.is_none_or(|oldest| oldest < lookback),
                     expires_at: self.expires_at,
+                    cohort: x.cohort.clone(),
+                    orders: Vec::new(),
                 };
                 let window_end = x.first_at + Duration::days(ATTRIBUTION_DAYS);
                 for o in &self.recent_orders {
@@ -306,6 +388,15 @@ impl UserFeatures {
                             &Money::from([(o.currency.clone(), o.total_minor)]),
                             1,
                         );
+                    }
+                    if o.at >= x.first_at {
+                        u.orders.push(UnitOrder {
+                            at: o.at,
+                            total_minor: o.total_minor,
+                            currency: o.currency.clone(),
+                            incentive_minor: o.incentive_minor,
+                            margin_minor: o.margin_minor,
+                        });
                     }
                     let (orders, revenue) = if o.at >= x.first_at {
                         (&mut u.orders_after, &mut u.revenue_after)
@@ -321,6 +412,7 @@ impl UserFeatures {
                         1,
                     );
                 }
+                u.orders.sort();
                 u
             })
             .collect()
@@ -453,6 +545,25 @@ pub struct ExperimentUnit {
     /// missing (only for users with more than [`RECENT_ORDERS`] orders in it).
     pub complete: bool,
     pub expires_at: i64,
+    /// The first exposure's cohort (for lift by cohort).
+    #[serde(default)]
+    pub cohort: Cohort,
+    /// The orders at or after the first exposure, oldest first (at most [`RECENT_ORDERS`]): what the
+    /// time-dependent readings (repeat purchase, the long-run tail) are cut from.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub orders: Vec<UnitOrder>,
+}
+
+/// An order of an experiment unit, at or after its first exposure.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct UnitOrder {
+    pub at: DateTime<Utc>,
+    pub total_minor: i64,
+    pub currency: String,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub incentive_minor: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub margin_minor: Option<i64>,
 }
 
 // ---------------------------------------------------------------------------------------------- items

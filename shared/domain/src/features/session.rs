@@ -15,7 +15,7 @@
 //! Pages and durations are computed from the page views sorted by event time, so arrival order never
 //! matters.
 
-use super::aggregate::{Exposure, Money as MoneyMap};
+use super::aggregate::{Cohort, Exposure, Money as MoneyMap};
 use super::aggregate::{ItemContribution, OrderRef, PageContribution, UserContribution};
 use crate::event::{DeviceType, Event, EventBody, PageType, VisitorType};
 use crate::ingest::LogEntry;
@@ -311,7 +311,25 @@ fn fold_sorted(
     let mut items = ItemTally::default();
     let mut users: BTreeMap<&str, UserContribution> = BTreeMap::new();
 
+    // The session's incentive not yet redeemed by an order (its cost and currency), and the margin ratio
+    // of its latest decision cart (margin, value): what an order's economics are read from.
+    let mut incentive: Option<(i64, String)> = None;
+    let mut margin: Option<(i64, i64)> = None;
     for (event, expires) in events.iter().map(|(e, x)| (e, *x)) {
+        if let EventBody::DecisionServed(d) = &event.body {
+            if let Some(cart) = d.cart.as_ref().filter(|c| c.value_minor > 0) {
+                margin = Some((cart.margin_minor, cart.value_minor));
+                let key = d.action_key.as_deref().unwrap_or(&d.action);
+                let cost = d
+                    .eligible
+                    .iter()
+                    .find(|a| a.action == key)
+                    .map_or(0, |a| a.cost_minor);
+                if cost > 0 && crate::event::is_incentive_kind(&d.action) {
+                    incentive = Some((cost, cart.currency.clone()));
+                }
+            }
+        }
         if let Some(user) = event.user_id.as_deref() {
             let c = users
                 .entry(user)
@@ -319,7 +337,19 @@ fn fold_sorted(
             c.last_event_at = event.occurred_at;
             c.expires_at = c.expires_at.max(expires);
             match &event.body {
-                EventBody::OrderPlaced(o) => c.orders.push(OrderRef::new(event, o)),
+                EventBody::OrderPlaced(o) => {
+                    let mut order = OrderRef::new(event, o);
+                    if incentive
+                        .as_ref()
+                        .is_some_and(|(_, currency)| *currency == order.currency)
+                    {
+                        order.incentive_minor = incentive.take().map_or(0, |(cost, _)| cost);
+                    }
+                    order.margin_minor = margin.map(|(m, v)| {
+                        (i128::from(order.total_minor) * i128::from(m) / i128::from(v)) as i64
+                    });
+                    c.orders.push(order);
+                }
                 EventBody::RecoveryMessageOutcome(o)
                     if o.outcome == crate::event::MessageOutcome::Unsubscribed =>
                 {
@@ -329,12 +359,21 @@ fn fold_sorted(
                     c.last_unsubscribed_at = c.last_unsubscribed_at.max(Some(event.occurred_at));
                 }
                 EventBody::DecisionServed(d) => {
-                    if let (Some(exp), Some(variant)) = (&d.experiment_id, &d.variant) {
+                    let cohort = Cohort::of(event, d);
+                    let holdout = d.holdout.as_ref().map(|h| (&h.id, &h.variant));
+                    for (exp, variant) in d
+                        .experiment_id
+                        .as_ref()
+                        .zip(d.variant.as_ref())
+                        .into_iter()
+                        .chain(holdout)
+                    {
                         Exposure::observe(
                             c.exposures.entry(exp.clone()),
                             variant,
                             event.occurred_at,
                             &d.decision_id,
+                            &cohort,
                         );
                     }
                 }

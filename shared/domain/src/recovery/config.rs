@@ -106,6 +106,7 @@ impl RecoveryConfig {
             },
             start: self.started_at,
             end: None,
+            tail_days: crate::experiment::config::DEFAULT_TAIL_DAYS,
         }
     }
 

@@ -10,9 +10,9 @@
 //!    removed; a later event of the session schedules it again, and it is checked again).
 //! 4. Quiet hours in the shopper's zone defer to their end, **in both arms**, so that the holdout's and
 //!    the treatment's decisions are made at the same moments and the comparison is fair.
-//! 5. The arm: the recovery experiment's GrowthBook-compatible assignment of the pseudonymous user. The
-//!    holdout's decision is logged (action `none`, propensity 1) and its sequence ends: it never
-//!    receives a message.
+//! 5. The arm: a member of the universal holdout ([`crate::experiment::holdout`]) first, then the
+//!    recovery experiment's GrowthBook-compatible assignment of the pseudonymous user. Either holdout's
+//!    decision is logged (action `none`, propensity 1) and its sequence ends: it never receives a message.
 //! 6. Treatment: the channel caps may defer (never drop); then the decision engine at the `recovery`
 //!    placement chooses `none`, `reminder` or an incentive, logged as a `decision_served` with its
 //!    propensity and distribution (the learned policy, when one is loaded, runs in shadow).
@@ -395,9 +395,12 @@ where
                 .await;
         }
         let experiment = cfg.experiment();
-        let holdout = experiment
-            .assign(&user)
-            .is_none_or(|a| a.variant == HOLDOUT);
+        // The universal holdout comes first: its members get no message, whatever the recovery
+        // experiment would have made of them.
+        let holdout = inputs.config.holdout.holds_out(&user, now)
+            || experiment
+                .assign(&user)
+                .is_none_or(|a| a.variant == HOLDOUT);
         let decision_id = super::decision_id(&due.session_id, due.abandoned_at, due.step);
         let session: Vec<Event> = ordered(&entries)
             .into_iter()
@@ -458,7 +461,12 @@ where
                 .await?;
             entries.push(self.entry(&event)?);
         }
-        let outcome = if decision.variant.as_deref() == Some(HOLDOUT) {
+        let held_out = decision.variant.as_deref() == Some(HOLDOUT)
+            || decision
+                .holdout
+                .as_ref()
+                .is_some_and(|h| h.variant == crate::event::HOLDOUT_VARIANT);
+        let outcome = if held_out {
             Outcome::Holdout
         } else if decision.action == "none" {
             Outcome::Skipped

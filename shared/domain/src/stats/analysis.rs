@@ -66,7 +66,6 @@ pub fn analyse(
     generated_at: DateTime<Utc>,
 ) -> Report {
     let design = &tally.design;
-    let control = 0;
     let total: u64 = tally.units.iter().sum();
     let weight_sum: f64 = design.weights.iter().sum();
     let arms: Vec<ArmSection> = design
@@ -94,12 +93,55 @@ pub fn analyse(
         min_units_per_arm: SRM_MIN_UNITS,
     };
 
+    let mut metrics = compare(tally, settings);
+    correct(
+        metrics
+            .iter_mut()
+            .flat_map(|m| {
+                let inverse = m.inverse;
+                m.comparisons.iter_mut().map(move |c| (c, inverse))
+            })
+            .collect(),
+        settings,
+    );
+
+    let health = health(tally, settings, &data, &srm, &metrics);
+    let recommendation = recommend(tally, settings, &srm, &metrics);
+    Report {
+        format: REPORT_FORMAT,
+        version: REPORT_VERSION,
+        experiment: ExperimentSection {
+            id: design.experiment_id.clone(),
+            control: design.variants.first().cloned().unwrap_or_default(),
+            variants: design.variants.clone(),
+            weights: design.weights.clone(),
+        },
+        window,
+        generated_at,
+        settings: *settings,
+        data,
+        arms,
+        srm,
+        health,
+        metrics,
+        recommendation,
+        cohorts: None,
+        time: None,
+        long_run: None,
+    }
+}
+
+/// Every non-control arm against control for every metric of the tally, before any correction
+/// (`adjusted_p_value` is the raw p-value until [`correct`] runs over the family).
+pub fn compare(tally: &Tally, settings: &Settings) -> Vec<MetricResult> {
+    let design = &tally.design;
+    let control = 0;
     let frequentist = frequentist::Config {
         alpha: settings.alpha,
         difference: settings.difference,
         test_value: 0.0,
     };
-    let mut metrics: Vec<MetricResult> = design
+    design
         .metrics
         .iter()
         .zip(&tally.cells)
@@ -175,49 +217,24 @@ pub fn analyse(
                 comparisons,
             }
         })
-        .collect();
+        .collect()
+}
 
-    // One family: every arm against control, for every metric.
-    let p_values: Vec<f64> = metrics
-        .iter()
-        .flat_map(|m| m.comparisons.iter().map(|c| c.p_value))
-        .collect();
+/// Corrects a family of comparisons (each with whether its metric is lower-is-better) for multiple
+/// testing, and sets their significance and direction.
+pub fn correct(family: Vec<(&mut Comparison, bool)>, settings: &Settings) {
+    let p_values: Vec<f64> = family.iter().map(|(c, _)| c.p_value).collect();
     let adjusted = adjust(&p_values, settings.correction);
-    let mut next = adjusted.into_iter();
-    for m in &mut metrics {
-        for c in &mut m.comparisons {
-            c.adjusted_p_value = next.next().unwrap_or(1.0);
-            c.significant = c.error.is_none() && c.adjusted_p_value < settings.alpha;
-            c.direction = if !c.significant {
-                Direction::Inconclusive
-            } else if (c.effect > 0.0) != m.inverse {
-                Direction::Better
-            } else {
-                Direction::Worse
-            };
-        }
-    }
-
-    let health = health(tally, settings, &data, &srm, &metrics);
-    let recommendation = recommend(tally, settings, &srm, &metrics);
-    Report {
-        format: REPORT_FORMAT,
-        version: REPORT_VERSION,
-        experiment: ExperimentSection {
-            id: design.experiment_id.clone(),
-            control: design.variants.first().cloned().unwrap_or_default(),
-            variants: design.variants.clone(),
-            weights: design.weights.clone(),
-        },
-        window,
-        generated_at,
-        settings: *settings,
-        data,
-        arms,
-        srm,
-        health,
-        metrics,
-        recommendation,
+    for ((c, inverse), adjusted) in family.into_iter().zip(adjusted) {
+        c.adjusted_p_value = adjusted;
+        c.significant = c.error.is_none() && c.adjusted_p_value < settings.alpha;
+        c.direction = if !c.significant {
+            Direction::Inconclusive
+        } else if (c.effect > 0.0) != inverse {
+            Direction::Better
+        } else {
+            Direction::Worse
+        };
     }
 }
 

@@ -1,8 +1,9 @@
 //! The report as one self-contained HTML page: inline CSS and SVG, no scripts, no network. Every string
 //! that came from data or configuration is escaped.
 
-use super::analysis::{effect_text, Test};
-
+use super::analysis::{effect_text, Settings, Test};
+use super::breakdown::{Breakdown, Lasting};
+use crate::experiment::impact::ImpactReport;
 use super::correction::Correction;
 use super::frequentist::Difference;
 use super::report::{Action, Comparison, Direction, MetricResult, Report, Status};
@@ -44,6 +45,229 @@ table{border-collapse:collapse;width:100%;margin:.5rem 0}th,td{text-align:right;
 th:first-child,td:first-child,th:nth-child(2),td:nth-child(2){text-align:left}th{font-weight:600;background:#f6f7fa}
 .better{color:#15803d;font-weight:600}.worse{color:#b91c1c;font-weight:600}ul{padding-left:1.2rem}
 svg text{font:12px system-ui,sans-serif;fill:#1d2330}";
+
+fn pct(x: f64) -> String {
+    if x.is_finite() {
+        format!("{:+.2}%", x * 100.0)
+    } else {
+        "–".into()
+    }
+}
+
+/// A breakdown's tables: per dimension, each cohort's units and each metric's lift with its interval
+/// (the first treatment arm's, and every arm's for more than two), then the heterogeneity tests.
+fn breakdown_tables(h: &mut String, b: &Breakdown, metrics: &[MetricResult], s: &Settings) {
+    for d in &b.dimensions {
+        let _ = write!(h, "<h3>{}</h3>\n<table><tr><th>Cohort</th><th>Variant</th><th>Units</th>", escape(&d.name));
+        for m in metrics {
+            let _ = write!(h, "<th>{}</th>", escape(&m.name));
+        }
+        h.push_str("</tr>");
+        for c in &d.cohorts {
+            let units: Vec<String> = c.units.iter().map(u64::to_string).collect();
+            if c.too_small {
+                let _ = write!(
+                    h,
+                    "<tr><td>{}</td><td></td><td>{}</td><td colspan=\"{}\" class=\"muted\" style=\"text-align:left\">too small (under {} units in an arm)</td></tr>",
+                    escape(&c.value),
+                    units.join(" / "),
+                    metrics.len(),
+                    b.min_units_per_arm
+                );
+                continue;
+            }
+            let variants: Vec<&str> = c
+                .metrics
+                .first()
+                .map(|m| m.comparisons.iter().map(|x| x.variant.as_str()).collect())
+                .unwrap_or_default();
+            for (i, v) in variants.iter().enumerate() {
+                let _ = write!(
+                    h,
+                    "<tr><td>{}</td><td>{}</td><td>{}</td>",
+                    escape(&c.value),
+                    escape(v),
+                    units.join(" / ")
+                );
+                for m in &c.metrics {
+                    match m.comparisons.get(i) {
+                        Some(x) if x.error.is_none() => {
+                            let class = match x.direction {
+                                Direction::Better => "better",
+                                Direction::Worse => "worse",
+                                Direction::Inconclusive => "",
+                            };
+                            let _ = write!(
+                                h,
+                                "<td class=\"{class}\">{} [{}, {}]<br><span class=\"muted\">adj. p {}</span></td>",
+                                effect_text(x.effect, s.difference),
+                                effect_text(x.ci[0], s.difference),
+                                effect_text(x.ci[1], s.difference),
+                                number(x.adjusted_p_value)
+                            );
+                        }
+                        Some(x) => {
+                            let _ = write!(h, "<td class=\"muted\">{}</td>", escape(x.error.as_deref().unwrap_or_default()));
+                        }
+                        None => h.push_str("<td></td>"),
+                    }
+                }
+                h.push_str("</tr>");
+            }
+        }
+        h.push_str("</table>\n<ul>");
+        for t in &d.heterogeneity {
+            let _ = write!(
+                h,
+                "<li class=\"{}\">Heterogeneity of {} ({}) across {} cohorts: Q = {:.2}, df = {}, p = {}, adjusted p = {}{}</li>",
+                if t.flagged.is_empty() { "" } else { "worse" },
+                escape(&t.metric),
+                escape(&t.variant),
+                t.cohorts,
+                t.q,
+                t.df,
+                number(t.p_value),
+                number(t.adjusted_p_value),
+                if t.flagged.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        ". FLAGGED, effect opposite to the overall one with a significant interaction: {}",
+                        escape(&t.flagged.join(", "))
+                    )
+                }
+            );
+        }
+        h.push_str("</ul>\n");
+    }
+    let _ = writeln!(
+        h,
+        "<p class=\"muted\">Corrected: {}. Cohorts come from each unit's first exposure.</p>",
+        escape(&b.correction)
+    );
+}
+
+/// Lift by cohort, the time effects and the long run, where the report has them.
+fn breakdowns(h: &mut String, report: &Report) {
+    let s = &report.settings;
+    if let Some(b) = &report.cohorts {
+        h.push_str("<h2>Lift by cohort</h2>\n");
+        breakdown_tables(h, b, &report.metrics, s);
+    }
+    if let Some(t) = &report.time {
+        let _ = write!(
+            h,
+            "<h2>Time</h2>\n<p>Started {}; {:.1} days covered.</p>",
+            t.start.to_rfc3339(),
+            t.days_covered
+        );
+        if let Some(w) = &t.warning {
+            let _ = write!(h, "<div class=\"banner warning\">{}</div>", escape(w));
+        }
+        if let Some(n) = &t.novelty {
+            let _ = write!(h, "<p><b>Novelty ({}):</b> {}</p>", escape(&n.metric), escape(&n.summary));
+        }
+        h.push_str("<p class=\"muted\">By day of first exposure (UTC), then by weekday.</p>");
+        breakdown_tables(h, &t.series, &report.metrics, s);
+    }
+    if let Some(l) = &report.long_run {
+        let _ = write!(
+            h,
+            "<h2>Long run</h2>\n<div class=\"banner {}\">{}</div><p class=\"muted\">Stopped {}; tail of {} days{}.</p>",
+            match l.verdict {
+                Lasting::Held => "ok",
+                Lasting::Reversed => "failed",
+                Lasting::Faded | Lasting::TooEarly => "warning",
+            },
+            escape(&l.summary),
+            l.stopped_at.to_rfc3339(),
+            l.tail_days,
+            if l.tail_complete { ", complete" } else { ", still running" }
+        );
+        for m in &l.metrics {
+            metric_table(h, m, s);
+        }
+    }
+}
+
+/// Renders the system impact report.
+pub fn render_impact(r: &ImpactReport) -> String {
+    let mut h = String::with_capacity(32 * 1024);
+    let title = format!("System impact: {}", r.holdout.id);
+    let _ = write!(
+        h,
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
+         <title>{}</title><style>{STYLE}</style></head><body>\n<h1>{}</h1>\n<p class=\"muted\">Everyone checkout-ai serves against the \
+         universal holdout ({:.1}% of users, never treated), units first seen before {}. Generated {}. Report format {} v{}.</p>",
+        escape(&title),
+        escape(&title),
+        r.holdout.share * 100.0,
+        r.window.end.to_rfc3339(),
+        r.generated_at.to_rfc3339(),
+        r.format,
+        r.version
+    );
+    let _ = write!(
+        h,
+        "<div class=\"banner {}\">{}</div>\n<ul>",
+        if r.too_early { "warning" } else { "keep_running" },
+        escape(&r.summary)
+    );
+    for reason in &r.reasons {
+        let _ = write!(h, "<li>{}</li>", escape(reason));
+    }
+    let _ = write!(
+        h,
+        "</ul>\n<h2>Holdout</h2>\n<table><tr><th>Arm</th><th>Units</th><th>Share</th></tr>\
+         <tr><td>holdout</td><td>{}</td><td>{:.1}%</td></tr><tr><td>served</td><td>{}</td><td>{:.1}%</td></tr></table>",
+        r.holdout.holdout_units,
+        r.holdout.share * 100.0,
+        r.holdout.served_units,
+        (1.0 - r.holdout.share) * 100.0
+    );
+    for (name, reading) in [
+        ("Since the holdout began", &r.since_start),
+        (&*format!("Rolling {} days", r.settings.rolling_days), &r.rolling),
+    ] {
+        let rep = &reading.report;
+        let _ = write!(
+            h,
+            "<h2>{}</h2>\n<p class=\"muted\">Units first seen from {}: {} held out, {} served.</p>\
+             <table><tr><th>Metric</th><th>Effect</th><th>Detectable now (MDE, {:.0}% power)</th></tr>",
+            escape(name),
+            reading.from.map_or("the first decision".to_string(), |t| t.to_rfc3339()),
+            rep.arms.first().map_or(0, |a| a.units),
+            rep.arms.get(1).map_or(0, |a| a.units),
+            r.settings.power * 100.0
+        );
+        for p in &reading.power {
+            let _ = write!(
+                h,
+                "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+                escape(&p.metric),
+                p.effect.map_or("–".into(), pct),
+                p.mde.map_or("not computable yet".into(), |m| format!("±{:.1}%", m * 100.0))
+            );
+        }
+        h.push_str("</table>\n");
+        for m in &rep.metrics {
+            metric_table(&mut h, m, &rep.settings);
+        }
+        if let Some(b) = &rep.cohorts {
+            let _ = write!(h, "<h3>Lift by cohort ({})</h3>\n", escape(name));
+            breakdown_tables(&mut h, b, &rep.metrics, &rep.settings);
+        }
+    }
+    h.push_str(
+        "<h2>Method</h2>\n<p>The unit is the pseudonymous user; the holdout is assigned by GrowthBook's hash in its own \
+         namespace and gets the control decision everywhere (no incentive, no layout action, no recovery message). \
+         Sequential confidence sequences (valid however often this page is read), CUPED on the 30 days before the first \
+         decision where a covariate exists, Holm-corrected across metrics, and separately across cohorts. The minimum \
+         detectable effect is the interval's half-width plus z(power) standard errors.</p>\n</body></html>\n",
+    );
+    h
+}
 
 /// Renders the report.
 pub fn render(report: &Report) -> String {
@@ -137,8 +361,9 @@ pub fn render(report: &Report) -> String {
     h.push_str(&chart(&report.metrics, difference));
     h.push_str("<h2>Results</h2>\n");
     for m in &report.metrics {
-        metric_table(&mut h, m, report);
+        metric_table(&mut h, m, &report.settings);
     }
+    breakdowns(&mut h, report);
 
     let d = &report.data;
     let _ = write!(
@@ -208,8 +433,7 @@ pub fn render(report: &Report) -> String {
     h
 }
 
-fn metric_table(h: &mut String, m: &MetricResult, report: &Report) {
-    let s = &report.settings;
+fn metric_table(h: &mut String, m: &MetricResult, s: &Settings) {
     let _ = write!(
         h,
         "<h3>{} <span class=\"muted\">({:?}, {:?}{}{})</span></h3>\n<p class=\"muted\">{}</p>",

@@ -9,6 +9,7 @@
 //!   self-contained page.
 
 pub mod analysis;
+pub mod breakdown;
 pub mod bayesian;
 pub mod correction;
 pub mod frequentist;

@@ -78,6 +78,16 @@ pub struct Report {
     pub health: Vec<Check>,
     pub metrics: Vec<MetricResult>,
     pub recommendation: Recommendation,
+    /// Lift by cohort, from the dimensions recorded at first exposure ([`super::breakdown`]); scheduled
+    /// reports read from the experiment units only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cohorts: Option<super::breakdown::Breakdown>,
+    /// The daily effect series, the day-of-week breakdown, whole weeks and the novelty check.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub time: Option<super::breakdown::TimeEffects>,
+    /// After the experiment stopped: whether the effect held, faded or reversed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub long_run: Option<super::breakdown::LongRun>,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -147,6 +147,18 @@ impl Tally {
         self.units[arm] += 1;
     }
 
+    /// Adds another tally of the same design (a slice tallied elsewhere).
+    pub fn merge(&mut self, other: &Tally) {
+        for (u, o) in self.units.iter_mut().zip(&other.units) {
+            *u += o;
+        }
+        for (cells, others) in self.cells.iter_mut().zip(&other.cells) {
+            for (c, o) in cells.iter_mut().zip(others) {
+                c.merge(o);
+            }
+        }
+    }
+
     /// Adds a unit's value of `metric` (and its denominator or covariate, or 0).
     pub fn observe(&mut self, metric: usize, arm: usize, x: f64, y: f64) {
         self.cells[metric][arm].add(x, y);
