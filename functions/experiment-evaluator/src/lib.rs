@@ -22,8 +22,9 @@ use checkout_aws::s3::{s3_client, S3ObjectStore};
 use checkout_aws::{load_sdk_config, ConfigError, Env};
 use checkout_domain::decision::config::{DecisionConfig, InvalidConfig, DEFAULT_CONFIG_KEY};
 use checkout_domain::experiment::evaluation::{
-    due, evaluate_experiment_with, EvaluationError, LargeExperiments, Outcome,
+    due, evaluate_experiment_with, EvaluationError, ImpactSettings, LargeExperiments, Outcome,
 };
+use checkout_domain::experiment::impact::evaluate_impact;
 use checkout_domain::model::drift_monitor::{monitor, MonitorError, MonitorOutcome};
 use checkout_domain::ports::{LogIndex, ObjectStore, StoreError, UnitSource};
 use checkout_domain::stats::analysis::{Settings, Test};
@@ -173,6 +174,24 @@ pub const READOUTS: [(&str, &str); 6] = [
 
 /// The first metric of each design: its arms' `n` is the `Units` readout.
 const UNIT_METRICS: [&str; 2] = ["conversion", "recovered_cart_rate"];
+
+impl RunSummary {
+    /// Lists one experiment's (or the impact report's) outcome, or its failure: retryable or refused.
+    fn record(&mut self, id: &str, result: Result<Outcome, EvaluationError>) {
+        match result.map_err(RunError::from) {
+            Ok(outcome) => self.reports.push(outcome),
+            Err(e) => {
+                tracing::error!(experiment = %id, reason = e.reason_code(), error = %e, "evaluation failed");
+                let failure = e.failure(Some(id));
+                if e.retryable() {
+                    self.failed.push(failure);
+                } else {
+                    self.refused.push(failure);
+                }
+            }
+        }
+    }
+}
 
 /// A run's metrics (EMF, service `experiment-evaluator`): `ExperimentsEvaluated` (reports written),
 /// `SrmAlarms`, `ReportFailures` (refused or failed, and by `reason`), and per experiment and arm
@@ -455,17 +474,18 @@ impl<U: UnitSource, C: ObjectStore, R: ObjectStore, L: LogIndex> Function<U, C, 
             return Err(RunError::FutureWindow { end, now });
         }
         let window_end = end.duration_trunc(TimeDelta::minutes(1)).unwrap_or(end);
-        let experiments = match self
+        let decisions = match self
             .config_store
             .get(&self.config.decision_config_key)
             .await
             .map_err(RunError::ConfigUnreadable)?
         {
-            Some(object) => DecisionConfig::decode(&object.bytes)
-                .map_err(RunError::InvalidConfig)?
-                .all_experiments(),
-            None => DecisionConfig::default().all_experiments(),
+            Some(object) => {
+                DecisionConfig::decode(&object.bytes).map_err(RunError::InvalidConfig)?
+            }
+            None => DecisionConfig::default(),
         };
+        let experiments = decisions.all_experiments();
         let mut summary = RunSummary {
             window_end: Some(window_end),
             reports: Vec::new(),
@@ -502,18 +522,29 @@ impl<U: UnitSource, C: ObjectStore, R: ObjectStore, L: LogIndex> Function<U, C, 
                 now,
             )
             .await;
-            match result.map_err(RunError::from) {
-                Ok(outcome) => summary.reports.push(outcome),
-                Err(e) => {
-                    tracing::error!(experiment = %experiment.id, reason = e.reason_code(), error = %e, "evaluation failed");
-                    let failure = e.failure(Some(&experiment.id));
-                    if e.retryable() {
-                        summary.failed.push(failure);
-                    } else {
-                        summary.refused.push(failure);
-                    }
-                }
-            }
+            summary.record(&experiment.id, result);
+        }
+        // The system impact report: the universal holdout against everyone else.
+        let holdout = &decisions.holdout;
+        if holdout.share > 0.0
+            && invocation
+                .experiment_id
+                .as_ref()
+                .is_none_or(|id| id == &holdout.id)
+        {
+            let result = evaluate_impact(
+                &self.units,
+                &self.reports,
+                holdout,
+                &ImpactSettings::default(),
+                &self.config.settings,
+                &self.config.currency,
+                &source,
+                window_end,
+                now,
+            )
+            .await;
+            summary.record(&holdout.id, result);
         }
         if let Some(id) = &invocation.experiment_id {
             if summary.reports.is_empty() && summary.failed.is_empty() && summary.refused.is_empty()

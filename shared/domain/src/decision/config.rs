@@ -168,7 +168,8 @@ impl DecisionConfig {
         }
         if !valid_id(&self.holdout.id) || ids.len() < 2 {
             return fail(
-                "holdout.id must be a valid experiment id, different from recovery.experiment_id".into(),
+                "holdout.id must be a valid experiment id, different from recovery.experiment_id"
+                    .into(),
             );
         }
         for e in &self.experiments {

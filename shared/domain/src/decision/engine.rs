@@ -23,7 +23,8 @@ use super::policy::{self, Action, Arm, Blocked, Candidate, Economics, Signals};
 use super::request::{DecisionRequest, Placement};
 use crate::event::{
     ActionProbability, Context, DecisionCart, DecisionServed, Device, DeviceType, Event, EventBody,
-    HoldoutServed, PolicyRef, RiskServed, ShadowChoice, VisitorType, CONFIGURED_POLICY_ID, SCHEMA_VERSION,
+    HoldoutServed, PolicyRef, RiskServed, ShadowChoice, VisitorType, CONFIGURED_POLICY_ID,
+    SCHEMA_VERSION,
 };
 use crate::experiment::config::{assign, Assignment};
 use crate::features::risk::signals::{RiskKey, RiskProfile};
@@ -311,10 +312,13 @@ pub fn decide(
         ),
     };
     logged.holdout = inputs.unit.and_then(|u| {
-        config.holdout.arm(u, inputs.now).map(|variant| HoldoutServed {
-            id: config.holdout.id.clone(),
-            variant: variant.to_string(),
-        })
+        config
+            .holdout
+            .arm(u, inputs.now)
+            .map(|variant| HoldoutServed {
+                id: config.holdout.id.clone(),
+                variant: variant.to_string(),
+            })
     });
     let event = served_event(request, &response, feature_hash, logged, inputs.now);
     let review = response

@@ -12,17 +12,17 @@
 //! first exposed before its end. Re-running a window that has its JSON report changes nothing.
 
 use super::config::{Experiment, Status};
+use super::holdout::UniversalHoldout;
+use crate::features::aggregate::{Cohort, UnitOrder};
 use crate::features::ExperimentUnit;
 use crate::placement::Placement;
 use crate::ports::{
     Condition, ObjectStore, PutError, ReadoutQuery, ReadoutSource, StoreError, UnitSource,
 };
-use super::holdout::UniversalHoldout;
-use crate::features::aggregate::{Cohort, UnitOrder};
 use crate::stats::analysis::{analyse, Settings};
 use crate::stats::breakdown::{
-    breakdown, long_run, time_effects, Slices, DAY, FIRST_WEEK, LATER_WEEKS, LONG_RUN_METRICS, WEEK,
-    WEEKDAY,
+    breakdown, long_run, time_effects, Slices, DAY, FIRST_WEEK, LATER_WEEKS, LONG_RUN_METRICS,
+    WEEK, WEEKDAY,
 };
 use crate::stats::html;
 use crate::stats::report::{Action, Check, DataSummary, Report, Status as CheckStatus, Window};
@@ -132,14 +132,15 @@ impl Default for ImpactSettings {
 /// The universal holdout's design: the holdout is the control, everyone else the treatment.
 pub fn impact_design(holdout: &UniversalHoldout, currency: &str) -> Design {
     use crate::event::{HOLDOUT_VARIANT, SERVED_VARIANT};
-    let metric = |name: &str, kind, role, inverse, covariate: Option<&str>, source: String| MetricDef {
-        name: name.into(),
-        kind,
-        role,
-        inverse,
-        covariate: covariate.map(str::to_string),
-        source,
-    };
+    let metric =
+        |name: &str, kind, role, inverse, covariate: Option<&str>, source: String| MetricDef {
+            name: name.into(),
+            kind,
+            role,
+            inverse,
+            covariate: covariate.map(str::to_string),
+            source,
+        };
     Design {
         experiment_id: holdout.id.clone(),
         variants: vec![HOLDOUT_VARIANT.into(), SERVED_VARIANT.into()],
@@ -172,7 +173,9 @@ enum Kind {
     Recovery,
     /// The universal holdout's impact design, with the margin ratio assumed for an order whose session
     /// logged no cart.
-    Impact { assumed_margin_ratio: f64 },
+    Impact {
+        assumed_margin_ratio: f64,
+    },
 }
 
 /// A repeat purchase: a second order within this many days of the first (after the first exposure).
@@ -354,8 +357,8 @@ impl UnitFold {
         let c = &self.currency;
         match self.kind {
             Kind::Recovery => {
-                let revenue = revenue_in(&u.revenue_in_window, c)
-                    .zip(revenue_in(&u.revenue_before, c));
+                let revenue =
+                    revenue_in(&u.revenue_in_window, c).zip(revenue_in(&u.revenue_before, c));
                 (
                     vec![
                         Some((flag(u.orders_in_window > 0), f64::from(u.orders_before))),
@@ -366,8 +369,7 @@ impl UnitFold {
                 )
             }
             Kind::Decision => {
-                let revenue =
-                    revenue_in(&u.revenue_after, c).zip(revenue_in(&u.revenue_before, c));
+                let revenue = revenue_in(&u.revenue_after, c).zip(revenue_in(&u.revenue_before, c));
                 (
                     vec![
                         Some((flag(u.orders_after > 0), f64::from(u.orders_before))),
@@ -380,8 +382,7 @@ impl UnitFold {
             Kind::Impact {
                 assumed_margin_ratio,
             } => {
-                let revenue =
-                    revenue_in(&u.revenue_after, c).zip(revenue_in(&u.revenue_before, c));
+                let revenue = revenue_in(&u.revenue_after, c).zip(revenue_in(&u.revenue_before, c));
                 let incentive = orders_sum(&u.orders, c, |o| o.incentive_minor as f64);
                 let margin = orders_sum(&u.orders, c, |o| {
                     o.margin_minor
@@ -426,7 +427,10 @@ impl UnitFold {
             self.data.exclude("exposed_after_window");
             return;
         }
-        if self.exposed_from.is_some_and(|from| u.first_exposure_at < from) {
+        if self
+            .exposed_from
+            .is_some_and(|from| u.first_exposure_at < from)
+        {
             self.data.exclude("exposed_before_window");
             return;
         }
@@ -517,9 +521,20 @@ impl UnitFold {
                     let Ok(d) = chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d") else {
                         continue;
                     };
-                    time.get(WEEKDAY, &format!("{}-{:?}", d.weekday().num_days_from_monday() + 1, d.weekday()))
-                        .merge(t);
-                    let week = if d < first_week_ends { FIRST_WEEK } else { LATER_WEEKS };
+                    time.get(
+                        WEEKDAY,
+                        &format!(
+                            "{}-{:?}",
+                            d.weekday().num_days_from_monday() + 1,
+                            d.weekday()
+                        ),
+                    )
+                    .merge(t);
+                    let week = if d < first_week_ends {
+                        FIRST_WEEK
+                    } else {
+                        LATER_WEEKS
+                    };
                     time.get(WEEK, week).merge(t);
                 }
             }
@@ -798,9 +813,7 @@ pub fn due(experiments: &[Experiment], window_end: DateTime<Utc>) -> Vec<&Experi
                 (Status::Running, _) => started,
                 // The long-run tail, and one more day for the final report past it.
                 (Status::Stopped, Some(end)) => {
-                    started
-                        && window_end
-                            < end + Duration::days(i64::from(e.tail_days) + 1)
+                    started && window_end < end + Duration::days(i64::from(e.tail_days) + 1)
                 }
                 _ => false,
             }
@@ -927,7 +940,14 @@ pub async fn evaluate_experiment_with<U: UnitSource, R: ObjectStore, Q: ReadoutS
     } else {
         fold.report(settings, now)
     };
-    write_report(reports, &report, &json_key, &html_key, html::render(&report)).await?;
+    write_report(
+        reports,
+        &report,
+        &json_key,
+        &html_key,
+        html::render(&report),
+    )
+    .await?;
     outcome.outcome = "written";
     outcome.units = Some(report.arms.iter().map(|a| a.units).collect());
     outcome.srm_alarm = Some(report.srm.alarm);

@@ -500,8 +500,14 @@ impl Contribution for UserContribution {
         bump(self, 1);
         agg.days.retain(|day, _| *day >= floor);
 
-        // Orders only accumulate; keep the most recent.
-        let mut orders: BTreeSet<OrderRef> = agg.recent_orders.drain(..).collect();
+        // Orders only accumulate; keep the most recent. An order's economics come from the session's
+        // decisions before it, which can arrive after it: the newer fold's view of an order replaces
+        // the older one's.
+        let mut orders: BTreeSet<OrderRef> = agg
+            .recent_orders
+            .drain(..)
+            .filter(|o| !self.orders.iter().any(|n| n.event_id == o.event_id))
+            .collect();
         orders.extend(self.orders.iter().cloned());
         agg.recent_orders = orders.into_iter().rev().take(RECENT_ORDERS).collect();
 

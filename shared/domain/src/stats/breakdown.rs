@@ -163,10 +163,8 @@ pub fn breakdown(
                 cohorts: cohorts
                     .iter()
                     .map(|(value, tally)| {
-                        let too_small = tally
-                            .units
-                            .iter()
-                            .any(|&u| u < settings.min_sample_per_arm);
+                        let too_small =
+                            tally.units.iter().any(|&u| u < settings.min_sample_per_arm);
                         CohortResult {
                             value: value.clone(),
                             units: tally.units.clone(),
@@ -443,7 +441,9 @@ pub fn long_run(
     let tail_complete = window_end >= stopped_at + Duration::days(i64::from(tail_days));
     let during = metrics.first().and_then(|m| m.comparisons.first());
     let after = metrics.get(1).and_then(|m| m.comparisons.first());
-    let pct = |c: Option<&Comparison>| c.map_or("–".to_string(), |c| format!("{:+.2}%", c.effect * 100.0));
+    let pct = |c: Option<&Comparison>| {
+        c.map_or("–".to_string(), |c| format!("{:+.2}%", c.effect * 100.0))
+    };
     let verdict = match after {
         Some(a) if a.significant => {
             let same = during.is_some_and(|d| d.effect.signum() == a.effect.signum());

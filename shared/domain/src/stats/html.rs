@@ -3,10 +3,10 @@
 
 use super::analysis::{effect_text, Settings, Test};
 use super::breakdown::{Breakdown, Lasting};
-use crate::experiment::impact::ImpactReport;
 use super::correction::Correction;
 use super::frequentist::Difference;
 use super::report::{Action, Comparison, Direction, MetricResult, Report, Status};
+use crate::experiment::impact::ImpactReport;
 use std::fmt::Write;
 
 /// Escapes text for HTML element content and double-quoted attributes.
@@ -58,7 +58,11 @@ fn pct(x: f64) -> String {
 /// (the first treatment arm's, and every arm's for more than two), then the heterogeneity tests.
 fn breakdown_tables(h: &mut String, b: &Breakdown, metrics: &[MetricResult], s: &Settings) {
     for d in &b.dimensions {
-        let _ = write!(h, "<h3>{}</h3>\n<table><tr><th>Cohort</th><th>Variant</th><th>Units</th>", escape(&d.name));
+        let _ = write!(
+            h,
+            "<h3>{}</h3>\n<table><tr><th>Cohort</th><th>Variant</th><th>Units</th>",
+            escape(&d.name)
+        );
         for m in metrics {
             let _ = write!(h, "<th>{}</th>", escape(&m.name));
         }
@@ -107,7 +111,11 @@ fn breakdown_tables(h: &mut String, b: &Breakdown, metrics: &[MetricResult], s: 
                             );
                         }
                         Some(x) => {
-                            let _ = write!(h, "<td class=\"muted\">{}</td>", escape(x.error.as_deref().unwrap_or_default()));
+                            let _ = write!(
+                                h,
+                                "<td class=\"muted\">{}</td>",
+                                escape(x.error.as_deref().unwrap_or_default())
+                            );
                         }
                         None => h.push_str("<td></td>"),
                     }
@@ -165,7 +173,12 @@ fn breakdowns(h: &mut String, report: &Report) {
             let _ = write!(h, "<div class=\"banner warning\">{}</div>", escape(w));
         }
         if let Some(n) = &t.novelty {
-            let _ = write!(h, "<p><b>Novelty ({}):</b> {}</p>", escape(&n.metric), escape(&n.summary));
+            let _ = write!(
+                h,
+                "<p><b>Novelty ({}):</b> {}</p>",
+                escape(&n.metric),
+                escape(&n.summary)
+            );
         }
         h.push_str("<p class=\"muted\">By day of first exposure (UTC), then by weekday.</p>");
         breakdown_tables(h, &t.series, &report.metrics, s);
@@ -211,7 +224,11 @@ pub fn render_impact(r: &ImpactReport) -> String {
     let _ = write!(
         h,
         "<div class=\"banner {}\">{}</div>\n<ul>",
-        if r.too_early { "warning" } else { "keep_running" },
+        if r.too_early {
+            "warning"
+        } else {
+            "keep_running"
+        },
         escape(&r.summary)
     );
     for reason in &r.reasons {
@@ -228,7 +245,10 @@ pub fn render_impact(r: &ImpactReport) -> String {
     );
     for (name, reading) in [
         ("Since the holdout began", &r.since_start),
-        (&*format!("Rolling {} days", r.settings.rolling_days), &r.rolling),
+        (
+            &*format!("Rolling {} days", r.settings.rolling_days),
+            &r.rolling,
+        ),
     ] {
         let rep = &reading.report;
         let _ = write!(
@@ -247,7 +267,10 @@ pub fn render_impact(r: &ImpactReport) -> String {
                 "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
                 escape(&p.metric),
                 p.effect.map_or("–".into(), pct),
-                p.mde.map_or("not computable yet".into(), |m| format!("±{:.1}%", m * 100.0))
+                p.mde.map_or("not computable yet".into(), |m| format!(
+                    "±{:.1}%",
+                    m * 100.0
+                ))
             );
         }
         h.push_str("</table>\n");

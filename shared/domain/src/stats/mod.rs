@@ -9,8 +9,8 @@
 //!   self-contained page.
 
 pub mod analysis;
-pub mod breakdown;
 pub mod bayesian;
+pub mod breakdown;
 pub mod correction;
 pub mod frequentist;
 pub mod html;

@@ -1,0 +1,503 @@
+//! Proof of worth: the universal holdout never receives a treatment, repeat purchase is counted the same
+//! whatever order the events arrive in, the heterogeneity test holds its false-positive rate under the
+//! null, and the impact report is written from the holdout's units.
+
+use checkout_domain::decision::config::DecisionConfig;
+use checkout_domain::decision::engine::{decide, ArmReason, Features, Inputs};
+use checkout_domain::decision::policy::{Action, Arm, PolicyConfig};
+use checkout_domain::decision::request::parse_request;
+use checkout_domain::event::*;
+use checkout_domain::experiment::config::Experiment;
+use checkout_domain::experiment::evaluation::{repeat_purchase, ImpactSettings};
+use checkout_domain::experiment::holdout::UniversalHoldout;
+use checkout_domain::experiment::impact::{evaluate_impact, impact_keys};
+use checkout_domain::features::updater::FeatureUpdater;
+use checkout_domain::features::{Doc, Key};
+use checkout_domain::ingest::LogEntry;
+use checkout_domain::memory::{Faults, MemoryFeatureStore, MemoryLog, MemoryObjectStore};
+use checkout_domain::model::registry::fallback_model;
+use checkout_domain::ports::BatchSink;
+use checkout_domain::stats::analysis::Settings;
+use checkout_domain::stats::breakdown::{breakdown, Slices};
+use checkout_domain::stats::tally::{Design, MetricDef, MetricKind, Role, Tally};
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use proptest::prelude::*;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 2, 9, 0, 0).unwrap()
+}
+
+fn request(session: &str, placement: &str) -> checkout_domain::decision::request::DecisionRequest {
+    let body = format!(
+        r#"{{"session_id": "{session}", "user_id": "raw", "placement": "{placement}", "context": {{"device": "mobile",
+            "cart": {{"currency": "EUR", "items": [{{"product_id": "p", "quantity": 2, "unit_price_minor": 7999,
+            "unit_cost_minor": 2000}}]}}}}}}"#
+    );
+    parse_request(body.as_bytes()).expect("valid request")
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(400))]
+
+    /// Over random holdout settings, configs that treat as much as they can (every unit treated by
+    /// default, an experiment whose treatment takes almost everyone, exploration) and random users,
+    /// placements and times: a member of the holdout always gets control's `none`, outside every
+    /// experiment, logged as `holdout`; everyone else is logged as `served`.
+    #[test]
+    fn the_holdout_never_receives_a_treatment(
+        share in 0.01f64..0.5,
+        seed in "[a-z]{1,8}",
+        treat_weight in 0.5f64..0.99,
+        epsilon in 0.0f64..1.0,
+        kill in any::<bool>(),
+        users in prop::collection::vec("[a-z0-9]{1,12}", 1..40),
+        placement in prop::sample::select(vec!["cart", "checkout", "post_purchase"]),
+        minutes in 0i64..100_000,
+    ) {
+        let model = fallback_model().expect("model");
+        let holdout = UniversalHoldout { share, seed: Some(seed), ..UniversalHoldout::default() };
+        let experiment: Experiment = serde_json::from_value(serde_json::json!({
+            "id": "push", "variations": ["control", "treatment"], "placement": placement,
+            "status": "running", "weights": [1.0 - treat_weight, treat_weight]
+        })).expect("experiment");
+        let config = DecisionConfig {
+            kill_switch: kill,
+            default_arm: Arm::Treatment,
+            policy: PolicyConfig { epsilon, ..PolicyConfig::default() },
+            experiments: vec![experiment],
+            holdout: holdout.clone(),
+            ..DecisionConfig::default()
+        };
+        config.validate().expect("valid config");
+        let now = t0() + Duration::minutes(minutes);
+        for (i, unit) in users.iter().enumerate() {
+            let id = format!("d{i}");
+            let d = decide(&request("s", placement), Ok(&Features::default()), Inputs {
+                decision_id: &id, now, unit: Some(unit), model: &model, config: &config,
+                policy: None, shadow: None, risk_model: None,
+            });
+            let EventBody::DecisionServed(served) = &d.event.body else { panic!("not a decision") };
+            let tag = served.holdout.as_ref().expect("every known user is tagged");
+            if holdout.is_member(unit) {
+                prop_assert_eq!(d.response.arm, Arm::Control);
+                prop_assert!(kill || d.response.arm_reason == ArmReason::Holdout);
+                prop_assert_eq!(&d.response.actions[0].action, &Action::None);
+                prop_assert_eq!(d.response.actions.len(), 1, "no alternative offered");
+                prop_assert!(d.response.experiment.is_none());
+                prop_assert_eq!(served.action.as_str(), "none");
+                prop_assert_eq!(tag.variant.as_str(), HOLDOUT_VARIANT);
+            } else {
+                prop_assert_eq!(tag.variant.as_str(), SERVED_VARIANT);
+            }
+        }
+    }
+}
+
+#[test]
+fn members_are_reached_and_not_treated_in_bulk() {
+    // The property test above over one large population: members exist and none is treated, while
+    // the served are treated (so the check is not vacuous).
+    let model = fallback_model().expect("model");
+    let config = DecisionConfig {
+        default_arm: Arm::Treatment,
+        ..DecisionConfig::default()
+    };
+    let now = t0();
+    let (mut members, mut treated_members, mut treated_served) = (0, 0, 0);
+    for i in 0..4_000 {
+        let unit = format!("user-{i}");
+        let id = format!("d{i}");
+        let d = decide(
+            &request("s", "cart"),
+            Ok(&Features::default()),
+            Inputs {
+                decision_id: &id,
+                now,
+                unit: Some(&unit),
+                model: &model,
+                config: &config,
+                policy: None,
+                shadow: None,
+                risk_model: None,
+            },
+        );
+        let treated = d.response.actions[0].action != Action::None;
+        if config.holdout.is_member(&unit) {
+            members += 1;
+            treated_members += usize::from(treated);
+        } else {
+            treated_served += usize::from(treated);
+        }
+    }
+    assert!((150..=250).contains(&members), "{members} members of 4,000");
+    assert_eq!(treated_members, 0);
+    assert!(
+        treated_served > 1_000,
+        "{treated_served} served were treated"
+    );
+}
+
+// ------------------------------------------------------------------------------- repeat purchase
+
+fn log_entry(e: &Event) -> LogEntry {
+    LogEntry::of(e, (e.occurred_at + Duration::days(400)).timestamp()).expect("encodes")
+}
+
+fn ev(id: &str, session: &str, user: &str, at: DateTime<Utc>, body: EventBody) -> Event {
+    Event {
+        event_id: id.into(),
+        schema_version: 6,
+        occurred_at: at,
+        session_id: session.into(),
+        user_id: Some(user.into()),
+        context: Context {
+            device: Some(Device {
+                kind: DeviceType::Mobile,
+                os: None,
+                browser: None,
+                id: None,
+            }),
+            country: Some("DE".into()),
+            ..Context::default()
+        },
+        body,
+    }
+}
+
+fn decision(id: &str, variant: &str) -> EventBody {
+    EventBody::DecisionServed(Box::new(DecisionServed {
+        decision_id: id.into(),
+        placement: "cart".into(),
+        action: "none".into(),
+        propensity: 1.0,
+        model_id: "m".into(),
+        model_version: "1".into(),
+        feature_schema_version: 1,
+        rules_version: "r".into(),
+        feature_hash: "h".into(),
+        degraded: true,
+        action_key: Some("none".into()),
+        policy: Some(PolicyRef {
+            id: "control".into(),
+            version: "r".into(),
+        }),
+        eligible: vec![ActionProbability {
+            action: "none".into(),
+            probability: 1.0,
+            cost_minor: 0,
+        }],
+        holdout: Some(HoldoutServed {
+            id: "universal-holdout".into(),
+            variant: variant.into(),
+        }),
+        ..DecisionServed::default()
+    }))
+}
+
+fn order(id: &str, total: i64) -> EventBody {
+    EventBody::OrderPlaced(OrderPlaced {
+        order_id: id.into(),
+        total: Money {
+            amount_minor: total,
+            currency: "EUR".into(),
+        },
+        lines: vec![OrderLine {
+            product_id: "p".into(),
+            quantity: 1,
+            unit_price_minor: total,
+        }],
+        email: None,
+    })
+}
+
+/// Two users: `a` orders again 10 days after their first order (a repeat), `b` 40 days after (not
+/// one); `b`'s first exposure is after an earlier order, which does not count.
+fn history() -> Vec<Event> {
+    let t = t0();
+    vec![
+        ev("a1", "sa1", "a", t, decision("da", SERVED_VARIANT)),
+        ev(
+            "a2",
+            "sa1",
+            "a",
+            t + Duration::hours(1),
+            order("oa1", 5_000),
+        ),
+        ev(
+            "a3",
+            "sa2",
+            "a",
+            t + Duration::days(10),
+            order("oa2", 3_000),
+        ),
+        ev(
+            "a4",
+            "sa3",
+            "a",
+            t + Duration::days(60),
+            order("oa3", 1_000),
+        ),
+        ev("b0", "sb0", "b", t - Duration::days(3), order("ob0", 2_000)),
+        ev("b1", "sb1", "b", t, decision("db", HOLDOUT_VARIANT)),
+        ev(
+            "b2",
+            "sb1",
+            "b",
+            t + Duration::hours(2),
+            order("ob1", 4_000),
+        ),
+        ev(
+            "b3",
+            "sb2",
+            "b",
+            t + Duration::days(40),
+            order("ob2", 4_000),
+        ),
+    ]
+}
+
+async fn project(order: &[usize], batch: usize) -> Vec<checkout_domain::features::ExperimentUnit> {
+    let all: Vec<LogEntry> = history().iter().map(log_entry).collect();
+    let u = FeatureUpdater::new(
+        MemoryLog::new(25, Faults::default()),
+        MemoryFeatureStore::default(),
+    );
+    for chunk in order.chunks(batch) {
+        let refs: Vec<&LogEntry> = chunk.iter().map(|i| &all[*i]).collect();
+        assert!(u.log.put(&refs).await.expect("log put").is_empty());
+        let sessions: Vec<String> = refs.iter().map(|e| e.session_id.clone()).collect();
+        assert!(u.update(&sessions).await.failed.is_empty());
+    }
+    ["a", "b"]
+        .iter()
+        .map(|user| {
+            match u
+                .store
+                .docs()
+                .get(&Key::experiment_unit("universal-holdout", user))
+            {
+                Some(Doc::ExperimentUnit(x)) => x.clone(),
+                other => panic!("no unit for {user}: {other:?}"),
+            }
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn repeat_purchase_is_the_same_in_every_arrival_order() {
+    let n = history().len();
+    let mut rng = StdRng::seed_from_u64(21);
+    let mut orders: Vec<Vec<usize>> = vec![(0..n).collect(), (0..n).rev().collect()];
+    for _ in 0..20 {
+        let mut o: Vec<usize> = (0..n).collect();
+        for i in (1..n).rev() {
+            o.swap(i, rng.random_range(0..=i));
+        }
+        orders.push(o);
+    }
+    let mut first = None;
+    for (k, o) in orders.iter().enumerate() {
+        let units = project(o, 1 + k % 3).await;
+        let [a, b] = [&units[0], &units[1]];
+        assert!(repeat_purchase(&a.orders), "a ordered again within 30 days");
+        assert!(
+            !repeat_purchase(&b.orders),
+            "b's second order came 40 days later"
+        );
+        assert_eq!((a.orders.len(), b.orders.len()), (3, 2));
+        assert_eq!(
+            b.orders_before, 1,
+            "b's earlier order is the covariate, not an order after"
+        );
+        assert_eq!(
+            (a.variant.as_str(), b.variant.as_str()),
+            (SERVED_VARIANT, HOLDOUT_VARIANT)
+        );
+        assert_eq!(
+            (
+                a.cohort.value("device"),
+                a.cohort.value("visitor"),
+                a.cohort.value("country")
+            ),
+            ("mobile", "unknown", "DE")
+        );
+        match &first {
+            None => first = Some(units),
+            Some(f) => assert_eq!(f, &units, "arrival order {o:?} changed the units"),
+        }
+    }
+}
+
+// ------------------------------------------------------------------------- heterogeneity under the null
+
+fn conversion_design() -> Design {
+    Design {
+        experiment_id: "aa".into(),
+        variants: vec!["control".into(), "treatment".into()],
+        weights: vec![0.5, 0.5],
+        metrics: vec![MetricDef {
+            name: "conversion".into(),
+            kind: MetricKind::Proportion,
+            role: Role::Goal,
+            inverse: false,
+            covariate: None,
+            source: "simulated".into(),
+        }],
+    }
+}
+
+/// 2,000 A/A experiments, each with four cohorts of unequal size and conversion rate (the same in both
+/// arms: no effect anywhere, so no heterogeneity): the Q test rejects at about alpha.
+#[test]
+fn the_heterogeneity_test_holds_its_false_positive_rate_under_the_null() {
+    let settings = Settings::default();
+    let cohorts = [(400usize, 0.20), (900, 0.12), (1_600, 0.08), (3_000, 0.05)];
+    let mut rng = StdRng::seed_from_u64(2_000);
+    let runs = 2_000;
+    let mut rejected = 0;
+    for _ in 0..runs {
+        let mut slices = Slices::new(conversion_design());
+        let mut overall = Tally::new(conversion_design());
+        for (c, (n, p)) in cohorts.iter().enumerate() {
+            let value = format!("c{c}");
+            for arm in 0..2 {
+                for _ in 0..*n {
+                    let x = f64::from(u8::from(rng.random_bool(*p)));
+                    for t in [&mut overall, slices.get("device", &value)] {
+                        t.unit(arm);
+                        t.observe(0, arm, x, 0.0);
+                    }
+                }
+            }
+        }
+        let all = checkout_domain::stats::analysis::compare(&overall, &settings);
+        let b = breakdown(&slices, &["device"], &all, &settings);
+        let h = &b.dimensions[0].heterogeneity[0];
+        assert_eq!((h.cohorts, h.df), (4, 3));
+        rejected += usize::from(h.p_value < settings.alpha);
+    }
+    let rate = rejected as f64 / runs as f64;
+    println!(
+        "heterogeneity false-positive rate: {rate:.4} over {runs} A/A runs (alpha {})",
+        settings.alpha
+    );
+    assert!(
+        (rate - settings.alpha).abs() <= 0.01,
+        "false-positive rate {rate} is not within 1 point of {}",
+        settings.alpha
+    );
+}
+
+/// A real interaction is found and the opposite cohort flagged: mobile loses what desktop gains.
+#[test]
+fn an_opposite_cohort_with_a_real_interaction_is_flagged() {
+    let settings = Settings::default();
+    let mut rng = StdRng::seed_from_u64(7);
+    let mut slices = Slices::new(conversion_design());
+    let mut overall = Tally::new(conversion_design());
+    for (value, n, rates) in [
+        ("desktop", 20_000, [0.10, 0.13]),
+        ("mobile", 8_000, [0.10, 0.07]),
+        ("tablet", 3_000, [0.10, 0.11]),
+    ] {
+        for (arm, p) in rates.iter().enumerate() {
+            for _ in 0..n {
+                let x = f64::from(u8::from(rng.random_bool(*p)));
+                for t in [&mut overall, slices.get("device", value)] {
+                    t.unit(arm);
+                    t.observe(0, arm, x, 0.0);
+                }
+            }
+        }
+    }
+    let all = checkout_domain::stats::analysis::compare(&overall, &settings);
+    assert!(all[0].comparisons[0].effect > 0.0);
+    let b = breakdown(&slices, &["device"], &all, &settings);
+    let h = &b.dimensions[0].heterogeneity[0];
+    assert!(h.significant, "{h:?}");
+    assert_eq!(h.flagged, ["mobile"]);
+    // A cohort below the minimum sample is shown as too small, without numbers.
+    let mut small = slices.clone();
+    let t = small.get("device", "tv");
+    t.unit(0);
+    t.unit(1);
+    let b = breakdown(&small, &["device"], &all, &settings);
+    let tv = b.dimensions[0]
+        .cohorts
+        .iter()
+        .find(|c| c.value == "tv")
+        .unwrap();
+    assert!(tv.too_small && tv.metrics.is_empty());
+}
+
+// ----------------------------------------------------------------------------------- impact report
+
+#[tokio::test]
+async fn the_impact_report_reads_the_holdouts_units_and_says_too_early() {
+    let all: Vec<LogEntry> = history().iter().map(log_entry).collect();
+    let u = FeatureUpdater::new(
+        MemoryLog::new(25, Faults::default()),
+        MemoryFeatureStore::default(),
+    );
+    let refs: Vec<&LogEntry> = all.iter().collect();
+    u.log.put(&refs).await.expect("log put");
+    let sessions: Vec<String> = all.iter().map(|e| e.session_id.clone()).collect();
+    assert!(u.update(&sessions).await.failed.is_empty());
+    let reports = MemoryObjectStore::default();
+    let holdout = UniversalHoldout::default();
+    let end = t0() + Duration::days(70);
+    let outcome = evaluate_impact(
+        &u.store,
+        &reports,
+        &holdout,
+        &ImpactSettings::default(),
+        &Settings::default(),
+        "EUR",
+        "mem",
+        end,
+        end,
+    )
+    .await
+    .expect("impact report");
+    assert_eq!(outcome.outcome, "written");
+    assert_eq!(outcome.units, Some(vec![1, 1]));
+    let (json, html) = impact_keys("universal-holdout", end);
+    let report: serde_json::Value =
+        serde_json::from_slice(&reports.object(&json).expect("json")).expect("report");
+    assert_eq!(report["too_early"], true);
+    assert!(report["summary"].as_str().unwrap().starts_with("Too early"));
+    assert_eq!(
+        report["since_start"]["report"]["settings"]["test"],
+        "sequential"
+    );
+    let metrics: Vec<&str> = report["since_start"]["report"]["metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        metrics,
+        [
+            "conversion",
+            "revenue_per_visitor",
+            "average_order_value",
+            "incentive_cost_per_visitor",
+            "margin_per_visitor",
+            "repeat_purchase_rate"
+        ]
+    );
+    // The served user repeated, the held-out one did not.
+    let repeat = &report["since_start"]["report"]["metrics"][5]["arms"];
+    assert_eq!(repeat[0]["mean"], 0.0);
+    assert_eq!(repeat[1]["mean"], 1.0);
+    // The rolling window (28 days) holds neither: both were first seen 70 days before its end.
+    assert_eq!(
+        report["rolling"]["report"]["data"]["excluded_units"]["exposed_before_window"],
+        2
+    );
+    let page = String::from_utf8(reports.object(&html).expect("html")).unwrap();
+    assert!(page.contains("Too early") && page.contains("Lift by cohort"));
+}
