@@ -74,6 +74,11 @@ fn units() -> Vec<ExperimentUnit> {
                 unsubscribed_after: false,
                 complete: true,
                 expires_at: 4_000_000_000,
+                cohort: checkout_domain::features::aggregate::Cohort {
+                    device: ["desktop", "mobile"][(i % 2) as usize].into(),
+                    ..Default::default()
+                },
+                orders: Vec::new(),
             }
         })
         .collect()

@@ -71,6 +71,8 @@ fn units(experiment: &str, n: u32) -> Vec<Doc> {
                 unsubscribed_after: false,
                 complete: true,
                 expires_at: 4_000_000_000,
+                cohort: Default::default(),
+                orders: Vec::new(),
             })
         })
         .collect()
@@ -266,6 +268,8 @@ async fn the_recovery_experiment_is_read_on_recovered_carts_revenue_and_unsubscr
             unsubscribed_after: i % 40 == 1,
             complete: true,
             expires_at: 4_000_000_000,
+            cohort: Default::default(),
+            orders: Vec::new(),
         }));
     }
     let f = Function {

@@ -23,7 +23,7 @@ use checkout_domain::stats::tally::{Design, MetricDef, MetricKind, Role, Tally};
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use proptest::prelude::*;
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 
 fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 2, 9, 0, 0).unwrap()

@@ -248,7 +248,7 @@ fn long_run_design(design: &Design, currency: &str) -> Design {
         role: Role::Goal,
         inverse: false,
         covariate: None,
-        source: if i % 2 == 0 {
+        source: if i.is_multiple_of(2) {
             format!("orders from first exposure to the stop ({currency} minor units, or any order)")
         } else {
             format!("orders from the stop to the end of the tail ({currency} minor units, or any order)")
@@ -1071,7 +1071,12 @@ mod tests {
             complete: true,
             expires_at: 4_000_000_000,
             cohort: crate::features::aggregate::Cohort {
-                device: if i % 3 == 0 { "mobile" } else { "desktop" }.into(),
+                device: if i.is_multiple_of(3) {
+                    "mobile"
+                } else {
+                    "desktop"
+                }
+                .into(),
                 ..Default::default()
             },
             orders: Vec::new(),

@@ -278,7 +278,7 @@ pub fn render_impact(r: &ImpactReport) -> String {
             metric_table(&mut h, m, &rep.settings);
         }
         if let Some(b) = &rep.cohorts {
-            let _ = write!(h, "<h3>Lift by cohort ({})</h3>\n", escape(name));
+            let _ = writeln!(h, "<h3>Lift by cohort ({})</h3>", escape(name));
             breakdown_tables(&mut h, b, &rep.metrics, &rep.settings);
         }
     }
