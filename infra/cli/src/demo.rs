@@ -88,6 +88,8 @@ pub struct DemoSummary {
     pub decision_events: FlowBack,
     pub experiment: demo_loop::ExperimentSummary,
     pub report: demo_loop::ReportSummary,
+    /// The universal holdout and the system impact report.
+    pub impact: demo_loop::ImpactSummary,
     pub learning: crate::learn::DemoLearning,
     pub operations: crate::demo_ops::OperationsSummary,
     pub recovery: crate::demo_recovery::RecoverySummary,
@@ -176,6 +178,21 @@ pub async fn demo(stack: &LocalStack, file: &Path, out: &Path) -> Result<(), Box
         .max()
         .unwrap_or_else(chrono::Utc::now);
     let (experiment, report) = demo_loop::evaluate(stack, last_exposure, out).await?;
+    let impact = demo_loop::impact(stack, last_exposure, out).await?;
+    println!(
+        "    universal holdout: {} users held out ({:.0}%), {} served. {}",
+        impact.holdout_units,
+        impact.share * 100.0,
+        impact.served_units,
+        impact.summary
+    );
+    if impact.too_early {
+        println!(
+            "    The demo covers about 3 hours of REES46 traffic: the impact report's reading is \"too early\", \
+             as it should be. See {}.",
+            impact.html
+        );
+    }
     timings.insert("evaluate".to_string(), t.elapsed().as_secs_f64());
 
     let t = Instant::now();
@@ -289,6 +306,7 @@ pub async fn demo(stack: &LocalStack, file: &Path, out: &Path) -> Result<(), Box
         decision_events,
         experiment,
         report,
+        impact,
         learning,
         operations,
         recovery,

@@ -209,6 +209,80 @@ pub struct ReportSummary {
     pub html: String,
 }
 
+/// The system impact report's reading in the demo.
+#[derive(Debug, Clone, Serialize)]
+pub struct ImpactSummary {
+    pub holdout_id: String,
+    pub share: f64,
+    /// Users analysed since the holdout began: held out (never treated) and served.
+    pub holdout_units: u64,
+    pub served_units: u64,
+    pub too_early: bool,
+    pub summary: String,
+    pub json: String,
+    pub html: String,
+}
+
+/// Runs the evaluator's system impact report for the same window, and copies it to `out`.
+pub async fn impact(
+    stack: &LocalStack,
+    last_exposure: DateTime<Utc>,
+    out: &Path,
+) -> Result<ImpactSummary, BoxError> {
+    use checkout_domain::experiment::holdout::UniversalHoldout;
+    use checkout_domain::experiment::impact::impact_keys;
+    let sdk = stack.sdk_config().await;
+    let function =
+        experiment_evaluator::Function::new(&stack.env("ExperimentEvaluatorFunction")?, &sdk)
+            .map_err(|e| e.to_string())?;
+    let window_end = (last_exposure + TimeDelta::hours(1))
+        .duration_trunc(TimeDelta::hours(1))
+        .unwrap_or(last_exposure);
+    let holdout = UniversalHoldout::default();
+    let invocation = experiment_evaluator::Invocation {
+        window_end: Some(window_end),
+        experiment_id: Some(holdout.id.clone()),
+        drift_window_hours: None,
+    };
+    let run = function.run(&invocation, Utc::now()).await?;
+    if let Some(f) = run.failed.iter().chain(&run.refused).next() {
+        return Err(format!("the impact report failed: {} ({})", f.error, f.reason).into());
+    }
+    let reports = S3ObjectStore {
+        client: s3_client(&sdk),
+        bucket: stack.resource("ReportsBucket")?.name.clone(),
+    };
+    let (json_key, html_key) = impact_keys(&holdout.id, window_end);
+    let json = reports
+        .get(&json_key)
+        .await?
+        .ok_or("the impact report is not in S3")?
+        .bytes;
+    let html = reports
+        .get(&html_key)
+        .await?
+        .ok_or("the impact page is not in S3")?
+        .bytes;
+    let (json_path, html_path) = (out.join("impact.json"), out.join("impact.html"));
+    std::fs::write(&json_path, &json)?;
+    std::fs::write(&html_path, &html)?;
+    let report: Value = serde_json::from_slice(&json)?;
+    Ok(ImpactSummary {
+        holdout_id: holdout.id,
+        share: report["holdout"]["share"].as_f64().unwrap_or_default(),
+        holdout_units: report["holdout"]["holdout_units"]
+            .as_u64()
+            .unwrap_or_default(),
+        served_units: report["holdout"]["served_units"]
+            .as_u64()
+            .unwrap_or_default(),
+        too_early: report["too_early"].as_bool().unwrap_or(true),
+        summary: report["summary"].as_str().unwrap_or_default().to_string(),
+        json: json_path.display().to_string(),
+        html: html_path.display().to_string(),
+    })
+}
+
 /// Runs the evaluator over the window that ends after the last exposure, copies its report to `out`
 /// and reads it.
 pub async fn evaluate(
