@@ -79,7 +79,7 @@ funnel = [
 valid = {"Records": [record(js(e), i) for i, e in enumerate(funnel)]}
 
 future = envelope("evt-0104", "product_viewed", {"product_id": "sku-2"}, 200)
-future["schema_version"] = 6
+future["schema_version"] = 7
 unknown = envelope("evt-0103", "wishlist_added", {"product_id": "sku-2"}, 200)
 no_id = envelope("evt-0105", "product_viewed", {"product_id": "sku-2"}, 200)
 del no_id["event_id"]

@@ -61,7 +61,13 @@ async fn decision_events_travel_through_ingest_into_the_log_and_the_experiment_u
     for i in 0..40 {
         let d = decide(&s, i).await;
         assert_eq!(d["degraded"], false, "{d}");
-        assert_eq!(d["experiment"]["id"], "checkout-offers");
+        // A member of the universal holdout (5% by default) is outside every experiment.
+        if d["arm_reason"] == "holdout" {
+            assert_eq!(d["experiment"], Value::Null, "{d}");
+            assert_eq!(d["actions"][0]["action"]["type"], "none", "{d}");
+        } else {
+            assert_eq!(d["experiment"]["id"], "checkout-offers");
+        }
         served.insert(format!("shopper-{i}"), d);
     }
     assert_eq!(
@@ -134,17 +140,41 @@ async fn decision_events_travel_through_ingest_into_the_log_and_the_experiment_u
     let p = Pseudonymizer::new(key.as_bytes()).expect("key");
     let ddb = aws_sdk_dynamodb::Client::new(&sdk);
     let table = stack.resource("FeaturesTable").expect("table").name.clone();
-    let units: BTreeMap<String, _> = checkout_ai::census::scan_features(&ddb, &table)
+    let docs = checkout_ai::census::scan_features(&ddb, &table)
         .await
-        .expect("scan")
-        .into_values()
-        .filter_map(|d| match d {
-            Doc::ExperimentUnit(u) => Some((u.user_id.clone(), u)),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(units.len(), 40, "one unit per user");
+        .expect("scan");
+    let units_of = |experiment: &str| -> BTreeMap<String, _> {
+        docs.values()
+            .filter_map(|d| match d {
+                Doc::ExperimentUnit(u) if u.experiment_id == experiment => {
+                    Some((u.user_id.clone(), u.clone()))
+                }
+                _ => None,
+            })
+            .collect()
+    };
+    // Every user is a unit of the universal holdout, in the arm their decisions said.
+    let holdout = units_of("universal-holdout");
+    assert_eq!(holdout.len(), 40, "every user's arm of the holdout");
     for (raw, d) in &served {
+        let expected = if d["arm_reason"] == "holdout" {
+            "holdout"
+        } else {
+            "served"
+        };
+        assert_eq!(holdout[&p.user_id(raw)].variant, expected);
+    }
+    let units = units_of("checkout-offers");
+    let members = served
+        .values()
+        .filter(|d| d["arm_reason"] == "holdout")
+        .count();
+    assert_eq!(
+        units.len(),
+        40 - members,
+        "one unit per user outside the holdout"
+    );
+    for (raw, d) in served.iter().filter(|(_, d)| d["arm_reason"] != "holdout") {
         let unit = &units[&p.user_id(raw)];
         assert_eq!(unit.experiment_id, "checkout-offers");
         assert_eq!(unit.variant, d["experiment"]["variant"].as_str().unwrap());

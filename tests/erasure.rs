@@ -264,7 +264,8 @@ async fn an_erased_user_is_found_nowhere_the_rebuild_matches_and_a_replay_brings
     let c = &receipt.counts;
     assert_eq!((c.sessions, c.shared_sessions), (2, 0));
     assert_eq!(c.log_items_deleted, canary_entries);
-    assert_eq!(c.experiment_units_deleted, 1);
+    // The experiment's unit and the universal holdout's.
+    assert_eq!(c.experiment_units_deleted, 2);
     assert!(
         c.aggregates_recomputed >= 5,
         "user, two items, pages: {c:?}"

@@ -171,7 +171,13 @@ async fn the_evaluator_pages_the_units_writes_the_window_once_and_matches_the_me
     };
     let summary = function.run(&invocation, now).await.expect("run");
     assert!(summary.failed.is_empty(), "{:?}", summary.failed);
-    assert_eq!(summary.reports.len(), 1, "only the running experiment");
+    // The running experiment, then the system impact report (the default holdout: no units here).
+    assert_eq!(
+        summary.reports.len(),
+        2,
+        "only the running experiment and the impact report"
+    );
+    assert_eq!(summary.reports[1].experiment_id, "universal-holdout");
     let outcome = &summary.reports[0];
     assert_eq!(outcome.outcome, "written");
     assert!(outcome.latest_updated);

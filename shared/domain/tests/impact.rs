@@ -23,7 +23,7 @@ use checkout_domain::stats::tally::{Design, MetricDef, MetricKind, Role, Tally};
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use proptest::prelude::*;
 use rand::rngs::StdRng;
-use rand::SeedableRng;
+use rand::{RngExt, SeedableRng};
 
 fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 2, 9, 0, 0).unwrap()
@@ -500,4 +500,158 @@ async fn the_impact_report_reads_the_holdouts_units_and_says_too_early() {
     );
     let page = String::from_utf8(reports.object(&html).expect("html")).unwrap();
     assert!(page.contains("Too early") && page.contains("Lift by cohort"));
+}
+
+// ------------------------------------------------------------------------- time effects and the long run
+
+fn unit(
+    i: usize,
+    variant: &str,
+    exposed: DateTime<Utc>,
+    orders: &[(DateTime<Utc>, i64)],
+) -> checkout_domain::features::ExperimentUnit {
+    use checkout_domain::features::aggregate::{Cohort, Money, UnitOrder};
+    let revenue: i64 = orders.iter().map(|(_, m)| m).sum();
+    checkout_domain::features::ExperimentUnit {
+        experiment_id: "offer".into(),
+        user_id: format!("u{i}"),
+        variant: variant.into(),
+        first_exposure_at: exposed,
+        decision_id: format!("d{i}"),
+        variants_seen: 1,
+        orders_after: orders.len() as u32,
+        revenue_after: Money::from([("EUR".to_string(), revenue)]),
+        orders_before: 0,
+        revenue_before: Money::new(),
+        orders_in_window: 0,
+        revenue_in_window: Money::new(),
+        unsubscribed_after: false,
+        complete: true,
+        expires_at: 4_000_000_000,
+        cohort: Cohort::default(),
+        orders: orders
+            .iter()
+            .map(|(at, m)| UnitOrder {
+                at: *at,
+                total_minor: *m,
+                currency: "EUR".into(),
+                incentive_minor: 0,
+                margin_minor: None,
+            })
+            .collect(),
+    }
+}
+
+fn offer(status: &str, end: Option<DateTime<Utc>>) -> Experiment {
+    serde_json::from_value(serde_json::json!({
+        "id": "offer", "variations": ["control", "treatment"], "placement": "cart", "status": status,
+        "start": t0(), "end": end
+    }))
+    .unwrap()
+}
+
+/// Treatment buys sooner during the experiment and correspondingly less after it stops: the long-run
+/// section calls it a reversal (pull-forward) once the tail is read; a stopped experiment is due for its
+/// tail plus a day and no longer.
+#[test]
+fn a_pull_forward_shows_as_a_reversal_after_the_stop() {
+    use checkout_domain::experiment::evaluation::{due, UnitFold};
+    use checkout_domain::stats::breakdown::Lasting;
+    let stop = t0() + Duration::days(14);
+    let e = offer("stopped", Some(stop));
+    let mut rng = StdRng::seed_from_u64(5);
+    let end_of_tail = stop + Duration::days(31);
+    let mut fold = UnitFold::new(&e, "mem".into(), end_of_tail, end_of_tail, "EUR");
+    for i in 0..6_000 {
+        let treated = i % 2 == 1;
+        let exposed = t0() + Duration::minutes(rng.random_range(0..14 * 24 * 60));
+        // The same purchase probability overall (30%); treatment moves 70% of it before the stop,
+        // control 40%.
+        let mut orders = Vec::new();
+        if rng.random_bool(0.3) {
+            let early = rng.random_bool(if treated { 0.7 } else { 0.4 });
+            let at = if early {
+                exposed + (stop - exposed) / 2
+            } else {
+                stop + Duration::days(rng.random_range(1..30))
+            };
+            orders.push((at, 5_000));
+        }
+        fold.add(Ok(unit(
+            i,
+            if treated { "treatment" } else { "control" },
+            exposed,
+            &orders,
+        )));
+    }
+    let report = fold.report(&Settings::default(), end_of_tail);
+    let long = report
+        .long_run
+        .expect("a stopped experiment has a long-run section");
+    assert!(long.tail_complete);
+    assert_eq!(long.verdict, Lasting::Reversed, "{}", long.summary);
+    assert!(long.metrics[0].comparisons[0].effect > 0.0, "more during");
+    assert!(long.metrics[1].comparisons[0].effect < 0.0, "less after");
+    // Due through the tail and one more day, not after.
+    assert_eq!(
+        due(std::slice::from_ref(&e), stop + Duration::days(30)).len(),
+        1
+    );
+    assert!(due(std::slice::from_ref(&e), stop + Duration::days(32)).is_empty());
+    assert!(due(&[offer("stopped", None)], stop).is_empty());
+}
+
+/// Units over thirteen days (fourteen UTC dates) with a treatment effect only in the first week: the daily series and weekday
+/// breakdown are there, the reading warns that it is not a whole number of weeks, and the novelty
+/// check finds the first week's effect different from the later days'.
+#[test]
+fn the_time_section_warns_before_whole_weeks_and_finds_a_novelty_effect() {
+    use checkout_domain::experiment::evaluation::UnitFold;
+    let e = offer("running", None);
+    let end = t0() + Duration::days(13);
+    let mut fold = UnitFold::new(&e, "mem".into(), end, end, "EUR");
+    let mut rng = StdRng::seed_from_u64(9);
+    for i in 0..40_000 {
+        let treated = i % 2 == 1;
+        let exposed = t0() + Duration::minutes(rng.random_range(0..13 * 24 * 60));
+        let first_week = exposed < t0() + Duration::days(7);
+        let p = if treated && first_week { 0.16 } else { 0.10 };
+        let orders = if rng.random_bool(p) {
+            vec![(exposed + Duration::hours(1), 4_000)]
+        } else {
+            vec![]
+        };
+        fold.add(Ok(unit(
+            i,
+            if treated { "treatment" } else { "control" },
+            exposed,
+            &orders,
+        )));
+    }
+    let report = fold.report(&Settings::default(), end);
+    let time = report.time.expect("time section");
+    assert!(!time.whole_weeks);
+    assert!(time
+        .warning
+        .as_deref()
+        .unwrap()
+        .contains("not a whole number of weeks"));
+    assert!(report
+        .recommendation
+        .reasons
+        .iter()
+        .any(|r| r.contains("whole number of weeks")));
+    let days = &time.series.dimensions[0];
+    assert_eq!((days.name.as_str(), days.cohorts.len()), ("day", 14));
+    assert_eq!(time.series.dimensions[1].cohorts.len(), 7, "every weekday");
+    let novelty = time.novelty.expect("novelty");
+    assert!(novelty.p_value.unwrap() < 0.05, "{}", novelty.summary);
+    assert!(novelty.first_week.unwrap()[0] > novelty.later.unwrap()[0]);
+    // At 14 days the warning is gone.
+    let e = offer("running", None);
+    let end = t0() + Duration::days(14) + Duration::hours(3);
+    let mut fold = UnitFold::new(&e, "mem".into(), end, end, "EUR");
+    fold.add(Ok(unit(0, "control", t0(), &[])));
+    let t = fold.report(&Settings::default(), end).time.unwrap();
+    assert!(t.whole_weeks && t.warning.is_none());
 }
