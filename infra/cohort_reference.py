@@ -14,31 +14,17 @@ comparison is one Holm family; the Q tests (one per dimension and metric) are a 
 """
 import argparse
 import json
-import math
 
 import numpy as np
 import pandas as pd
 from scipy.stats import chi2
 
+from evaluate_reference import holm, num  # the same helpers as the main reference (same folder)
 from gbstats.frequentist.tests import FrequentistConfig, TwoSidedTTest
 from gbstats.models.statistics import (ProportionStatistic, RatioStatistic, RegressionAdjustedStatistic,
                                        SampleMeanStatistic)
 
 DIMENSIONS = ["device", "visitor", "country", "placement"]
-
-
-def num(x):
-    return None if x is None or not math.isfinite(float(x)) else float(x)
-
-
-def holm(p):
-    m = len(p)
-    order = sorted(range(m), key=lambda i: (p[i], i))
-    out, running = [0.0] * m, 0.0
-    for rank, i in enumerate(order):
-        running = max(running, min(1.0, (m - rank) * p[i]))
-        out[i] = running
-    return out
 
 
 def mean_stat(x):

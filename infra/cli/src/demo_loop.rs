@@ -223,6 +223,56 @@ pub struct ImpactSummary {
     pub html: String,
 }
 
+/// Runs the evaluator for one experiment (or the universal holdout's impact report) over the window
+/// that ends on the hour after the last exposure; returns the window's end and the reports bucket.
+async fn run_evaluator(
+    stack: &LocalStack,
+    last_exposure: DateTime<Utc>,
+    experiment_id: &str,
+) -> Result<(DateTime<Utc>, S3ObjectStore), BoxError> {
+    let sdk = stack.sdk_config().await;
+    let function =
+        experiment_evaluator::Function::new(&stack.env("ExperimentEvaluatorFunction")?, &sdk)
+            .map_err(|e| e.to_string())?;
+    let window_end = (last_exposure + TimeDelta::hours(1))
+        .duration_trunc(TimeDelta::hours(1))
+        .unwrap_or(last_exposure);
+    let invocation = experiment_evaluator::Invocation {
+        window_end: Some(window_end),
+        experiment_id: Some(experiment_id.into()),
+        drift_window_hours: None,
+    };
+    let run = function.run(&invocation, Utc::now()).await?;
+    if let Some(f) = run.failed.iter().chain(&run.refused).next() {
+        return Err(format!(
+            "the evaluator did not report on {}: {} ({})",
+            f.experiment_id.as_deref().unwrap_or(experiment_id),
+            f.error,
+            f.reason
+        )
+        .into());
+    }
+    let reports = S3ObjectStore {
+        client: s3_client(&sdk),
+        bucket: stack.resource("ReportsBucket")?.name.clone(),
+    };
+    Ok((window_end, reports))
+}
+
+/// Copies one report object to `path`, returning its bytes.
+async fn copy_report(reports: &S3ObjectStore, key: &str, path: &Path) -> Result<Vec<u8>, BoxError> {
+    let bytes = reports
+        .get(key)
+        .await?
+        .ok_or_else(|| format!("{key} is not in S3"))?
+        .bytes;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(path, &bytes)?;
+    Ok(bytes)
+}
+
 /// Runs the evaluator's system impact report for the same window, and copies it to `out`.
 pub async fn impact(
     stack: &LocalStack,
@@ -231,41 +281,12 @@ pub async fn impact(
 ) -> Result<ImpactSummary, BoxError> {
     use checkout_domain::experiment::holdout::UniversalHoldout;
     use checkout_domain::experiment::impact::impact_keys;
-    let sdk = stack.sdk_config().await;
-    let function =
-        experiment_evaluator::Function::new(&stack.env("ExperimentEvaluatorFunction")?, &sdk)
-            .map_err(|e| e.to_string())?;
-    let window_end = (last_exposure + TimeDelta::hours(1))
-        .duration_trunc(TimeDelta::hours(1))
-        .unwrap_or(last_exposure);
     let holdout = UniversalHoldout::default();
-    let invocation = experiment_evaluator::Invocation {
-        window_end: Some(window_end),
-        experiment_id: Some(holdout.id.clone()),
-        drift_window_hours: None,
-    };
-    let run = function.run(&invocation, Utc::now()).await?;
-    if let Some(f) = run.failed.iter().chain(&run.refused).next() {
-        return Err(format!("the impact report failed: {} ({})", f.error, f.reason).into());
-    }
-    let reports = S3ObjectStore {
-        client: s3_client(&sdk),
-        bucket: stack.resource("ReportsBucket")?.name.clone(),
-    };
+    let (window_end, reports) = run_evaluator(stack, last_exposure, &holdout.id).await?;
     let (json_key, html_key) = impact_keys(&holdout.id, window_end);
-    let json = reports
-        .get(&json_key)
-        .await?
-        .ok_or("the impact report is not in S3")?
-        .bytes;
-    let html = reports
-        .get(&html_key)
-        .await?
-        .ok_or("the impact page is not in S3")?
-        .bytes;
     let (json_path, html_path) = (out.join("impact.json"), out.join("impact.html"));
-    std::fs::write(&json_path, &json)?;
-    std::fs::write(&html_path, &html)?;
+    let json = copy_report(&reports, &json_key, &json_path).await?;
+    copy_report(&reports, &html_key, &html_path).await?;
     let report: Value = serde_json::from_slice(&json)?;
     Ok(ImpactSummary {
         holdout_id: holdout.id,
@@ -290,48 +311,12 @@ pub async fn evaluate(
     last_exposure: DateTime<Utc>,
     out: &Path,
 ) -> Result<(ExperimentSummary, ReportSummary), BoxError> {
-    let sdk = stack.sdk_config().await;
-    let function =
-        experiment_evaluator::Function::new(&stack.env("ExperimentEvaluatorFunction")?, &sdk)
-            .map_err(|e| e.to_string())?;
-    let window_end = (last_exposure + TimeDelta::hours(1))
-        .duration_trunc(TimeDelta::hours(1))
-        .unwrap_or(last_exposure);
-    let invocation = experiment_evaluator::Invocation {
-        window_end: Some(window_end),
-        experiment_id: Some(DEMO_EXPERIMENT.into()),
-        drift_window_hours: None,
-    };
-    let run = function.run(&invocation, Utc::now()).await?;
-    if let Some(f) = run.failed.iter().chain(&run.refused).next() {
-        return Err(format!(
-            "the evaluator did not report on {}: {} ({})",
-            f.experiment_id.as_deref().unwrap_or(DEMO_EXPERIMENT),
-            f.error,
-            f.reason
-        )
-        .into());
-    }
-    let bucket = stack.resource("ReportsBucket")?.name.clone();
-    let reports = S3ObjectStore {
-        client: s3_client(&sdk),
-        bucket: bucket.clone(),
-    };
+    let (window_end, reports) = run_evaluator(stack, last_exposure, DEMO_EXPERIMENT).await?;
+    let bucket = reports.bucket.clone();
     let (json_key, html_key) = report_keys(DEMO_EXPERIMENT, window_end);
-    let json_bytes = reports
-        .get(&json_key)
-        .await?
-        .ok_or("the report is not in S3")?
-        .bytes;
-    let html_bytes = reports
-        .get(&html_key)
-        .await?
-        .ok_or("the HTML report is not in S3")?
-        .bytes;
-    std::fs::create_dir_all(out)?;
     let (json_path, html_path) = (out.join("report.json"), out.join("report.html"));
-    std::fs::write(&json_path, &json_bytes)?;
-    std::fs::write(&html_path, &html_bytes)?;
+    let json_bytes = copy_report(&reports, &json_key, &json_path).await?;
+    copy_report(&reports, &html_key, &html_path).await?;
     let report: Value = serde_json::from_slice(&json_bytes)?;
     let difference: Difference = serde_json::from_value(report["settings"]["difference"].clone())?;
     let mut p_values = BTreeMap::new();

@@ -94,16 +94,7 @@ pub fn analyse(
     };
 
     let mut metrics = compare(tally, settings);
-    correct(
-        metrics
-            .iter_mut()
-            .flat_map(|m| {
-                let inverse = m.inverse;
-                m.comparisons.iter_mut().map(move |c| (c, inverse))
-            })
-            .collect(),
-        settings,
-    );
+    correct_metrics(&mut metrics, settings);
 
     let health = health(tally, settings, &data, &srm, &metrics);
     let recommendation = recommend(tally, settings, &srm, &metrics);
@@ -218,6 +209,20 @@ pub fn compare(tally: &Tally, settings: &Settings) -> Vec<MetricResult> {
             }
         })
         .collect()
+}
+
+/// Corrects every comparison of `metrics` as one family.
+pub fn correct_metrics(metrics: &mut [MetricResult], settings: &Settings) {
+    correct(
+        metrics
+            .iter_mut()
+            .flat_map(|m| {
+                let inverse = m.inverse;
+                m.comparisons.iter_mut().map(move |c| (c, inverse))
+            })
+            .collect(),
+        settings,
+    );
 }
 
 /// Corrects a family of comparisons (each with whether its metric is lower-is-better) for multiple

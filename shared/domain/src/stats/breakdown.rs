@@ -23,7 +23,7 @@
 //! effect held (same sign, significant), reversed (opposite sign, significant: purchases were pulled
 //! forward) or faded.
 
-use super::analysis::{compare, correct, Settings};
+use super::analysis::{compare, correct, correct_metrics, Settings};
 use super::correction::adjust;
 use super::report::{Comparison, MetricResult};
 use super::tally::{Design, Tally};
@@ -428,16 +428,7 @@ pub fn long_run(
     settings: &Settings,
 ) -> LongRun {
     let mut metrics = compare(tally, settings);
-    correct(
-        metrics
-            .iter_mut()
-            .flat_map(|m| {
-                let inverse = m.inverse;
-                m.comparisons.iter_mut().map(move |c| (c, inverse))
-            })
-            .collect(),
-        settings,
-    );
+    correct_metrics(&mut metrics, settings);
     let tail_complete = window_end >= stopped_at + Duration::days(i64::from(tail_days));
     let during = metrics.first().and_then(|m| m.comparisons.first());
     let after = metrics.get(1).and_then(|m| m.comparisons.first());
