@@ -180,10 +180,12 @@ pub async fn demo(stack: &LocalStack, file: &Path, out: &Path) -> Result<(), Box
     let (experiment, report) = demo_loop::evaluate(stack, last_exposure, out).await?;
     let impact = demo_loop::impact(stack, last_exposure, out).await?;
     println!(
-        "    universal holdout: {} users held out ({:.0}%), {} served. {}",
+        "    universal holdout: {} users held out ({:.0}%), {} served; {} decisions for its members, {} of them treated. {}",
         impact.holdout_units,
         impact.share * 100.0,
         impact.served_units,
+        decisions.holdout_decisions,
+        decisions.holdout_treated,
         impact.summary
     );
     if impact.too_early {
@@ -371,11 +373,23 @@ pub async fn demo(stack: &LocalStack, file: &Path, out: &Path) -> Result<(), Box
         )
         .into());
     }
+    // Every user is a unit of the universal holdout; the experiment's units are those it did not hold out.
     let units: u64 = summary.experiment.units_per_arm.values().sum();
-    if units != summary.decisions.users as u64 {
+    let impact = &summary.impact;
+    let users = summary.decisions.users as u64;
+    if units + impact.holdout_units != users || impact.holdout_units + impact.served_units != users
+    {
         return Err(format!(
-            "the report counts {units} units but the storefront asked for {} users: exposures were lost or doubled on the way back",
-            summary.decisions.users
+            "the report counts {units} units and the holdout {} held out and {} served, but the storefront asked \
+             for {users} users: exposures were lost or doubled on the way back",
+            impact.holdout_units, impact.served_units
+        )
+        .into());
+    }
+    if summary.decisions.holdout_treated > 0 {
+        return Err(format!(
+            "{} decisions treated members of the universal holdout",
+            summary.decisions.holdout_treated
         )
         .into());
     }

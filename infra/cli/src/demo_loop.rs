@@ -119,6 +119,10 @@ pub struct DecisionsSummary {
     pub users: usize,
     pub by_action: BTreeMap<String, usize>,
     pub by_variant: BTreeMap<String, usize>,
+    /// Decisions for members of the universal holdout, and how many of them offered anything but
+    /// `none` (must be 0).
+    pub holdout_decisions: usize,
+    pub holdout_treated: usize,
     pub degraded: usize,
     /// Why, per degraded decision (the scorer's `degraded_reason`).
     pub degraded_by_reason: BTreeMap<String, usize>,
@@ -162,6 +166,14 @@ pub async fn storefront(
             .unwrap_or("(none)")
             .to_string();
         *s.by_variant.entry(variant).or_default() += 1;
+        if body["arm_reason"] == "holdout" {
+            s.holdout_decisions += 1;
+            if body["actions"][0]["action"]["type"] != "none"
+                || body["actions"].as_array().map_or(0, Vec::len) > 1
+            {
+                s.holdout_treated += 1;
+            }
+        }
         if body["degraded"].as_bool() == Some(true) {
             s.degraded += 1;
             let reason = body["degraded_reason"].as_str().unwrap_or("?").to_string();

@@ -44,7 +44,8 @@ h1{font-size:1.5rem;margin-bottom:.2rem}h2{font-size:1.15rem;margin-top:2rem;bor
 table{border-collapse:collapse;width:100%;margin:.5rem 0}th,td{text-align:right;padding:.3rem .5rem;border-bottom:1px solid #eceff4}
 th:first-child,td:first-child,th:nth-child(2),td:nth-child(2){text-align:left}th{font-weight:600;background:#f6f7fa}
 .better{color:#15803d;font-weight:600}.worse{color:#b91c1c;font-weight:600}ul{padding-left:1.2rem}
-svg text{font:12px system-ui,sans-serif;fill:#1d2330}";
+svg text{font:12px system-ui,sans-serif;fill:#1d2330}
+.cohorts{table-layout:fixed}.cohorts th,.cohorts td{font-size:.8rem;overflow-wrap:anywhere}";
 
 fn pct(x: f64) -> String {
     if x.is_finite() {
@@ -60,7 +61,7 @@ fn breakdown_tables(h: &mut String, b: &Breakdown, metrics: &[MetricResult], s: 
     for d in &b.dimensions {
         let _ = write!(
             h,
-            "<h3>{}</h3>\n<table><tr><th>Cohort</th><th>Variant</th><th>Units</th>",
+            "<h3>{}</h3>\n<table class=\"cohorts\"><tr><th>Cohort</th><th>Variant</th><th>Units</th>",
             escape(&d.name)
         );
         for m in metrics {
