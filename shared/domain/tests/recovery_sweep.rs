@@ -297,6 +297,42 @@ fn a_treated_cart_gets_one_message_per_step_and_the_holdout_nothing() {
     });
 }
 
+/// A member of the universal holdout whom the recovery experiment would treat gets no message: one
+/// decision, `none`, tagged `holdout`, outside the recovery experiment, and the sequence ends.
+#[test]
+fn a_universal_holdout_member_gets_no_recovery_message() {
+    rt().block_on(async {
+        let w = World::new();
+        let universal = &w.config.holdout;
+        let member = users(TREATMENT, 400)
+            .into_iter()
+            .find(|u| universal.is_member(u))
+            .expect("a treated user who is held out");
+        w.deliver(&[event("a1", "s-u", &member, t0(), add("p1", 5_000))])
+            .await;
+        assert_eq!(w.due_items(), 1);
+        let mut held = 0;
+        for now in hourly(t0(), 24 * 5) {
+            held += w.sweep(now).await.holdout;
+        }
+        assert!(w.outbox.messages().is_empty(), "no message");
+        assert!(w.requested().is_empty());
+        let decisions = w.decisions();
+        assert_eq!(decisions.len(), 1, "one decision ends the sequence");
+        let d = &decisions[0];
+        assert_eq!(
+            (d.action.as_str(), d.experiment_id.as_deref()),
+            ("none", None)
+        );
+        assert_eq!(
+            d.holdout.as_ref().map(|h| h.variant.as_str()),
+            Some(HOLDOUT_VARIANT)
+        );
+        assert_eq!(held, 1);
+        assert_eq!(w.due_items(), 0);
+    });
+}
+
 #[test]
 fn quiet_hours_defer_both_arms_to_the_local_morning() {
     rt().block_on(async {

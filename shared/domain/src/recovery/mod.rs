@@ -324,6 +324,15 @@ pub fn due_key_until(now: DateTime<Utc>) -> String {
     format!("{}#\u{10FFFF}", rfc3339(now))
 }
 
+/// Whether a recovery decision was a holdout's: the recovery experiment's, or the universal holdout's.
+/// Either ends the cart's sequence without a message.
+pub fn held_out(d: &crate::event::DecisionServed) -> bool {
+    d.variant.as_deref() == Some(HOLDOUT)
+        || d.holdout
+            .as_ref()
+            .is_some_and(|h| h.variant == crate::event::HOLDOUT_VARIANT)
+}
+
 /// What a session's own events say about its sequence so far.
 #[derive(Debug, Default)]
 struct Progress {
@@ -340,7 +349,7 @@ impl Progress {
             match &e.body {
                 EventBody::DecisionServed(d) => {
                     let Some(r) = &d.recovery else { continue };
-                    if d.variant.as_deref() == Some(HOLDOUT) {
+                    if held_out(d) {
                         p.holdout = true;
                     }
                     p.decided

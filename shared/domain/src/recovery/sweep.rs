@@ -461,12 +461,7 @@ where
                 .await?;
             entries.push(self.entry(&event)?);
         }
-        let held_out = decision.variant.as_deref() == Some(HOLDOUT)
-            || decision
-                .holdout
-                .as_ref()
-                .is_some_and(|h| h.variant == crate::event::HOLDOUT_VARIANT);
-        let outcome = if held_out {
+        let outcome = if super::held_out(&decision) {
             Outcome::Holdout
         } else if decision.action == "none" {
             Outcome::Skipped
