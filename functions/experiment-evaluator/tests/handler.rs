@@ -116,7 +116,9 @@ async fn the_scheduler_fixture_writes_a_report_per_running_experiment() {
     let f = function(store);
     let summary = f.handle(event(FIXTURE)).await.expect("run");
     assert_eq!(summary.window_end, Some(window_end()));
-    assert_eq!(summary.reports.len(), 2);
+    // Both experiments, then the system impact report of the default universal holdout (no units here).
+    assert_eq!(summary.reports.len(), 3);
+    assert_eq!(summary.reports[2].experiment_id, "universal-holdout");
     for (outcome, units) in summary.reports.iter().zip([[200, 200], [175, 175]]) {
         assert_eq!(outcome.outcome, "written");
         assert_eq!(outcome.units.as_deref(), Some(&units[..]));
@@ -147,7 +149,8 @@ async fn the_scheduler_fixture_writes_a_report_per_running_experiment() {
         docs.iter()
             .find(|d| d.get("ExperimentsEvaluated").is_some())
             .unwrap()["ExperimentsEvaluated"],
-        2.0
+        3.0,
+        "two experiments and the impact report"
     );
     let (json_key, _) = report_keys("checkout-offers", window_end());
     let report: Value = serde_json::from_slice(&f.reports.object(&json_key).unwrap()).unwrap();
@@ -226,7 +229,7 @@ async fn a_refusal_succeeds_with_its_reason_and_is_not_retried() {
     let r = refused(&f, FIXTURE).await;
     assert_eq!(r.reason, "invalid_config");
     assert!(r.error.contains("invalid decision config"), "{}", r.error);
-    // No config at all: the defaults, where only the recovery experiment runs.
+    // No config at all: the defaults, where only the recovery experiment runs (and the impact report).
     let empty = Function {
         config_store: MemoryObjectStore::default(),
         ..function(MemoryFeatureStore::default())
@@ -237,7 +240,7 @@ async fn a_refusal_succeeds_with_its_reason_and_is_not_retried() {
         .iter()
         .map(|r| r.experiment_id.as_str())
         .collect();
-    assert_eq!(ids, ["cart-recovery"]);
+    assert_eq!(ids, ["cart-recovery", "universal-holdout"]);
     assert!(summary.failed.is_empty() && summary.refused.is_empty());
 }
 
@@ -373,7 +376,11 @@ async fn a_permanent_store_error_refuses_that_experiment_and_the_run_succeeds() 
     assert_eq!(summary.refused[0].reason, "store");
     assert!(summary.failed.is_empty());
     let outcomes: Vec<&str> = summary.reports.iter().map(|o| o.outcome).collect();
-    assert_eq!(outcomes, ["written"]);
+    assert_eq!(
+        outcomes,
+        ["written", "written"],
+        "the other experiment and the impact report"
+    );
 }
 
 #[tokio::test]
@@ -387,7 +394,7 @@ async fn a_failing_store_fails_the_run_after_writing_what_it_could() {
     assert!(e.retryable(), "{e}");
     let e = e.to_string();
     assert!(
-        e.contains("1 of 2 experiments hit a transient fault: checkout-offers"),
+        e.contains("1 of 3 experiments hit a transient fault: checkout-offers"),
         "{e}"
     );
     let (failed_key, _) = report_keys("checkout-offers", window_end());
@@ -397,7 +404,11 @@ async fn a_failing_store_fails_the_run_after_writing_what_it_could() {
     // The retry finishes the window.
     let summary = f.handle(event(FIXTURE)).await.expect("retry");
     let outcomes: Vec<&str> = summary.reports.iter().map(|o| o.outcome).collect();
-    assert_eq!(outcomes, ["written", "exists"]);
+    assert_eq!(
+        outcomes,
+        ["written", "exists", "exists"],
+        "the impact report was written by the first run"
+    );
 }
 
 /// `n` decisions of the compiled-in model at `at` + i seconds, every one scored on the same (empty)

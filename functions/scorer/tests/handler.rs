@@ -389,6 +389,20 @@ async fn assignment_is_deterministic_on_the_pseudonymized_user() {
         assert_eq!(x["experiment"], y["experiment"], "two containers agree");
         let (_, z) = post(&a, &body).await;
         assert_eq!(x["experiment"], z["experiment"], "a repeat agrees");
+        // The universal holdout (5% by default) comes first, also by the pseudonym: its members are
+        // outside every experiment, in control.
+        if DecisionConfig::default()
+            .holdout
+            .is_member(&pseudonym(&user))
+        {
+            assert_eq!(x["arm_reason"], "holdout", "{x}");
+            assert_eq!(x["experiment"], Value::Null);
+            assert_eq!(
+                x["actions"],
+                json!([{"rank": 1, "action": {"type": "none"}, "expected_value_minor": 0.0}])
+            );
+            continue;
+        }
         let expected = e.assign(&pseudonym(&user)).unwrap();
         assert_eq!(
             x["experiment"]["variant"], expected.variant,
