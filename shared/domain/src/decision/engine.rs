@@ -174,7 +174,13 @@ pub fn decide(
     inputs: Inputs<'_>,
 ) -> Decision {
     let config = inputs.config;
-    let (arm, arm_reason, assignment) = arm(request, inputs);
+    // The user's side of the universal holdout: decides the arm, and is logged.
+    let holdout = inputs.unit.and_then(|u| config.holdout.arm(u, inputs.now));
+    let (arm, arm_reason, assignment) = arm(
+        request,
+        inputs,
+        holdout == Some(crate::event::HOLDOUT_VARIANT),
+    );
     let rules = &config.policy;
 
     let mut logged = Logged::default();
@@ -311,14 +317,9 @@ pub fn decide(
             inputs.now,
         ),
     };
-    logged.holdout = inputs.unit.and_then(|u| {
-        config
-            .holdout
-            .arm(u, inputs.now)
-            .map(|variant| HoldoutServed {
-                id: config.holdout.id.clone(),
-                variant: variant.to_string(),
-            })
+    logged.holdout = holdout.map(|variant| HoldoutServed {
+        id: config.holdout.id.clone(),
+        variant: variant.to_string(),
     });
     let event = served_event(request, &response, feature_hash, logged, inputs.now);
     let review = response
@@ -447,7 +448,11 @@ pub fn device_type(d: &str) -> DeviceType {
     }
 }
 
-fn arm(request: &DecisionRequest, inputs: Inputs<'_>) -> (Arm, ArmReason, Option<Assignment>) {
+fn arm(
+    request: &DecisionRequest,
+    inputs: Inputs<'_>,
+    held_out: bool,
+) -> (Arm, ArmReason, Option<Assignment>) {
     let config = inputs.config;
     if config.kill_switch {
         return (Arm::Control, ArmReason::KillSwitch, None);
@@ -455,7 +460,7 @@ fn arm(request: &DecisionRequest, inputs: Inputs<'_>) -> (Arm, ArmReason, Option
     let Some(unit) = inputs.unit else {
         return (config.default_arm, ArmReason::NoUser, None);
     };
-    if config.holdout.holds_out(unit, inputs.now) {
+    if held_out {
         return (Arm::Control, ArmReason::Holdout, None);
     }
     let recovery;

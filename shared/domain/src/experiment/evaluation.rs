@@ -451,8 +451,6 @@ impl UnitFold {
             self.data.exclude("revenue_in_another_currency");
         }
         let day = u.first_exposure_at.format("%Y-%m-%d").to_string();
-        let mut tallies: Vec<&mut Tally> = vec![&mut self.tally, self.days.get(DAY, &day)];
-        // Borrow the cohort slices one dimension at a time.
         let observe = |t: &mut Tally| {
             t.unit(arm);
             for (metric, v) in values.iter().enumerate() {
@@ -461,9 +459,8 @@ impl UnitFold {
                 }
             }
         };
-        for t in tallies.iter_mut() {
-            observe(t);
-        }
+        observe(&mut self.tally);
+        observe(self.days.get(DAY, &day));
         for dim in Cohort::DIMENSIONS {
             observe(self.cohorts.get(dim, u.cohort.value(dim)));
         }
@@ -693,22 +690,29 @@ impl UnitFold {
         units: &U,
         experiment_id: &str,
     ) -> Result<(), StoreError> {
-        let mut after: Option<String> = None;
-        loop {
-            let page = units.page(experiment_id, after.as_deref()).await?;
-            for unit in page.units {
-                self.add(unit);
-            }
-            match page.next {
-                Some(next) => after = Some(next),
-                None => return Ok(()),
-            }
-        }
+        for_each_unit(units, experiment_id, |unit| self.add(unit)).await
     }
 
     /// Whether the fold is for the recovery placement's design (the readout's `recovery` parameter).
     pub fn recovery(&self) -> bool {
         self.kind == Kind::Recovery
+    }
+}
+
+/// Reads every unit of an experiment, page by page, into `f`.
+pub async fn for_each_unit<U: UnitSource>(
+    units: &U,
+    experiment_id: &str,
+    mut f: impl FnMut(Result<ExperimentUnit, String>),
+) -> Result<(), StoreError> {
+    let mut after: Option<String> = None;
+    loop {
+        let page = units.page(experiment_id, after.as_deref()).await?;
+        page.units.into_iter().for_each(&mut f);
+        match page.next {
+            Some(next) => after = Some(next),
+            None => return Ok(()),
+        }
     }
 }
 

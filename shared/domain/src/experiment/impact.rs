@@ -15,7 +15,7 @@
 //! lasts.
 
 use super::evaluation::{
-    update_latest, write_report, EvaluationError, ImpactSettings, Outcome, UnitFold,
+    for_each_unit, update_latest, write_report, EvaluationError, ImpactSettings, Outcome, UnitFold,
 };
 use super::holdout::UniversalHoldout;
 use crate::ports::{ObjectStore, UnitSource};
@@ -220,18 +220,11 @@ pub async fn evaluate_impact<U: UnitSource, R: ObjectStore>(
         )
     };
     let (mut all, mut recent) = (fold(holdout.since), fold(rolling_from));
-    let mut after: Option<String> = None;
-    loop {
-        let page = units.page(&holdout.id, after.as_deref()).await?;
-        for unit in page.units {
-            recent.add(unit.clone());
-            all.add(unit);
-        }
-        match page.next {
-            Some(next) => after = Some(next),
-            None => break,
-        }
-    }
+    for_each_unit(units, &holdout.id, |unit| {
+        recent.add(unit.clone());
+        all.add(unit);
+    })
+    .await?;
     let start = holdout.since.or(all.first_exposure());
     let reading = |fold: UnitFold, from| {
         let report = fold.report(&settings, now);

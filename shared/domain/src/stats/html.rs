@@ -204,18 +204,27 @@ fn breakdowns(h: &mut String, report: &Report) {
     }
 }
 
-/// Renders the system impact report.
-pub fn render_impact(r: &ImpactReport) -> String {
+/// A page's head, its title as the heading, and an open muted paragraph for the subtitle.
+fn page_head(title: &str) -> String {
     let mut h = String::with_capacity(32 * 1024);
-    let title = format!("System impact: {}", r.holdout.id);
     let _ = write!(
         h,
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
-         <title>{}</title><style>{STYLE}</style></head><body>\n<h1>{}</h1>\n<p class=\"muted\">Everyone checkout-ai serves against the \
-         universal holdout ({:.1}% of users, never treated), units first seen before {}. Generated {}. Report format {} v{}.</p>",
-        escape(&title),
-        escape(&title),
+         <title>{}</title><style>{STYLE}</style></head><body>\n<h1>{}</h1>\n<p class=\"muted\">",
+        escape(title),
+        escape(title)
+    );
+    h
+}
+
+/// Renders the system impact report.
+pub fn render_impact(r: &ImpactReport) -> String {
+    let mut h = page_head(&format!("System impact: {}", r.holdout.id));
+    let _ = write!(
+        h,
+        "Everyone checkout-ai serves against the universal holdout ({:.1}% of users, never treated), units first \
+         seen before {}. Generated {}. Report format {} v{}.</p>",
         r.holdout.share * 100.0,
         r.window.end.to_rfc3339(),
         r.generated_at.to_rfc3339(),
@@ -295,16 +304,7 @@ pub fn render_impact(r: &ImpactReport) -> String {
 
 /// Renders the report.
 pub fn render(report: &Report) -> String {
-    let mut h = String::with_capacity(16 * 1024);
-    let title = format!("Experiment report: {}", report.experiment.id);
-    let _ = write!(
-        h,
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
-         <title>{}</title><style>{STYLE}</style></head><body>\n<h1>{}</h1>\n<p class=\"muted\">",
-        escape(&title),
-        escape(&title)
-    );
+    let mut h = page_head(&format!("Experiment report: {}", report.experiment.id));
     if let Some(w) = &report.window {
         let _ = write!(h, "Units first exposed before {}. ", w.end.to_rfc3339());
     }
