@@ -675,6 +675,21 @@ pub struct ShadowChoice {
 pub const CONFIGURED_POLICY_ID: &str = "configured-uplift";
 
 impl DecisionServed {
+    /// The served action's key (`action` for a v1 decision).
+    pub fn served_key(&self) -> &str {
+        self.action_key.as_deref().unwrap_or(&self.action)
+    }
+
+    /// What the served action gives away if the shopper buys, from the logged distribution (0 when
+    /// unknown).
+    pub fn served_cost_minor(&self) -> i64 {
+        let key = self.served_key();
+        self.eligible
+            .iter()
+            .find(|a| a.action == key)
+            .map_or(0, |a| a.cost_minor)
+    }
+
     /// The v2 reading of this decision, whatever version it was logged in. A v1 event names no policy (it
     /// was the configured one, at `rules_version`) and no key (the kind is used: a v1 discount's step is
     /// unknown). Its distribution is known only when the served action had probability 1; otherwise

@@ -319,12 +319,7 @@ fn fold_sorted(
         if let EventBody::DecisionServed(d) = &event.body {
             if let Some(cart) = d.cart.as_ref().filter(|c| c.value_minor > 0) {
                 margin = Some((cart.margin_minor, cart.value_minor));
-                let key = d.action_key.as_deref().unwrap_or(&d.action);
-                let cost = d
-                    .eligible
-                    .iter()
-                    .find(|a| a.action == key)
-                    .map_or(0, |a| a.cost_minor);
+                let cost = d.served_cost_minor();
                 if cost > 0 && crate::event::is_incentive_kind(&d.action) {
                     incentive = Some((cost, cart.currency.clone()));
                 }

@@ -216,12 +216,8 @@ pub fn build(entries: Vec<LogEntry>, model: &Model, settings: DatasetSettings) -
                 summary.other_model_version += 1;
             }
             let hash_matches = feature_hash(&x, &context) == d.feature_hash;
-            let action = d.action_key.clone().unwrap_or_else(|| d.action.clone());
-            let cost = d
-                .eligible
-                .iter()
-                .find(|a| a.action == action)
-                .map_or(0, |a| a.cost_minor);
+            let action = d.served_key().to_string();
+            let cost = d.served_cost_minor();
             let ratio = if economics.value_minor > 0.0 {
                 economics.margin_minor / economics.value_minor
             } else {
