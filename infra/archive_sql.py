@@ -8,7 +8,7 @@ Glue table's columns). `readout` runs sql/experiment_readout.sql, the file Athen
 `features` runs sql/item_features.sql and sql/page_features.sql.
 
     python infra/archive_sql.py parquet  <archive dir>
-    python infra/archive_sql.py readout  <archive dir> <experiment> <recovery 0|1> <window end> <now epoch> <currency>
+    python infra/archive_sql.py readout  <archive dir> <experiment> <recovery 0|1> <window end> <now epoch> <currency> <long run 0|1> <stop> <tail end>
     python infra/archive_sql.py features <archive dir> <now epoch>   # {"items": [...], "pages": [...]}
     python infra/archive_sql.py columns                     # the archive's columns, as JSON
 """
@@ -109,9 +109,11 @@ def run(con: duckdb.DuckDBPyConnection, sql: Path, params: list) -> list[dict]:
     return [{n: (int(v) if isinstance(v, Decimal) else v) for n, v in zip(names, row)} for row in cur.fetchall()]
 
 
-def readout(archive: Path, experiment: str, recovery: bool, window_end: str, now: int, currency: str) -> list[dict]:
+def readout(archive: Path, experiment: str, recovery: bool, window_end: str, now: int, currency: str,
+            long_run: bool, stop: str, tail_end: str) -> list[dict]:
     """Runs the readout SQL over the archive's Parquet files; one dict per result row."""
-    return run(connect(archive), READOUT_SQL, [experiment, recovery, window_end, now, currency])
+    return run(connect(archive), READOUT_SQL,
+               [experiment, recovery, window_end, now, currency, long_run, stop, tail_end])
 
 
 def features(archive: Path, now: int) -> dict:
@@ -124,12 +126,14 @@ def main(argv: list[str]) -> int:
     if len(argv) >= 2 and argv[1] == "parquet" and len(argv) == 3:
         print(json.dumps(parquet(Path(argv[2]))))
         return 0
-    if len(argv) == 8 and argv[1] == "readout":
-        _, _, archive, experiment, recovery, window_end, now, currency = argv
-        if not re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", window_end):
-            print(f"window end must be 'YYYY-MM-DD HH:MM:SS', got {window_end!r}", file=sys.stderr)
-            return 2
-        rows = readout(Path(archive), experiment, recovery == "1", window_end, int(now), currency)
+    if len(argv) == 11 and argv[1] == "readout":
+        _, _, archive, experiment, recovery, window_end, now, currency, long_run, stop, tail_end = argv
+        for name, value in [("window end", window_end), ("stop", stop), ("tail end", tail_end)]:
+            if not re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", value):
+                print(f"{name} must be 'YYYY-MM-DD HH:MM:SS', got {value!r}", file=sys.stderr)
+                return 2
+        rows = readout(Path(archive), experiment, recovery == "1", window_end, int(now), currency,
+                       long_run == "1", stop, tail_end)
         print(json.dumps(rows))
         return 0
     if len(argv) == 4 and argv[1] == "features":

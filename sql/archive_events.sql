@@ -21,5 +21,10 @@ CREATE TABLE archive_events (
     data VARCHAR,
     product_id VARCHAR,
     page_path VARCHAR,
-    order_lines VARCHAR[]
+    order_lines VARCHAR[],
+    -- decision_served: the decision's cohort (features::aggregate::Cohort), NULL when not recorded.
+    device VARCHAR,
+    country VARCHAR,
+    visitor_type VARCHAR,
+    placement VARCHAR
 );

@@ -12,7 +12,7 @@ use chrono::TimeZone;
 use serde_json::json;
 use std::time::Duration;
 
-const COLUMNS: [&str; 22] = checkout_domain::experiment::evaluation::ReadoutRow::COLUMNS;
+const COLUMNS: [&str; 31] = checkout_domain::experiment::evaluation::ReadoutRow::COLUMNS;
 
 /// Seeds moto's next Athena result (the header row, then the data rows).
 fn seed(endpoint: &str, rows: &[Vec<String>]) {
@@ -45,14 +45,26 @@ async fn the_readout_runs_the_sql_file_and_reads_every_result_row_back() {
         .send()
         .await
         .expect("workgroup");
-    let row = |variant: &str, units: u64| -> Vec<String> {
-        let mut r = vec![variant.to_string(), "ok".to_string(), units.to_string()];
-        r.extend((3..COLUMNS.len()).map(|i| format!("{}", i as u64 * units)));
+    // Columns: dimension, cohort, variant, status, first_at_ms, units, then the moments.
+    let row = |dimension: &str, cohort: &str, variant: &str, units: u64| -> Vec<String> {
+        let mut r = vec![
+            dimension.to_string(),
+            cohort.to_string(),
+            variant.to_string(),
+            "ok".to_string(),
+            "1764000000000".to_string(),
+            units.to_string(),
+        ];
+        r.extend((6..COLUMNS.len()).map(|i| format!("{}", i as u64 * units)));
         r
     };
     seed(
         endpoint,
-        &[row("control", 1_200_000), row("treatment", 1_199_000)],
+        &[
+            row("", "", "control", 1_200_000),
+            row("", "", "treatment", 1_199_000),
+            row("device", "mobile", "treatment", 400_000),
+        ],
     );
     let readout = AthenaReadout(Athena {
         client: client.clone(),
@@ -71,14 +83,25 @@ async fn the_readout_runs_the_sql_file_and_reads_every_result_row_back() {
             .with_ymd_and_hms(2026, 11, 30, 12, 5, 0)
             .unwrap(),
         currency: "USD".into(),
+        long_run: None,
     };
     let rows = readout.readout(&query).await.expect("readout");
-    assert_eq!(rows.len(), 2);
+    assert_eq!(rows.len(), 3);
     assert_eq!(
         (rows[0].variant.as_str(), rows[0].units),
         ("control", 1_200_000)
     );
-    assert_eq!(rows[1].m2_sxy, 21 * 1_199_000);
+    // Each moment is its column index times the units: m2_sxy is column 24, m3_sxy column 30.
+    assert_eq!(rows[1].m2_sxy, 24 * 1_199_000);
+    assert_eq!(
+        (
+            rows[2].dimension.as_str(),
+            rows[2].cohort.as_str(),
+            rows[2].first_at_ms,
+            rows[2].m3_sxy
+        ),
+        ("device", "mobile", 1_764_000_000_000, 30 * 400_000)
+    );
     assert_eq!(readout.name(), "athena:archive-wg");
 
     // What went out: the file, in the workgroup and database, with the parameters in order.

@@ -18,8 +18,9 @@ use checkout_domain::experiment::evaluation::{ReadoutRow, UnitFold};
 use checkout_domain::features::batch::{self, ItemRow, PageRow};
 use checkout_domain::features::rebuild::{self, count_by_entity, Difference};
 use checkout_domain::features::{Doc, Key};
-use checkout_domain::stats::analysis::{analyse, Settings};
-use checkout_domain::stats::report::{Report, Window};
+use checkout_domain::ports::ReadoutQuery;
+use checkout_domain::stats::analysis::Settings;
+use checkout_domain::stats::report::Report;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -167,23 +168,21 @@ struct LogEntryKey {
     event_id: String,
 }
 
-/// The readout SQL's rows for one experiment, over the archive under `dir`.
-pub fn readout(
-    dir: &Path,
-    experiment_id: &str,
-    recovery: bool,
-    window_end: DateTime<Utc>,
-    now: DateTime<Utc>,
-    currency: &str,
-) -> Result<Vec<ReadoutRow>, BoxError> {
+/// The readout SQL's rows for one query, over the archive under `dir`.
+pub fn readout(dir: &Path, q: &ReadoutQuery) -> Result<Vec<ReadoutRow>, BoxError> {
+    let (long_run, stop, tail_end) = q.long_run_parameters();
+    let flag = |b: bool| if b { "1" } else { "0" };
     let out = run_python(&[
         "readout",
         &dir.display().to_string(),
-        experiment_id,
-        if recovery { "1" } else { "0" },
-        &window_end.format("%Y-%m-%d %H:%M:%S").to_string(),
-        &now.timestamp().to_string(),
-        currency,
+        &q.experiment_id,
+        flag(q.recovery),
+        &ReadoutQuery::timestamp(q.window_end),
+        &q.now.timestamp().to_string(),
+        &q.currency,
+        flag(long_run),
+        &stop,
+        &tail_end,
     ])?;
     Ok(serde_json::from_slice(&out)?)
 }
@@ -276,28 +275,14 @@ pub fn report_from_archive(
         now,
         currency,
     );
-    let rows = readout(
-        dir,
-        &experiment.id,
-        fold.recovery(),
-        window_end,
-        now,
-        currency,
-    )?;
-    for row in &rows {
+    for row in &readout(dir, &fold.readout_query(&experiment.id))? {
         fold.add_readout(row);
     }
-    Ok(analyse(
-        &fold.tally,
-        settings,
-        fold.data,
-        Some(Window { end: window_end }),
-        now,
-    ))
+    Ok(fold.report(settings, now))
 }
 
 /// The fields two reports of the same data must agree on: all but the data's source.
-pub fn comparable(report: &Report) -> Result<serde_json::Value, BoxError> {
+fn comparable(report: &Report) -> Result<serde_json::Value, BoxError> {
     let mut v = serde_json::to_value(report)?;
     if let Some(data) = v.get_mut("data").and_then(|d| d.as_object_mut()) {
         data.remove("source");
@@ -425,17 +410,9 @@ pub async fn compare_readouts(
         if fold.data.rows == 0 {
             continue;
         }
-        let from_units = analyse(
-            &fold.tally,
-            settings,
-            fold.data,
-            Some(Window { end: window_end }),
-            now,
-        );
+        let from_units = fold.report(settings, now);
         let from_sql = report_from_archive(dir, experiment, settings, currency, window_end, now)?;
-        let (a, b) = (comparable(&from_units)?, comparable(&from_sql)?);
-        let mut differences = Vec::new();
-        diff("", &a, &b, &mut differences);
+        let differences = differences(&from_units, &from_sql)?;
         out.push(ReadoutComparison {
             experiment_id: experiment.id.clone(),
             units_dynamodb: from_units.arms.iter().map(|a| a.units).collect(),
@@ -444,6 +421,13 @@ pub async fn compare_readouts(
             differences,
         });
     }
+    Ok(out)
+}
+
+/// JSON pointers where two reports of the same data differ (all but the data's source; at most 10).
+pub fn differences(a: &Report, b: &Report) -> Result<Vec<String>, BoxError> {
+    let mut out = Vec::new();
+    diff("", &comparable(a)?, &comparable(b)?, &mut out);
     Ok(out)
 }
 

@@ -1,17 +1,20 @@
 //! The archive's SQL readout against the evaluator's own path, on data made to hit every rule: the
 //! same events projected by the real feature updater into experiment units (in memory) and archived
 //! as Parquet and read with `sql/experiment_readout.sql` (DuckDB from the dev virtualenv) must give the
-//! same report, field for field but the data's source, for a decision-API experiment and a recovery
-//! experiment.
+//! same report, field for field but the data's source (lift by cohort, the time effects and the
+//! long-run tail included), for a decision-API experiment, a recovery experiment, and the decision-API
+//! experiment stopped with a tail.
 //!
-//! The events: users exposed once, to two variants (contaminated), first exposed after the window;
+//! The events: half the users' decisions v6 with a cohort (device, country, visitor type, each
+//! sometimes missing, and different between a user's two exposures), the rest v1 (cohort `unknown`);
+//! users exposed once, to two variants (contaminated), first exposed after the window;
 //! orders in the 30 days before the exposure and before that, after it, within and after the 7-day
 //! window, some in another currency; opt-outs before and after; decisions of anonymous sessions; users
 //! past retention; every archived row twice (Firehose delivers at least once); and five exposed shoppers
 //! erased after the projection: gone from the units, still in the archive, their sessions listed under
 //! erasures/ (sql/erased_sessions.sql), which the SQL leaves out.
 
-use checkout_ai::archive::{comparable, report_from_archive, write_archive};
+use checkout_ai::archive::{differences, report_from_archive, write_archive};
 use checkout_domain::archive::ArchiveRow;
 use checkout_domain::event::Event;
 use checkout_domain::experiment::config::Experiment;
@@ -22,8 +25,8 @@ use checkout_domain::features::ItemPageMode;
 use checkout_domain::ingest::LogEntry;
 use checkout_domain::memory::{Faults, MemoryFeatureStore, MemoryLog};
 use checkout_domain::ports::BatchSink;
-use checkout_domain::stats::analysis::{analyse, Settings};
-use checkout_domain::stats::report::{Report, Window};
+use checkout_domain::stats::analysis::Settings;
+use checkout_domain::stats::report::Report;
 use chrono::{DateTime, TimeZone, Utc};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
@@ -58,6 +61,41 @@ fn decision(id: &str, experiment: &str, variant: &str, placement: &str) -> Value
            "feature_schema_version": 1, "rules_version": "r", "feature_hash": "ab", "degraded": false})
 }
 
+/// A schema v6 decision with a cohort: the request's device type and country (either may be missing),
+/// the visitor type it saw (or none).
+fn v6_decision(
+    id: &str,
+    session: &str,
+    user: &str,
+    secs: i64,
+    data: Value,
+    rng: &mut StdRng,
+) -> Value {
+    let mut data = data;
+    data["degraded"] = json!(true);
+    data["action_key"] = json!("none");
+    data["policy"] = json!({"id": "control", "version": "r"});
+    data["eligible"] = json!([{"action": "none", "probability": 1.0, "cost_minor": 0}]);
+    if data["placement"] == "recovery" {
+        data["recovery"] = json!({"abandoned_at": at(secs - 3_600), "step": 0});
+    }
+    if let Some(v) = [Some("new"), Some("returning"), None][rng.random_range(0..3)] {
+        data["visitor_type"] = json!(v);
+    }
+    let mut e = event(id, session, Some(user), secs, "decision_served", data);
+    e["schema_version"] = json!(6);
+    let mut context = json!({});
+    if let Some(d) = [Some("mobile"), Some("desktop"), Some("tablet"), None][rng.random_range(0..4)]
+    {
+        context["device"] = json!({"type": d});
+    }
+    if let Some(c) = [Some("DE"), Some("US"), Some("FR"), None][rng.random_range(0..4)] {
+        context["country"] = json!(c);
+    }
+    e["context"] = context;
+    e
+}
+
 fn order(id: &str, minor: i64, currency: &str) -> Value {
     json!({"order_id": id, "total": {"amount_minor": minor, "currency": currency},
            "lines": [{"product_id": "p-1", "quantity": 1,
@@ -83,14 +121,22 @@ fn events(seed: u64) -> Vec<(Value, i64)> {
             };
             let s = format!("{user}-{experiment}-s1");
             let d = format!("{s}-d1");
+            // Half the users' decisions are v6, with a cohort (which may differ between the two).
+            let cohorts = u % 2 == 0;
+            let make = |id: &str, session: &str, secs: i64, data: Value, rng: &mut StdRng| {
+                if cohorts {
+                    v6_decision(id, session, &user, secs, data, rng)
+                } else {
+                    event(id, session, Some(&user), secs, "decision_served", data)
+                }
+            };
             out.push((
-                event(
+                make(
                     &d,
                     &s,
-                    Some(&user),
                     first,
-                    "decision_served",
                     decision(&d, experiment, variant, placement),
+                    &mut rng,
                 ),
                 expires(first),
             ));
@@ -107,13 +153,12 @@ fn events(seed: u64) -> Vec<(Value, i64)> {
             let later = first + rng.random_range(60..3 * day);
             let d2 = format!("{s}-d2");
             out.push((
-                event(
+                make(
                     &d2,
                     &format!("{user}-{experiment}-s2"),
-                    Some(&user),
                     later,
-                    "decision_served",
                     decision(&d2, experiment, other, placement),
+                    &mut rng,
                 ),
                 expires(later),
             ));
@@ -172,11 +217,14 @@ fn events(seed: u64) -> Vec<(Value, i64)> {
     out
 }
 
-fn experiment(id: &str, placement: &str) -> Experiment {
-    serde_json::from_value(json!({
+fn experiment(id: &str, placement: &str, more: Value) -> Experiment {
+    let mut e = json!({
         "id": id, "variations": ["control", "treatment"], "placement": placement, "status": "running"
-    }))
-    .expect("experiment")
+    });
+    e.as_object_mut()
+        .expect("object")
+        .extend(more.as_object().expect("object").clone());
+    serde_json::from_value(e).expect("experiment")
 }
 
 async fn units_report(
@@ -188,13 +236,7 @@ async fn units_report(
 ) -> Report {
     let mut fold = UnitFold::new(e, "memory".into(), window_end, now, "USD");
     fold.read_all(store, &e.id).await.expect("units");
-    analyse(
-        &fold.tally,
-        settings,
-        fold.data,
-        Some(Window { end: window_end }),
-        now,
-    )
+    fold.report(settings, now)
 }
 
 #[tokio::test]
@@ -270,7 +312,11 @@ async fn the_archive_sql_readout_equals_the_evaluators_units_field_for_field() {
         written.partitions
     );
 
-    let settings = Settings::default();
+    // Cohorts of 10 units per arm have numbers, so that the cohorts' statistics are compared too.
+    let settings = Settings {
+        min_sample_per_arm: 10,
+        ..Settings::default()
+    };
     let now = Utc
         .timestamp_opt(T0 + 30 * 86_400, 0)
         .single()
@@ -280,9 +326,13 @@ async fn the_archive_sql_readout_equals_the_evaluators_units_field_for_field() {
         .timestamp_opt(T0 + 15 * 86_400, 0)
         .single()
         .expect("end");
+    let stopped =
+        json!({"status": "stopped", "start": at(0), "end": at(10 * 86_400), "tail_days": 30});
     for e in [
-        experiment("exp-api", "cart"),
-        experiment("exp-rec", "recovery"),
+        experiment("exp-api", "cart", json!({})),
+        experiment("exp-rec", "recovery", json!({})),
+        // The same units read as a stopped experiment: its long-run tail.
+        experiment("exp-api", "cart", stopped),
     ] {
         let a = units_report(&updater.store, &e, &settings, window_end, now).await;
         let b = report_from_archive(&dir, &e, &settings, "USD", window_end, now).expect("readout");
@@ -304,9 +354,40 @@ async fn the_archive_sql_readout_equals_the_evaluators_units_field_for_field() {
             "{:?}",
             a.arms.iter().map(|x| x.units).collect::<Vec<_>>()
         );
+        // Every slice is there to compare: each dimension with cohorts that have numbers, the known
+        // values and `unknown` (v1 decisions, and v6 ones without the field), the placement; the days;
+        // the long run once stopped.
+        let cohorts = a.cohorts.as_ref().expect("lift by cohort");
+        for d in &cohorts.dimensions {
+            let read: Vec<&str> = d
+                .cohorts
+                .iter()
+                .filter(|c| !c.too_small)
+                .map(|c| c.value.as_str())
+                .collect();
+            if d.name == "placement" {
+                // Every decision of an experiment is at its placement, whatever the version.
+                assert_eq!(read, [e.placement.as_str()], "{}", e.id);
+            } else {
+                assert!(
+                    read.len() >= 2 && read.contains(&"unknown"),
+                    "{}: {} cohorts with numbers: {read:?}",
+                    e.id,
+                    d.name
+                );
+            }
+        }
+        let time = a.time.as_ref().expect("time effects");
+        assert!(time.series.dimensions[0].cohorts.len() >= 14, "the days");
         assert_eq!(
-            comparable(&a).expect("json"),
-            comparable(&b).expect("json"),
+            a.long_run.is_some(),
+            e.status == checkout_domain::experiment::config::Status::Stopped,
+            "{}: the long run",
+            e.id
+        );
+        assert_eq!(
+            differences(&a, &b).expect("json"),
+            Vec::<String>::new(),
             "{}: the SQL readout differs from the units",
             e.id
         );

@@ -133,12 +133,16 @@ fn literal(s: &str) -> String {
 #[cfg(feature = "athena-readout")]
 /// The execution parameters, in the SQL's order. Athena substitutes them as SQL text.
 pub fn parameters(q: &ReadoutQuery) -> Vec<String> {
+    let (long_run, stop, tail_end) = q.long_run_parameters();
     vec![
         literal(&q.experiment_id),
-        if q.recovery { "true" } else { "false" }.to_string(),
-        literal(&q.window_end.format("%Y-%m-%d %H:%M:%S").to_string()),
+        q.recovery.to_string(),
+        literal(&ReadoutQuery::timestamp(q.window_end)),
         q.now.timestamp().to_string(),
         literal(&q.currency),
+        long_run.to_string(),
+        literal(&stop),
+        literal(&tail_end),
     ]
 }
 
@@ -173,7 +177,7 @@ pub fn typed<T: serde::de::DeserializeOwned>(
 #[cfg(feature = "athena-readout")]
 /// One result row (column name → text) as a readout row.
 pub fn row(cells: &Cells) -> Result<ReadoutRow, StoreError> {
-    typed(cells, |k| !matches!(k, "variant" | "status"))
+    typed(cells, |k| !ReadoutRow::TEXT_COLUMNS.contains(&k))
 }
 
 /// The item and page features at `now` (epoch seconds): `sql/item_features.sql` and
@@ -236,6 +240,7 @@ mod tests {
                 .with_ymd_and_hms(2026, 11, 30, 12, 5, 0)
                 .unwrap(),
             currency: "USD".into(),
+            long_run: None,
         };
         assert_eq!(
             parameters(&q),
@@ -244,25 +249,47 @@ mod tests {
                 "true",
                 "'2026-11-30 12:00:00'",
                 "1796040300",
-                "'USD'"
+                "'USD'",
+                "false",
+                "'2026-11-30 12:00:00'",
+                "'2026-11-30 12:00:00'"
             ]
         );
-        assert_eq!(READOUT_SQL.matches("CAST(? AS").count(), 5);
+        assert_eq!(READOUT_SQL.matches("CAST(? AS").count(), 8);
+        let stopped = ReadoutQuery {
+            long_run: Some((
+                chrono::Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).unwrap(),
+                chrono::Utc.with_ymd_and_hms(2026, 12, 1, 0, 0, 0).unwrap(),
+            )),
+            ..q
+        };
+        assert_eq!(
+            parameters(&stopped)[5..],
+            ["true", "'2026-11-01 00:00:00'", "'2026-12-01 00:00:00'"]
+        );
     }
 
     #[test]
     fn a_result_row_reads_back_with_decimal_text() {
         let mut cells: Cells = HashMap::new();
-        for k in &ReadoutRow::COLUMNS[2..] {
+        for k in &ReadoutRow::COLUMNS {
             cells.insert((*k).into(), Some("12".into()));
         }
         cells.insert("m1_sxx".into(), Some("250000000000.0".into()));
+        cells.insert("dimension".into(), Some("device".into()));
+        cells.insert("cohort".into(), Some("mobile".into()));
         cells.insert("variant".into(), Some("treatment".into()));
         cells.insert("status".into(), Some("ok".into()));
         let r = row(&cells).unwrap();
         assert_eq!(
-            (r.variant.as_str(), r.units, r.m1_sxx),
-            ("treatment", 12, 250_000_000_000)
+            (
+                r.dimension.as_str(),
+                r.cohort.as_str(),
+                r.variant.as_str(),
+                r.units,
+                r.m1_sxx
+            ),
+            ("device", "mobile", "treatment", 12, 250_000_000_000)
         );
         cells.insert("m0_sx".into(), Some("x".into()));
         assert!(!row(&cells).unwrap_err().retryable);

@@ -50,6 +50,13 @@ pub struct ArchiveRow {
     /// An order's lines as `<quantity>|<product id>` (the quantity first, so the first `|` splits
     /// them); empty for other events.
     pub order_lines: Vec<String>,
+    /// `decision_served`: the decision's cohort (the request's device type and country, the visitor
+    /// type it saw, its placement), as an experiment unit records it at first exposure
+    /// ([`crate::features::aggregate::Cohort`]); the readout's lift by cohort slices by them.
+    pub device: Option<String>,
+    pub country: Option<String>,
+    pub visitor_type: Option<String>,
+    pub placement: Option<String>,
     /// The partition: event date and hour (UTC). Not columns of the Parquet files (Hive layout keeps
     /// them in the path), but carried in the JSON record for Firehose's dynamic partitioning.
     pub dt: String,
@@ -108,6 +115,10 @@ impl ArchiveRow {
             product_id: None,
             page_path: crate::features::session::page_path(&event.body),
             order_lines: Vec::new(),
+            device: None,
+            country: None,
+            visitor_type: None,
+            placement: None,
             dt: String::new(),
             hour: String::new(),
         };
@@ -119,6 +130,12 @@ impl ArchiveRow {
                     row.experiment_id = Some(e.clone());
                     row.variant = Some(v.clone());
                 }
+                let cohort = crate::features::aggregate::Cohort::of(&event, d);
+                let recorded = |s: String| (!s.is_empty()).then_some(s);
+                row.device = recorded(cohort.device);
+                row.country = recorded(cohort.country);
+                row.visitor_type = recorded(cohort.visitor);
+                row.placement = recorded(cohort.placement);
             }
             EventBody::OrderPlaced(o) => {
                 row.order_id = Some(o.order_id.clone());
@@ -201,14 +218,23 @@ mod tests {
     #[test]
     fn an_exposure_and_an_opt_out_fill_their_columns() {
         let d = ArchiveRow::of(&entry(serde_json::json!({
-            "event_id": "d-1", "event_type": "decision_served", "schema_version": 1,
+            "event_id": "d-1", "event_type": "decision_served", "schema_version": 6,
             "occurred_at": "2026-11-20T10:15:00Z", "session_id": "s-1", "user_id": "u_1",
+            "context": {"device": {"type": "mobile"}, "country": "DE"},
             "data": {"decision_id": "d-1", "placement": "cart", "action": "free_shipping",
                      "experiment_id": "e", "variant": "treatment", "propensity": 1.0,
                      "model_id": "m", "model_version": "v1", "feature_schema_version": 1,
-                     "rules_version": "r", "feature_hash": "ab", "degraded": false}
+                     "rules_version": "r", "feature_hash": "ab", "degraded": true,
+                     "action_key": "free_shipping", "policy": {"id": "control", "version": "r"},
+                     "eligible": [{"action": "free_shipping", "probability": 1.0, "cost_minor": 0}],
+                     "visitor_type": "returning"}
         })))
         .expect("row");
+        assert_eq!(
+            [&d.device, &d.country, &d.visitor_type, &d.placement].map(|c| c.as_deref()),
+            [Some("mobile"), Some("DE"), Some("returning"), Some("cart")],
+            "the decision's cohort"
+        );
         assert_eq!(
             (
                 d.decision_id.as_deref(),

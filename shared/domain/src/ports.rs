@@ -283,6 +283,28 @@ pub struct ReadoutQuery {
     pub window_end: chrono::DateTime<chrono::Utc>,
     pub now: chrono::DateTime<chrono::Utc>,
     pub currency: String,
+    /// Once the experiment has stopped: the stop and the end of its long-run tail.
+    pub long_run: Option<(chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>)>,
+}
+
+impl ReadoutQuery {
+    /// The SQL's timestamp parameters' text, `YYYY-MM-DD HH:MM:SS` (UTC).
+    pub fn timestamp(at: chrono::DateTime<chrono::Utc>) -> String {
+        at.format("%Y-%m-%d %H:%M:%S").to_string()
+    }
+
+    /// The long-run parameters (6 to 8): whether to compute it, the stop and the tail's end (the window
+    /// end for both when the experiment runs).
+    pub fn long_run_parameters(&self) -> (bool, String, String) {
+        match self.long_run {
+            Some((stop, end)) => (true, Self::timestamp(stop), Self::timestamp(end)),
+            None => (
+                false,
+                Self::timestamp(self.window_end),
+                Self::timestamp(self.window_end),
+            ),
+        }
+    }
 }
 
 /// The event archive's experiment readout (Athena in AWS, DuckDB locally): per-arm tallies for an

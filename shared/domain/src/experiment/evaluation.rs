@@ -442,10 +442,9 @@ impl UnitFold {
             self.data.exclude("unknown_variant");
             return;
         };
-        self.first_exposure = Some(
-            self.first_exposure
-                .map_or(u.first_exposure_at, |t| t.min(u.first_exposure_at)),
-        );
+        // To the millisecond, as the event log's and the archive's timestamps keep it.
+        let first = chrono::SubsecRound::trunc_subsecs(u.first_exposure_at, 3);
+        self.first_exposure = Some(self.first_exposure.map_or(first, |t| t.min(first)));
         let (values, mismatch) = self.values(&u);
         if mismatch {
             self.data.exclude("revenue_in_another_currency");
@@ -554,12 +553,20 @@ impl UnitFold {
 }
 
 /// One row of the archive's experiment readout (`sql/experiment_readout.sql`): the units of one variant
-/// with one status, and, for `ok` units, the moments of the design's metrics, as integer sums.
+/// with one status in one slice, and, for `ok` units, the moments of the slice's metrics, as integer
+/// sums.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
 pub struct ReadoutRow {
+    /// `''` for every unit; a cohort dimension ([`Cohort::DIMENSIONS`]) or [`DAY`] for the `ok` units
+    /// by cohort; [`LONG_RUN`] for the `ok` units' long-run metrics.
+    pub dimension: String,
+    /// The cohort within the dimension (`''` overall and for the long run).
+    pub cohort: String,
     pub variant: String,
     /// `ok`, `expired`, `exposed_after_window` or `multi_variant`.
     pub status: String,
+    /// The row's earliest first exposure, epoch milliseconds.
+    pub first_at_ms: i64,
     pub units: u64,
     /// Units whose revenue is partly in another currency (no revenue metrics for them).
     pub currency_mismatch: u64,
@@ -581,13 +588,28 @@ pub struct ReadoutRow {
     pub m2_sy: i128,
     pub m2_syy: i128,
     pub m2_sxy: i128,
+    pub m3_n: u64,
+    pub m3_sx: i128,
+    pub m3_sxx: i128,
+    pub m3_sy: i128,
+    pub m3_syy: i128,
+    pub m3_sxy: i128,
 }
 
+/// The readout's dimension of the long-run rows.
+pub const LONG_RUN: &str = "long_run";
+
 impl ReadoutRow {
+    /// The readout's text columns (the rest are integers).
+    pub const TEXT_COLUMNS: [&'static str; 4] = ["dimension", "cohort", "variant", "status"];
+
     /// The readout's columns, in the SQL's order.
-    pub const COLUMNS: [&'static str; 22] = [
+    pub const COLUMNS: [&'static str; 31] = [
+        "dimension",
+        "cohort",
         "variant",
         "status",
+        "first_at_ms",
         "units",
         "currency_mismatch",
         "m0_n",
@@ -608,6 +630,12 @@ impl ReadoutRow {
         "m2_sy",
         "m2_syy",
         "m2_sxy",
+        "m3_n",
+        "m3_sx",
+        "m3_sxx",
+        "m3_sy",
+        "m3_syy",
+        "m3_sxy",
     ];
 
     fn moments(&self, metric: usize) -> crate::stats::tally::Moments {
@@ -628,13 +656,21 @@ impl ReadoutRow {
                 self.m1_syy,
                 self.m1_sxy,
             ),
-            _ => (
+            2 => (
                 self.m2_n,
                 self.m2_sx,
                 self.m2_sxx,
                 self.m2_sy,
                 self.m2_syy,
                 self.m2_sxy,
+            ),
+            _ => (
+                self.m3_n,
+                self.m3_sx,
+                self.m3_sxx,
+                self.m3_sy,
+                self.m3_syy,
+                self.m3_sxy,
             ),
         };
         crate::stats::tally::Moments {
@@ -650,16 +686,21 @@ impl ReadoutRow {
 
 impl UnitFold {
     /// Folds in one readout row: the same exclusions, in the same order, as [`UnitFold::add`] makes
-    /// unit by unit, and the row's moments added to its arm. With integer sums below 2^53 (any
-    /// realistic experiment's counts and minor-unit revenue) the tally is the one the units give.
+    /// unit by unit, and the row's moments added to its arm, overall or in its slice. With integer sums
+    /// below 2^53 (any realistic experiment's counts and minor-unit revenue) the tallies are the ones
+    /// the units give.
     pub fn add_readout(&mut self, row: &ReadoutRow) {
         let n = row.units;
-        self.data.rows += n;
         fn exclude(data: &mut DataSummary, reason: &str, k: u64) {
             if k > 0 {
                 *data.excluded_units.entry(reason.to_string()).or_default() += k;
             }
         }
+        if !row.dimension.is_empty() {
+            self.add_slice(row);
+            return;
+        }
+        self.data.rows += n;
         if row.status == "expired" {
             exclude(&mut self.data, "expired", n);
             return;
@@ -673,15 +714,49 @@ impl UnitFold {
             exclude(&mut self.data, "unknown_variant", n);
             return;
         };
-        self.tally.units[arm] += n;
-        for (metric, cells) in self.tally.cells.iter_mut().enumerate() {
-            cells[arm].merge(&row.moments(metric));
-        }
+        let first = DateTime::from_timestamp_millis(row.first_at_ms);
+        self.first_exposure = match (self.first_exposure, first) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        merge_row(&mut self.tally, arm, row);
         exclude(
             &mut self.data,
             "revenue_in_another_currency",
             row.currency_mismatch,
         );
+    }
+
+    /// A slice's row (only `ok` units have them): into its cohort's or day's tally, or the long run's.
+    fn add_slice(&mut self, row: &ReadoutRow) {
+        let Some(arm) = self.tally.arm(&row.variant) else {
+            return;
+        };
+        let tally = match row.dimension.as_str() {
+            LONG_RUN => match &mut self.long_run {
+                Some((_, _, t)) => t,
+                None => return,
+            },
+            DAY => self.days.get(DAY, &row.cohort),
+            dim => self.cohorts.get(dim, &row.cohort),
+        };
+        merge_row(tally, arm, row);
+    }
+
+    /// The readout query of this fold's experiment: its design, window, clock, currency and, once it
+    /// has stopped, its long-run tail.
+    pub fn readout_query(&self, experiment_id: &str) -> ReadoutQuery {
+        ReadoutQuery {
+            experiment_id: experiment_id.to_string(),
+            recovery: self.kind == Kind::Recovery,
+            window_end: self.window_end,
+            now: DateTime::from_timestamp(self.now, 0).unwrap_or(self.window_end),
+            currency: self.currency.clone(),
+            long_run: self
+                .long_run
+                .as_ref()
+                .map(|(stop, tail, _)| (*stop, *stop + Duration::days(i64::from(*tail)))),
+        }
     }
 
     /// Folds in every unit of the experiment, page by page.
@@ -692,10 +767,13 @@ impl UnitFold {
     ) -> Result<(), StoreError> {
         for_each_unit(units, experiment_id, |unit| self.add(unit)).await
     }
+}
 
-    /// Whether the fold is for the recovery placement's design (the readout's `recovery` parameter).
-    pub fn recovery(&self) -> bool {
-        self.kind == Kind::Recovery
+/// A readout row's units and moments added to `arm` of `tally` (the row's metrics are the tally's).
+fn merge_row(tally: &mut Tally, arm: usize, row: &ReadoutRow) {
+    tally.units[arm] += row.units;
+    for (metric, cells) in tally.cells.iter_mut().enumerate() {
+        cells[arm].merge(&row.moments(metric));
     }
 }
 
@@ -911,39 +989,19 @@ pub async fn evaluate_experiment_with<U: UnitSource, R: ObjectStore, Q: ReadoutS
         now,
         currency,
     );
-    if let Some(l) = sql {
-        let query = ReadoutQuery {
-            experiment_id: experiment.id.clone(),
-            recovery: fold.recovery(),
-            window_end,
-            now,
-            currency: currency.to_string(),
-        };
-        for row in l.source.readout(&query).await? {
-            fold.add_readout(&row);
+    match sql {
+        Some(l) => {
+            for row in l
+                .source
+                .readout(&fold.readout_query(&experiment.id))
+                .await?
+            {
+                fold.add_readout(&row);
+            }
         }
-    } else {
-        fold.read_all(units, &experiment.id).await?;
+        None => fold.read_all(units, &experiment.id).await?,
     }
-    let report = if sql.is_some() {
-        let mut report = analyse(
-            &fold.tally,
-            settings,
-            fold.data,
-            Some(Window { end: window_end }),
-            now,
-        );
-        report.health.push(Check {
-            name: "breakdowns",
-            status: CheckStatus::Warning,
-            message: "Read from the archive's SQL readout: lift by cohort, the time effects and the \
-                      long-run tail are computed from the experiment units only, not yet from the SQL."
-                .into(),
-        });
-        report
-    } else {
-        fold.report(settings, now)
-    };
+    let report = fold.report(settings, now);
     write_report(
         reports,
         &report,
@@ -1205,10 +1263,17 @@ mod tests {
     }
 
     fn row(variant: &str, units: u64) -> ReadoutRow {
+        sliced("", "", variant, units)
+    }
+
+    fn sliced(dimension: &str, cohort: &str, variant: &str, units: u64) -> ReadoutRow {
         let n = i128::from(units);
         ReadoutRow {
+            dimension: dimension.into(),
+            cohort: cohort.into(),
             variant: variant.into(),
             status: "ok".into(),
+            first_at_ms: at(3).timestamp_millis(),
             units,
             currency_mismatch: 0,
             m0_n: units,
@@ -1229,6 +1294,12 @@ mod tests {
             m2_sy: n / 10,
             m2_syy: n / 10,
             m2_sxy: n * 50,
+            m3_n: 0,
+            m3_sx: 0,
+            m3_sxx: 0,
+            m3_sy: 0,
+            m3_syy: 0,
+            m3_sxy: 0,
         }
     }
 
@@ -1239,7 +1310,18 @@ mod tests {
         let settings = Settings::default();
         let e = experiment();
         let sql = FixedReadout(
-            vec![row("control", 40_000), row("treatment", 40_100)],
+            vec![
+                row("control", 40_000),
+                row("treatment", 40_100),
+                sliced("device", "desktop", "control", 30_000),
+                sliced("device", "desktop", "treatment", 30_100),
+                sliced("device", "mobile", "control", 10_000),
+                sliced("device", "mobile", "treatment", 10_000),
+                sliced(DAY, "2026-11-24", "control", 40_000),
+                sliced(DAY, "2026-11-24", "treatment", 40_100),
+                // A running experiment has no long run: such a row is ignored.
+                sliced(LONG_RUN, "", "control", 1),
+            ],
             0.into(),
         );
         let run = |end, min_units| {
@@ -1274,6 +1356,37 @@ mod tests {
         assert_eq!(
             report["data"]["source"],
             "athena:test/archive_events/checkout-offer"
+        );
+        // The SQL's slices are the report's lift by cohort and time effects.
+        let device = &report["cohorts"]["dimensions"][0];
+        assert_eq!(device["name"], "device");
+        let cohorts: Vec<(&str, &serde_json::Value)> = device["cohorts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| (c["value"].as_str().unwrap(), &c["units"]))
+            .collect();
+        assert_eq!(
+            cohorts,
+            [
+                ("desktop", &serde_json::json!([30_000, 30_100])),
+                ("mobile", &serde_json::json!([10_000, 10_000]))
+            ]
+        );
+        let days = &report["time"]["series"]["dimensions"][0];
+        assert_eq!(
+            (&days["name"], &days["cohorts"][0]["value"]),
+            (&serde_json::json!("day"), &serde_json::json!("2026-11-24"))
+        );
+        assert!(report["long_run"].is_null());
+        assert!(
+            report["health"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|c| c["name"] != "breakdowns"),
+            "{}",
+            report["health"]
         );
     }
 
