@@ -124,10 +124,15 @@ fn event(i: usize, (session, user, minute, kind, a, b): Spec) -> Event {
             discount: None,
         }),
         // Schema v6: the holdout's arm, the visitor type, and (a third of the time) an incentive whose
-        // cost an order later in the session carries.
+        // cost an order later in the session carries; a quarter are recovery messages, whose incentive
+        // an order of the user in a later session can redeem.
         _ => EventBody::DecisionServed(Box::new(DecisionServed {
             decision_id: format!("d{i}"),
-            placement: "cart".into(),
+            placement: if a % 4 == 1 { "recovery" } else { "cart" }.into(),
+            recovery: (a % 4 == 1).then(|| RecoveryStep {
+                abandoned_at: Utc.with_ymd_and_hms(2019, 10, 1, 0, 0, 0).unwrap(),
+                step: 0,
+            }),
             action: if b % 3 == 0 {
                 "percent_discount"
             } else {

@@ -1,6 +1,7 @@
-//! Proof of worth: the universal holdout never receives a treatment, repeat purchase is counted the same
-//! whatever order the events arrive in, the heterogeneity test holds its false-positive rate under the
-//! null, and the impact report is written from the holdout's units.
+//! Proof of worth: the universal holdout never receives a treatment, repeat purchase and the incentives
+//! orders redeemed (a recovery message's in a later session included) are counted the same whatever
+//! order the events arrive in, the heterogeneity test holds its false-positive rate under the null, and
+//! the impact report is written from the holdout's units.
 
 use checkout_domain::decision::config::DecisionConfig;
 use checkout_domain::decision::engine::{decide, ArmReason, Features, Inputs};
@@ -196,6 +197,34 @@ fn decision(id: &str, variant: &str) -> EventBody {
     }))
 }
 
+/// A recovery message's decision (step 0, an hour after the abandonment) offering 10% off, at a logged
+/// cost of 700 on a EUR 60 cart.
+fn recovery_incentive(id: &str, at: DateTime<Utc>) -> EventBody {
+    let mut d = match decision(id, SERVED_VARIANT) {
+        EventBody::DecisionServed(d) => d,
+        _ => unreachable!(),
+    };
+    d.placement = "recovery".into();
+    d.action = "percent_discount".into();
+    d.action_key = Some("percent_discount_10".into());
+    d.eligible = vec![ActionProbability {
+        action: "percent_discount_10".into(),
+        probability: 1.0,
+        cost_minor: 700,
+    }];
+    d.cart = Some(DecisionCart {
+        currency: "EUR".into(),
+        value_minor: 6_000,
+        margin_minor: 2_400,
+        margin_known: true,
+    });
+    d.recovery = Some(RecoveryStep {
+        abandoned_at: at - Duration::hours(1),
+        step: 0,
+    });
+    EventBody::DecisionServed(d)
+}
+
 fn order(id: &str, total: i64) -> EventBody {
     EventBody::OrderPlaced(OrderPlaced {
         order_id: id.into(),
@@ -212,11 +241,45 @@ fn order(id: &str, total: i64) -> EventBody {
     })
 }
 
-/// Two users: `a` orders again 10 days after their first order (a repeat), `b` 40 days after (not
-/// one); `b`'s first exposure is after an earlier order, which does not count.
+/// Four users: `a` orders again 10 days after their first order (a repeat), `b` 40 days after (not
+/// one); `b`'s first exposure is after an earlier order, which does not count. `c` gets a recovery
+/// message's incentive in the abandoned session and orders twice in later sessions, 2 and 3 days after
+/// it: the first order redeems it, the second does not. `d` redeems theirs in the same session, so an
+/// order 2 days later redeems nothing; a second message's incentive lapses 8 days before `d`'s last
+/// order, which redeems nothing either.
 fn history() -> Vec<Event> {
     let t = t0();
+    let h = Duration::hours;
+    let days = Duration::days;
     vec![
+        ev("c1", "sc1", "c", t, decision("dc", SERVED_VARIANT)),
+        ev(
+            "c2",
+            "sc1",
+            "c",
+            t + h(2),
+            recovery_incentive("rc", t + h(2)),
+        ),
+        ev("c3", "sc2", "c", t + days(2), order("oc1", 5_400)),
+        ev("c4", "sc3", "c", t + days(3), order("oc2", 2_000)),
+        ev("d1", "sd1", "d", t, decision("dd", SERVED_VARIANT)),
+        ev(
+            "d2",
+            "sd1",
+            "d",
+            t + h(2),
+            recovery_incentive("rd", t + h(2)),
+        ),
+        ev("d3", "sd1", "d", t + h(3), order("od1", 5_400)),
+        ev("d4", "sd2", "d", t + days(2), order("od2", 2_000)),
+        ev(
+            "d5",
+            "sd3",
+            "d",
+            t + days(20),
+            recovery_incentive("rd2", t + days(20)),
+        ),
+        ev("d6", "sd4", "d", t + days(28), order("od3", 1_000)),
         ev("a1", "sa1", "a", t, decision("da", SERVED_VARIANT)),
         ev(
             "a2",
@@ -270,7 +333,7 @@ async fn project(order: &[usize], batch: usize) -> Vec<checkout_domain::features
         let sessions: Vec<String> = refs.iter().map(|e| e.session_id.clone()).collect();
         assert!(u.update(&sessions).await.failed.is_empty());
     }
-    ["a", "b"]
+    ["a", "b", "c", "d"]
         .iter()
         .map(|user| {
             match u
@@ -300,7 +363,21 @@ async fn repeat_purchase_is_the_same_in_every_arrival_order() {
     let mut first = None;
     for (k, o) in orders.iter().enumerate() {
         let units = project(o, 1 + k % 3).await;
-        let [a, b] = [&units[0], &units[1]];
+        let [a, b, c, d] = [&units[0], &units[1], &units[2], &units[3]];
+        let incentives = |u: &checkout_domain::features::ExperimentUnit| -> Vec<i64> {
+            u.orders.iter().map(|o| o.incentive_minor).collect()
+        };
+        assert_eq!(
+            incentives(c),
+            [700, 0],
+            "c redeemed the message in a later session, once"
+        );
+        assert_eq!(
+            incentives(d),
+            [700, 0, 0],
+            "d redeemed it in the session; the second lapsed"
+        );
+        assert_eq!(incentives(a), [0, 0, 0]);
         assert!(repeat_purchase(&a.orders), "a ordered again within 30 days");
         assert!(
             !repeat_purchase(&b.orders),

@@ -154,7 +154,8 @@ pub fn impact_design(holdout: &UniversalHoldout, currency: &str) -> Design {
                 format!("revenue / orders after the first decision, {currency} minor units")),
             metric("incentive_cost_per_visitor", MetricKind::Mean, Role::Guardrail, true, None,
                 format!("what incentives gave away on orders (the served incentive's logged cost, redeemed \
-                         by an order in the same session), {currency} minor units per visitor")),
+                         by an order in the same session, or a recovery message's by the user's next order \
+                         within {} days), {currency} minor units per visitor", crate::features::aggregate::ATTRIBUTION_DAYS)),
             metric("margin_per_visitor", MetricKind::Mean, Role::Goal, false, None,
                 format!("order margin (the decision cart's margin ratio, else the assumed ratio) minus \
                          incentive cost, {currency} minor units per visitor")),

@@ -117,6 +117,20 @@ impl OrderRef {
     }
 }
 
+/// An incentive a recovery message offered and its session did not redeem: an order of the user in the
+/// [`ATTRIBUTION_DAYS`] after it, in its currency, redeems it (see [`UserFeatures::unit_orders`]).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct IncentiveRef {
+    pub at: DateTime<Utc>,
+    pub decision_id: String,
+    /// The cost the serving policy logged for the incentive.
+    pub cost_minor: i64,
+    pub currency: String,
+}
+
+/// The user item keeps this many most recent unredeemed recovery incentives.
+pub const RECENT_RECOVERY_INCENTIVES: usize = 20;
+
 /// The dimensions of a unit's cohort, as its first exposure recorded them (they cannot change after
 /// assignment). An empty value is unknown.
 #[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -241,6 +255,9 @@ pub struct UserContribution {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_unsubscribed_at: Option<DateTime<Utc>>,
     pub expires_at: i64,
+    /// The session's recovery-message incentive when no order of the session redeemed it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recovery_incentives: Vec<IncentiveRef>,
 }
 
 impl UserContribution {
@@ -255,6 +272,7 @@ impl UserContribution {
             exposures: BTreeMap::new(),
             last_unsubscribed_at: None,
             expires_at,
+            recovery_incentives: Vec::new(),
         }
     }
 
@@ -313,6 +331,10 @@ pub struct UserFeatures {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_unsubscribed_at: Option<DateTime<Utc>>,
     pub expires_at: i64,
+    /// The [`RECENT_RECOVERY_INCENTIVES`] most recent recovery-message incentives their sessions did not
+    /// redeem, newest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recovery_incentives: Vec<IncentiveRef>,
 }
 
 /// Event-time windows as of a read time.
@@ -351,8 +373,31 @@ impl UserFeatures {
         w
     }
 
+    /// The recent orders, oldest first, each with the incentive it redeemed: its session's (see
+    /// [`OrderRef::incentive_minor`]) or, for an order that redeemed none there, the latest recovery
+    /// incentive offered in the [`ATTRIBUTION_DAYS`] before it, in its currency, and not yet redeemed by
+    /// an earlier order. Each incentive is charged once.
+    pub fn unit_orders(&self) -> Vec<OrderRef> {
+        let mut orders: Vec<OrderRef> = self.recent_orders.iter().rev().cloned().collect();
+        orders.sort();
+        let mut open: Vec<&IncentiveRef> = self.recovery_incentives.iter().collect();
+        open.sort();
+        for o in orders.iter_mut().filter(|o| o.incentive_minor == 0) {
+            let redeemed = open.iter().rposition(|i| {
+                i.at <= o.at
+                    && o.at < i.at + Duration::days(ATTRIBUTION_DAYS)
+                    && i.currency == o.currency
+            });
+            if let Some(k) = redeemed {
+                o.incentive_minor = open.remove(k).cost_minor;
+            }
+        }
+        orders
+    }
+
     /// The experiment units this user forms, one per experiment they were exposed to.
     pub fn experiment_units(&self) -> Vec<ExperimentUnit> {
+        let orders = self.unit_orders();
         let complete_since = (self.recent_orders.len() < self.orders as usize)
             .then(|| self.recent_orders.last().map(|o| o.at))
             .flatten();
@@ -380,7 +425,7 @@ impl UserFeatures {
                     orders: Vec::new(),
                 };
                 let window_end = x.first_at + Duration::days(ATTRIBUTION_DAYS);
-                for o in &self.recent_orders {
+                for o in &orders {
                     if o.at >= x.first_at && o.at < window_end {
                         u.orders_in_window += 1;
                         add_money(
@@ -448,6 +493,7 @@ impl Contribution for UserContribution {
             exposures: BTreeMap::new(),
             last_unsubscribed_at: None,
             expires_at: self.expires_at,
+            recovery_incentives: Vec::new(),
         }
     }
 
@@ -510,6 +556,20 @@ impl Contribution for UserContribution {
             .collect();
         orders.extend(self.orders.iter().cloned());
         agg.recent_orders = orders.into_iter().rev().take(RECENT_ORDERS).collect();
+
+        // A newer fold of the session can have redeemed its recovery incentive (an order later in the
+        // session): the session's old incentives make way for its new ones.
+        let mut incentives: BTreeSet<IncentiveRef> = agg
+            .recovery_incentives
+            .drain(..)
+            .filter(|i| !old.is_some_and(|o| o.recovery_incentives.contains(i)))
+            .collect();
+        incentives.extend(self.recovery_incentives.iter().cloned());
+        agg.recovery_incentives = incentives
+            .into_iter()
+            .rev()
+            .take(RECENT_RECOVERY_INCENTIVES)
+            .collect();
 
         for (experiment, x) in &self.exposures {
             match agg.exposures.entry(experiment.clone()) {

@@ -15,7 +15,7 @@
 //! Pages and durations are computed from the page views sorted by event time, so arrival order never
 //! matters.
 
-use super::aggregate::{Cohort, Exposure, Money as MoneyMap};
+use super::aggregate::{Cohort, Exposure, IncentiveRef, Money as MoneyMap};
 use super::aggregate::{ItemContribution, OrderRef, PageContribution, UserContribution};
 use crate::event::{DeviceType, Event, EventBody, PageType, VisitorType};
 use crate::ingest::LogEntry;
@@ -315,6 +315,10 @@ fn fold_sorted(
     // of its latest decision cart (margin, value): what an order's economics are read from.
     let mut incentive: Option<(i64, String)> = None;
     let mut margin: Option<(i64, i64)> = None;
+    // When that incentive came in a recovery message, its user and reference: a message's incentive is
+    // usually redeemed in a later session, so one not redeemed here goes to the user
+    // ([`UserContribution::recovery_incentives`]).
+    let mut recovery_incentive: Option<(&str, IncentiveRef)> = None;
     for (event, expires) in events.iter().map(|(e, x)| (e, *x)) {
         if let EventBody::DecisionServed(d) = &event.body {
             if let Some(cart) = d.cart.as_ref().filter(|c| c.value_minor > 0) {
@@ -322,6 +326,21 @@ fn fold_sorted(
                 let cost = d.served_cost_minor();
                 if cost > 0 && crate::event::is_incentive_kind(&d.action) {
                     incentive = Some((cost, cart.currency.clone()));
+                    recovery_incentive = event
+                        .user_id
+                        .as_deref()
+                        .filter(|_| d.placement == crate::placement::Placement::Recovery.as_str())
+                        .map(|user| {
+                            (
+                                user,
+                                IncentiveRef {
+                                    at: event.occurred_at,
+                                    decision_id: d.decision_id.clone(),
+                                    cost_minor: cost,
+                                    currency: cart.currency.clone(),
+                                },
+                            )
+                        });
                 }
             }
         }
@@ -339,6 +358,7 @@ fn fold_sorted(
                         .is_some_and(|(_, currency)| *currency == order.currency)
                     {
                         order.incentive_minor = incentive.take().map_or(0, |(cost, _)| cost);
+                        recovery_incentive = None;
                     }
                     order.margin_minor = margin.map(|(m, v)| {
                         (i128::from(order.total_minor) * i128::from(m) / i128::from(v)) as i64
@@ -517,7 +537,14 @@ fn fold_sorted(
     let risk = super::risk::contributions(events, &s.session_id, s.event_count, s.expires_at);
     let reviews = super::review::queue_items(events);
     Some(SessionProjection {
-        users: users.into_values().map(UserContribution::by_day).collect(),
+        users: {
+            if let Some((user, i)) = recovery_incentive {
+                if let Some(c) = users.get_mut(user) {
+                    c.recovery_incentives.push(i);
+                }
+            }
+            users.into_values().map(UserContribution::by_day).collect()
+        },
         items,
         pages,
         risk,
