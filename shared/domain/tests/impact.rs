@@ -539,7 +539,7 @@ async fn the_impact_report_reads_the_holdouts_units_and_says_too_early() {
     .await
     .expect("impact report");
     assert_eq!(outcome.outcome, "written");
-    assert_eq!(outcome.units, Some(vec![1, 1]));
+    assert_eq!(outcome.units, Some(vec![1, 3]));
     let (json, html) = impact_keys("universal-holdout", end);
     let report: serde_json::Value =
         serde_json::from_slice(&reports.object(&json).expect("json")).expect("report");
@@ -566,17 +566,115 @@ async fn the_impact_report_reads_the_holdouts_units_and_says_too_early() {
             "repeat_purchase_rate"
         ]
     );
-    // The served user repeated, the held-out one did not.
+    // The served users repeated, the held-out one did not.
     let repeat = &report["since_start"]["report"]["metrics"][5]["arms"];
     assert_eq!(repeat[0]["mean"], 0.0);
     assert_eq!(repeat[1]["mean"], 1.0);
-    // The rolling window (28 days) holds neither: both were first seen 70 days before its end.
+    // The two recovery incentives redeemed (c's in a later session, d's in its own) are the served
+    // arm's incentive cost, and come off its margin.
+    let metric = |k: usize, arm: usize| {
+        report["since_start"]["report"]["metrics"][k]["arms"][arm]["mean"]
+            .as_f64()
+            .unwrap()
+    };
+    assert_eq!((metric(3, 0), metric(3, 1)), (0.0, 1_400.0 / 3.0));
+    // The margin ratio is the session's latest decision cart's: only d's first order has one (the
+    // message's 40%); the others, in sessions without a decision cart, the assumed 30%.
+    let margin = 0.3 * 9_000.0
+        + (0.3 * 5_400.0 + 0.3 * 2_000.0 - 700.0)
+        + (0.4 * 5_400.0 + 0.3 * 2_000.0 + 0.3 * 1_000.0 - 700.0);
+    assert!(
+        (metric(4, 1) - margin / 3.0).abs() < 1e-9,
+        "{}",
+        metric(4, 1)
+    );
+    // The rolling window (28 days) holds none: all were first seen 70 days before its end.
     assert_eq!(
         report["rolling"]["report"]["data"]["excluded_units"]["exposed_before_window"],
-        2
+        4
     );
+    assert_eq!(
+        report["holdout"]["randomisation"]["seed"], "universal-holdout",
+        "the randomisation read, its seed written out"
+    );
+    assert!(report["holdout"].get("reshuffled").is_none());
     let page = String::from_utf8(reports.object(&html).expect("html")).unwrap();
     assert!(page.contains("Too early") && page.contains("Lift by cohort"));
+}
+
+#[tokio::test]
+async fn a_holdout_changed_by_hand_without_a_rerandomisation_gets_no_verdict_until_it_is_mended() {
+    let all: Vec<LogEntry> = history().iter().map(log_entry).collect();
+    let u = FeatureUpdater::new(
+        MemoryLog::new(25, Faults::default()),
+        MemoryFeatureStore::default(),
+    );
+    let refs: Vec<&LogEntry> = all.iter().collect();
+    u.log.put(&refs).await.expect("log put");
+    let sessions: Vec<String> = all.iter().map(|e| e.session_id.clone()).collect();
+    assert!(u.update(&sessions).await.failed.is_empty());
+    let reports = MemoryObjectStore::default();
+    let run = |holdout: UniversalHoldout, hours: i64| {
+        let reports = &reports;
+        let store = &u.store;
+        async move {
+            let end = t0() + Duration::days(70) + Duration::hours(hours);
+            evaluate_impact(
+                store,
+                reports,
+                &holdout,
+                &ImpactSettings::default(),
+                &Settings::default(),
+                "EUR",
+                "mem",
+                end,
+                end,
+            )
+            .await
+            .expect("impact report");
+            let (json, _) = impact_keys("universal-holdout", end);
+            serde_json::from_slice::<serde_json::Value>(&reports.object(&json).expect("json"))
+                .expect("report")
+        }
+    };
+    let first = UniversalHoldout::default();
+    let r = run(first.clone(), 0).await;
+    assert!(r["holdout"].get("reshuffled").is_none());
+    // The share doubled in a config uploaded by hand: no verdict, in this window and the next.
+    let wider = UniversalHoldout {
+        share: 0.10,
+        ..first.clone()
+    };
+    for hours in [1, 2] {
+        let r = run(wider.clone(), hours).await;
+        let why = r["holdout"]["reshuffled"].as_str().expect("reshuffled");
+        assert!(why.contains("0.05 → 0.1"), "{why}");
+        assert!(r["summary"].as_str().unwrap().starts_with("No verdict"));
+        assert_eq!(r["too_early"], true);
+        assert_eq!(
+            r["holdout"]["randomisation"]["share"], 0.05,
+            "the baseline kept"
+        );
+    }
+    // Re-randomised: a new seed and a new since. The report reads the new randomisation from then on.
+    let since = t0() + Duration::days(70) + Duration::hours(3);
+    let rerandomised = UniversalHoldout {
+        seed: Some("holdout-2027".into()),
+        since: Some(since),
+        ..wider
+    };
+    let r = run(rerandomised.clone(), 3).await;
+    assert!(r["holdout"].get("reshuffled").is_none(), "{}", r["holdout"]);
+    assert_eq!(
+        (
+            &r["holdout"]["randomisation"]["share"],
+            &r["holdout"]["randomisation"]["seed"]
+        ),
+        (&serde_json::json!(0.1), &serde_json::json!("holdout-2027"))
+    );
+    assert!(r["summary"].as_str().unwrap().starts_with("Too early"));
+    let r = run(rerandomised, 4).await;
+    assert!(r["holdout"].get("reshuffled").is_none());
 }
 
 // ------------------------------------------------------------------------- time effects and the long run

@@ -104,25 +104,47 @@ impl UniversalHoldout {
         None
     }
 
-    /// What is wrong with changing `previous` into `self`, if anything: a share that changes while the
-    /// holdout runs, without a new seed and a new `since`, reshuffles users between the arms.
+    /// What is wrong with changing `previous` into `self`, if anything. While the holdout runs, a new
+    /// share moves users between the holdout and the served, and a new seed reshuffles them: either
+    /// needs a re-randomisation, a new seed and a new `since` together (the report then reads only
+    /// units first seen since then). Starting from zero, turning it off, and a new id (a new holdout,
+    /// with units and reports of its own) are allowed.
     pub fn change_problem(&self, previous: &UniversalHoldout) -> Option<String> {
-        let running = previous.share > 0.0;
-        let reshuffled = self.seed() != previous.seed() || self.id != previous.id;
+        if previous.share == 0.0 || self.share == 0.0 || self.id != previous.id {
+            return None;
+        }
+        let reseeded = self.seed() != previous.seed();
         let restarted = self.since.is_some() && self.since != previous.since;
-        if !running || self.share == previous.share || self.share == 0.0 {
+        if reseeded && restarted {
             return None;
         }
-        if reshuffled && restarted {
-            return None;
+        let fix = "Either keep the share and seed, turn it off (0), or re-randomise: set a new holdout.seed \
+                   and a new holdout.since together (docs/experiments.md, \"The universal holdout\")";
+        if self.share != previous.share {
+            Some(format!(
+                "holdout.share {} → {}: changing the share of a running universal holdout moves users \
+                 between the holdout and the served, which breaks the comparison. {fix}",
+                previous.share, self.share
+            ))
+        } else if reseeded {
+            Some(format!(
+                "holdout.seed {} → {}: a new seed reshuffles who is held out, so units first seen before \
+                 it would be read with those after it. {fix}",
+                previous.seed(),
+                self.seed()
+            ))
+        } else {
+            None
         }
-        Some(format!(
-            "holdout.share {} → {}: changing the share of a running universal holdout moves users between \
-             the holdout and the served, which breaks the comparison. Either keep the share, turn it off \
-             (0), or re-randomise: set a new holdout.seed and a new holdout.since together \
-             (docs/experiments.md, \"The universal holdout\")",
-            previous.share, self.share
-        ))
+    }
+
+    /// The settings with the seed written out (the id when unset): what a report records of the
+    /// randomisation it read.
+    pub fn randomisation(&self) -> UniversalHoldout {
+        UniversalHoldout {
+            seed: Some(self.seed().to_string()),
+            ..self.clone()
+        }
     }
 }
 
@@ -205,6 +227,25 @@ mod tests {
             ..new_seed
         };
         assert_eq!(rerandomised.change_problem(&running), None);
+        let reseeded_only = UniversalHoldout {
+            seed: Some("holdout-2027".into()),
+            ..running.clone()
+        };
+        assert!(
+            reseeded_only.change_problem(&running).is_some(),
+            "the same share under a new seed reshuffles too"
+        );
+        assert_eq!(
+            running.randomisation().change_problem(&running),
+            None,
+            "the seed written out is the same seed"
+        );
+        let renamed = UniversalHoldout {
+            id: "holdout-2027".into(),
+            share: 0.10,
+            ..running.clone()
+        };
+        assert_eq!(renamed.change_problem(&running), None, "a new holdout");
         assert!(UniversalHoldout {
             share: 0.6,
             ..running.clone()

@@ -51,6 +51,12 @@ pub struct HoldoutSection {
     pub id: String,
     pub share: f64,
     pub since: Option<DateTime<Utc>>,
+    /// The randomisation the report reads: the configured holdout, or, when the config changed it
+    /// without re-randomising, the one before, which every later report keeps until a valid change.
+    pub randomisation: UniversalHoldout,
+    /// Why the configured holdout breaks the comparison, when it does: no verdict then.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reshuffled: Option<String>,
     /// Units analysed since the start: held out, and served.
     pub holdout_units: u64,
     pub served_units: u64,
@@ -183,6 +189,20 @@ fn verdict(
     (too_early, summary, reasons)
 }
 
+/// The randomisation the newest impact report read, if there is one (a report from before it was
+/// recorded, or one that cannot be read, gives none: the configured holdout is then taken as it is).
+async fn previous_randomisation<R: ObjectStore>(
+    reports: &R,
+    holdout_id: &str,
+) -> Result<Option<UniversalHoldout>, EvaluationError> {
+    let Some(latest) = reports.get(&impact_latest_key(holdout_id)).await? else {
+        return Ok(None);
+    };
+    Ok(serde_json::from_slice::<serde_json::Value>(&latest.bytes)
+        .ok()
+        .and_then(|v| serde_json::from_value(v["holdout"]["randomisation"].clone()).ok()))
+}
+
 /// Writes the impact report of the window ending at `window_end` (once; `latest.json` never goes back).
 #[allow(clippy::too_many_arguments)]
 pub async fn evaluate_impact<U: UnitSource, R: ObjectStore>(
@@ -201,6 +221,15 @@ pub async fn evaluate_impact<U: UnitSource, R: ObjectStore>(
     if reports.get(&json_key).await?.is_some() {
         return Ok(outcome);
     }
+    // The config is checked against its predecessor when the CLI changes it; one uploaded by hand is
+    // not, so the report checks it against the randomisation its last window read.
+    let (randomisation, reshuffled) = match previous_randomisation(reports, &holdout.id).await? {
+        Some(before) => match holdout.change_problem(&before) {
+            Some(why) => (before, Some(why)),
+            None => (holdout.randomisation(), None),
+        },
+        None => (holdout.randomisation(), None),
+    };
     let settings = Settings {
         test: Test::Sequential,
         ..*settings
@@ -237,7 +266,16 @@ pub async fn evaluate_impact<U: UnitSource, R: ObjectStore>(
     let since_start = reading(all, holdout.since);
     let rolling = reading(recent, rolling_from);
     let covered = start.map_or(Duration::zero(), |s| window_end - s);
-    let (too_early, summary, reasons) = verdict(&since_start, holdout, &settings, covered);
+    let (mut too_early, mut summary, mut reasons) =
+        verdict(&since_start, holdout, &settings, covered);
+    if let Some(why) = &reshuffled {
+        too_early = true;
+        summary = format!(
+            "No verdict: the universal holdout was changed without a re-randomisation, so users moved \
+             between the arms and the comparison is broken. {why}"
+        );
+        reasons.insert(0, why.clone());
+    }
     let report = ImpactReport {
         format: IMPACT_FORMAT,
         version: IMPACT_VERSION,
@@ -245,6 +283,8 @@ pub async fn evaluate_impact<U: UnitSource, R: ObjectStore>(
             id: holdout.id.clone(),
             share: holdout.share,
             since: holdout.since,
+            randomisation,
+            reshuffled,
             holdout_units: since_start.report.arms.first().map_or(0, |a| a.units),
             served_units: since_start.report.arms.get(1).map_or(0, |a| a.units),
         },
