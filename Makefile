@@ -110,8 +110,23 @@ capacity: $(STAMP) build ## Measure the write path (REES46 and the skewed load) 
 moto-check: $(STAMP)
 	$(PY) infra/check_moto_server.py
 
+# Built once, then run as two halves side by side: the integration tests (tests/, mostly waiting on the
+# moto server, one per test binary) and every other package (mostly Rust on the CPU). Both select the
+# whole workspace, so that cargo unifies the same features and the one build serves both; the first
+# narrows to tests/'s targets by name. Each half's lines carry its name; the target fails when either
+# half does.
+INTEGRATION := checkout-ai-integration-tests
+INTEGRATION_TESTS := $(shell awk '/^\[\[test\]\]/ {t = 1; next} t && /^name/ {gsub(/.*= "|"/, ""); print; t = 0}' tests/Cargo.toml)
 unit-tests: $(STAMP) sam-build
-	CHECKOUT_AI_BOOTSTRAPS=$(SAM_BUILD) cargo test --locked --workspace --no-fail-fast
+	cargo test --locked --workspace --no-run
+	@export CHECKOUT_AI_BOOTSTRAPS=$(SAM_BUILD); \
+	( set -o pipefail; cargo test --locked --workspace --no-fail-fast $(addprefix --test ,$(INTEGRATION_TESTS)) 2>&1 \
+	    | sed -u 's/^/[integration] /' ) & pid=$$!; \
+	( set -o pipefail; cargo test --locked --workspace --exclude $(INTEGRATION) --no-fail-fast 2>&1 \
+	    | sed -u 's/^/[crates] /' ); crates=$$?; \
+	wait $$pid; integration=$$?; \
+	echo "tests: crates exit $$crates, integration exit $$integration"; \
+	test $$crates -eq 0 && test $$integration -eq 0
 
 bench: bench-model bench-decision bench-evaluate bench-ope bench-simulate bench-fraud ## All benchmarks: ingest's pure part, the model and the scorer against scikit-learn, evaluate against gbstats, off-policy evaluation against numpy, the simulators
 	cargo bench --locked -p checkout-ai --bench ingest_pure
