@@ -132,6 +132,7 @@ impl Default for ImpactSettings {
 /// The universal holdout's design: the holdout is the control, everyone else the treatment.
 pub fn impact_design(holdout: &UniversalHoldout, currency: &str) -> Design {
     use crate::event::{HOLDOUT_VARIANT, SERVED_VARIANT};
+    use crate::features::aggregate::ATTRIBUTION_DAYS;
     let metric =
         |name: &str, kind, role, inverse, covariate: Option<&str>, source: String| MetricDef {
             name: name.into(),
@@ -155,7 +156,7 @@ pub fn impact_design(holdout: &UniversalHoldout, currency: &str) -> Design {
             metric("incentive_cost_per_visitor", MetricKind::Mean, Role::Guardrail, true, None,
                 format!("what incentives gave away on orders (the served incentive's logged cost, redeemed \
                          by an order in the same session, or a recovery message's by the user's next order \
-                         within {} days), {currency} minor units per visitor", crate::features::aggregate::ATTRIBUTION_DAYS)),
+                         within {ATTRIBUTION_DAYS} days), {currency} minor units per visitor")),
             metric("margin_per_visitor", MetricKind::Mean, Role::Goal, false, None,
                 format!("order margin (the decision cart's margin ratio, else the assumed ratio) minus \
                          incentive cost, {currency} minor units per visitor")),
