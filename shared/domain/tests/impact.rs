@@ -655,6 +655,17 @@ async fn a_holdout_changed_by_hand_without_a_rerandomisation_gets_no_verdict_unt
             r["holdout"]["randomisation"]["share"], 0.05,
             "the baseline kept"
         );
+        let end = t0() + Duration::days(70) + Duration::hours(hours);
+        let page = String::from_utf8(
+            reports
+                .object(&impact_keys("universal-holdout", end).1)
+                .expect("html"),
+        )
+        .unwrap();
+        assert!(
+            page.contains("<div class=\"banner failed\">No verdict"),
+            "the page says it first"
+        );
     }
     // Re-randomised: a new seed and a new since. The report reads the new randomisation from then on.
     let since = t0() + Duration::days(70) + Duration::hours(3);

@@ -234,7 +234,9 @@ pub fn render_impact(r: &ImpactReport) -> String {
     let _ = write!(
         h,
         "<div class=\"banner {}\">{}</div>\n<ul>",
-        if r.too_early {
+        if r.holdout.reshuffled.is_some() {
+            "failed"
+        } else if r.too_early {
             "warning"
         } else {
             "keep_running"
