@@ -511,8 +511,8 @@ fn an_opposite_cohort_with_a_real_interaction_is_flagged() {
 
 // ----------------------------------------------------------------------------------- impact report
 
-#[tokio::test]
-async fn the_impact_report_reads_the_holdouts_units_and_says_too_early() {
+/// The history, projected by the real updater in one batch.
+async fn projected_history() -> FeatureUpdater<MemoryLog, MemoryFeatureStore> {
     let all: Vec<LogEntry> = history().iter().map(log_entry).collect();
     let u = FeatureUpdater::new(
         MemoryLog::new(25, Faults::default()),
@@ -522,6 +522,12 @@ async fn the_impact_report_reads_the_holdouts_units_and_says_too_early() {
     u.log.put(&refs).await.expect("log put");
     let sessions: Vec<String> = all.iter().map(|e| e.session_id.clone()).collect();
     assert!(u.update(&sessions).await.failed.is_empty());
+    u
+}
+
+#[tokio::test]
+async fn the_impact_report_reads_the_holdouts_units_and_says_too_early() {
+    let u = projected_history().await;
     let reports = MemoryObjectStore::default();
     let holdout = UniversalHoldout::default();
     let end = t0() + Duration::days(70);
@@ -604,15 +610,7 @@ async fn the_impact_report_reads_the_holdouts_units_and_says_too_early() {
 
 #[tokio::test]
 async fn a_holdout_changed_by_hand_without_a_rerandomisation_gets_no_verdict_until_it_is_mended() {
-    let all: Vec<LogEntry> = history().iter().map(log_entry).collect();
-    let u = FeatureUpdater::new(
-        MemoryLog::new(25, Faults::default()),
-        MemoryFeatureStore::default(),
-    );
-    let refs: Vec<&LogEntry> = all.iter().collect();
-    u.log.put(&refs).await.expect("log put");
-    let sessions: Vec<String> = all.iter().map(|e| e.session_id.clone()).collect();
-    assert!(u.update(&sessions).await.failed.is_empty());
+    let u = projected_history().await;
     let reports = MemoryObjectStore::default();
     let run = |holdout: UniversalHoldout, hours: i64| {
         let reports = &reports;
