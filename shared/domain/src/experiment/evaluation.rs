@@ -189,7 +189,7 @@ pub struct UnitFold {
     kind: Kind,
     pub data: DataSummary,
     window_end: DateTime<Utc>,
-    now: i64,
+    now: DateTime<Utc>,
     currency: String,
     /// Units first exposed before this are left out (`exposed_before_window`).
     exposed_from: Option<DateTime<Utc>>,
@@ -317,7 +317,7 @@ impl UnitFold {
                 ..DataSummary::default()
             },
             window_end,
-            now: now.timestamp(),
+            now,
             currency: currency.to_string(),
             exposed_from: None,
             long_run: None,
@@ -420,7 +420,7 @@ impl UnitFold {
             }
         };
         // Retention is enforced on read: DynamoDB's TTL deletion lags.
-        if u.expires_at <= self.now {
+        if u.expires_at <= self.now.timestamp() {
             self.data.exclude("expired");
             return;
         }
@@ -752,7 +752,7 @@ impl UnitFold {
             experiment_id: experiment_id.to_string(),
             recovery: self.kind == Kind::Recovery,
             window_end: self.window_end,
-            now: DateTime::from_timestamp(self.now, 0).unwrap_or(self.window_end),
+            now: self.now,
             currency: self.currency.clone(),
             long_run: self
                 .long_run
@@ -943,18 +943,29 @@ pub async fn evaluate_experiment<U: UnitSource, R: ObjectStore>(
     .await
 }
 
+/// The report at a `latest.json` key, if there is one (`null` when it cannot be read).
+pub(crate) async fn read_latest<R: ObjectStore>(
+    reports: &R,
+    key: &str,
+) -> Result<Option<serde_json::Value>, EvaluationError> {
+    Ok(reports
+        .get(key)
+        .await?
+        .map(|latest| serde_json::from_slice(&latest.bytes).unwrap_or_default()))
+}
+
 /// The units the experiment's latest report counted, if it has one.
 async fn latest_units<R: ObjectStore>(
     reports: &R,
     experiment_id: &str,
 ) -> Result<Option<u64>, EvaluationError> {
-    let Some(latest) = reports.get(&latest_key(experiment_id)).await? else {
-        return Ok(None);
-    };
-    let v: serde_json::Value = serde_json::from_slice(&latest.bytes).unwrap_or_default();
-    Ok(v["arms"]
-        .as_array()
-        .map(|arms| arms.iter().map(|a| a["units"].as_u64().unwrap_or(0)).sum()))
+    Ok(read_latest(reports, &latest_key(experiment_id))
+        .await?
+        .and_then(|v| {
+            v["arms"]
+                .as_array()
+                .map(|arms| arms.iter().map(|a| a["units"].as_u64().unwrap_or(0)).sum())
+        }))
 }
 
 /// [`evaluate_experiment`], reading an experiment whose latest report counted at least

@@ -15,7 +15,8 @@
 //! lasts.
 
 use super::evaluation::{
-    for_each_unit, update_latest, write_report, EvaluationError, ImpactSettings, Outcome, UnitFold,
+    for_each_unit, read_latest, update_latest, write_report, EvaluationError, ImpactSettings,
+    Outcome, UnitFold,
 };
 use super::holdout::UniversalHoldout;
 use crate::ports::{ObjectStore, UnitSource};
@@ -119,6 +120,7 @@ fn verdict(
     holdout: &UniversalHoldout,
     settings: &Settings,
     covered: Duration,
+    reshuffled: Option<&str>,
 ) -> (bool, String, Vec<String>) {
     let units = &since.report.arms;
     let small: Vec<String> = units
@@ -151,6 +153,14 @@ fn verdict(
         }
     }
     let too_early = !small.is_empty() || covered < Duration::days(MIN_DAYS);
+    if let Some(why) = reshuffled {
+        reasons.insert(0, why.to_string());
+        let summary = format!(
+            "No verdict: the universal holdout was changed without a re-randomisation, so users moved \
+             between the arms and the comparison is broken. {why}"
+        );
+        return (true, summary, reasons);
+    }
     let summary = if too_early {
         format!(
             "Too early to say what checkout-ai adds: {} of {} users are held out ({:.0}%), over {days:.1} days. \
@@ -195,12 +205,9 @@ async fn previous_randomisation<R: ObjectStore>(
     reports: &R,
     holdout_id: &str,
 ) -> Result<Option<UniversalHoldout>, EvaluationError> {
-    let Some(latest) = reports.get(&impact_latest_key(holdout_id)).await? else {
-        return Ok(None);
-    };
-    Ok(serde_json::from_slice::<serde_json::Value>(&latest.bytes)
-        .ok()
-        .and_then(|v| serde_json::from_value(v["holdout"]["randomisation"].clone()).ok()))
+    Ok(read_latest(reports, &impact_latest_key(holdout_id))
+        .await?
+        .and_then(|mut v| serde_json::from_value(v["holdout"]["randomisation"].take()).ok()))
 }
 
 /// Writes the impact report of the window ending at `window_end` (once; `latest.json` never goes back).
@@ -266,16 +273,13 @@ pub async fn evaluate_impact<U: UnitSource, R: ObjectStore>(
     let since_start = reading(all, holdout.since);
     let rolling = reading(recent, rolling_from);
     let covered = start.map_or(Duration::zero(), |s| window_end - s);
-    let (mut too_early, mut summary, mut reasons) =
-        verdict(&since_start, holdout, &settings, covered);
-    if let Some(why) = &reshuffled {
-        too_early = true;
-        summary = format!(
-            "No verdict: the universal holdout was changed without a re-randomisation, so users moved \
-             between the arms and the comparison is broken. {why}"
-        );
-        reasons.insert(0, why.clone());
-    }
+    let (too_early, summary, reasons) = verdict(
+        &since_start,
+        holdout,
+        &settings,
+        covered,
+        reshuffled.as_deref(),
+    );
     let report = ImpactReport {
         format: IMPACT_FORMAT,
         version: IMPACT_VERSION,

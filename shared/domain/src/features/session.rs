@@ -536,15 +536,13 @@ fn fold_sorted(
     let items = items.contributions(&s, co_view_window);
     let risk = super::risk::contributions(events, &s.session_id, s.event_count, s.expires_at);
     let reviews = super::review::queue_items(events);
+    if let Some((user, i)) = recovery_incentive {
+        if let Some(c) = users.get_mut(user) {
+            c.recovery_incentives.push(i);
+        }
+    }
     Some(SessionProjection {
-        users: {
-            if let Some((user, i)) = recovery_incentive {
-                if let Some(c) = users.get_mut(user) {
-                    c.recovery_incentives.push(i);
-                }
-            }
-            users.into_values().map(UserContribution::by_day).collect()
-        },
+        users: users.into_values().map(UserContribution::by_day).collect(),
         items,
         pages,
         risk,
